@@ -1,0 +1,234 @@
+//! A tenant's entities (schemas, offers, qualification rules, channels, flows) and its
+//! customer rows, with the create/validate/publish operations on them. It has one
+//! writer (the tenant) and produces immutable `CompiledFlow`s for the read path.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use crate::engine::{self, CompiledFlow};
+use crate::model::flow::{FlowStatus, PublishedVersion};
+use crate::model::rule::RuleStatus;
+use crate::model::{
+    Channel, ChannelSpec, DecisionFlow, FieldError, FlowSpec, Meta, Offer, OfferSpec, QualificationRule, RuleSpec, Schema,
+    SchemaSpec, ValidationError,
+};
+use crate::rules::check::{CheckError, Checker, Literals};
+use crate::rules::json;
+use crate::rules::{Layout, Namespace, Path};
+
+/// Rows of one schema keyed by its unique field. Shared with compiled flows, so a row
+/// loaded after publish is seen by the next decision without recompiling.
+pub type Table = DashMap<Box<str>, crate::model::schema::Row>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("{kind} `{id}` not found")]
+    NotFound { kind: &'static str, id: String },
+    #[error("{0}")]
+    Conflict(String),
+}
+
+fn not_found(kind: &'static str, id: &str) -> CatalogError {
+    CatalogError::NotFound { kind, id: id.to_string() }
+}
+
+#[derive(Default)]
+pub struct Catalog {
+    pub schemas: Vec<Schema>,
+    pub offers: Vec<Offer>,
+    pub rules: Vec<QualificationRule>,
+    pub channels: Vec<Channel>,
+    pub flows: Vec<DecisionFlow>,
+    tables: Vec<Arc<Table>>,
+}
+
+/// How a row load treats an existing key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadMode {
+    /// The platform's `POST …/data`: existing keys are skipped.
+    InsertOrIgnore,
+    /// `PUT …/data`: existing keys are replaced.
+    Upsert,
+}
+
+impl Catalog {
+    pub fn new() -> Catalog {
+        Catalog::default()
+    }
+
+    pub fn add_schema(&mut self, spec: SchemaSpec) -> Result<&Schema, CatalogError> {
+        spec.validate()?;
+        if self.schemas.iter().any(|s| s.spec.name == spec.name) {
+            return Err(CatalogError::Conflict(format!("a schema named `{}` already exists", spec.name)));
+        }
+        self.check_field_types(&spec)?;
+        self.schemas.push(Schema { meta: Meta::new(), spec });
+        self.tables.push(Arc::new(Table::new()));
+        Ok(self.schemas.last().expect("just pushed"))
+    }
+
+    /// `customer.<field>` is one namespace across schemas, so a name must keep one type.
+    fn check_field_types(&self, spec: &SchemaSpec) -> Result<(), ValidationError> {
+        let mut errors = Vec::new();
+        for (i, f) in spec.fields.iter().enumerate() {
+            let clash = self.schemas.iter().flat_map(|s| s.spec.fields.iter().map(move |g| (s, g)));
+            for (s, g) in clash {
+                if g.name == f.name && g.data_type.rule_type() != f.data_type.rule_type() {
+                    errors.push(FieldError::new(
+                        format!("fields[{i}].dataType"),
+                        format!("`{}` is {} in schema `{}`; customer fields must keep one type", f.name, g.data_type.name(), s.spec.name),
+                    ));
+                }
+            }
+        }
+        ValidationError::check(errors)
+    }
+
+    pub fn schema(&self, id: &str) -> Result<(&Schema, &Arc<Table>), CatalogError> {
+        let i = self.schemas.iter().position(|s| s.meta.id == id).ok_or_else(|| not_found("schema", id))?;
+        Ok((&self.schemas[i], &self.tables[i]))
+    }
+
+    /// Loads rows (`rows[i]` errors name the row). All rows are validated before any is
+    /// stored, so a bad row changes nothing. Returns how many rows were written.
+    pub fn load_rows(&mut self, schema_id: &str, rows: &[serde_json::Value], mode: LoadMode) -> Result<usize, CatalogError> {
+        let (schema, table) = self.schema(schema_id)?;
+        if rows.is_empty() {
+            return Err(ValidationError::one("rows", "needs at least one row").into());
+        }
+        let mut parsed = Vec::with_capacity(rows.len());
+        let mut errors = Vec::new();
+        for (i, row) in rows.iter().enumerate() {
+            match schema.parse_row(&format!("rows[{i}]"), row) {
+                Ok(r) => parsed.push(r),
+                Err(ValidationError(e)) => errors.extend(e),
+            }
+        }
+        ValidationError::check(errors)?;
+        let mut written = 0;
+        for (key, row) in parsed {
+            let key: Box<str> = key.into();
+            if mode == LoadMode::InsertOrIgnore && table.contains_key(&key) {
+                continue;
+            }
+            table.insert(key, row);
+            written += 1;
+        }
+        Ok(written)
+    }
+
+    pub fn add_offer(&mut self, spec: OfferSpec) -> Result<&Offer, CatalogError> {
+        spec.validate()?;
+        if self.offers.iter().any(|o| o.spec.name == spec.name) {
+            return Err(CatalogError::Conflict(format!("an offer named `{}` already exists", spec.name)));
+        }
+        self.offers.push(Offer { meta: Meta::new(), spec });
+        Ok(self.offers.last().expect("just pushed"))
+    }
+
+    pub fn add_channel(&mut self, spec: ChannelSpec) -> Result<&Channel, CatalogError> {
+        spec.validate()?;
+        if self.channels.iter().any(|c| c.spec.name == spec.name) {
+            return Err(CatalogError::Conflict(format!("a channel named `{}` already exists", spec.name)));
+        }
+        self.channels.push(Channel { meta: Meta::new(), spec });
+        Ok(self.channels.last().expect("just pushed"))
+    }
+
+    pub fn add_rule(&mut self, spec: RuleSpec) -> Result<&QualificationRule, CatalogError> {
+        let cond = spec.validate()?;
+        let mut errors = Vec::new();
+        self.check_scope(&spec, &mut errors);
+        if let Err(e) = self.check_condition(&cond) {
+            errors.extend(e);
+        }
+        ValidationError::check(errors)?;
+        if self.rules.iter().any(|r| r.spec.name == spec.name) {
+            return Err(CatalogError::Conflict(format!("a qualification rule named `{}` already exists", spec.name)));
+        }
+        self.rules.push(QualificationRule { meta: Meta::new(), spec });
+        Ok(self.rules.last().expect("just pushed"))
+    }
+
+    fn check_scope(&self, spec: &RuleSpec, errors: &mut Vec<FieldError>) {
+        use crate::model::rule::Scope;
+        let id = spec.scope_id.as_deref().unwrap_or_default();
+        let found = match spec.scope {
+            Scope::Offer => self.offers.iter().any(|o| o.meta.id == id || o.spec.name == id),
+            Scope::Channel => self.channels.iter().any(|c| c.meta.id == id || c.spec.name == id),
+            _ => true,
+        };
+        if !found {
+            errors.push(FieldError::new("scopeId", format!("no {} with id `{id}`", spec.scope.name())));
+        }
+    }
+
+    /// Type-checks a JSON condition against the tenant's fields, naming the config key.
+    fn check_condition(&self, cond: &crate::model::rule::AttributeCondition) -> Result<(), Vec<FieldError>> {
+        let expr = json::lower(&cond.attribute, cond.operator, cond.value.as_ref())
+            .map_err(|e| vec![FieldError::new(format!("config.{}", e.field), e.message)])?;
+        let mut layout = self.layout();
+        Checker::new(&mut layout, Literals::Lenient)
+            .check_predicate(&expr)
+            .map(|_| ())
+            .map_err(|errs| errs.iter().map(|e| condition_error("config", e)).collect())
+    }
+
+    /// The slot layout every flow of this tenant starts from: request fields plus every
+    /// customer field of every schema.
+    pub fn layout(&self) -> Layout {
+        let mut layout = Layout::new();
+        for schema in &self.schemas {
+            for f in &schema.spec.fields {
+                layout.declare(Path { ns: Namespace::Customer, name: f.name.clone() }, f.data_type.rule_type());
+            }
+        }
+        layout
+    }
+
+    pub fn add_flow(&mut self, spec: FlowSpec) -> Result<&DecisionFlow, CatalogError> {
+        spec.validate()?;
+        if self.flows.iter().any(|f| f.spec.key == spec.key) {
+            return Err(CatalogError::Conflict(format!("a decision flow with key `{}` already exists", spec.key)));
+        }
+        let flow = DecisionFlow { meta: Meta::new(), spec, status: FlowStatus::Draft, published_versions: Vec::new() };
+        self.flows.push(flow);
+        Ok(self.flows.last().expect("just pushed"))
+    }
+
+    /// Validates and compiles the flow's draft, appends it as the next version, and
+    /// returns the compiled flow for the caller to swap in.
+    pub fn publish(&mut self, flow_id: &str, notes: Option<String>) -> Result<Arc<CompiledFlow>, CatalogError> {
+        let i = self.flows.iter().position(|f| f.meta.id == flow_id).ok_or_else(|| not_found("decision flow", flow_id))?;
+        let draft = self.flows[i].spec.draft_config.clone();
+        let version = self.flows[i].published_versions.len() as u32 + 1;
+        let compiled = engine::compile(self, &self.flows[i], &draft, version)?;
+        let flow = &mut self.flows[i];
+        flow.published_versions.push(PublishedVersion {
+            version,
+            published_at: crate::ids::now_rfc3339(),
+            notes,
+            config_snapshot: draft,
+        });
+        flow.status = FlowStatus::Active;
+        flow.meta.touch();
+        Ok(Arc::new(compiled))
+    }
+
+    pub fn table(&self, schema_index: usize) -> &Arc<Table> {
+        &self.tables[schema_index]
+    }
+
+    pub fn active_rules(&self) -> impl Iterator<Item = &QualificationRule> {
+        self.rules.iter().filter(|r| r.spec.status == RuleStatus::Active)
+    }
+}
+
+/// Maps a checker error on a lowered JSON condition to the config key it is about.
+pub fn condition_error(prefix: &str, e: &CheckError) -> FieldError {
+    let field = if e.code == "E201" { "attribute" } else { "value" };
+    FieldError::new(format!("{prefix}.{field}"), e.to_string())
+}

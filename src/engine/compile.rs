@@ -1,0 +1,420 @@
+//! Compiles a flow's draft plus the tenant catalog into an immutable `CompiledFlow`.
+//! Everything that does not depend on the request is decided here: which offers the
+//! inventory yields, which rules apply to which offer and in what order, which customer
+//! column lands in which slot, and the static part of every offer's score.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::catalog::{condition_error, Catalog, Table};
+use crate::model::flow::{
+    Combinator, EnrichConfig, FilterConfig, InventoryConfig, InventoryScope, QualifyConfig, QualifyMode, ScoreConfig,
+    ScoreMethod, Weights,
+};
+use crate::model::rule::{Scope, DEFAULT_MATCH_MULTIPLIER};
+use crate::model::{DecisionFlow, DraftConfig, FieldError, FlowNode, NodeKind, Offer, Stage, ValidationError};
+use crate::rules::check::{did_you_mean, Checker, Literals};
+use crate::rules::ir::{BinOp, Expr};
+use crate::rules::json::{self, Operator};
+use crate::rules::{BoolFn, Compiler, Layout, Namespace, OfferFacts, Path};
+
+use super::response::MAX_LIMIT;
+use super::score::ScorePlan;
+
+pub type CompileError = ValidationError;
+
+/// A published flow, ready to decide. Immutable and `Send + Sync`: requests share it
+/// through an `Arc` and never lock.
+pub struct CompiledFlow {
+    pub flow_id: Arc<str>,
+    pub key: Arc<str>,
+    pub version: u32,
+    pub(super) layout: Layout,
+    pub(super) consts: Box<[Box<str>]>,
+    pub(super) offers: Box<[CompiledOffer]>,
+    pub(super) steps: Box<[Step]>,
+    pub(super) rules: Box<[CompiledRule]>,
+    /// `plans[0]` is the score node's own; the rest come from channel overrides.
+    pub(super) plans: Box<[ScorePlan]>,
+    pub(super) overrides: Box<[(Box<str>, usize)]>,
+    pub(super) max_candidates: usize,
+    pub(super) holdout_percent: Option<f64>,
+    pub(super) channels: Box<[ChannelInfo]>,
+    /// Request attributes that rules read: name and slot.
+    pub(super) attribute_slots: Box<[(Box<str>, u32)]>,
+    pub(super) score_node: Arc<str>,
+    pub(super) rank_node: Arc<str>,
+}
+
+pub(super) struct CompiledOffer {
+    pub facts: OfferFacts,
+    /// Position of the offer in the tenant's catalog: the key for learned signals.
+    pub ordinal: u32,
+    /// `ScorePlan::static_factor` for each plan.
+    pub static_factors: Box<[f64]>,
+}
+
+pub(super) struct ChannelInfo {
+    pub id: Arc<str>,
+    pub name: Arc<str>,
+    pub kind: Arc<str>,
+}
+
+pub(super) enum Step {
+    Enrich(Box<[EnrichPlan]>),
+    Filter { node: Arc<str>, pred: BoolFn },
+    /// Per offer (by index in `offers`), the rules to run in order.
+    Qualify { node: Arc<str>, lists: Box<[Box<[u32]>]> },
+    /// Contact policies are evaluated by the learning module; with none defined the
+    /// node passes every candidate and reports the counts.
+    ContactPolicy,
+}
+
+pub(super) struct EnrichPlan {
+    pub schema: Arc<str>,
+    pub table: Arc<Table>,
+    /// (column index in the row, slot index)
+    pub copies: Box<[(usize, u32)]>,
+}
+
+pub(super) struct CompiledRule {
+    pub id: Arc<str>,
+    pub name: Arc<str>,
+    pub stage: Stage,
+    /// Score multiplier when a match-stage rule fails.
+    pub multiplier: f64,
+    /// A channel-scoped rule applies only on this channel (index into `channels`).
+    pub channel: Option<usize>,
+    pub pred: BoolFn,
+    /// The JSON condition, for explain output.
+    pub attribute: String,
+    pub operator: Operator,
+    pub expected: Option<serde_json::Value>,
+}
+
+/// Compiles one version of `flow` from `draft`.
+pub fn compile(catalog: &Catalog, flow: &DecisionFlow, draft: &DraftConfig, version: u32) -> Result<CompiledFlow, CompileError> {
+    let nodes = draft.nodes()?;
+    let mut b = Builder { catalog, layout: catalog.layout(), compiler: Compiler::new(), errors: Vec::new() };
+    let channels = channel_infos(catalog);
+    let offers_in = inventory(&mut b, &nodes);
+    let rules = b.rules(&channels);
+    let mut steps = Vec::new();
+    for node in &nodes {
+        let path = format!("draftConfig.nodes[{}].config", node.index);
+        let id: Arc<str> = node.id.as_str().into();
+        match &node.kind {
+            NodeKind::Enrich(c) => steps.push(Step::Enrich(b.enrich(&path, c))),
+            NodeKind::Filter(c) => steps.push(Step::Filter { node: id, pred: b.filter(&path, c) }),
+            NodeKind::Qualify(c) if c.mode != QualifyMode::Skip => {
+                let lists = b.qualify(&path, c, &offers_in, &rules);
+                steps.push(Step::Qualify { node: id, lists });
+            }
+            NodeKind::ContactPolicy(_) => steps.push(Step::ContactPolicy),
+            _ => {}
+        }
+    }
+    let score = nodes.iter().find_map(|n| match &n.kind {
+        NodeKind::Score(c) => Some((n, c)),
+        _ => None,
+    });
+    let (plans, overrides) = score_plans(score.map(|(_, c)| c));
+    let max_candidates = nodes
+        .iter()
+        .find_map(|n| match &n.kind {
+            NodeKind::Rank(c) => Some(c.max_candidates as usize),
+            _ => None,
+        })
+        .unwrap_or(MAX_LIMIT as usize);
+    ValidationError::check(b.errors)?;
+    let offers = offers_in
+        .iter()
+        .map(|&(ordinal, offer)| {
+            let facts = facts(offer);
+            let static_factors = plans.iter().map(|p| p.static_factor(&facts)).collect();
+            CompiledOffer { facts, ordinal, static_factors }
+        })
+        .collect();
+    let attribute_slots = attribute_slots(&b.layout);
+    let experiment = draft.flow_config.experiment.as_ref();
+    Ok(CompiledFlow {
+        flow_id: flow.meta.id.as_str().into(),
+        key: flow.spec.key.as_str().into(),
+        version,
+        consts: b.compiler.into_consts(),
+        layout: b.layout,
+        offers,
+        steps: steps.into(),
+        rules: rules.into_iter().map(|e| e.rule).collect(),
+        plans: plans.into(),
+        overrides: overrides.into(),
+        max_candidates,
+        holdout_percent: experiment.filter(|e| e.enabled && e.holdout_percent > 0.0).map(|e| e.holdout_percent),
+        channels: channels.into(),
+        attribute_slots,
+        score_node: score.map_or("score", |(n, _)| n.id.as_str()).into(),
+        rank_node: nodes
+            .iter()
+            .find(|n| matches!(n.kind, NodeKind::Rank(_)))
+            .map_or("rank", |n| n.id.as_str())
+            .into(),
+    })
+}
+
+/// A compiled rule with the catalog scope it applies to.
+struct RuleEntry {
+    scope: Scope,
+    scope_id: String,
+    rule: CompiledRule,
+}
+
+struct Builder<'c> {
+    catalog: &'c Catalog,
+    layout: Layout,
+    compiler: Compiler,
+    errors: Vec<FieldError>,
+}
+
+fn facts(offer: &Offer) -> OfferFacts {
+    let s = &offer.spec;
+    OfferFacts {
+        id: offer.meta.id.as_str().into(),
+        name: s.name.as_str().into(),
+        category: s.category.as_deref().unwrap_or_default().into(),
+        status: s.status.name().into(),
+        priority: s.priority,
+        business_value: s.business_value,
+        revenue_value: s.revenue_value,
+        margin: s.margin,
+        weight: s.weight,
+        mandatory: s.mandatory,
+    }
+}
+
+fn channel_infos(catalog: &Catalog) -> Vec<ChannelInfo> {
+    let info = |c: &crate::model::Channel| ChannelInfo {
+        id: c.meta.id.as_str().into(),
+        name: c.spec.name.as_str().into(),
+        kind: c.spec.channel_type.name().into(),
+    };
+    catalog.channels.iter().map(info).collect()
+}
+
+/// The inventory node: which offers are candidates, with their catalog ordinals.
+fn inventory<'c>(b: &mut Builder<'c>, nodes: &[FlowNode]) -> Vec<(u32, &'c Offer)> {
+    let Some((index, config)) = nodes.iter().find_map(|n| match &n.kind {
+        NodeKind::Inventory(c) => Some((n.index, c)),
+        _ => None,
+    }) else {
+        return Vec::new();
+    };
+    let path = format!("draftConfig.nodes[{index}].config.offerIds");
+    for (j, id) in config.offer_ids.iter().enumerate() {
+        if !b.catalog.offers.iter().any(|o| &o.meta.id == id) {
+            b.errors.push(FieldError::new(format!("{path}[{j}]"), format!("no offer with id `{id}`")));
+        }
+    }
+    let offers = b.catalog.offers.iter().enumerate();
+    offers.filter(|(_, o)| in_inventory(config, o)).map(|(i, o)| (i as u32, o)).collect()
+}
+
+fn in_inventory(c: &InventoryConfig, o: &Offer) -> bool {
+    if !c.include_statuses.contains(&o.spec.status) {
+        return false;
+    }
+    if !c.offer_ids.is_empty() {
+        return c.offer_ids.contains(&o.meta.id);
+    }
+    match c.scope {
+        InventoryScope::All => true,
+        InventoryScope::Category => o.spec.category.as_ref().is_some_and(|cat| c.category_ids.contains(cat)),
+    }
+}
+
+/// Lowers `attributes.*` slots into a list the decision fills from the request.
+fn attribute_slots(layout: &Layout) -> Box<[(Box<str>, u32)]> {
+    (0..layout.len() as u32)
+        .filter(|&s| layout.slot(s).path.ns == Namespace::Attributes)
+        .map(|s| (layout.slot(s).path.name.as_str().into(), s))
+        .collect()
+}
+
+fn score_plans(config: Option<&ScoreConfig>) -> (Vec<ScorePlan>, Vec<(Box<str>, usize)>) {
+    let Some(c) = config else {
+        let plan = ScorePlan { method: ScoreMethod::PriorityWeighted, weights: Weights::DEFAULT };
+        return (vec![plan], Vec::new());
+    };
+    let base = ScorePlan { method: c.method, weights: c.formula.unwrap_or(Weights::DEFAULT) };
+    let mut plans = vec![base];
+    let mut overrides = Vec::new();
+    for o in &c.overrides {
+        let method = o.method.unwrap_or(if o.formula.is_some() { ScoreMethod::Formula } else { base.method });
+        plans.push(ScorePlan { method, weights: o.formula.unwrap_or(base.weights) });
+        overrides.push((o.value.as_str().into(), plans.len() - 1));
+    }
+    (plans, overrides)
+}
+
+impl Builder<'_> {
+    /// Compiles every active qualification rule once; returns them in evaluation order
+    /// (priority descending, then creation order) with their catalog scope.
+    fn rules(&mut self, channels: &[ChannelInfo]) -> Vec<RuleEntry> {
+        let mut active: Vec<_> = self.catalog.active_rules().filter(|r| r.spec.stage != Stage::Ranking).collect();
+        active.sort_by_key(|r| std::cmp::Reverse(r.spec.priority));
+        let mut out = Vec::with_capacity(active.len());
+        for rule in active {
+            let path = format!("qualification rule `{}` ({})", rule.spec.name, rule.meta.id);
+            let cond = match rule.spec.validate() {
+                Ok(c) => c,
+                Err(ValidationError(e)) => {
+                    self.errors.extend(e.into_iter().map(|e| FieldError::new(format!("{path}.{}", e.path), e.message)));
+                    continue;
+                }
+            };
+            let Some(pred) = self.condition(&path, &cond.attribute, cond.operator, cond.value.as_ref()) else { continue };
+            let scope_id = rule.spec.scope_id.as_deref().unwrap_or_default();
+            let channel = match rule.spec.scope {
+                Scope::Channel => Some(channels.iter().position(|c| &*c.id == scope_id || &*c.name == scope_id).unwrap_or(usize::MAX)),
+                _ => None,
+            };
+            out.push(RuleEntry {
+                scope: rule.spec.scope,
+                scope_id: scope_id.to_string(),
+                rule: CompiledRule {
+                    id: rule.meta.id.as_str().into(),
+                    name: rule.spec.name.as_str().into(),
+                    stage: rule.spec.stage,
+                    multiplier: cond.multiplier.unwrap_or(DEFAULT_MATCH_MULTIPLIER),
+                    channel,
+                    pred,
+                    attribute: cond.attribute,
+                    operator: cond.operator,
+                    expected: cond.value,
+                },
+            });
+        }
+        out
+    }
+
+    /// Lowers, checks and compiles one JSON condition; errors are recorded under `path`.
+    fn condition(&mut self, path: &str, attribute: &str, op: Operator, value: Option<&serde_json::Value>) -> Option<BoolFn> {
+        let expr = match json::lower(attribute, op, value) {
+            Ok(e) => e,
+            Err(e) => {
+                self.errors.push(FieldError::new(format!("{path}.{}", e.field), e.message));
+                return None;
+            }
+        };
+        self.predicate(path, &expr)
+    }
+
+    fn predicate(&mut self, path: &str, expr: &Expr) -> Option<BoolFn> {
+        match Checker::new(&mut self.layout, Literals::Lenient).check_predicate(expr) {
+            Ok(typed) => Some(self.compiler.predicate(&typed)),
+            Err(errs) => {
+                self.errors.extend(errs.iter().map(|e| condition_error(path, e)));
+                None
+            }
+        }
+    }
+
+    fn qualify(&mut self, path: &str, c: &QualifyConfig, offers: &[(u32, &Offer)], rules: &[RuleEntry]) -> Box<[Box<[u32]>]> {
+        if c.mode == QualifyMode::Selected {
+            for (j, id) in c.rule_ids.iter().enumerate() {
+                if !rules.iter().any(|e| &*e.rule.id == id) {
+                    self.errors.push(FieldError::new(format!("{path}.ruleIds[{j}]"), format!("no active qualification rule with id `{id}`")));
+                }
+            }
+        }
+        // Index rules by what they are scoped to, so each offer collects its own in
+        // time proportional to the rules that concern it.
+        let mut everywhere = Vec::new();
+        let mut by_offer: HashMap<&str, Vec<u32>> = HashMap::new();
+        let mut by_category: HashMap<&str, Vec<u32>> = HashMap::new();
+        for (i, e) in rules.iter().enumerate() {
+            if c.mode == QualifyMode::Selected && !c.rule_ids.iter().any(|id| **id == *e.rule.id) {
+                continue;
+            }
+            match e.scope {
+                Scope::Offer => by_offer.entry(&e.scope_id).or_default().push(i as u32),
+                Scope::Category => by_category.entry(&e.scope_id).or_default().push(i as u32),
+                _ => everywhere.push(i as u32),
+            }
+        }
+        let get = |map: &HashMap<&str, Vec<u32>>, key: &str| map.get(key).cloned().unwrap_or_default();
+        offers
+            .iter()
+            .map(|&(_, offer)| {
+                if offer.spec.mandatory {
+                    return Box::default();
+                }
+                let mut list = everywhere.clone();
+                list.extend(get(&by_offer, &offer.meta.id));
+                list.extend(get(&by_offer, &offer.spec.name));
+                if let Some(category) = &offer.spec.category {
+                    list.extend(get(&by_category, category));
+                }
+                // Rule indices are already in priority order.
+                list.sort_unstable();
+                list.dedup();
+                list.into_boxed_slice()
+            })
+            .collect()
+    }
+
+    fn enrich(&mut self, path: &str, c: &EnrichConfig) -> Box<[EnrichPlan]> {
+        let mut plans = Vec::new();
+        for (j, source) in c.sources.iter().enumerate() {
+            let spath = format!("{path}.sources[{j}]");
+            let Ok((schema, table)) = self.catalog.schema(&source.schema_id) else {
+                self.errors.push(FieldError::new(format!("{spath}.schemaId"), format!("no schema with id `{}`", source.schema_id)));
+                continue;
+            };
+            let key = schema.key_field().map(|k| schema.spec.fields[k].name.as_str());
+            if key != Some(source.lookup_key.as_str()) {
+                let msg = match key {
+                    Some(k) => format!("must be the schema's unique field `{k}`, got `{}`", source.lookup_key),
+                    None => format!("schema `{}` has no isUnique field to look customers up by", schema.spec.name),
+                };
+                self.errors.push(FieldError::new(format!("{spath}.lookupKey"), msg));
+            }
+            let all: Vec<&str> = schema.spec.fields.iter().map(|f| f.name.as_str()).collect();
+            let wanted: Vec<&str> = if source.fields.is_empty() { all.clone() } else { source.fields.iter().map(String::as_str).collect() };
+            let mut copies = Vec::new();
+            for (k, name) in wanted.iter().enumerate() {
+                match schema.field_index(name) {
+                    Some(col) => {
+                        let path = Path { ns: Namespace::Customer, name: name.to_string() };
+                        let (slot, _) = self.layout.get(&path).expect("catalog layout declares every schema field");
+                        copies.push((col, slot));
+                    }
+                    None => {
+                        let help = did_you_mean(name, all.iter().copied()).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+                        self.errors.push(FieldError::new(
+                            format!("{spath}.fields[{k}]"),
+                            format!("schema `{}` has no field `{name}`{help}", schema.spec.name),
+                        ));
+                    }
+                }
+            }
+            plans.push(EnrichPlan { schema: schema.spec.name.as_str().into(), table: table.clone(), copies: copies.into() });
+        }
+        plans.into()
+    }
+
+    fn filter(&mut self, path: &str, c: &FilterConfig) -> BoolFn {
+        let op = if c.combinator == Combinator::Or { BinOp::Or } else { BinOp::And };
+        let mut combined: Option<Expr> = None;
+        for (j, cond) in c.conditions.iter().enumerate() {
+            match json::lower(&cond.field, cond.operator, cond.value.as_ref()) {
+                Ok(e) => combined = Some(combined.map_or(e.clone(), |acc| Expr::binary(op, acc, e))),
+                Err(e) => {
+                    let field = if e.field == "attribute" { "field" } else { e.field };
+                    self.errors.push(FieldError::new(format!("{path}.conditions[{j}].{field}"), e.message));
+                }
+            }
+        }
+        let expr = combined.unwrap_or_else(|| Expr::new(crate::rules::ir::ExprKind::Bool(true), crate::rules::Span::NONE));
+        self.predicate(&format!("{path}.conditions"), &expr).unwrap_or_else(|| Box::new(|_| Some(true)))
+    }
+}

@@ -1,0 +1,166 @@
+//! `/recommend` request and response, in the platform's JSON shape.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::model::{FieldError, ValidationError};
+use crate::rules::value::num_to_json;
+
+pub const DEFAULT_LIMIT: u32 = 5;
+pub const MAX_LIMIT: u32 = 50;
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecommendRequest {
+    pub customer_id: String,
+    #[serde(default)]
+    pub channel: Option<String>,
+    #[serde(default)]
+    pub placement: Option<String>,
+    #[serde(default, alias = "maxOffers")]
+    pub limit: Option<u32>,
+    #[serde(default, alias = "blueprintKey")]
+    pub decision_flow_key: Option<String>,
+    /// Request-time attributes, readable by rules as `attributes.<name>`.
+    #[serde(default)]
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub context: Option<serde_json::Value>,
+}
+
+impl RecommendRequest {
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let mut errors = Vec::new();
+        if self.customer_id.trim().is_empty() {
+            errors.push(FieldError::new("customerId", "is required"));
+        } else if self.customer_id.len() > 256 {
+            errors.push(FieldError::new("customerId", "must be at most 256 characters"));
+        }
+        if let Some(limit) = self.limit {
+            if !(1..=MAX_LIMIT).contains(&limit) {
+                errors.push(FieldError::new("limit", format!("must be between 1 and {MAX_LIMIT}, got {limit}")));
+            }
+        }
+        ValidationError::check(errors)
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT) as usize
+    }
+}
+
+/// Serialises integral numbers as integers (`"priority": 80`).
+pub fn as_number<S: Serializer>(n: &f64, s: S) -> Result<S::Ok, S::Error> {
+    num_to_json(*n).serialize(s)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Decision {
+    pub interaction_id: String,
+    pub recommendation_id: String,
+    pub customer_id: String,
+    pub decision_flow_key: Arc<str>,
+    pub decision_flow_version: u32,
+    pub channel: Option<String>,
+    pub count: usize,
+    pub decisions: Vec<OfferDecision>,
+    pub meta: Meta,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub control_group: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<FlowExplanation>,
+    /// For a control-group customer: the offers it would have received. Logged with the
+    /// interaction so control conversions can be attributed; never sent to the client.
+    #[serde(skip)]
+    pub counterfactual: Vec<OfferDecision>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OfferDecision {
+    pub offer_id: Arc<str>,
+    pub offer_name: Arc<str>,
+    pub score: f64,
+    pub rank: u32,
+    #[serde(serialize_with = "as_number")]
+    pub priority: f64,
+    pub personalization: serde_json::Map<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<DecisionExplanation>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Meta {
+    pub total_candidates: usize,
+    pub after_qualification: usize,
+    pub after_suppression: usize,
+    pub after_contact_policy: usize,
+    pub degraded_scoring: bool,
+    /// Inputs a node needed and did not find (no customer row, unknown channel …).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DecisionExplanation {
+    pub ranking_scores: RankingScores,
+}
+
+/// Every factor behind one score (`?explain=true`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RankingScores {
+    pub method: &'static str,
+    pub propensity: f64,
+    pub relevance: f64,
+    pub impact: f64,
+    pub emphasis: f64,
+    pub weights: crate::model::flow::Weights,
+    pub fit_multiplier: f64,
+    pub tau: Option<f64>,
+    pub uplift_factor: f64,
+    pub final_score: f64,
+}
+
+/// Why the other offers are not in the response.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlowExplanation {
+    pub removed: Vec<Removal>,
+    /// Soft (match-stage) rules that lowered an offer's fit multiplier.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub penalties: Vec<Removal>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Removal {
+    pub offer_id: Arc<str>,
+    pub offer_name: Arc<str>,
+    /// The node that removed it (`qual`, `filter-1`, `rank` …).
+    pub node_id: Arc<str>,
+    pub node_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<RuleFailure>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleFailure {
+    pub id: Arc<str>,
+    pub name: Arc<str>,
+    pub stage: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attribute: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actual: Option<serde_json::Value>,
+}

@@ -1,0 +1,171 @@
+//! Score methods. `formula` is PRIE-U:
+//! `P^Wp · R^Wr · I^Wi · E^We · U^Wu × fitMultiplier`, with `U = clamp(1 + τ, 0.01, 2)`.
+//! R, I and E do not depend on the request, so `R^Wr · I^Wi · E^We` is computed per
+//! offer at compile time; a decision pays only for P and U.
+
+use crate::model::flow::{ScoreMethod, Weights};
+use crate::rules::{OfferFacts, Value};
+
+/// Learned signals the score reads. The default knows nothing (P = 0.5, no τ); the
+/// learning module supplies real ones.
+pub trait Signals: Send + Sync {
+    /// Propensity of the offer (by its tenant-wide ordinal) on this channel.
+    fn propensity(&self, offer: &OfferFacts, ordinal: u32, channel: Option<&str>) -> f64;
+    /// The offer's CATE estimate τ for this customer, if there is a signal.
+    fn uplift(&self, offer: &OfferFacts, ordinal: u32, slots: &[Value]) -> Option<f64>;
+}
+
+/// No learning data: propensity 0.5, no uplift signal.
+pub struct NoSignals;
+
+pub const DEFAULT_PROPENSITY: f64 = 0.5;
+
+impl Signals for NoSignals {
+    fn propensity(&self, _: &OfferFacts, _: u32, _: Option<&str>) -> f64 {
+        DEFAULT_PROPENSITY
+    }
+    fn uplift(&self, _: &OfferFacts, _: u32, _: &[Value]) -> Option<f64> {
+        None
+    }
+}
+
+/// One way of scoring: a method and (for `formula`) its weights.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScorePlan {
+    pub method: ScoreMethod,
+    pub weights: Weights,
+}
+
+/// Relevance: 1.0 until a relevance signal exists (SPEC: "1.0 unless a signal applies").
+pub const RELEVANCE: f64 = 1.0;
+
+impl ScorePlan {
+    /// The request-independent part of the score for one offer.
+    pub fn static_factor(&self, offer: &OfferFacts) -> f64 {
+        match self.method {
+            ScoreMethod::PriorityWeighted => (offer.priority / 100.0) * (offer.weight / 100.0),
+            ScoreMethod::Propensity => 1.0,
+            ScoreMethod::Formula => {
+                let w = &self.weights;
+                RELEVANCE.powf(w.relevance_weight)
+                    * impact(offer).powf(w.impact_weight)
+                    * emphasis(offer).powf(w.emphasis_weight)
+            }
+        }
+    }
+
+    /// The full score given the static factor, the learned inputs and the fit multiplier.
+    #[inline]
+    pub fn score(&self, static_factor: f64, propensity: f64, tau: Option<f64>, fit: f64) -> f64 {
+        match self.method {
+            ScoreMethod::PriorityWeighted => static_factor * fit,
+            ScoreMethod::Propensity => propensity * fit,
+            ScoreMethod::Formula => {
+                let w = &self.weights;
+                let p = if w.propensity_weight == 0.0 { 1.0 } else { propensity.powf(w.propensity_weight) };
+                let u = if w.uplift_weight == 0.0 { 1.0 } else { uplift_factor(tau).powf(w.uplift_weight) };
+                p * static_factor * u * fit
+            }
+        }
+    }
+
+    pub fn needs_propensity(&self) -> bool {
+        match self.method {
+            ScoreMethod::PriorityWeighted => false,
+            ScoreMethod::Propensity => true,
+            ScoreMethod::Formula => self.weights.propensity_weight != 0.0,
+        }
+    }
+
+    pub fn needs_uplift(&self) -> bool {
+        self.method == ScoreMethod::Formula && self.weights.uplift_weight != 0.0
+    }
+}
+
+pub fn impact(offer: &OfferFacts) -> f64 {
+    offer.business_value / 100.0
+}
+
+pub fn emphasis(offer: &OfferFacts) -> f64 {
+    offer.priority / 100.0
+}
+
+/// `U = clamp(1 + τ, 0.01, 2)`; τ = 0 without a signal, so U = 1 changes nothing.
+pub fn uplift_factor(tau: Option<f64>) -> f64 {
+    (1.0 + tau.unwrap_or(0.0)).clamp(0.01, 2.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offer(priority: f64, business_value: f64) -> OfferFacts {
+        OfferFacts {
+            id: "o".into(),
+            name: "o".into(),
+            category: "c".into(),
+            status: "active".into(),
+            priority,
+            business_value,
+            revenue_value: None,
+            margin: None,
+            weight: 100.0,
+            mandatory: false,
+        }
+    }
+
+    fn formula(wp: f64, wr: f64, wi: f64, we: f64, wu: f64) -> ScorePlan {
+        let weights = Weights {
+            propensity_weight: wp,
+            relevance_weight: wr,
+            impact_weight: wi,
+            emphasis_weight: we,
+            uplift_weight: wu,
+        };
+        ScorePlan { method: ScoreMethod::Formula, weights }
+    }
+
+    fn close(a: f64, b: f64) {
+        assert!((a - b).abs() < 1e-9, "{a} != {b}");
+    }
+
+    #[test]
+    fn tutorial_card_score_by_hand() {
+        // 0.5^0.4 · 1^0.15 · 0.8^0.35 · 0.8^0.1 = 0.685454285 (computed independently).
+        let plan = formula(0.4, 0.15, 0.35, 0.1, 0.5);
+        let o = offer(80.0, 80.0);
+        let s = plan.score(plan.static_factor(&o), 0.5, None, 1.0);
+        close(s, 0.5f64.powf(0.4) * 0.8f64.powf(0.45));
+        assert!((s - 0.685_454_285).abs() < 1e-9, "{s}");
+    }
+
+    #[test]
+    fn uplift_moves_the_score() {
+        let plan = formula(0.4, 0.15, 0.35, 0.1, 0.5);
+        let o = offer(70.0, 40.0);
+        let base = plan.score(plan.static_factor(&o), 0.5, None, 1.0);
+        close(plan.score(plan.static_factor(&o), 0.5, Some(0.0), 1.0), base);
+        close(plan.score(plan.static_factor(&o), 0.5, Some(0.44), 1.0), base * 1.2);
+        close(plan.score(plan.static_factor(&o), 0.5, Some(-5.0), 1.0), base * 0.1);
+        close(plan.score(plan.static_factor(&o), 0.5, Some(3.0), 1.0), base * 2f64.sqrt());
+    }
+
+    #[test]
+    fn zero_factor_zeroes_unless_its_weight_is_zero() {
+        let o = offer(0.0, 50.0);
+        let plan = formula(0.5, 0.0, 0.5, 0.0, 0.0);
+        close(plan.score(plan.static_factor(&o), 0.5, None, 1.0), 0.5f64.powf(0.5) * 0.5f64.powf(0.5));
+        let plan = formula(0.5, 0.0, 0.4, 0.1, 0.0);
+        close(plan.score(plan.static_factor(&o), 0.5, None, 1.0), 0.0);
+    }
+
+    #[test]
+    fn priority_weighted_and_propensity() {
+        let mut o = offer(80.0, 10.0);
+        o.weight = 50.0;
+        let pw = ScorePlan { method: ScoreMethod::PriorityWeighted, weights: Weights::DEFAULT };
+        close(pw.score(pw.static_factor(&o), 0.9, None, 0.5), 0.8 * 0.5 * 0.5);
+        let pr = ScorePlan { method: ScoreMethod::Propensity, weights: Weights::DEFAULT };
+        close(pr.score(pr.static_factor(&o), 0.3, None, 0.5), 0.15);
+    }
+}

@@ -1,0 +1,20 @@
+//! arbiter — a real-time decisioning runtime ("next best offer").
+//!
+//! Module map (mirrored in ARCHITECTURE.md):
+//! * [`model`] — the JSON entities clients send and arbiter stores (schemas, offers,
+//!   qualification rules, channels, decision flows) and their validation.
+//! * [`rules`] — the one rule IR: expression tree, checker (names → slots, types), and
+//!   the closure compiler every rule runs through.
+//! * [`catalog`] — one tenant's entities and customer rows; publishes flows.
+//! * [`engine`] — compiles a flow into an immutable plan and runs decisions on it.
+//! * [`demo`] — the cross-sell tutorial built in-process (`arbiter demo`).
+//! * [`ids`] — ids, hashing and timestamps.
+
+#![forbid(unsafe_code)]
+
+pub mod catalog;
+pub mod demo;
+pub mod engine;
+pub mod ids;
+pub mod model;
+pub mod rules;
