@@ -1,1 +1,72 @@
-fn main(){}
+//! Benchmarks by phase: predicate evaluation, whole decisions (tutorial, S = 100 offers
+//! × 3 rules, L = 1,000 offers × 3 rules, 20-attribute customer), and compiling L.
+//! Run: `cargo bench --bench decide`.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use arbiter::demo;
+use arbiter::engine::{self, NoSignals};
+use arbiter::rules::json::{lower, Operator};
+use arbiter::rules::{Checker, Compiler, Env, Layout, Literals, Namespace, OfferFacts, Path, Type, Value};
+use criterion::{criterion_group, criterion_main, Criterion};
+
+fn predicate(c: &mut Criterion) {
+    let mut layout = Layout::new();
+    layout.declare(Path { ns: Namespace::Customer, name: "tenureMonths".into() }, Type::Num);
+    layout.declare(Path { ns: Namespace::Customer, name: "tier".into() }, Type::Str);
+    let mut compiler = Compiler::new();
+    let mut compile = |op, value: serde_json::Value, attr: &str| {
+        let expr = lower(attr, op, Some(&value)).unwrap();
+        compiler.predicate(&Checker::new(&mut layout, Literals::Lenient).check_predicate(&expr).unwrap())
+    };
+    let gte = compile(Operator::Gte, serde_json::json!(6), "customer.tenureMonths");
+    let tier_in = compile(Operator::In, serde_json::json!(["premium", "private"]), "customer.tier");
+    let consts = compiler.into_consts();
+    let mut slots = vec![Value::Null; layout.len()];
+    slots[5] = Value::Num(36.0);
+    slots[6] = Value::Str("private".into());
+    let offer = OfferFacts {
+        id: "o".into(),
+        name: "o".into(),
+        category: "c".into(),
+        status: "active".into(),
+        priority: 80.0,
+        business_value: 50.0,
+        revenue_value: None,
+        margin: None,
+        weight: 100.0,
+        mandatory: false,
+    };
+    let env = Env { slots: &slots, offer: &offer, consts: &consts };
+    c.bench_function("predicate/gte", |b| b.iter(|| gte(black_box(&env))));
+    c.bench_function("predicate/in", |b| b.iter(|| tier_in(black_box(&env))));
+}
+
+fn decide(c: &mut Criterion) {
+    let tutorial = demo::tutorial().unwrap();
+    let req = demo::request();
+    c.bench_function("decide/tutorial", |b| b.iter(|| tutorial.flow.decide(black_box(&req), &NoSignals, false)));
+    for (name, offers) in [("decide/S_100x3", 100), ("decide/L_1000x3", 1000)] {
+        let t = demo::synthetic(offers, 3).unwrap();
+        let req = demo::synthetic_request();
+        let d = t.flow.decide(&req, &NoSignals, false);
+        assert_eq!(d.count, 5, "the synthetic customer should fill the top 5");
+        c.bench_function(name, |b| b.iter(|| t.flow.decide(black_box(&req), &NoSignals, false)));
+    }
+}
+
+fn compile(c: &mut Criterion) {
+    let t = demo::synthetic(1000, 3).unwrap();
+    let flow = &t.catalog.flows[0];
+    c.bench_function("compile/L_1000x3", |b| {
+        b.iter(|| engine::compile(&t.catalog, flow, &flow.spec.draft_config, 1).unwrap())
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(50).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    targets = predicate, decide, compile
+}
+criterion_main!(benches);

@@ -10,8 +10,8 @@ use crate::engine::{self, CompiledFlow};
 use crate::model::flow::{FlowStatus, PublishedVersion};
 use crate::model::rule::RuleStatus;
 use crate::model::{
-    Channel, ChannelSpec, DecisionFlow, FieldError, FlowSpec, Meta, Offer, OfferSpec, QualificationRule, RuleSpec, Schema,
-    SchemaSpec, ValidationError,
+    Channel, ChannelSpec, DecisionFlow, FieldError, FlowSpec, Meta, Offer, OfferSpec, QualificationRule, RuleSpec,
+    Schema, SchemaSpec, ValidationError,
 };
 use crate::rules::check::{CheckError, Checker, Literals};
 use crate::rules::json;
@@ -79,7 +79,12 @@ impl Catalog {
                 if g.name == f.name && g.data_type.rule_type() != f.data_type.rule_type() {
                     errors.push(FieldError::new(
                         format!("fields[{i}].dataType"),
-                        format!("`{}` is {} in schema `{}`; customer fields must keep one type", f.name, g.data_type.name(), s.spec.name),
+                        format!(
+                            "`{}` is {} in schema `{}`; customer fields must keep one type",
+                            f.name,
+                            g.data_type.name(),
+                            s.spec.name
+                        ),
                     ));
                 }
             }
@@ -94,7 +99,12 @@ impl Catalog {
 
     /// Loads rows (`rows[i]` errors name the row). All rows are validated before any is
     /// stored, so a bad row changes nothing. Returns how many rows were written.
-    pub fn load_rows(&mut self, schema_id: &str, rows: &[serde_json::Value], mode: LoadMode) -> Result<usize, CatalogError> {
+    pub fn load_rows(
+        &mut self,
+        schema_id: &str,
+        rows: &[serde_json::Value],
+        mode: LoadMode,
+    ) -> Result<usize, CatalogError> {
         let (schema, table) = self.schema(schema_id)?;
         if rows.is_empty() {
             return Err(ValidationError::one("rows", "needs at least one row").into());
@@ -202,7 +212,8 @@ impl Catalog {
     /// Validates and compiles the flow's draft, appends it as the next version, and
     /// returns the compiled flow for the caller to swap in.
     pub fn publish(&mut self, flow_id: &str, notes: Option<String>) -> Result<Arc<CompiledFlow>, CatalogError> {
-        let i = self.flows.iter().position(|f| f.meta.id == flow_id).ok_or_else(|| not_found("decision flow", flow_id))?;
+        let i =
+            self.flows.iter().position(|f| f.meta.id == flow_id).ok_or_else(|| not_found("decision flow", flow_id))?;
         let draft = self.flows[i].spec.draft_config.clone();
         let version = self.flows[i].published_versions.len() as u32 + 1;
         let compiled = engine::compile(self, &self.flows[i], &draft, version)?;

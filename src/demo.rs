@@ -45,15 +45,42 @@ pub const OFFERS: [&str; 4] = [
 
 /// The nine qualification rules: (offer index into `OFFERS`, body with `$OFFER`).
 pub const RULES: [(usize, &str); 9] = [
-    (0, r#"{ "name": "Savings — has checking", "ruleType": "attribute_condition", "scope": "offer", "scopeId": "$OFFER", "stage": "eligibility", "config": { "attribute": "customer.hasChecking", "operator": "eq", "value": true } }"#),
-    (0, r#"{ "name": "Savings — no savings yet", "ruleType": "attribute_condition", "scope": "offer", "scopeId": "$OFFER", "stage": "eligibility", "config": { "attribute": "customer.hasSavings", "operator": "eq", "value": false } }"#),
-    (1, r#"{ "name": "Card — no card yet", "ruleType": "attribute_condition", "scope": "offer", "scopeId": "$OFFER", "stage": "eligibility", "config": { "attribute": "customer.hasCreditCard", "operator": "eq", "value": false } }"#),
-    (1, r#"{ "name": "Card — tenure >= 6mo", "ruleType": "attribute_condition", "scope": "offer", "scopeId": "$OFFER", "stage": "eligibility", "config": { "attribute": "customer.tenureMonths", "operator": "gte", "value": 6 } }"#),
-    (2, r#"{ "name": "Wealth — no brokerage yet", "ruleType": "attribute_condition", "scope": "offer", "scopeId": "$OFFER", "stage": "eligibility", "config": { "attribute": "customer.hasBrokerage", "operator": "eq", "value": false } }"#),
-    (2, r#"{ "name": "Wealth — premium tier", "ruleType": "attribute_condition", "scope": "offer", "scopeId": "$OFFER", "stage": "eligibility", "config": { "attribute": "customer.tier", "operator": "in", "value": ["premium", "private"] } }"#),
-    (2, r#"{ "name": "Wealth — balance >= 50k", "ruleType": "attribute_condition", "scope": "offer", "scopeId": "$OFFER", "stage": "eligibility", "config": { "attribute": "customer.avgMonthlyBalance", "operator": "gte", "value": 50000 } }"#),
-    (3, r#"{ "name": "Mortgage — none yet", "ruleType": "attribute_condition", "scope": "offer", "scopeId": "$OFFER", "stage": "eligibility", "config": { "attribute": "customer.hasMortgage", "operator": "eq", "value": false } }"#),
-    (3, r#"{ "name": "Mortgage — tenure >= 24mo", "ruleType": "attribute_condition", "scope": "offer", "scopeId": "$OFFER", "stage": "eligibility", "config": { "attribute": "customer.tenureMonths", "operator": "gte", "value": 24 } }"#),
+    (
+        0,
+        r#"{ "name": "Savings — has checking", "ruleType": "attribute_condition", "scope": "offer", "scopeId": "$OFFER", "stage": "eligibility", "config": { "attribute": "customer.hasChecking", "operator": "eq", "value": true } }"#,
+    ),
+    (
+        0,
+        r#"{ "name": "Savings — no savings yet", "ruleType": "attribute_condition", "scope": "offer", "scopeId": "$OFFER", "stage": "eligibility", "config": { "attribute": "customer.hasSavings", "operator": "eq", "value": false } }"#,
+    ),
+    (
+        1,
+        r#"{ "name": "Card — no card yet", "ruleType": "attribute_condition", "scope": "offer", "scopeId": "$OFFER", "stage": "eligibility", "config": { "attribute": "customer.hasCreditCard", "operator": "eq", "value": false } }"#,
+    ),
+    (
+        1,
+        r#"{ "name": "Card — tenure >= 6mo", "ruleType": "attribute_condition", "scope": "offer", "scopeId": "$OFFER", "stage": "eligibility", "config": { "attribute": "customer.tenureMonths", "operator": "gte", "value": 6 } }"#,
+    ),
+    (
+        2,
+        r#"{ "name": "Wealth — no brokerage yet", "ruleType": "attribute_condition", "scope": "offer", "scopeId": "$OFFER", "stage": "eligibility", "config": { "attribute": "customer.hasBrokerage", "operator": "eq", "value": false } }"#,
+    ),
+    (
+        2,
+        r#"{ "name": "Wealth — premium tier", "ruleType": "attribute_condition", "scope": "offer", "scopeId": "$OFFER", "stage": "eligibility", "config": { "attribute": "customer.tier", "operator": "in", "value": ["premium", "private"] } }"#,
+    ),
+    (
+        2,
+        r#"{ "name": "Wealth — balance >= 50k", "ruleType": "attribute_condition", "scope": "offer", "scopeId": "$OFFER", "stage": "eligibility", "config": { "attribute": "customer.avgMonthlyBalance", "operator": "gte", "value": 50000 } }"#,
+    ),
+    (
+        3,
+        r#"{ "name": "Mortgage — none yet", "ruleType": "attribute_condition", "scope": "offer", "scopeId": "$OFFER", "stage": "eligibility", "config": { "attribute": "customer.hasMortgage", "operator": "eq", "value": false } }"#,
+    ),
+    (
+        3,
+        r#"{ "name": "Mortgage — tenure >= 24mo", "ruleType": "attribute_condition", "scope": "offer", "scopeId": "$OFFER", "stage": "eligibility", "config": { "attribute": "customer.tenureMonths", "operator": "gte", "value": 24 } }"#,
+    ),
 ];
 
 pub const CHANNELS: [&str; 3] = ["email", "in_app", "branch"];
@@ -139,4 +166,75 @@ pub fn tutorial() -> Result<Tutorial, CatalogError> {
 pub fn request() -> RecommendRequest {
     parse_json(br#"{ "customerId": "cust_42", "channel": "in_app", "decisionFlowKey": "cross-sell" }"#)
         .expect("tutorial request parses")
+}
+
+/// A generated tenant for benchmarks and tests: `offers` active offers in 10
+/// categories, `rules_per_offer` offer-scoped eligibility rules each (a numeric
+/// threshold, a boolean, a tier list, cycling), a 20-field customer schema and one
+/// customer row (`bench_customer`) that passes roughly half of the offers.
+pub fn synthetic(offers: usize, rules_per_offer: usize) -> Result<Tutorial, CatalogError> {
+    let mut catalog = Catalog::new();
+    let mut fields = vec![serde_json::json!({"name": "customer_id", "dataType": "varchar", "isUnique": true})];
+    for i in 0..19 {
+        let ty = ["integer", "decimal", "boolean", "varchar"][i % 4];
+        fields.push(serde_json::json!({"name": format!("f{i}"), "dataType": ty}));
+    }
+    let schema = serde_json::json!({"name": "customer", "fields": fields});
+    let schema_id = catalog.add_schema(serde_json::from_value(schema).expect("schema"))?.meta.id.clone();
+    let mut row = serde_json::Map::new();
+    row.insert("customer_id".into(), "bench_customer".into());
+    for i in 0..19 {
+        let v = match i % 4 {
+            0 => serde_json::json!(50),
+            1 => serde_json::json!(1234.5),
+            2 => serde_json::json!(i % 8 == 2),
+            _ => serde_json::json!("gold"),
+        };
+        row.insert(format!("f{i}"), v);
+    }
+    catalog.load_rows(&schema_id, &[serde_json::Value::Object(row)], LoadMode::Upsert)?;
+    let mut offer_ids = Vec::with_capacity(offers);
+    for i in 0..offers {
+        let body = serde_json::json!({
+            "name": format!("Offer {i:04}"), "status": "active", "category": format!("cat-{}", i % 10),
+            "priority": 10 + (i * 37) % 90, "businessValue": 5 + (i * 53) % 95
+        });
+        offer_ids.push(catalog.add_offer(serde_json::from_value(body).expect("offer"))?.meta.id.clone());
+    }
+    for (i, id) in offer_ids.iter().enumerate() {
+        for r in 0..rules_per_offer {
+            let config = match (i + r) % 3 {
+                0 => {
+                    serde_json::json!({"attribute": format!("customer.f{}", 4 * (r % 5)), "operator": "gte", "value": (i % 100) as f64})
+                }
+                1 => {
+                    serde_json::json!({"attribute": format!("customer.f{}", 4 * (r % 4) + 2), "operator": "eq", "value": r % 2 == 0})
+                }
+                _ => {
+                    serde_json::json!({"attribute": format!("customer.f{}", 4 * (r % 4) + 3), "operator": "in", "value": ["gold", "platinum"]})
+                }
+            };
+            let body = serde_json::json!({
+                "name": format!("rule {i}-{r}"), "ruleType": "attribute_condition", "scope": "offer",
+                "scopeId": id, "stage": "eligibility", "config": config
+            });
+            catalog.add_rule(serde_json::from_value(body).expect("rule"))?;
+        }
+    }
+    for name in CHANNELS {
+        catalog.add_channel(parse_json(channel_body(name).as_bytes())?)?;
+    }
+    let flow = FLOW.replace("$SCHEMA_ID", &schema_id).replace("cross-sell", "synthetic");
+    let mut flow: serde_json::Value = serde_json::from_str(&flow).expect("flow");
+    // Load every field, and no holdout so every benchmark request is a treated decision.
+    flow["draftConfig"]["nodes"][1]["config"]["sources"][0]["fields"] = serde_json::json!([]);
+    flow["draftConfig"]["flowConfig"] = serde_json::json!({});
+    let flow_id = catalog.add_flow(serde_json::from_value(flow).expect("flow"))?.meta.id.clone();
+    let flow = catalog.publish(&flow_id, None)?;
+    Ok(Tutorial { catalog, schema_id, offer_ids, flow_id, flow })
+}
+
+/// The request the synthetic tenant is benchmarked with.
+pub fn synthetic_request() -> RecommendRequest {
+    RecommendRequest { customer_id: "bench_customer".into(), channel: Some("in_app".into()), ..Default::default() }
 }

@@ -62,9 +62,15 @@ pub(super) struct ChannelInfo {
 
 pub(super) enum Step {
     Enrich(Box<[EnrichPlan]>),
-    Filter { node: Arc<str>, pred: BoolFn },
+    Filter {
+        node: Arc<str>,
+        pred: BoolFn,
+    },
     /// Per offer (by index in `offers`), the rules to run in order.
-    Qualify { node: Arc<str>, lists: Box<[Box<[u32]>]> },
+    Qualify {
+        node: Arc<str>,
+        lists: Box<[Box<[u32]>]>,
+    },
     /// Contact policies are evaluated by the learning module; with none defined the
     /// node passes every candidate and reports the counts.
     ContactPolicy,
@@ -93,7 +99,12 @@ pub(super) struct CompiledRule {
 }
 
 /// Compiles one version of `flow` from `draft`.
-pub fn compile(catalog: &Catalog, flow: &DecisionFlow, draft: &DraftConfig, version: u32) -> Result<CompiledFlow, CompileError> {
+pub fn compile(
+    catalog: &Catalog,
+    flow: &DecisionFlow,
+    draft: &DraftConfig,
+    version: u32,
+) -> Result<CompiledFlow, CompileError> {
     let nodes = draft.nodes()?;
     let mut b = Builder { catalog, layout: catalog.layout(), compiler: Compiler::new(), errors: Vec::new() };
     let channels = channel_infos(catalog);
@@ -153,11 +164,7 @@ pub fn compile(catalog: &Catalog, flow: &DecisionFlow, draft: &DraftConfig, vers
         channels: channels.into(),
         attribute_slots,
         score_node: score.map_or("score", |(n, _)| n.id.as_str()).into(),
-        rank_node: nodes
-            .iter()
-            .find(|n| matches!(n.kind, NodeKind::Rank(_)))
-            .map_or("rank", |n| n.id.as_str())
-            .into(),
+        rank_node: nodes.iter().find(|n| matches!(n.kind, NodeKind::Rank(_))).map_or("rank", |n| n.id.as_str()).into(),
     })
 }
 
@@ -271,10 +278,14 @@ impl Builder<'_> {
                     continue;
                 }
             };
-            let Some(pred) = self.condition(&path, &cond.attribute, cond.operator, cond.value.as_ref()) else { continue };
+            let Some(pred) = self.condition(&path, &cond.attribute, cond.operator, cond.value.as_ref()) else {
+                continue;
+            };
             let scope_id = rule.spec.scope_id.as_deref().unwrap_or_default();
             let channel = match rule.spec.scope {
-                Scope::Channel => Some(channels.iter().position(|c| &*c.id == scope_id || &*c.name == scope_id).unwrap_or(usize::MAX)),
+                Scope::Channel => {
+                    Some(channels.iter().position(|c| &*c.id == scope_id || &*c.name == scope_id).unwrap_or(usize::MAX))
+                }
                 _ => None,
             };
             out.push(RuleEntry {
@@ -297,7 +308,13 @@ impl Builder<'_> {
     }
 
     /// Lowers, checks and compiles one JSON condition; errors are recorded under `path`.
-    fn condition(&mut self, path: &str, attribute: &str, op: Operator, value: Option<&serde_json::Value>) -> Option<BoolFn> {
+    fn condition(
+        &mut self,
+        path: &str,
+        attribute: &str,
+        op: Operator,
+        value: Option<&serde_json::Value>,
+    ) -> Option<BoolFn> {
         let expr = match json::lower(attribute, op, value) {
             Ok(e) => e,
             Err(e) => {
@@ -318,11 +335,20 @@ impl Builder<'_> {
         }
     }
 
-    fn qualify(&mut self, path: &str, c: &QualifyConfig, offers: &[(u32, &Offer)], rules: &[RuleEntry]) -> Box<[Box<[u32]>]> {
+    fn qualify(
+        &mut self,
+        path: &str,
+        c: &QualifyConfig,
+        offers: &[(u32, &Offer)],
+        rules: &[RuleEntry],
+    ) -> Box<[Box<[u32]>]> {
         if c.mode == QualifyMode::Selected {
             for (j, id) in c.rule_ids.iter().enumerate() {
                 if !rules.iter().any(|e| &*e.rule.id == id) {
-                    self.errors.push(FieldError::new(format!("{path}.ruleIds[{j}]"), format!("no active qualification rule with id `{id}`")));
+                    self.errors.push(FieldError::new(
+                        format!("{path}.ruleIds[{j}]"),
+                        format!("no active qualification rule with id `{id}`"),
+                    ));
                 }
             }
         }
@@ -367,7 +393,10 @@ impl Builder<'_> {
         for (j, source) in c.sources.iter().enumerate() {
             let spath = format!("{path}.sources[{j}]");
             let Ok((schema, table)) = self.catalog.schema(&source.schema_id) else {
-                self.errors.push(FieldError::new(format!("{spath}.schemaId"), format!("no schema with id `{}`", source.schema_id)));
+                self.errors.push(FieldError::new(
+                    format!("{spath}.schemaId"),
+                    format!("no schema with id `{}`", source.schema_id),
+                ));
                 continue;
             };
             let key = schema.key_field().map(|k| schema.spec.fields[k].name.as_str());
@@ -379,7 +408,8 @@ impl Builder<'_> {
                 self.errors.push(FieldError::new(format!("{spath}.lookupKey"), msg));
             }
             let all: Vec<&str> = schema.spec.fields.iter().map(|f| f.name.as_str()).collect();
-            let wanted: Vec<&str> = if source.fields.is_empty() { all.clone() } else { source.fields.iter().map(String::as_str).collect() };
+            let wanted: Vec<&str> =
+                if source.fields.is_empty() { all.clone() } else { source.fields.iter().map(String::as_str).collect() };
             let mut copies = Vec::new();
             for (k, name) in wanted.iter().enumerate() {
                 match schema.field_index(name) {
@@ -389,7 +419,9 @@ impl Builder<'_> {
                         copies.push((col, slot));
                     }
                     None => {
-                        let help = did_you_mean(name, all.iter().copied()).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+                        let help = did_you_mean(name, all.iter().copied())
+                            .map(|s| format!(" (did you mean `{s}`?)"))
+                            .unwrap_or_default();
                         self.errors.push(FieldError::new(
                             format!("{spath}.fields[{k}]"),
                             format!("schema `{}` has no field `{name}`{help}", schema.spec.name),
@@ -397,7 +429,11 @@ impl Builder<'_> {
                     }
                 }
             }
-            plans.push(EnrichPlan { schema: schema.spec.name.as_str().into(), table: table.clone(), copies: copies.into() });
+            plans.push(EnrichPlan {
+                schema: schema.spec.name.as_str().into(),
+                table: table.clone(),
+                copies: copies.into(),
+            });
         }
         plans.into()
     }
@@ -414,7 +450,20 @@ impl Builder<'_> {
                 }
             }
         }
-        let expr = combined.unwrap_or_else(|| Expr::new(crate::rules::ir::ExprKind::Bool(true), crate::rules::Span::NONE));
+        let expr =
+            combined.unwrap_or_else(|| Expr::new(crate::rules::ir::ExprKind::Bool(true), crate::rules::Span::NONE));
         self.predicate(&format!("{path}.conditions"), &expr).unwrap_or_else(|| Box::new(|_| Some(true)))
+    }
+}
+
+impl std::fmt::Debug for CompiledFlow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledFlow")
+            .field("key", &self.key)
+            .field("version", &self.version)
+            .field("offers", &self.offers.len())
+            .field("rules", &self.rules.len())
+            .field("slots", &self.layout.len())
+            .finish_non_exhaustive()
     }
 }

@@ -125,7 +125,9 @@ impl<'f> Frame<'f> {
                     slots[SLOT_CHANNEL_NAME as usize] = Value::Str(flow.channels[c].name.clone());
                     slots[SLOT_CHANNEL_TYPE as usize] = Value::Str(flow.channels[c].kind.clone());
                 }
-                None => warnings.push(format!("unknown channel `{requested}`: channel rules and overrides do not apply")),
+                None => {
+                    warnings.push(format!("unknown channel `{requested}`: channel rules and overrides do not apply"))
+                }
             }
         }
         if let Some(p) = &req.placement {
@@ -235,7 +237,11 @@ impl<'f> Frame<'f> {
         let channel = self.channel_name();
         for c in cands.iter_mut() {
             let offer = &flow.offers[c.offer as usize];
-            let p = if plan.needs_propensity() { signals.propensity(&offer.facts, offer.ordinal, channel) } else { DEFAULT_PROPENSITY };
+            let p = if plan.needs_propensity() {
+                signals.propensity(&offer.facts, offer.ordinal, channel)
+            } else {
+                DEFAULT_PROPENSITY
+            };
             let tau = if plan.needs_uplift() { signals.uplift(&offer.facts, offer.ordinal, &self.slots) } else { None };
             c.score = plan.score(offer.static_factors[idx], p, tau, c.fit);
         }
@@ -260,7 +266,7 @@ impl<'f> Frame<'f> {
     }
 
     /// Top N by score; ties go to the higher priority, then the smaller offer id.
-    fn rank(&mut self, limit: usize, cands: &mut Vec<Candidate>) -> Vec<Candidate> {
+    fn rank(&mut self, limit: usize, cands: &mut [Candidate]) -> Vec<Candidate> {
         let flow = self.flow;
         let order = |a: &Candidate, b: &Candidate| -> Ordering {
             let (oa, ob) = (&flow.offers[a.offer as usize].facts, &flow.offers[b.offer as usize].facts);
@@ -282,7 +288,13 @@ impl<'f> Frame<'f> {
         top
     }
 
-    fn shape(&self, (_, plan): (usize, &ScorePlan), signals: &dyn Signals, ranked: Vec<Candidate>, explain: bool) -> Vec<OfferDecision> {
+    fn shape(
+        &self,
+        (_, plan): (usize, &ScorePlan),
+        signals: &dyn Signals,
+        ranked: Vec<Candidate>,
+        explain: bool,
+    ) -> Vec<OfferDecision> {
         let flow = self.flow;
         let ranked = ranked.into_iter().enumerate();
         ranked
@@ -301,7 +313,13 @@ impl<'f> Frame<'f> {
             .collect()
     }
 
-    fn ranking_scores(&self, plan: &ScorePlan, signals: &dyn Signals, offer: &CompiledOffer, c: Candidate) -> DecisionExplanation {
+    fn ranking_scores(
+        &self,
+        plan: &ScorePlan,
+        signals: &dyn Signals,
+        offer: &CompiledOffer,
+        c: Candidate,
+    ) -> DecisionExplanation {
         let propensity = signals.propensity(&offer.facts, offer.ordinal, self.channel_name());
         let tau = signals.uplift(&offer.facts, offer.ordinal, &self.slots);
         DecisionExplanation {
@@ -325,7 +343,13 @@ impl<'f> Frame<'f> {
     }
 }
 
-fn removal(offer: &CompiledOffer, node: &Arc<str>, node_type: &'static str, rule: Option<RuleFailure>, reason: String) -> Removal {
+fn removal(
+    offer: &CompiledOffer,
+    node: &Arc<str>,
+    node_type: &'static str,
+    rule: Option<RuleFailure>,
+    reason: String,
+) -> Removal {
     Removal {
         offer_id: offer.facts.id.clone(),
         offer_name: offer.facts.name.clone(),

@@ -63,7 +63,11 @@ impl ScorePlan {
             ScoreMethod::Formula => {
                 let w = &self.weights;
                 let p = if w.propensity_weight == 0.0 { 1.0 } else { propensity.powf(w.propensity_weight) };
-                let u = if w.uplift_weight == 0.0 { 1.0 } else { uplift_factor(tau).powf(w.uplift_weight) };
+                // No τ means U = 1, and 1^Wu = 1: skip the pow.
+                let u = match tau {
+                    Some(_) if w.uplift_weight != 0.0 => uplift_factor(tau).powf(w.uplift_weight),
+                    _ => 1.0,
+                };
                 p * static_factor * u * fit
             }
         }

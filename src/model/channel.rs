@@ -119,7 +119,8 @@ mod tests {
 
     #[test]
     fn tutorial_channel_parses() {
-        let spec: ChannelSpec = parse_json(br#"{ "name": "in_app", "status": "active", "couplingMode": "partial" }"#).unwrap();
+        let spec: ChannelSpec =
+            parse_json(br#"{ "name": "in_app", "status": "active", "couplingMode": "partial" }"#).unwrap();
         assert_eq!(spec.channel_type, ChannelType::Email);
         assert!(spec.validate().is_ok());
     }

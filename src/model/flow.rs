@@ -253,7 +253,10 @@ impl Weights {
         if (sum - 1.0).abs() > 1e-6 {
             errors.push(FieldError::new(
                 path,
-                format!("propensityWeight+relevanceWeight+impactWeight+emphasisWeight must be 1.0, got {}", round6(sum)),
+                format!(
+                    "propensityWeight+relevanceWeight+impactWeight+emphasisWeight must be 1.0, got {}",
+                    round6(sum)
+                ),
             ));
         }
     }
@@ -328,9 +331,18 @@ pub struct ResponseConfig {
 }
 
 /// Node types of the platform that arbiter does not run yet: refused by name.
-const NOT_YET: [&str; 8] =
-    ["match_creatives", "conditional", "call_flow", "optimize", "group", "compute", "set_properties", "extension_point"];
-const SUPPORTED: [&str; 8] = ["inventory", "enrich", "filter", "qualify", "contact_policy", "score", "rank", "response"];
+const NOT_YET: [&str; 8] = [
+    "match_creatives",
+    "conditional",
+    "call_flow",
+    "optimize",
+    "group",
+    "compute",
+    "set_properties",
+    "extension_point",
+];
+const SUPPORTED: [&str; 8] =
+    ["inventory", "enrich", "filter", "qualify", "contact_policy", "score", "rank", "response"];
 
 impl FlowSpec {
     pub fn validate(&self) -> Result<Vec<FlowNode>, ValidationError> {
@@ -363,7 +375,10 @@ impl DraftConfig {
                 Err(ValidationError(e)) => errors.extend(e),
             }
             if self.nodes[..i].iter().any(|n| n.id == spec.id) {
-                errors.push(FieldError::new(format!("draftConfig.nodes[{i}].id"), format!("duplicate node id `{}`", spec.id)));
+                errors.push(FieldError::new(
+                    format!("draftConfig.nodes[{i}].id"),
+                    format!("duplicate node id `{}`", spec.id),
+                ));
             }
         }
         nodes.sort_by_key(|(pos, n)| (n.phase, *pos, n.index));
@@ -424,7 +439,9 @@ fn parse_node(i: usize, spec: &NodeSpec) -> Result<FlowNode, ValidationError> {
 
 fn validate_config(path: &str, kind: &NodeKind, errors: &mut Vec<FieldError>) {
     match kind {
-        NodeKind::Inventory(c) if c.scope == InventoryScope::Category && c.category_ids.is_empty() && c.offer_ids.is_empty() => {
+        NodeKind::Inventory(c)
+            if c.scope == InventoryScope::Category && c.category_ids.is_empty() && c.offer_ids.is_empty() =>
+        {
             errors.push(FieldError::new(format!("{path}.categoryIds"), "is required when scope is \"category\""));
         }
         NodeKind::Enrich(c) if c.sources.is_empty() => {
@@ -438,7 +455,10 @@ fn validate_config(path: &str, kind: &NodeKind, errors: &mut Vec<FieldError>) {
         }
         NodeKind::Score(c) => validate_score(path, c, errors),
         NodeKind::Rank(c) if !(1..=1000).contains(&c.max_candidates) => {
-            errors.push(FieldError::new(format!("{path}.maxCandidates"), format!("must be between 1 and 1000, got {}", c.max_candidates)));
+            errors.push(FieldError::new(
+                format!("{path}.maxCandidates"),
+                format!("must be between 1 and 1000, got {}", c.max_candidates),
+            ));
         }
         _ => {}
     }
@@ -464,9 +484,13 @@ fn check_shape(nodes: &[FlowNode], errors: &mut Vec<FieldError>) {
     let count = |f: fn(&NodeKind) -> bool| nodes.iter().filter(|n| f(&n.kind)).count();
     let inventories = count(|k| matches!(k, NodeKind::Inventory(_)));
     if inventories != 1 {
-        errors.push(FieldError::new("draftConfig.nodes", format!("needs exactly one inventory node, found {inventories}")));
+        errors.push(FieldError::new(
+            "draftConfig.nodes",
+            format!("needs exactly one inventory node, found {inventories}"),
+        ));
     } else if !matches!(nodes.first().map(|n| &n.kind), Some(NodeKind::Inventory(_))) {
-        errors.push(FieldError::new("draftConfig.nodes", "the inventory node must run first (phase 1, lowest position)"));
+        errors
+            .push(FieldError::new("draftConfig.nodes", "the inventory node must run first (phase 1, lowest position)"));
     }
     for (name, f) in [
         ("score", (|k| matches!(k, NodeKind::Score(_))) as fn(&NodeKind) -> bool),
@@ -517,8 +541,10 @@ mod tests {
     use serde_json::json;
 
     fn flow(nodes: serde_json::Value) -> FlowSpec {
-        parse_json(json!({"key": "k", "name": "n", "draftConfig": {"version": 2, "nodes": nodes}}).to_string().as_bytes())
-            .unwrap()
+        parse_json(
+            json!({"key": "k", "name": "n", "draftConfig": {"version": 2, "nodes": nodes}}).to_string().as_bytes(),
+        )
+        .unwrap()
     }
 
     fn inv() -> serde_json::Value {
@@ -552,7 +578,10 @@ mod tests {
 
     #[test]
     fn bad_enum_inside_config_has_full_path() {
-        let err = flow(json!([inv(), {"id":"s","type":"score","config":{"method":"magic"}}])).validate().unwrap_err().to_string();
+        let err = flow(json!([inv(), {"id":"s","type":"score","config":{"method":"magic"}}]))
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("draftConfig.nodes[1].config.method: unknown variant `magic`"), "{err}");
     }
 

@@ -101,7 +101,10 @@ impl SchemaSpec {
             let ident = f.name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                 && f.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !ident {
-                errors.push(FieldError::new(path, format!("`{}` must be letters, digits and _ (not starting with a digit)", f.name)));
+                errors.push(FieldError::new(
+                    path,
+                    format!("`{}` must be letters, digits and _ (not starting with a digit)", f.name),
+                ));
             } else if self.fields[..i].iter().any(|g| g.name == f.name) {
                 errors.push(FieldError::new(path, format!("duplicate field `{}`", f.name)));
             }
@@ -145,7 +148,10 @@ impl Schema {
         let mut errors = Vec::new();
         for name in map.keys() {
             if self.field_index(name).is_none() {
-                errors.push(FieldError::new(format!("{prefix}.{name}"), format!("unknown column for schema `{}`", self.spec.name)));
+                errors.push(FieldError::new(
+                    format!("{prefix}.{name}"),
+                    format!("unknown column for schema `{}`", self.spec.name),
+                ));
             }
         }
         let mut values = Vec::with_capacity(self.spec.fields.len());
@@ -243,9 +249,8 @@ mod tests {
 
     #[test]
     fn names_unknown_columns_and_wrong_types() {
-        let err = schema()
-            .parse_row("rows[3]", &json!({"customer_id": "c1", "tenureMonths": "x", "colour": 1}))
-            .unwrap_err();
+        let err =
+            schema().parse_row("rows[3]", &json!({"customer_id": "c1", "tenureMonths": "x", "colour": 1})).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("rows[3].colour: unknown column"), "{text}");
         assert!(text.contains("rows[3].tenureMonths: expected integer, got string"), "{text}");

@@ -40,7 +40,11 @@ pub enum ExprKind {
     Neg(Box<Expr>),
     Binary(BinOp, Box<Expr>, Box<Expr>),
     /// `needle in [items]`; items must be literals so the set is fixed at compile time.
-    In { needle: Box<Expr>, items: Vec<Expr>, negated: bool },
+    In {
+        needle: Box<Expr>,
+        items: Vec<Expr>,
+        negated: bool,
+    },
     Call(Func, Vec<Expr>),
     /// `a ?? b`: `b` when `a` is missing.
     Default(Box<Expr>, Box<Expr>),
@@ -62,13 +66,8 @@ pub enum Namespace {
 }
 
 impl Namespace {
-    pub const ALL: [Namespace; 5] = [
-        Namespace::Customer,
-        Namespace::Attributes,
-        Namespace::Offer,
-        Namespace::Request,
-        Namespace::Channel,
-    ];
+    pub const ALL: [Namespace; 5] =
+        [Namespace::Customer, Namespace::Attributes, Namespace::Offer, Namespace::Request, Namespace::Channel];
 
     pub fn prefix(self) -> &'static str {
         match self {
@@ -102,8 +101,7 @@ impl Path {
             },
             None => (Namespace::Customer, text),
         };
-        let valid = !name.is_empty()
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
         valid.then(|| Path { ns, name: name.to_string() })
     }
 }
