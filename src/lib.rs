@@ -8,6 +8,7 @@
 //! * [`catalog`] — one tenant's entities and customer rows; publishes flows.
 //! * [`engine`] — compiles a flow into an immutable plan and runs decisions on it.
 //! * [`demo`] — the cross-sell tutorial built in-process (`arbiter demo`).
+//! * [`learn`] — holdout statistics and uplift (CATE) estimators.
 //! * [`ids`] — ids, hashing and timestamps.
 
 #![forbid(unsafe_code)]
@@ -16,5 +17,6 @@ pub mod catalog;
 pub mod demo;
 pub mod engine;
 pub mod ids;
+pub mod learn;
 pub mod model;
 pub mod rules;

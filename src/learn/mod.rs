@@ -1,0 +1,1 @@
+//! Learning and measurement (holdout statistics, uplift estimators).
