@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
-use crate::engine::{self, CompiledFlow};
+use crate::engine::{self, CompiledFlow, RuleDef, RuleOrigin, ScoreDef};
 use crate::model::flow::{FlowStatus, PublishedVersion};
 use crate::model::rule::RuleStatus;
 use crate::model::{
@@ -42,7 +42,18 @@ pub struct Catalog {
     pub rules: Vec<QualificationRule>,
     pub channels: Vec<Channel>,
     pub flows: Vec<DecisionFlow>,
+    /// Rule-language files, by name, in load order.
+    pub plugins: Vec<Plugin>,
     tables: Vec<Arc<Table>>,
+}
+
+/// A checked rule-language file: its source and what it defines.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plugin {
+    pub name: String,
+    pub source: String,
+    pub rules: Vec<RuleDef>,
+    pub scores: Vec<ScoreDef>,
 }
 
 /// How a row load treats an existing key.
@@ -229,6 +240,39 @@ impl Catalog {
         Ok(Arc::new(compiled))
     }
 
+    /// Every rule the engine compiles: JSON qualification rules (lowered to the IR), then
+    /// rule-language rules. Errors name a stored JSON rule whose condition no longer
+    /// lowers (it was validated when created).
+    pub fn rule_defs(&self) -> (Vec<RuleDef>, Vec<FieldError>) {
+        let mut defs = Vec::new();
+        let mut errors = Vec::new();
+        for rule in self.active_rules() {
+            match json_rule_def(rule) {
+                Ok(def) => defs.push(def),
+                Err(e) => errors.extend(e.0),
+            }
+        }
+        defs.extend(self.plugins.iter().flat_map(|p| p.rules.iter().cloned()));
+        (defs, errors)
+    }
+
+    pub fn score_defs(&self) -> impl Iterator<Item = &ScoreDef> {
+        self.plugins.iter().flat_map(|p| p.scores.iter())
+    }
+
+    /// Replaces (or adds) a checked plugin.
+    pub fn set_plugin(&mut self, plugin: Plugin) {
+        match self.plugins.iter_mut().find(|p| p.name == plugin.name) {
+            Some(existing) => *existing = plugin,
+            None => self.plugins.push(plugin),
+        }
+    }
+
+    pub fn remove_plugin(&mut self, name: &str) -> Option<Plugin> {
+        let i = self.plugins.iter().position(|p| p.name == name)?;
+        Some(self.plugins.remove(i))
+    }
+
     pub fn table(&self, schema_index: usize) -> &Arc<Table> {
         &self.tables[schema_index]
     }
@@ -236,6 +280,29 @@ impl Catalog {
     pub fn active_rules(&self) -> impl Iterator<Item = &QualificationRule> {
         self.rules.iter().filter(|r| r.spec.status == RuleStatus::Active)
     }
+}
+
+/// Lowers a stored JSON qualification rule into the shared rule definition.
+fn json_rule_def(rule: &QualificationRule) -> Result<RuleDef, ValidationError> {
+    let prefix = format!("qualification rule `{}` ({})", rule.spec.name, rule.meta.id);
+    let named = |ValidationError(e)| {
+        ValidationError(e.into_iter().map(|e| FieldError::new(format!("{prefix}.{}", e.path), e.message)).collect())
+    };
+    let cond = rule.spec.validate().map_err(named)?;
+    let expr = json::lower(&cond.attribute, cond.operator, cond.value.as_ref())
+        .map_err(|e| ValidationError::one(format!("{prefix}.config.{}", e.field), e.message))?;
+    Ok(RuleDef {
+        id: rule.meta.id.as_str().into(),
+        name: rule.spec.name.as_str().into(),
+        scope: rule.spec.scope,
+        scope_id: rule.spec.scope_id.clone().unwrap_or_default(),
+        stage: rule.spec.stage,
+        multiplier: cond.multiplier.unwrap_or(crate::model::rule::DEFAULT_MATCH_MULTIPLIER),
+        priority: rule.spec.priority,
+        expr,
+        literals: Literals::Lenient,
+        origin: RuleOrigin::Json { attribute: cond.attribute, operator: cond.operator, expected: cond.value },
+    })
 }
 
 /// Maps a checker error on a lowered JSON condition to the config key it is about.

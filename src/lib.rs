@@ -15,6 +15,7 @@
 
 pub mod catalog;
 pub mod demo;
+pub mod dsl;
 pub mod engine;
 pub mod ids;
 pub mod learn;

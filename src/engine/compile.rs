@@ -7,16 +7,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::catalog::{condition_error, Catalog, Table};
+use crate::engine::defs::{RuleDef, RuleOrigin, ScoreDef, ScoreDefBody, FACTORS};
 use crate::model::flow::{
     Combinator, EnrichConfig, FilterConfig, InventoryConfig, InventoryScope, QualifyConfig, QualifyMode, ScoreConfig,
     ScoreMethod, Weights,
 };
-use crate::model::rule::{Scope, DEFAULT_MATCH_MULTIPLIER};
+use crate::model::rule::Scope;
 use crate::model::{DecisionFlow, DraftConfig, FieldError, FlowNode, NodeKind, Offer, Stage, ValidationError};
 use crate::rules::check::{did_you_mean, Checker, Literals};
 use crate::rules::ir::{BinOp, Expr};
-use crate::rules::json::{self, Operator};
-use crate::rules::{BoolFn, Compiler, Layout, Namespace, OfferFacts, Path};
+use crate::rules::json;
+use crate::rules::{BoolFn, Compiler, Layout, NumFn, OfferFacts, Path, Type};
+use crate::rules::Namespace;
 
 use super::response::MAX_LIMIT;
 use super::score::ScorePlan;
@@ -44,6 +46,10 @@ pub struct CompiledFlow {
     pub(super) attribute_slots: Box<[(Box<str>, u32)]>,
     pub(super) score_node: Arc<str>,
     pub(super) rank_node: Arc<str>,
+    /// Score formulas from rule-language `score` blocks (`ScorePlan::formula` indexes it).
+    pub(super) formulas: Box<[NumFn]>,
+    /// Slots of the score factors, in `FACTORS` order, when a formula reads them.
+    pub(super) factor_slots: Option<[u32; 6]>,
 }
 
 pub(super) struct CompiledOffer {
@@ -92,10 +98,8 @@ pub(super) struct CompiledRule {
     /// A channel-scoped rule applies only on this channel (index into `channels`).
     pub channel: Option<usize>,
     pub pred: BoolFn,
-    /// The JSON condition, for explain output.
-    pub attribute: String,
-    pub operator: Operator,
-    pub expected: Option<serde_json::Value>,
+    /// Where the rule was written, for explain output.
+    pub origin: RuleOrigin,
 }
 
 /// Compiles one version of `flow` from `draft`.
@@ -106,10 +110,19 @@ pub fn compile(
     version: u32,
 ) -> Result<CompiledFlow, CompileError> {
     let nodes = draft.nodes()?;
-    let mut b = Builder { catalog, layout: catalog.layout(), compiler: Compiler::new(), errors: Vec::new() };
+    let mut b = Builder {
+        catalog,
+        layout: catalog.layout(),
+        compiler: Compiler::new(),
+        errors: Vec::new(),
+        formulas: Vec::new(),
+        factor_slots: None,
+    };
     let channels = channel_infos(catalog);
     let offers_in = inventory(&mut b, &nodes);
-    let rules = b.rules(&channels);
+    let (defs, rule_errors) = catalog.rule_defs();
+    b.errors.extend(rule_errors);
+    let rules = b.rules(&defs, &channels);
     let mut steps = Vec::new();
     for node in &nodes {
         let path = format!("draftConfig.nodes[{}].config", node.index);
@@ -129,7 +142,10 @@ pub fn compile(
         NodeKind::Score(c) => Some((n, c)),
         _ => None,
     });
-    let (plans, overrides) = score_plans(score.map(|(_, c)| c));
+    let (mut plans, mut overrides) = score_plans(score.map(|(_, c)| c));
+    for def in catalog.score_defs().filter(|d| d.flow_key == flow.spec.key) {
+        b.apply_score_def(def, &mut plans, &mut overrides);
+    }
     let max_candidates = nodes
         .iter()
         .find_map(|n| match &n.kind {
@@ -164,6 +180,8 @@ pub fn compile(
         channels: channels.into(),
         attribute_slots,
         score_node: score.map_or("score", |(n, _)| n.id.as_str()).into(),
+        formulas: b.formulas.into(),
+        factor_slots: b.factor_slots,
         rank_node: nodes.iter().find(|n| matches!(n.kind, NodeKind::Rank(_))).map_or("rank", |n| n.id.as_str()).into(),
     })
 }
@@ -180,6 +198,8 @@ struct Builder<'c> {
     layout: Layout,
     compiler: Compiler,
     errors: Vec<FieldError>,
+    formulas: Vec<NumFn>,
+    factor_slots: Option<[u32; 6]>,
 }
 
 fn facts(offer: &Offer) -> OfferFacts {
@@ -248,81 +268,99 @@ fn attribute_slots(layout: &Layout) -> Box<[(Box<str>, u32)]> {
 
 fn score_plans(config: Option<&ScoreConfig>) -> (Vec<ScorePlan>, Vec<(Box<str>, usize)>) {
     let Some(c) = config else {
-        let plan = ScorePlan { method: ScoreMethod::PriorityWeighted, weights: Weights::DEFAULT };
+        let plan = ScorePlan { method: ScoreMethod::PriorityWeighted, weights: Weights::DEFAULT, formula: None };
         return (vec![plan], Vec::new());
     };
-    let base = ScorePlan { method: c.method, weights: c.formula.unwrap_or(Weights::DEFAULT) };
+    let base = ScorePlan { method: c.method, weights: c.formula.unwrap_or(Weights::DEFAULT), formula: None };
     let mut plans = vec![base];
     let mut overrides = Vec::new();
     for o in &c.overrides {
         let method = o.method.unwrap_or(if o.formula.is_some() { ScoreMethod::Formula } else { base.method });
-        plans.push(ScorePlan { method, weights: o.formula.unwrap_or(base.weights) });
+        plans.push(ScorePlan { method, weights: o.formula.unwrap_or(base.weights), formula: None });
         overrides.push((o.value.as_str().into(), plans.len() - 1));
     }
     (plans, overrides)
 }
 
 impl Builder<'_> {
-    /// Compiles every active qualification rule once; returns them in evaluation order
-    /// (priority descending, then creation order) with their catalog scope.
-    fn rules(&mut self, channels: &[ChannelInfo]) -> Vec<RuleEntry> {
-        let mut active: Vec<_> = self.catalog.active_rules().filter(|r| r.spec.stage != Stage::Ranking).collect();
-        active.sort_by_key(|r| std::cmp::Reverse(r.spec.priority));
-        let mut out = Vec::with_capacity(active.len());
-        for rule in active {
-            let path = format!("qualification rule `{}` ({})", rule.spec.name, rule.meta.id);
-            let cond = match rule.spec.validate() {
-                Ok(c) => c,
-                Err(ValidationError(e)) => {
-                    self.errors.extend(e.into_iter().map(|e| FieldError::new(format!("{path}.{}", e.path), e.message)));
-                    continue;
-                }
-            };
-            let Some(pred) = self.condition(&path, &cond.attribute, cond.operator, cond.value.as_ref()) else {
-                continue;
-            };
-            let scope_id = rule.spec.scope_id.as_deref().unwrap_or_default();
-            let channel = match rule.spec.scope {
-                Scope::Channel => {
-                    Some(channels.iter().position(|c| &*c.id == scope_id || &*c.name == scope_id).unwrap_or(usize::MAX))
-                }
-                _ => None,
-            };
-            out.push(RuleEntry {
-                scope: rule.spec.scope,
-                scope_id: scope_id.to_string(),
-                rule: CompiledRule {
-                    id: rule.meta.id.as_str().into(),
-                    name: rule.spec.name.as_str().into(),
-                    stage: rule.spec.stage,
-                    multiplier: cond.multiplier.unwrap_or(DEFAULT_MATCH_MULTIPLIER),
-                    channel,
-                    pred,
-                    attribute: cond.attribute,
-                    operator: cond.operator,
-                    expected: cond.value,
-                },
+    /// Compiles every rule definition once; returns them in evaluation order (priority
+    /// descending, then definition order) with the scope they apply to.
+    fn rules(&mut self, defs: &[RuleDef], channels: &[ChannelInfo]) -> Vec<RuleEntry> {
+        let mut defs: Vec<&RuleDef> = defs.iter().filter(|d| d.stage != Stage::Ranking).collect();
+        defs.sort_by_key(|d| std::cmp::Reverse(d.priority));
+        let mut out = Vec::with_capacity(defs.len());
+        for def in defs {
+            let Some(pred) = self.rule_predicate(def) else { continue };
+            let channel = (def.scope == Scope::Channel).then(|| {
+                let id = def.scope_id.as_str();
+                channels.iter().position(|c| &*c.id == id || &*c.name == id).unwrap_or(usize::MAX)
             });
+            let rule = CompiledRule {
+                id: def.id.clone(),
+                name: def.name.clone(),
+                stage: def.stage,
+                multiplier: def.multiplier,
+                channel,
+                pred,
+                origin: def.origin.clone(),
+            };
+            out.push(RuleEntry { scope: def.scope, scope_id: def.scope_id.clone(), rule });
         }
         out
     }
 
-    /// Lowers, checks and compiles one JSON condition; errors are recorded under `path`.
-    fn condition(
-        &mut self,
-        path: &str,
-        attribute: &str,
-        op: Operator,
-        value: Option<&serde_json::Value>,
-    ) -> Option<BoolFn> {
-        let expr = match json::lower(attribute, op, value) {
-            Ok(e) => e,
-            Err(e) => {
-                self.errors.push(FieldError::new(format!("{path}.{}", e.field), e.message));
-                return None;
+    /// Checks and compiles one rule; errors name the JSON rule's config or the
+    /// rule-language file location.
+    fn rule_predicate(&mut self, def: &RuleDef) -> Option<BoolFn> {
+        match Checker::new(&mut self.layout, def.literals).check_predicate(&def.expr) {
+            Ok(typed) => Some(self.compiler.predicate(&typed)),
+            Err(errs) => {
+                let errors = errs.iter().map(|e| match &def.origin {
+                    RuleOrigin::Json { .. } => {
+                        condition_error(&format!("qualification rule `{}` ({}).config", def.name, def.id), e)
+                    }
+                    RuleOrigin::Source { location, .. } => FieldError::new(location.clone(), e.to_string()),
+                });
+                self.errors.extend(errors);
+                None
+            }
+        }
+    }
+
+    /// Applies a rule-language `score` block to the flow's plans.
+    fn apply_score_def(&mut self, def: &ScoreDef, plans: &mut Vec<ScorePlan>, overrides: &mut Vec<(Box<str>, usize)>) {
+        let plan = match &def.body {
+            ScoreDefBody::Weights(w) => ScorePlan { method: ScoreMethod::Formula, weights: *w, formula: None },
+            ScoreDefBody::Formula(expr) => {
+                let Some(index) = self.formula(&def.location, expr) else { return };
+                ScorePlan { method: ScoreMethod::Formula, weights: plans[0].weights, formula: Some(index) }
             }
         };
-        self.predicate(path, &expr)
+        match &def.channel {
+            None => plans[0] = plan,
+            Some(channel) => match overrides.iter().find(|(v, _)| **v == **channel) {
+                Some(&(_, i)) => plans[i] = plan,
+                None => {
+                    plans.push(plan);
+                    overrides.push((channel.as_str().into(), plans.len() - 1));
+                }
+            },
+        }
+    }
+
+    fn formula(&mut self, location: &str, expr: &Expr) -> Option<usize> {
+        let slots = FACTORS.map(|name| self.layout.declare(Path { ns: Namespace::Factor, name: name.into() }, Type::Num));
+        self.factor_slots = Some(slots);
+        match Checker::new(&mut self.layout, Literals::Strict).check_number(expr) {
+            Ok(typed) => {
+                self.formulas.push(self.compiler.number(&typed));
+                Some(self.formulas.len() - 1)
+            }
+            Err(errs) => {
+                self.errors.extend(errs.iter().map(|e| FieldError::new(location, e.to_string())));
+                None
+            }
+        }
     }
 
     fn predicate(&mut self, path: &str, expr: &Expr) -> Option<BoolFn> {

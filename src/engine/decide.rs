@@ -10,6 +10,7 @@ use crate::rules::layout::{SLOT_CHANNEL, SLOT_CHANNEL_NAME, SLOT_CHANNEL_TYPE, S
 use crate::rules::{Env, Path, Value};
 
 use super::compile::{CompiledFlow, CompiledOffer, CompiledRule, EnrichPlan, Step};
+use super::defs::RuleOrigin;
 use super::response::{
     Decision, DecisionExplanation, FlowExplanation, Meta, OfferDecision, RankingScores, RecommendRequest, Removal,
     RuleFailure,
@@ -217,33 +218,40 @@ impl<'f> Frame<'f> {
     }
 
     fn rule_failure(&self, rule: &CompiledRule, offer: &CompiledOffer) -> RuleFailure {
-        let actual = Path::parse(&rule.attribute).map(|path| match self.flow.layout.get(&path) {
-            Some((slot, _)) => self.slots[slot as usize].to_json(),
-            None => offer_field_json(&offer.facts, &path.name),
-        });
-        RuleFailure {
+        let mut failure = RuleFailure {
             id: rule.id.clone(),
             name: rule.name.clone(),
             stage: rule.stage.name(),
-            attribute: Some(rule.attribute.clone()),
-            operator: Some(rule.operator.name()),
-            expected: rule.expected.clone(),
-            actual,
+            attribute: None,
+            operator: None,
+            expected: None,
+            actual: None,
+            source: None,
+            location: None,
+        };
+        match &rule.origin {
+            RuleOrigin::Json { attribute, operator, expected } => {
+                failure.actual = Path::parse(attribute).map(|path| match self.flow.layout.get(&path) {
+                    Some((slot, _)) => self.slots[slot as usize].to_json(),
+                    None => offer_field_json(&offer.facts, &path.name),
+                });
+                failure.attribute = Some(attribute.clone());
+                failure.operator = Some(operator.name());
+                failure.expected = expected.clone();
+            }
+            RuleOrigin::Source { location, text } => {
+                failure.source = Some(text.clone());
+                failure.location = Some(location.clone());
+            }
         }
+        failure
     }
 
     fn score(&mut self, (idx, plan): (usize, &ScorePlan), signals: &dyn Signals, cands: &mut Vec<Candidate>) {
         let flow = self.flow;
-        let channel = self.channel_name();
-        for c in cands.iter_mut() {
-            let offer = &flow.offers[c.offer as usize];
-            let p = if plan.needs_propensity() {
-                signals.propensity(&offer.facts, offer.ordinal, channel)
-            } else {
-                DEFAULT_PROPENSITY
-            };
-            let tau = if plan.needs_uplift() { signals.uplift(&offer.facts, offer.ordinal, &self.slots) } else { None };
-            c.score = plan.score(offer.static_factors[idx], p, tau, c.fit);
+        match plan.formula {
+            Some(f) => self.score_formula(f, signals, cands),
+            None => self.score_plan(idx, plan, signals, cands),
         }
         // A zero score (a zero factor with weight, or fit 0) takes the offer out.
         let explain = self.log.is_some();
@@ -258,6 +266,45 @@ impl<'f> Frame<'f> {
         });
         if let Some(log) = &mut self.log {
             log.removed.extend(removed);
+        }
+    }
+
+    fn score_plan(&self, idx: usize, plan: &ScorePlan, signals: &dyn Signals, cands: &mut [Candidate]) {
+        let channel = self.channel_name();
+        for c in cands.iter_mut() {
+            let offer = &self.flow.offers[c.offer as usize];
+            let p = if plan.needs_propensity() {
+                signals.propensity(&offer.facts, offer.ordinal, channel)
+            } else {
+                DEFAULT_PROPENSITY
+            };
+            let tau = if plan.needs_uplift() { signals.uplift(&offer.facts, offer.ordinal, &self.slots) } else { None };
+            c.score = plan.score(offer.static_factors[idx], p, tau, c.fit);
+        }
+    }
+
+    /// A rule-language formula: the factors go into their slots, then the formula runs
+    /// like any expression. Unknown or negative results score 0.
+    fn score_formula(&mut self, formula: usize, signals: &dyn Signals, cands: &mut [Candidate]) {
+        let flow = self.flow;
+        let channel = self.channel_name();
+        let slots = flow.factor_slots.expect("a formula declares its factor slots");
+        for c in cands.iter_mut() {
+            let offer = &flow.offers[c.offer as usize];
+            let tau = signals.uplift(&offer.facts, offer.ordinal, &self.slots);
+            let values = [
+                signals.propensity(&offer.facts, offer.ordinal, channel),
+                score::RELEVANCE,
+                score::impact(&offer.facts),
+                score::emphasis(&offer.facts),
+                score::uplift_factor(tau),
+                tau.unwrap_or(0.0),
+            ];
+            for (slot, v) in slots.iter().zip(values) {
+                self.slots[*slot as usize] = Value::Num(v);
+            }
+            let value = (flow.formulas[formula])(&self.env(offer)).unwrap_or(0.0);
+            c.score = value.max(0.0) * c.fit;
         }
     }
 
@@ -324,10 +371,11 @@ impl<'f> Frame<'f> {
         let tau = signals.uplift(&offer.facts, offer.ordinal, &self.slots);
         DecisionExplanation {
             ranking_scores: RankingScores {
-                method: match plan.method {
-                    crate::model::flow::ScoreMethod::PriorityWeighted => "priority_weighted",
-                    crate::model::flow::ScoreMethod::Propensity => "propensity",
-                    crate::model::flow::ScoreMethod::Formula => "formula",
+                method: match (plan.formula, plan.method) {
+                    (Some(_), _) => "rule_formula",
+                    (None, crate::model::flow::ScoreMethod::PriorityWeighted) => "priority_weighted",
+                    (None, crate::model::flow::ScoreMethod::Propensity) => "propensity",
+                    (None, crate::model::flow::ScoreMethod::Formula) => "formula",
                 },
                 propensity,
                 relevance: score::RELEVANCE,

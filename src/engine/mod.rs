@@ -7,13 +7,16 @@
 //! * `decide` — runs one request through the plan.
 //! * `score` — the score methods (priority_weighted, propensity, PRIE-U formula).
 //! * `response` — request and response types (the platform's JSON shape) and explain.
+//! * `defs` — rule and score definitions in the shared IR, from either front-end.
 
 mod compile;
 mod decide;
+pub mod defs;
 pub mod response;
 pub mod score;
 
 pub use compile::{compile, CompileError, CompiledFlow};
+pub use defs::{RuleDef, RuleOrigin, ScoreDef, ScoreDefBody};
 pub use response::{Decision, Meta, OfferDecision, RecommendRequest};
 pub use score::{NoSignals, Signals};
 

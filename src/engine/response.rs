@@ -163,4 +163,9 @@ pub struct RuleFailure {
     pub expected: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub actual: Option<serde_json::Value>,
+    /// A rule-language rule: its condition as written, and `file:line:column`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
 }

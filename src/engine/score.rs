@@ -34,6 +34,8 @@ impl Signals for NoSignals {
 pub struct ScorePlan {
     pub method: ScoreMethod,
     pub weights: Weights,
+    /// A rule-language formula replacing PRIE-U (index into the flow's formulas).
+    pub formula: Option<usize>,
 }
 
 /// Relevance: 1.0 until a relevance signal exists (SPEC: "1.0 unless a signal applies").
@@ -126,7 +128,7 @@ mod tests {
             emphasis_weight: we,
             uplift_weight: wu,
         };
-        ScorePlan { method: ScoreMethod::Formula, weights }
+        ScorePlan { method: ScoreMethod::Formula, weights, formula: None }
     }
 
     fn close(a: f64, b: f64) {
@@ -167,9 +169,9 @@ mod tests {
     fn priority_weighted_and_propensity() {
         let mut o = offer(80.0, 10.0);
         o.weight = 50.0;
-        let pw = ScorePlan { method: ScoreMethod::PriorityWeighted, weights: Weights::DEFAULT };
+        let pw = ScorePlan { method: ScoreMethod::PriorityWeighted, weights: Weights::DEFAULT, formula: None };
         close(pw.score(pw.static_factor(&o), 0.9, None, 0.5), 0.8 * 0.5 * 0.5);
-        let pr = ScorePlan { method: ScoreMethod::Propensity, weights: Weights::DEFAULT };
+        let pr = ScorePlan { method: ScoreMethod::Propensity, weights: Weights::DEFAULT, formula: None };
         close(pr.score(pr.static_factor(&o), 0.3, None, 0.5), 0.15);
     }
 }

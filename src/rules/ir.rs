@@ -36,6 +36,9 @@ pub enum ExprKind {
     Num(f64),
     Str(String),
     Attr(Path),
+    /// A bare name from the rule language (a `let` or a score factor); resolved by
+    /// `dsl::check` before type checking.
+    Name(String),
     Not(Box<Expr>),
     Neg(Box<Expr>),
     Binary(BinOp, Box<Expr>, Box<Expr>),
@@ -63,6 +66,8 @@ pub enum Namespace {
     Request,
     /// The resolved channel (`channel.name`, `channel.type`).
     Channel,
+    /// Score factors of the candidate being scored; only score formulas read them.
+    Factor,
 }
 
 impl Namespace {
@@ -76,6 +81,7 @@ impl Namespace {
             Namespace::Offer => "offer",
             Namespace::Request => "request",
             Namespace::Channel => "channel",
+            Namespace::Factor => "factor",
         }
     }
 

@@ -1,0 +1,10 @@
+//! The rule language front-end: `parse` (pest, text → `ast`), `check` (names,
+//! references and types against the tenant → `RuleDef`s and `ScoreDef`s in the shared
+//! IR), `error` (diagnostics and their rendering). Compilation is the engine's: rules
+//! from this language and from JSON run through the same closure compiler.
+
+pub mod ast;
+pub mod error;
+pub mod parse;
+
+pub use error::{Diagnostic, Severity};
