@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
+use crate::dsl::{check_source, Context, Diagnostic};
 use crate::engine::{self, CompiledFlow, RuleDef, RuleOrigin, ScoreDef};
 use crate::model::flow::{FlowStatus, PublishedVersion};
 use crate::model::rule::RuleStatus;
@@ -258,6 +259,20 @@ impl Catalog {
 
     pub fn score_defs(&self) -> impl Iterator<Item = &ScoreDef> {
         self.plugins.iter().flat_map(|p| p.scores.iter())
+    }
+
+    /// Checks a rule-language file against this tenant and, when it has no error,
+    /// makes it the plugin `name` (replacing an older version). Returns the warnings, or
+    /// every diagnostic when rejected; a rejected file changes nothing.
+    pub fn put_plugin(&mut self, name: &str, source: &str) -> Result<Vec<Diagnostic>, Vec<Diagnostic>> {
+        let checked = check_source(name, source, &Context::from_catalog(self));
+        if checked.has_errors() {
+            return Err(checked.diagnostics);
+        }
+        let plugin =
+            Plugin { name: name.to_string(), source: source.to_string(), rules: checked.rules, scores: checked.scores };
+        self.set_plugin(plugin);
+        Ok(checked.diagnostics)
     }
 
     /// Replaces (or adds) a checked plugin.

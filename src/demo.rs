@@ -142,6 +142,23 @@ pub struct Tutorial {
 
 /// Builds the tutorial's tenant and publishes its flow.
 pub fn tutorial() -> Result<Tutorial, CatalogError> {
+    tutorial_with(Eligibility::Json)
+}
+
+/// Where the tutorial's eligibility rules come from.
+pub enum Eligibility<'a> {
+    /// The nine JSON qualification rules of step 3.
+    Json,
+    /// A rule-language file instead; the flow's score node keeps the platform's default
+    /// weights, so the file's `score` block must supply the tutorial's.
+    Rules(&'a str),
+}
+
+/// The tutorial's rule file, `plugins/cross_sell.rules`.
+pub const CROSS_SELL_RULES: &str = include_str!("../plugins/cross_sell.rules");
+
+/// Builds the tutorial's tenant with its eligibility rules from JSON or from a rule file.
+pub fn tutorial_with(eligibility: Eligibility) -> Result<Tutorial, CatalogError> {
     let mut catalog = Catalog::new();
     let schema_id = catalog.add_schema(parse_json(SCHEMA.as_bytes())?)?.meta.id.clone();
     let rows: serde_json::Value = serde_json::from_str(CUSTOMERS).expect("demo rows are valid JSON");
@@ -150,14 +167,25 @@ pub fn tutorial() -> Result<Tutorial, CatalogError> {
     for body in OFFERS {
         offer_ids.push(catalog.add_offer(parse_json(body.as_bytes())?)?.meta.id.clone());
     }
-    for (offer, body) in RULES {
-        catalog.add_rule(parse_json(body.replace("$OFFER", &offer_ids[offer]).as_bytes())?)?;
+    if let Eligibility::Json = eligibility {
+        for (offer, body) in RULES {
+            catalog.add_rule(parse_json(body.replace("$OFFER", &offer_ids[offer]).as_bytes())?)?;
+        }
     }
     for name in CHANNELS {
         catalog.add_channel(parse_json(channel_body(name).as_bytes())?)?;
     }
-    let flow_body = FLOW.replace("$SCHEMA_ID", &schema_id);
+    let mut flow_body = FLOW.replace("$SCHEMA_ID", &schema_id);
+    if let Eligibility::Rules(_) = eligibility {
+        flow_body = flow_body.replace(r#""method": "formula", "formula": {"#, r#""method": "formula", "unused": {"#);
+    }
     let flow_id = catalog.add_flow(parse_json(flow_body.as_bytes())?)?.meta.id.clone();
+    if let Eligibility::Rules(source) = eligibility {
+        catalog.put_plugin("cross_sell.rules", source).map_err(|diags| {
+            let text = crate::dsl::error::render("cross_sell.rules", source, &diags);
+            crate::model::ValidationError::one("plugins/cross_sell.rules", text)
+        })?;
+    }
     let flow = catalog.publish(&flow_id, None)?;
     Ok(Tutorial { catalog, schema_id, offer_ids, flow_id, flow })
 }

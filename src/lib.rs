@@ -7,6 +7,8 @@
 //!   the closure compiler every rule runs through.
 //! * [`catalog`] — one tenant's entities and customer rows; publishes flows.
 //! * [`engine`] — compiles a flow into an immutable plan and runs decisions on it.
+//! * [`dsl`] — the rule language: parser, checker, diagnostics.
+//! * [`cli_check`] — `arbiter check`.
 //! * [`demo`] — the cross-sell tutorial built in-process (`arbiter demo`).
 //! * [`learn`] — holdout statistics and uplift (CATE) estimators.
 //! * [`ids`] — ids, hashing and timestamps.
@@ -14,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod catalog;
+pub mod cli_check;
 pub mod demo;
 pub mod dsl;
 pub mod engine;

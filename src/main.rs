@@ -7,12 +7,15 @@ use arbiter::engine::NoSignals;
 const USAGE: &str = "usage: arbiter <command>
 
 commands:
-  demo [--explain]   build the cross-sell tutorial in-process and print the decision for cust_42";
+  demo [--explain]   build the cross-sell tutorial in-process and print the decision for cust_42
+  check [--context FILE] [--format text|json] PATH...
+                     check rule files; exit 1 if any has an error";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("demo") => demo(args.iter().any(|a| a == "--explain")),
+        Some("check") => arbiter::cli_check::run(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             ExitCode::SUCCESS

@@ -4,7 +4,9 @@
 //! from this language and from JSON run through the same closure compiler.
 
 pub mod ast;
+pub mod check;
 pub mod error;
 pub mod parse;
 
+pub use check::{check_source, Checked, Context};
 pub use error::{Diagnostic, Severity};

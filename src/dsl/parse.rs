@@ -42,7 +42,9 @@ static PRATT: LazyLock<PrattParser<Rule>> = LazyLock::new(|| {
             | Op::postfix(Rule::op_not_in))
         .op(Op::infix(Rule::op_default, Assoc::Right))
         .op(Op::infix(Rule::op_add, Assoc::Left) | Op::infix(Rule::op_sub, Assoc::Left))
-        .op(Op::infix(Rule::op_mul, Assoc::Left) | Op::infix(Rule::op_div, Assoc::Left) | Op::infix(Rule::op_rem, Assoc::Left))
+        .op(Op::infix(Rule::op_mul, Assoc::Left)
+            | Op::infix(Rule::op_div, Assoc::Left)
+            | Op::infix(Rule::op_rem, Assoc::Left))
         .op(Op::prefix(Rule::op_neg))
 });
 
@@ -176,6 +178,10 @@ fn syntax_error(e: &pest::error::Error<Rule>, offset: usize) -> Diagnostic {
     let message = match &e.variant {
         pest::error::ErrorVariant::ParsingError { positives, .. } if !positives.is_empty() => {
             let mut wanted: Vec<&str> = positives.iter().map(|r| describe(*r)).collect();
+            // Anything that can start an expression is summed up as "an expression".
+            if wanted.contains(&"an expression") {
+                wanted.retain(|w| !matches!(*w, "a number" | "a quoted string" | "a list `[...]`"));
+            }
             wanted.sort_unstable();
             wanted.dedup();
             format!("syntax error: expected {}", join_or(&wanted))
@@ -198,13 +204,20 @@ fn join_or(items: &[&str]) -> String {
 fn describe(rule: Rule) -> &'static str {
     match rule {
         Rule::EOI => "end of file",
-        Rule::item | Rule::let_def | Rule::rule_def | Rule::score_def | Rule::kw_let | Rule::kw_rule | Rule::kw_score => {
-            "`rule`, `let` or `score`"
+        Rule::item
+        | Rule::let_def
+        | Rule::rule_def
+        | Rule::score_def
+        | Rule::kw_let
+        | Rule::kw_rule
+        | Rule::kw_score => "`rule`, `let` or `score`",
+        Rule::expr | Rule::primary | Rule::operand | Rule::prefix | Rule::op_not | Rule::op_neg | Rule::kw_not => {
+            "an expression"
         }
-        Rule::expr | Rule::primary | Rule::operand | Rule::prefix => "an expression",
+        Rule::kw_true | Rule::kw_false | Rule::kw_null | Rule::name | Rule::path | Rule::call => "an expression",
         Rule::string | Rule::str_inner => "a quoted string",
         Rule::number | Rule::signed_number => "a number",
-        Rule::ident | Rule::name | Rule::path | Rule::call => "a name",
+        Rule::ident => "a name",
         Rule::list => "a list `[...]`",
         Rule::infix | Rule::postfix => "an operator",
         Rule::op_or | Rule::op_and | Rule::op_default | Rule::op_eq | Rule::op_ne | Rule::op_le | Rule::op_ge => {
@@ -259,7 +272,7 @@ impl Builder<'_> {
     }
 
     fn let_def(&mut self, p: Pair<Rule>) -> Result<Let, Diagnostic> {
-        let mut inner = p.into_inner().skip(1);
+        let mut inner = content(p);
         let name = inner.next().expect("let name");
         let name_span = self.span(&name);
         let (body, _) = self.expr(inner.next().expect("let body"))?;
@@ -268,7 +281,7 @@ impl Builder<'_> {
 
     fn rule_def(&mut self, p: Pair<Rule>) -> Result<RuleItem, Diagnostic> {
         let span = self.span(&p);
-        let mut inner = p.into_inner().skip(1);
+        let mut inner = content(p);
         let name = inner.next().expect("rule name");
         let (name_span, name) = (self.span(&name), unescape(&name));
         let mut rule = RuleItem {
@@ -284,16 +297,22 @@ impl Builder<'_> {
         };
         for part in inner {
             match part.as_rule() {
-                Rule::target_offer_id | Rule::target_offer | Rule::target_category | Rule::target_channel | Rule::target_global => {
+                Rule::target_offer_id
+                | Rule::target_offer
+                | Rule::target_category
+                | Rule::target_channel
+                | Rule::target_global => {
                     rule.target_span = self.span(&part);
                     rule.target = target(part);
                 }
                 Rule::stage_option => self.stage_option(part, &mut rule)?,
                 Rule::priority_option => {
-                    let n = part.into_inner().nth(1).expect("priority value");
-                    rule.priority = n.as_str().replace('_', "").parse().map_err(|_| {
-                        Diagnostic::error("E116", self.span(&n), "priority must be a whole number")
-                    })?;
+                    let n = content(part).next().expect("priority value");
+                    rule.priority = n
+                        .as_str()
+                        .replace('_', "")
+                        .parse()
+                        .map_err(|_| Diagnostic::error("E116", self.span(&n), "priority must be a whole number"))?;
                 }
                 Rule::expr => rule.body = self.expr(part)?.0,
                 other => unreachable!("unexpected {other:?} in a rule"),
@@ -303,13 +322,13 @@ impl Builder<'_> {
     }
 
     fn stage_option(&mut self, p: Pair<Rule>, rule: &mut RuleItem) -> Result<(), Diagnostic> {
-        let mut inner = p.into_inner().skip(1);
+        let mut inner = content(p);
         rule.stage = match inner.next().expect("stage name").as_str() {
             "fit" => StageName::Fit,
             "match" => StageName::Match,
             _ => StageName::Eligibility,
         };
-        if let Some(m) = inner.nth(1) {
+        if let Some(m) = inner.next() {
             rule.multiplier = Some((self.number(&m)?, self.span(&m)));
         }
         Ok(())
@@ -320,12 +339,12 @@ impl Builder<'_> {
         let mut flow = None;
         let mut channel = None;
         let mut body = None;
-        for part in p.into_inner() {
+        for part in content(p) {
             match part.as_rule() {
                 Rule::string if flow.is_none() => flow = Some((unescape(&part), self.span(&part))),
                 Rule::string => channel = Some((unescape(&part), self.span(&part))),
                 Rule::weights => body = Some(self.weights(part)?),
-                Rule::formula => body = Some(ScoreBody::Formula(self.expr(part.into_inner().nth(1).expect("formula"))?.0)),
+                Rule::formula => body = Some(ScoreBody::Formula(self.expr(content(part).next().expect("formula"))?.0)),
                 _ => {}
             }
         }
@@ -335,7 +354,7 @@ impl Builder<'_> {
 
     fn weights(&mut self, p: Pair<Rule>) -> Result<ScoreBody, Diagnostic> {
         let mut out = Vec::new();
-        for w in p.into_inner().filter(|w| w.as_rule() == Rule::weight) {
+        for w in content(p) {
             let span = self.span(&w);
             let mut inner = w.into_inner();
             let factor = match inner.next().expect("factor").as_str() {
@@ -391,7 +410,8 @@ impl Builder<'_> {
                 let span = lhs.span.to(sp(&op));
                 let negated = op.as_rule() == Rule::op_not_in;
                 let list = op.into_inner().find(|p| p.as_rule() == Rule::list).expect("in list");
-                let items = list.into_inner().map(|item| self_expr_items(offset, item)).collect::<Result<Vec<_>, _>>()?;
+                let items =
+                    list.into_inner().map(|item| self_expr_items(offset, item)).collect::<Result<Vec<_>, _>>()?;
                 let kind = ExprKind::In { needle: Box::new(lhs), items, negated };
                 deeper(Expr::new(kind, span), depth)
             })
@@ -435,7 +455,8 @@ impl Builder<'_> {
                 let prefix = text.split('.').next().unwrap_or_default();
                 let known = ["customer", "attributes", "offer", "request", "channel"];
                 let help = did_you_mean(prefix, known.into_iter()).map(|s| format!("did you mean `{s}.…`?"));
-                let msg = format!("`{prefix}` is not a namespace; use customer., attributes., offer., request. or channel.");
+                let msg =
+                    format!("`{prefix}` is not a namespace; use customer., attributes., offer., request. or channel.");
                 Err(Diagnostic::error("E201", span, msg).with_help(help))
             }
         }
@@ -446,7 +467,8 @@ impl Builder<'_> {
         let mut inner = p.into_inner();
         let name = inner.next().expect("function name");
         let Some(func) = Func::from_name(name.as_str()) else {
-            let help = did_you_mean(name.as_str(), Func::ALL.iter().map(|f| f.name())).map(|s| format!("did you mean `{s}`?"));
+            let help =
+                did_you_mean(name.as_str(), Func::ALL.iter().map(|f| f.name())).map(|s| format!("did you mean `{s}`?"));
             let msg = format!("unknown function `{}`", name.as_str());
             return Err(Diagnostic::error("E114", self.span(&name), msg).with_help(help));
         };
@@ -459,6 +481,34 @@ impl Builder<'_> {
         }
         deeper(Expr::new(ExprKind::Call(func, args), span), depth)
     }
+}
+
+/// The children of a pair without its structural keywords (`rule`, `for`, `stage` …).
+fn content(p: Pair<Rule>) -> impl Iterator<Item = Pair<Rule>> {
+    p.into_inner().filter(|q| !is_keyword(q.as_rule()))
+}
+
+fn is_keyword(rule: Rule) -> bool {
+    matches!(
+        rule,
+        Rule::kw_let
+            | Rule::kw_rule
+            | Rule::kw_for
+            | Rule::kw_offer
+            | Rule::kw_id
+            | Rule::kw_category
+            | Rule::kw_channel
+            | Rule::kw_all
+            | Rule::kw_global
+            | Rule::kw_stage
+            | Rule::kw_multiplier
+            | Rule::kw_priority
+            | Rule::kw_score
+            | Rule::kw_flow
+            | Rule::kw_on
+            | Rule::kw_weights
+            | Rule::kw_formula
+    )
 }
 
 /// List items in `in [...]` are parsed like any expression (then must be literals).
@@ -556,7 +606,9 @@ mod tests {
             ExprKind::Str(s) => format!("{s:?}"),
             ExprKind::Bool(b) => b.to_string(),
             ExprKind::Null => "null".into(),
-            ExprKind::Call(f, args) => format!("{}({})", f.name(), args.iter().map(shape).collect::<Vec<_>>().join(", ")),
+            ExprKind::Call(f, args) => {
+                format!("{}({})", f.name(), args.iter().map(shape).collect::<Vec<_>>().join(", "))
+            }
         }
     }
 
