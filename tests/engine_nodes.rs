@@ -109,8 +109,22 @@ fn filter_keeps_only_true_conditions() {
 fn match_rules_scale_the_score_and_hard_rules_remove() {
     let mut t = tenant();
     let a = t.offers[0].clone();
-    rule(&mut t, "a prefers old", "offer", Some(&a), "match", json!({"attribute": "customer.age", "operator": "gte", "value": 40, "multiplier": 0.25}));
-    rule(&mut t, "x needs young", "category", Some("x"), "eligibility", json!({"attribute": "customer.segment", "operator": "eq", "value": "young"}));
+    rule(
+        &mut t,
+        "a prefers old",
+        "offer",
+        Some(&a),
+        "match",
+        json!({"attribute": "customer.age", "operator": "gte", "value": 40, "multiplier": 0.25}),
+    );
+    rule(
+        &mut t,
+        "x needs young",
+        "category",
+        Some("x"),
+        "eligibility",
+        json!({"attribute": "customer.segment", "operator": "eq", "value": "young"}),
+    );
     let f = flow(&mut t, "q", json!([{"id": "q", "type": "qualify"}]), json!({"method": "priority_weighted"}));
     let d = run(&f, None);
     // a: 0.9 × 0.25 = 0.225 < b 0.5 < c 0.7.
@@ -120,7 +134,14 @@ fn match_rules_scale_the_score_and_hard_rules_remove() {
     assert_eq!(penalties.len(), 1);
     assert_eq!(&*penalties[0].rule.as_ref().unwrap().name, "a prefers old");
 
-    rule(&mut t, "x needs old segment", "category", Some("x"), "fit", json!({"attribute": "customer.segment", "operator": "eq", "value": "old"}));
+    rule(
+        &mut t,
+        "x needs old segment",
+        "category",
+        Some("x"),
+        "fit",
+        json!({"attribute": "customer.segment", "operator": "eq", "value": "old"}),
+    );
     let f = flow(&mut t, "q2", json!([{"id": "q", "type": "qualify"}]), json!({"method": "priority_weighted"}));
     // Category x (a, b) removed by the fit rule; c is mandatory and skips rules anyway.
     assert_eq!(names(&run(&f, None)), ["c"]);
@@ -129,7 +150,14 @@ fn match_rules_scale_the_score_and_hard_rules_remove() {
 #[test]
 fn channel_scoped_rules_apply_only_on_their_channel() {
     let mut t = tenant();
-    rule(&mut t, "no email for anyone", "channel", Some("email"), "eligibility", json!({"attribute": "customer.age", "operator": "lt", "value": 0}));
+    rule(
+        &mut t,
+        "no email for anyone",
+        "channel",
+        Some("email"),
+        "eligibility",
+        json!({"attribute": "customer.age", "operator": "lt", "value": 0}),
+    );
     let f = flow(&mut t, "c", json!([{"id": "q", "type": "qualify"}]), json!({"method": "priority_weighted"}));
     assert_eq!(names(&run(&f, Some("email"))), ["c"]);
     assert_eq!(names(&run(&f, Some("in_app"))), ["a", "c", "b"]);
@@ -138,19 +166,45 @@ fn channel_scoped_rules_apply_only_on_their_channel() {
 #[test]
 fn qualify_can_skip_or_select_rules() {
     let mut t = tenant();
-    rule(&mut t, "kill all", "global", None, "eligibility", json!({"attribute": "customer.age", "operator": "lt", "value": 0}));
+    rule(
+        &mut t,
+        "kill all",
+        "global",
+        None,
+        "eligibility",
+        json!({"attribute": "customer.age", "operator": "lt", "value": 0}),
+    );
     let id = t.catalog.rules[0].meta.id.clone();
-    rule(&mut t, "kill none", "global", None, "eligibility", json!({"attribute": "customer.age", "operator": "gt", "value": 0}));
+    rule(
+        &mut t,
+        "kill none",
+        "global",
+        None,
+        "eligibility",
+        json!({"attribute": "customer.age", "operator": "gt", "value": 0}),
+    );
     let skip = flow(&mut t, "s", json!([{"id": "q", "type": "qualify", "config": {"mode": "skip"}}]), json!({}));
     assert_eq!(run(&skip, None).count, 3);
-    let sel = flow(&mut t, "sel", json!([{"id": "q", "type": "qualify", "config": {"mode": "selected", "ruleIds": [id]}}]), json!({}));
+    let sel = flow(
+        &mut t,
+        "sel",
+        json!([{"id": "q", "type": "qualify", "config": {"mode": "selected", "ruleIds": [id]}}]),
+        json!({}),
+    );
     assert_eq!(names(&run(&sel, None)), ["c"]);
 }
 
 #[test]
 fn request_attributes_reach_rules() {
     let mut t = tenant();
-    rule(&mut t, "cart over 100", "global", None, "eligibility", json!({"attribute": "attributes.cart", "operator": "gt", "value": 100}));
+    rule(
+        &mut t,
+        "cart over 100",
+        "global",
+        None,
+        "eligibility",
+        json!({"attribute": "attributes.cart", "operator": "gt", "value": 100}),
+    );
     let f = flow(&mut t, "attr", json!([{"id": "q", "type": "qualify"}]), json!({}));
     let mut req = RecommendRequest { customer_id: "u1".into(), ..Default::default() };
     req.attributes.insert("cart".into(), json!(50));

@@ -17,8 +17,8 @@ use crate::model::{DecisionFlow, DraftConfig, FieldError, FlowNode, NodeKind, Of
 use crate::rules::check::{did_you_mean, Checker, Literals};
 use crate::rules::ir::{BinOp, Expr};
 use crate::rules::json;
-use crate::rules::{BoolFn, Compiler, Layout, NumFn, OfferFacts, Path, Type};
 use crate::rules::Namespace;
+use crate::rules::{BoolFn, Compiler, Layout, NumFn, OfferFacts, Path, Type};
 
 use super::response::MAX_LIMIT;
 use super::score::ScorePlan;
@@ -349,7 +349,8 @@ impl Builder<'_> {
     }
 
     fn formula(&mut self, location: &str, expr: &Expr) -> Option<usize> {
-        let slots = FACTORS.map(|name| self.layout.declare(Path { ns: Namespace::Factor, name: name.into() }, Type::Num));
+        let slots =
+            FACTORS.map(|name| self.layout.declare(Path { ns: Namespace::Factor, name: name.into() }, Type::Num));
         self.factor_slots = Some(slots);
         match Checker::new(&mut self.layout, Literals::Strict).check_number(expr) {
             Ok(typed) => {

@@ -113,9 +113,7 @@ impl<'l> Checker<'l> {
             ExprKind::Num(n) => lit(Value::Num(*n), Type::Num),
             ExprKind::Str(s) => lit(Value::Str(s.as_str().into()), Type::Str),
             ExprKind::Attr(path) => self.attr(path, e.span),
-            ExprKind::Name(name) => {
-                self.error(CheckError::new("E207", e.span, format!("unknown name `{name}`")))
-            }
+            ExprKind::Name(name) => self.error(CheckError::new("E207", e.span, format!("unknown name `{name}`"))),
             ExprKind::Not(inner) => self.not(inner, e.span),
             ExprKind::Neg(inner) => {
                 let t = self.expr(inner);
