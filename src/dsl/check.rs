@@ -392,7 +392,8 @@ impl FileChecker<'_> {
             } = value;
         }
         let sum = w.propensity_weight + w.relevance_weight + w.impact_weight + w.emphasis_weight;
-        if (sum - 1.0).abs() > 1e-6 {
+        // With a factor given twice the sum means little; E111 already says what to fix.
+        if (sum - 1.0).abs() > 1e-6 && self.diags.len() == before {
             let span = ws.first().map_or(s.span, |(_, _, first)| first.to(ws.last().expect("non-empty").2));
             let msg = format!(
                 "propensity + relevance + impact + emphasis weights must sum to 1.0, got {}",

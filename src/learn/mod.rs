@@ -1,1 +1,18 @@
 //! Learning and measurement (holdout statistics, uplift estimators).
+//!
+//! Module map — all pure math, no I/O or shared state:
+//! * [`stats`] — holdout experiment statistics from per-arm totals: conversion rates,
+//!   uplift, pooled z-test, Wilson and Newcombe intervals, incremental revenue.
+//! * [`normal`] — `erfc`, the standard normal CDF and two-sided p-values.
+//! * [`uplift`] — T- and X-learner uplift (CATE) models for one offer, and segments.
+//! * [`logistic`] — logistic (Newton/IRLS) and ridge regression the learners are built from.
+//! * [`linalg`] — dense row-major matrix and Cholesky solver.
+
+pub mod linalg;
+pub mod logistic;
+pub mod normal;
+pub mod stats;
+pub mod uplift;
+
+#[cfg(test)]
+mod testrng;
