@@ -164,7 +164,7 @@ impl<'l> Checker<'l> {
         match t.ty {
             ty if ty == want => t,
             Type::Any | Type::Null => {
-                t.ty = want;
+                settle(&mut t, want);
                 t
             }
             got => {
@@ -318,6 +318,19 @@ impl<'l> Checker<'l> {
                 span,
                 format!("`??` needs both sides of one type, found {} and {}", a.ty, b.ty),
             )),
+        }
+    }
+}
+
+/// Gives an untyped node its type from context, down through `??` so every node of the
+/// tree carries the type it is evaluated at.
+fn settle(t: &mut Typed, ty: Type) {
+    t.ty = ty;
+    if let Node::Default(a, b) = &mut t.node {
+        for child in [a, b] {
+            if matches!(child.ty, Type::Any | Type::Null) {
+                settle(child, ty);
+            }
         }
     }
 }
