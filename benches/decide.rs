@@ -64,9 +64,67 @@ fn compile(c: &mut Criterion) {
     });
 }
 
+/// The rule language against JSON rules: the same rules, one evaluator.
+fn language(c: &mut Criterion) {
+    let json = demo::tutorial().unwrap();
+    let lang = demo::tutorial_with(demo::Eligibility::Rules(demo::CROSS_SELL_RULES)).unwrap();
+    let req = demo::request();
+    c.bench_function("tutorial_json_rules", |b| b.iter(|| json.flow.decide(black_box(&req), &NoSignals, false)));
+    c.bench_function("tutorial_language_rules", |b| b.iter(|| lang.flow.decide(black_box(&req), &NoSignals, false)));
+
+    let s = demo::synthetic(100, 3).unwrap();
+    let text = demo::rules_as_language(&s.catalog);
+    let mut as_lang = demo::synthetic(100, 3).unwrap();
+    // Same offers and customer; the 300 rules come from the file instead of JSON.
+    let offers: Vec<String> = as_lang.catalog.offers.iter().map(|o| o.meta.id.clone()).collect();
+    let mut text_for_lang = text.clone();
+    for (from, to) in s.catalog.offers.iter().map(|o| &o.meta.id).zip(&offers) {
+        text_for_lang = text_for_lang.replace(from.as_str(), to);
+    }
+    as_lang.catalog.rules.clear();
+    as_lang.catalog.put_plugin("synthetic.rules", &text_for_lang).unwrap();
+    let flow = as_lang.catalog.publish(&as_lang.flow_id, None).unwrap();
+    let req = demo::synthetic_request();
+    assert_eq!(
+        s.flow.decide(&req, &NoSignals, false).decisions.iter().map(|d| d.score).collect::<Vec<_>>(),
+        flow.decide(&req, &NoSignals, false).decisions.iter().map(|d| d.score).collect::<Vec<_>>()
+    );
+    c.bench_function("S_json_rules", |b| b.iter(|| s.flow.decide(black_box(&req), &NoSignals, false)));
+    c.bench_function("S_language_rules", |b| b.iter(|| flow.decide(black_box(&req), &NoSignals, false)));
+}
+
+/// Parse + check + compile of a generated 1,000-rule file.
+fn language_compile(c: &mut Criterion) {
+    let t = demo::synthetic(1000, 0).unwrap();
+    let mut text = String::new();
+    for (i, o) in t.catalog.offers.iter().enumerate() {
+        text.push_str(&format!(
+            "rule \"r{i}\" for offer \"{}\" stage eligibility priority {} {{\n    customer.f0 >= {} and customer.f3 in [\"gold\", \"platinum\"] or not customer.f2\n}}\n",
+            o.spec.name,
+            i % 7,
+            i % 100
+        ));
+    }
+    let ctx = arbiter::dsl::Context::from_catalog(&t.catalog);
+    c.bench_function("language_1000_rules_parse_check", |b| {
+        b.iter(|| arbiter::dsl::check_source("gen.rules", black_box(&text), &ctx))
+    });
+    c.bench_function("language_1000_rules_parse_check_compile", |b| {
+        b.iter_batched(
+            || demo::synthetic(1000, 0).unwrap(),
+            |mut t| {
+                t.catalog.put_plugin("gen.rules", &text).unwrap();
+                let flow = &t.catalog.flows[0];
+                engine::compile(&t.catalog, flow, &flow.spec.draft_config, 2).unwrap()
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(50).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = predicate, decide, compile
+    targets = predicate, decide, compile, language, language_compile
 }
 criterion_main!(benches);

@@ -266,3 +266,22 @@ pub fn synthetic(offers: usize, rules_per_offer: usize) -> Result<Tutorial, Cata
 pub fn synthetic_request() -> RecommendRequest {
     RecommendRequest { customer_id: "bench_customer".into(), channel: Some("in_app".into()), ..Default::default() }
 }
+
+/// The tenant's JSON qualification rules written as a rule-language file (offer-scoped
+/// `attribute_condition`s only, as `synthetic` makes), for comparing the front-ends.
+pub fn rules_as_language(catalog: &Catalog) -> String {
+    let mut out = String::new();
+    for rule in &catalog.rules {
+        let Ok(cond) = rule.spec.validate() else { continue };
+        let value = cond.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
+        let test = match cond.operator {
+            crate::rules::json::Operator::In => format!("{} in {value}", cond.attribute),
+            crate::rules::json::Operator::Gte => format!("{} >= {value}", cond.attribute),
+            crate::rules::json::Operator::Eq => format!("{} == {value}", cond.attribute),
+            other => unimplemented!("rules_as_language does not translate `{}`", other.name()),
+        };
+        let offer = rule.spec.scope_id.as_deref().unwrap_or_default();
+        out.push_str(&format!("rule \"{}\" for offer id \"{offer}\" {{ {test} }}\n", rule.spec.name));
+    }
+    out
+}

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use super::ast::{Factor, File, Item, Let, Rule, Score, ScoreBody, StageName, Target};
-use super::error::{line_col, Diagnostic, Severity};
+use super::error::{Diagnostic, LineIndex, Severity};
 use super::parse::{parse, MAX_TREE_DEPTH};
 use crate::catalog::Catalog;
 use crate::engine::defs::FACTORS;
@@ -66,7 +66,18 @@ impl Checked {
 /// Parses and checks one file.
 pub fn check_source(file: &str, source: &str, ctx: &Context) -> Checked {
     let (ast, mut diagnostics) = parse(source);
-    let mut c = FileChecker { file, source, ctx, lets: HashMap::new(), diags: Vec::new(), out: Checked::default() };
+    let mut c = FileChecker {
+        file,
+        source,
+        lines: LineIndex::new(source),
+        ctx,
+        offers_by_name: ctx.offers.iter().map(|(id, name, _)| (name.as_str(), id.as_str())).collect(),
+        offer_ids: ctx.offers.iter().map(|(id, _, _)| id.as_str()).collect(),
+        categories: ctx.offers.iter().filter_map(|(_, _, c)| c.as_deref()).collect(),
+        lets: HashMap::new(),
+        diags: Vec::new(),
+        out: Checked::default(),
+    };
     c.file(&ast);
     diagnostics.append(&mut c.diags);
     diagnostics.sort_by_key(|d| (d.span.start, d.severity == Severity::Warning));
@@ -84,7 +95,12 @@ struct Resolved {
 struct FileChecker<'a> {
     file: &'a str,
     source: &'a str,
+    lines: LineIndex<'a>,
     ctx: &'a Context,
+    /// Targets are looked up once per rule: index them once per file.
+    offers_by_name: HashMap<&'a str, &'a str>,
+    offer_ids: std::collections::HashSet<&'a str>,
+    categories: std::collections::HashSet<&'a str>,
     lets: HashMap<String, Resolved>,
     diags: Vec<Diagnostic>,
     out: Checked,
@@ -118,7 +134,7 @@ impl FileChecker<'_> {
     }
 
     fn location(&self, span: Span) -> String {
-        let (line, col) = line_col(self.source, span.start as usize);
+        let (line, col) = self.lines.line_col(span.start as usize);
         format!("{}:{line}:{col}", self.file)
     }
 
@@ -288,17 +304,25 @@ impl FileChecker<'_> {
         let (scope, found, wanted, kind, names): (Scope, Option<String>, &str, &str, Vec<&str>) = match &r.target {
             Target::Global => return Some((Scope::Global, String::new())),
             Target::OfferName(n) => {
-                let found = ctx.offers.iter().find(|(_, name, _)| name == n).map(|(id, _, _)| id.clone());
-                (Scope::Offer, found, n, "offer", ctx.offers.iter().map(|(_, name, _)| name.as_str()).collect())
+                let found = self.offers_by_name.get(n.as_str()).map(|id| id.to_string());
+                {
+                    let names = names_if(found.is_none(), ctx.offers.iter().map(|o| o.1.as_str()));
+                    (Scope::Offer, found, n, "offer", names)
+                }
             }
             Target::OfferId(id) => {
-                let found = ctx.offers.iter().find(|(oid, _, _)| oid == id).map(|(id, _, _)| id.clone());
-                (Scope::Offer, found, id, "offer id", ctx.offers.iter().map(|(id, _, _)| id.as_str()).collect())
+                let found = self.offer_ids.contains(id.as_str()).then(|| id.clone());
+                {
+                    let names = names_if(found.is_none(), ctx.offers.iter().map(|o| o.0.as_str()));
+                    (Scope::Offer, found, id, "offer id", names)
+                }
             }
             Target::Category(c) => {
-                let cats: Vec<&str> = ctx.offers.iter().filter_map(|(_, _, cat)| cat.as_deref()).collect();
-                let found = cats.contains(&c.as_str()).then(|| c.clone());
-                (Scope::Category, found, c, "category", cats)
+                let found = self.categories.contains(c.as_str()).then(|| c.clone());
+                {
+                    let names = names_if(found.is_none(), self.categories.iter().copied());
+                    (Scope::Category, found, c, "category", names)
+                }
             }
             Target::Channel(ch) => {
                 let found = ctx.channels.iter().find(|(id, name)| id == ch || name == ch).map(|(_, name)| name.clone());
@@ -418,6 +442,15 @@ impl FileChecker<'_> {
                 None
             }
         }
+    }
+}
+
+/// Candidate names for a "did you mean", collected only when something was not found.
+fn names_if<'a>(missing: bool, names: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    if missing {
+        names.collect()
+    } else {
+        Vec::new()
     }
 }
 

@@ -60,6 +60,28 @@ pub struct Located {
     pub help: Option<String>,
 }
 
+/// Start offsets of every line, so many locations in one file cost a binary search each
+/// instead of a scan from the top.
+pub struct LineIndex<'s> {
+    source: &'s str,
+    starts: Vec<usize>,
+}
+
+impl<'s> LineIndex<'s> {
+    pub fn new(source: &'s str) -> LineIndex<'s> {
+        let starts = std::iter::once(0).chain(source.match_indices('\n').map(|(i, _)| i + 1)).collect();
+        LineIndex { source, starts }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = floor_char_boundary(self.source, offset.min(self.source.len()));
+        let line = self.starts.partition_point(|&s| s <= offset);
+        let start = self.starts[line - 1];
+        (line, self.source[start..offset].chars().count() + 1)
+    }
+}
+
 /// 1-based line and column (in characters) of a byte offset.
 pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
     let offset = floor_char_boundary(source, offset.min(source.len()));
@@ -124,6 +146,15 @@ mod tests {
         assert_eq!(line_col(src, 0), (1, 1));
         assert_eq!(line_col(src, 3), (2, 1));
         assert_eq!(line_col(src, 6), (2, 3));
+    }
+
+    #[test]
+    fn line_index_agrees_with_line_col() {
+        let src = "ab\ncé d\n\nxyz";
+        let index = LineIndex::new(src);
+        for offset in 0..=src.len() {
+            assert_eq!(index.line_col(offset), line_col(src, offset), "offset {offset}");
+        }
     }
 
     #[test]
