@@ -36,7 +36,9 @@ fn not_found(kind: &'static str, id: &str) -> CatalogError {
     CatalogError::NotFound { kind, id: id.to_string() }
 }
 
-#[derive(Default)]
+/// Cloning is cheap enough for a change-then-check: entities are copied, customer
+/// tables are shared.
+#[derive(Default, Clone)]
 pub struct Catalog {
     pub schemas: Vec<Schema>,
     pub offers: Vec<Offer>,
@@ -104,6 +106,35 @@ impl Catalog {
         ValidationError::check(errors)
     }
 
+    /// Replaces a schema's description. Fields may only be added at the end (existing
+    /// fields keep name, type and order), so stored rows stay valid: they simply lack the
+    /// new columns.
+    pub fn update_schema(&mut self, id: &str, spec: SchemaSpec) -> Result<&Schema, CatalogError> {
+        spec.validate()?;
+        let i = self.schemas.iter().position(|s| s.meta.id == id).ok_or_else(|| not_found("schema", id))?;
+        let old = &self.schemas[i].spec.fields;
+        let kept = spec.fields.len() >= old.len()
+            && old
+                .iter()
+                .zip(&spec.fields)
+                .all(|(a, b)| a.name == b.name && a.data_type == b.data_type && a.is_unique == b.is_unique);
+        if !kept {
+            return Err(CatalogError::Conflict(
+                "fields may only be added at the end: existing fields keep their names, types and order".into(),
+            ));
+        }
+        let mut others = self.clone();
+        others.schemas.remove(i);
+        others.check_field_types(&spec)?;
+        if self.schemas.iter().any(|s| s.spec.name == spec.name && s.meta.id != id) {
+            return Err(CatalogError::Conflict(format!("a schema named `{}` already exists", spec.name)));
+        }
+        let schema = &mut self.schemas[i];
+        schema.spec = spec;
+        schema.meta.touch();
+        Ok(schema)
+    }
+
     pub fn schema(&self, id: &str) -> Result<(&Schema, &Arc<Table>), CatalogError> {
         let i = self.schemas.iter().position(|s| s.meta.id == id).ok_or_else(|| not_found("schema", id))?;
         Ok((&self.schemas[i], &self.tables[i]))
@@ -117,6 +148,16 @@ impl Catalog {
         rows: &[serde_json::Value],
         mode: LoadMode,
     ) -> Result<usize, CatalogError> {
+        self.load_rows_keyed(schema_id, rows, mode).map(|written| written.len())
+    }
+
+    /// As `load_rows`, returning the key and input index of every row written.
+    pub fn load_rows_keyed(
+        &mut self,
+        schema_id: &str,
+        rows: &[serde_json::Value],
+        mode: LoadMode,
+    ) -> Result<Vec<(String, usize)>, CatalogError> {
         let (schema, table) = self.schema(schema_id)?;
         if rows.is_empty() {
             return Err(ValidationError::one("rows", "needs at least one row").into());
@@ -130,14 +171,13 @@ impl Catalog {
             }
         }
         ValidationError::check(errors)?;
-        let mut written = 0;
-        for (key, row) in parsed {
-            let key: Box<str> = key.into();
-            if mode == LoadMode::InsertOrIgnore && table.contains_key(&key) {
+        let mut written = Vec::new();
+        for (index, (key, row)) in parsed.into_iter().enumerate() {
+            if mode == LoadMode::InsertOrIgnore && table.contains_key(key.as_str()) {
                 continue;
             }
-            table.insert(key, row);
-            written += 1;
+            table.insert(key.as_str().into(), row);
+            written.push((key, index));
         }
         Ok(written)
     }
@@ -221,6 +261,137 @@ impl Catalog {
         Ok(self.flows.last().expect("just pushed"))
     }
 
+    pub fn update_offer(&mut self, id: &str, spec: OfferSpec) -> Result<&Offer, CatalogError> {
+        spec.validate()?;
+        if self.offers.iter().any(|o| o.spec.name == spec.name && o.meta.id != id) {
+            return Err(CatalogError::Conflict(format!("an offer named `{}` already exists", spec.name)));
+        }
+        let offer = self.offers.iter_mut().find(|o| o.meta.id == id).ok_or_else(|| not_found("offer", id))?;
+        offer.spec = spec;
+        offer.meta.touch();
+        Ok(offer)
+    }
+
+    pub fn update_rule(&mut self, id: &str, spec: RuleSpec) -> Result<&QualificationRule, CatalogError> {
+        let i = self.rules.iter().position(|r| r.meta.id == id).ok_or_else(|| not_found("qualification rule", id))?;
+        let cond = spec.validate()?;
+        let mut errors = Vec::new();
+        self.check_scope(&spec, &mut errors);
+        if let Err(e) = self.check_condition(&cond) {
+            errors.extend(e);
+        }
+        ValidationError::check(errors)?;
+        if self.rules.iter().any(|r| r.spec.name == spec.name && r.meta.id != id) {
+            return Err(CatalogError::Conflict(format!("a qualification rule named `{}` already exists", spec.name)));
+        }
+        let rule = &mut self.rules[i];
+        rule.spec = spec;
+        rule.meta.touch();
+        Ok(rule)
+    }
+
+    pub fn update_channel(&mut self, id: &str, spec: ChannelSpec) -> Result<&Channel, CatalogError> {
+        spec.validate()?;
+        if self.channels.iter().any(|c| c.spec.name == spec.name && c.meta.id != id) {
+            return Err(CatalogError::Conflict(format!("a channel named `{}` already exists", spec.name)));
+        }
+        let channel = self.channels.iter_mut().find(|c| c.meta.id == id).ok_or_else(|| not_found("channel", id))?;
+        channel.spec = spec;
+        channel.meta.touch();
+        Ok(channel)
+    }
+
+    /// Replaces a flow's draft (and name/description). Published versions are untouched:
+    /// traffic changes only on publish.
+    pub fn update_flow(&mut self, id: &str, spec: FlowSpec) -> Result<&DecisionFlow, CatalogError> {
+        spec.validate()?;
+        if self.flows.iter().any(|f| f.spec.key == spec.key && f.meta.id != id) {
+            return Err(CatalogError::Conflict(format!("a decision flow with key `{}` already exists", spec.key)));
+        }
+        let flow = self.flows.iter_mut().find(|f| f.meta.id == id).ok_or_else(|| not_found("decision flow", id))?;
+        if !flow.published_versions.is_empty() && flow.spec.key != spec.key {
+            return Err(ValidationError::one("key", "cannot change the key of a published flow").into());
+        }
+        flow.spec = spec;
+        flow.meta.touch();
+        Ok(flow)
+    }
+
+    /// Removes an entity by kind; a published flow, or a schema a flow enriches from,
+    /// cannot be deleted (409).
+    pub fn delete(&mut self, kind: EntityKind, id: &str) -> Result<(), CatalogError> {
+        match kind {
+            EntityKind::Offer => remove_by_id(&mut self.offers, id, |o| &o.meta.id, "offer"),
+            EntityKind::Rule => remove_by_id(&mut self.rules, id, |r| &r.meta.id, "qualification rule"),
+            EntityKind::Channel => remove_by_id(&mut self.channels, id, |c| &c.meta.id, "channel"),
+            EntityKind::Flow => {
+                let flow = self.flows.iter().find(|f| f.meta.id == id).ok_or_else(|| not_found("decision flow", id))?;
+                if !flow.published_versions.is_empty() {
+                    return Err(CatalogError::Conflict(format!(
+                        "decision flow `{}` is published and protected",
+                        flow.spec.key
+                    )));
+                }
+                remove_by_id(&mut self.flows, id, |f| &f.meta.id, "decision flow")
+            }
+            EntityKind::Schema => {
+                let i = self.schemas.iter().position(|s| s.meta.id == id).ok_or_else(|| not_found("schema", id))?;
+                let used = self.flows.iter().any(|f| flow_mentions(f, id));
+                if used {
+                    return Err(CatalogError::Conflict(format!(
+                        "schema `{id}` is used by a decision flow's enrich node"
+                    )));
+                }
+                self.schemas.remove(i);
+                self.tables.remove(i);
+                Ok(())
+            }
+        }
+    }
+
+    /// Appends a new version equal to an old one and makes it the draft too.
+    pub fn rollback(
+        &mut self,
+        flow_id: &str,
+        version: u32,
+        notes: Option<String>,
+    ) -> Result<Arc<CompiledFlow>, CatalogError> {
+        let i =
+            self.flows.iter().position(|f| f.meta.id == flow_id).ok_or_else(|| not_found("decision flow", flow_id))?;
+        let old = self.flows[i].published_versions.iter().find(|v| v.version == version).cloned().ok_or_else(|| {
+            ValidationError::one("version", format!("decision flow has no published version {version}"))
+        })?;
+        let next = self.flows[i].published_versions.len() as u32 + 1;
+        let compiled = engine::compile(self, &self.flows[i], &old.config_snapshot, next)?;
+        let flow = &mut self.flows[i];
+        let note = format!("Rollback to v{version}: {}", notes.unwrap_or_default());
+        flow.published_versions.push(PublishedVersion {
+            version: next,
+            published_at: crate::ids::now_rfc3339(),
+            notes: Some(note.trim_end_matches([' ', ':']).to_string()),
+            config_snapshot: old.config_snapshot.clone(),
+        });
+        flow.spec.draft_config = old.config_snapshot;
+        flow.status = FlowStatus::Active;
+        flow.meta.touch();
+        Ok(Arc::new(compiled))
+    }
+
+    /// Compiles the live (latest published) version of every published flow, keyed by
+    /// flow key. Used after any change that live flows depend on, and on restart.
+    pub fn compile_live(&self) -> (Vec<Arc<CompiledFlow>>, Vec<(String, ValidationError)>) {
+        let mut live = Vec::new();
+        let mut failed = Vec::new();
+        for flow in &self.flows {
+            let Some(v) = flow.published_versions.last() else { continue };
+            match engine::compile(self, flow, &v.config_snapshot, v.version) {
+                Ok(c) => live.push(Arc::new(c)),
+                Err(e) => failed.push((flow.spec.key.clone(), e)),
+            }
+        }
+        (live, failed)
+    }
+
     /// Validates and compiles the flow's draft, appends it as the next version, and
     /// returns the compiled flow for the caller to swap in.
     pub fn publish(&mut self, flow_id: &str, notes: Option<String>) -> Result<Arc<CompiledFlow>, CatalogError> {
@@ -294,6 +465,66 @@ impl Catalog {
 
     pub fn active_rules(&self) -> impl Iterator<Item = &QualificationRule> {
         self.rules.iter().filter(|r| r.spec.status == RuleStatus::Active)
+    }
+}
+
+/// The entity kinds that can be deleted by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntityKind {
+    Schema,
+    Offer,
+    Rule,
+    Channel,
+    Flow,
+}
+
+fn remove_by_id<T>(
+    items: &mut Vec<T>,
+    id: &str,
+    id_of: impl Fn(&T) -> &String,
+    kind: &'static str,
+) -> Result<(), CatalogError> {
+    let i = items.iter().position(|x| id_of(x) == id).ok_or_else(|| not_found(kind, id))?;
+    items.remove(i);
+    Ok(())
+}
+
+/// Whether a flow's draft or any published version enriches from a schema.
+fn flow_mentions(flow: &DecisionFlow, schema_id: &str) -> bool {
+    let configs =
+        std::iter::once(&flow.spec.draft_config).chain(flow.published_versions.iter().map(|v| &v.config_snapshot));
+    let needle = format!("\"{schema_id}\"");
+    configs.into_iter().any(|c| c.nodes.iter().any(|n| n.kind == "enrich" && n.config.to_string().contains(&needle)))
+}
+
+/// Restoring stored state: entities come back with their ids and times, in creation
+/// order, without re-running create-time checks (they passed when first stored).
+impl Catalog {
+    pub fn restore_schema(&mut self, schema: Schema) {
+        self.schemas.push(schema);
+        self.tables.push(Arc::new(Table::new()));
+    }
+
+    /// Restores a stored row; a row that no longer fits its schema is skipped and reported.
+    pub fn restore_row(&mut self, schema_id: &str, row: &serde_json::Value) -> Result<(), CatalogError> {
+        let (schema, table) = self.schema(schema_id)?;
+        let (key, values) = schema.parse_row("row", row)?;
+        table.insert(key.into(), values);
+        Ok(())
+    }
+
+    /// Sorts restored entities into creation order.
+    pub fn finish_restore(&mut self) {
+        fn order<T>(items: &mut [T], meta: impl Fn(&T) -> &Meta) {
+            items.sort_by(|a, b| (&meta(a).created_at, &meta(a).id).cmp(&(&meta(b).created_at, &meta(b).id)));
+        }
+        let mut paired: Vec<(Schema, Arc<Table>)> = self.schemas.drain(..).zip(self.tables.drain(..)).collect();
+        paired.sort_by(|a, b| (&a.0.meta.created_at, &a.0.meta.id).cmp(&(&b.0.meta.created_at, &b.0.meta.id)));
+        (self.schemas, self.tables) = paired.into_iter().unzip();
+        order(&mut self.offers, |o| &o.meta);
+        order(&mut self.rules, |r| &r.meta);
+        order(&mut self.channels, |c| &c.meta);
+        order(&mut self.flows, |f| &f.meta);
     }
 }
 

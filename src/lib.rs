@@ -11,16 +11,26 @@
 //! * [`cli_check`] — `arbiter check`.
 //! * [`demo`] — the cross-sell tutorial built in-process (`arbiter demo`).
 //! * [`learn`] — holdout statistics and uplift (CATE) estimators.
+//! * [`store`] — the storage interface and sled behind it (group commit).
+//! * [`tenant`] — per-tenant actors, snapshots, persistence, plugins folder.
+//! * [`http`] — HTTP plumbing: server loop, router, auth, bodies, pagination, metrics.
+//! * [`api`] — the endpoints.
+//! * [`serve`] — `arbiter serve`.
 //! * [`ids`] — ids, hashing and timestamps.
 
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod catalog;
 pub mod cli_check;
 pub mod demo;
 pub mod dsl;
 pub mod engine;
+pub mod http;
 pub mod ids;
 pub mod learn;
 pub mod model;
 pub mod rules;
+pub mod serve;
+pub mod store;
+pub mod tenant;

@@ -7,6 +7,8 @@ use arbiter::engine::NoSignals;
 const USAGE: &str = "usage: arbiter <command>
 
 commands:
+  serve [--listen ADDR] [--data DIR] [--plugins DIR]
+                     run the server (see `arbiter serve --help`)
   demo [--explain]   build the cross-sell tutorial in-process and print the decision for cust_42
   check [--context FILE] [--format text|json] PATH...
                      check rule files; exit 1 if any has an error";
@@ -16,6 +18,7 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("demo") => demo(args.iter().any(|a| a == "--explain")),
         Some("check") => arbiter::cli_check::run(&args[1..]),
+        Some("serve") => arbiter::serve::main(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             ExitCode::SUCCESS

@@ -150,8 +150,11 @@ impl<'f> Frame<'f> {
         for plan in plans {
             match plan.table.get(customer_id) {
                 Some(row) => {
+                    // A row stored before fields were added to its schema is shorter.
                     for &(col, slot) in plan.copies.iter() {
-                        self.slots[slot as usize] = row[col].clone();
+                        if let Some(v) = row.get(col) {
+                            self.slots[slot as usize] = v.clone();
+                        }
                     }
                 }
                 None => self.warnings.push(format!("no `{}` row for customer `{customer_id}`", plan.schema)),

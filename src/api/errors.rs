@@ -1,0 +1,35 @@
+//! Tenant, catalog and validation errors as API errors (status and code).
+
+use crate::catalog::CatalogError;
+use crate::http::error::ApiError;
+use crate::model::ValidationError;
+use crate::tenant::TenantError;
+
+impl From<ValidationError> for ApiError {
+    fn from(e: ValidationError) -> ApiError {
+        ApiError::BadRequest(e.to_string())
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> ApiError {
+        match e {
+            CatalogError::Invalid(v) => ApiError::BadRequest(v.to_string()),
+            CatalogError::NotFound { .. } => ApiError::NotFound(e.to_string()),
+            CatalogError::Conflict(m) => ApiError::Conflict(m),
+        }
+    }
+}
+
+impl From<TenantError> for ApiError {
+    fn from(e: TenantError) -> ApiError {
+        match e {
+            TenantError::Catalog(c) => c.into(),
+            TenantError::NotFound(m) => ApiError::NotFound(m),
+            TenantError::Conflict(m) => ApiError::Conflict(m),
+            TenantError::Plugin { rendered, .. } => ApiError::BadRequest(rendered),
+            TenantError::Store(s) => ApiError::internal("storage", &s),
+            TenantError::Unavailable(m) => ApiError::internal("tenant", &m),
+        }
+    }
+}

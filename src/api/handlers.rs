@@ -1,0 +1,413 @@
+//! One small function per endpoint. Each parses its input (errors name the field),
+//! calls the tenant, and serialises the reply.
+
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+
+use super::routes::Route;
+use super::App;
+use crate::catalog::{EntityKind, LoadMode};
+use crate::engine::{NoSignals, RecommendRequest};
+use crate::http::auth::{generate_key, to_hex, KeyRecord, Role};
+use crate::http::body::{read_json_body, JsonRowStream};
+use crate::http::error::ApiError;
+use crate::http::pagination::{paginate, query_param, Page};
+use crate::http::response::{bytes, json as json_response, no_content, HttpResponse};
+use crate::http::router::Params;
+use crate::model::{parse_json, FieldError, ValidationError};
+use crate::tenant::interaction::{outcome_types, RespondInput};
+use crate::tenant::{Command, Query, TenantHandle};
+
+type Reply = Result<HttpResponse, ApiError>;
+
+/// Authenticates (where the route needs it) and runs the route's handler.
+pub async fn dispatch(app: &Arc<App>, route: Route, params: Params, req: Request<Incoming>) -> Reply {
+    let Some(role) = route.role() else { return public(app, route) };
+    let key = app.keys.authenticate(req.headers())?;
+    key.require(role)?;
+    let tenant = app
+        .registry
+        .tenant(&key.tenant_id)
+        .ok_or_else(|| ApiError::Forbidden(format!("tenant `{}` is not available", key.tenant_id)))?;
+    let id = || params.get("id").unwrap_or_default().to_string();
+    match route {
+        Route::WhoAmI => ok(&json!({"tenantId": key.tenant_id, "role": key.role, "name": key.name})),
+        Route::CreateTenant => create_tenant(app, &key, req).await,
+        Route::CreateKey => create_key(app, &key, req).await,
+        Route::Schemas => list(&tenant, EntityKind::Schema, &req).await,
+        Route::CreateSchema => create(&tenant, req, app.body_limit, Command::CreateSchema).await,
+        Route::Schema => get(&tenant, EntityKind::Schema, id()).await,
+        Route::UpdateSchema => update_schema(&tenant, id(), req, app.body_limit).await,
+        Route::DeleteSchema => delete(&tenant, EntityKind::Schema, id()).await,
+        Route::InsertRows => load_rows(&tenant, id(), req, app.data_limit, LoadMode::InsertOrIgnore).await,
+        Route::UpsertRows => load_rows(&tenant, id(), req, app.data_limit, LoadMode::Upsert).await,
+        Route::Rows => rows(&tenant, id(), &req).await,
+        Route::Offers => list(&tenant, EntityKind::Offer, &req).await,
+        Route::CreateOffer => create(&tenant, req, app.body_limit, Command::CreateOffer).await,
+        Route::Offer => get(&tenant, EntityKind::Offer, id()).await,
+        Route::UpdateOffer => {
+            let id = id();
+            update(&tenant, EntityKind::Offer, id.clone(), req, app.body_limit, |spec| Command::UpdateOffer {
+                id,
+                spec,
+            })
+            .await
+        }
+        Route::DeleteOffer => delete(&tenant, EntityKind::Offer, id()).await,
+        Route::Rules => list(&tenant, EntityKind::Rule, &req).await,
+        Route::CreateRule => create(&tenant, req, app.body_limit, Command::CreateRule).await,
+        Route::Rule => get(&tenant, EntityKind::Rule, id()).await,
+        Route::UpdateRule => {
+            let id = id();
+            update(&tenant, EntityKind::Rule, id.clone(), req, app.body_limit, |spec| Command::UpdateRule { id, spec })
+                .await
+        }
+        Route::DeleteRule => delete(&tenant, EntityKind::Rule, id()).await,
+        Route::Channels => list(&tenant, EntityKind::Channel, &req).await,
+        Route::CreateChannel => create(&tenant, req, app.body_limit, Command::CreateChannel).await,
+        Route::Channel => get(&tenant, EntityKind::Channel, id()).await,
+        Route::UpdateChannel => {
+            let id = id();
+            let make = |spec| Command::UpdateChannel { id, spec };
+            update(&tenant, EntityKind::Channel, id_of(&params), req, app.body_limit, make).await
+        }
+        Route::DeleteChannel => delete(&tenant, EntityKind::Channel, id()).await,
+        Route::Flows => list(&tenant, EntityKind::Flow, &req).await,
+        Route::CreateFlow => create(&tenant, req, app.body_limit, Command::CreateFlow).await,
+        Route::Flow => get(&tenant, EntityKind::Flow, id()).await,
+        Route::UpdateFlow => {
+            let id = id();
+            update(&tenant, EntityKind::Flow, id.clone(), req, app.body_limit, |spec| Command::UpdateFlow { id, spec })
+                .await
+        }
+        Route::DeleteFlow => delete(&tenant, EntityKind::Flow, id()).await,
+        Route::Publish => publish(app, &tenant, req).await,
+        Route::Versions => versions(&tenant, &req).await,
+        Route::Rollback => rollback(app, &tenant, req).await,
+        Route::Plugins => ok(&tenant.query(Query::Plugins).await?),
+        Route::Plugin => ok(&tenant.query(Query::Plugin(name_of(&params))).await?),
+        Route::PutPlugin => put_plugin(&tenant, name_of(&params), req, app.body_limit).await,
+        Route::DeletePlugin => {
+            tenant.command(Command::DeletePlugin { name: name_of(&params), from_disk: false }).await?;
+            Ok(no_content())
+        }
+        Route::Recommend => recommend(app, &tenant, req).await,
+        Route::Respond => respond(&tenant, req, app.body_limit).await,
+        Route::RespondBulk => respond_bulk(&tenant, req, app.body_limit).await,
+        Route::OutcomeTypes => ok(&outcome_types()),
+        Route::Health | Route::Metrics | Route::OpenApi => public(app, route),
+    }
+}
+
+fn id_of(params: &Params) -> String {
+    params.get("id").unwrap_or_default().to_string()
+}
+
+fn name_of(params: &Params) -> String {
+    params.get("name").unwrap_or_default().to_string()
+}
+
+fn public(app: &App, route: Route) -> Reply {
+    match route {
+        Route::Metrics => {
+            let text = app.metrics.render();
+            Ok(bytes(StatusCode::OK, crate::http::metrics::CONTENT_TYPE, text.into()))
+        }
+        Route::OpenApi => ok(&super::openapi::document()),
+        _ => ok(&json!({"status": "ok"})),
+    }
+}
+
+fn ok<T: serde::Serialize + ?Sized>(value: &T) -> Reply {
+    json_response(StatusCode::OK, value)
+}
+
+fn created(value: &Value) -> Reply {
+    json_response(StatusCode::CREATED, value)
+}
+
+/// Reads and parses a JSON body; errors name the field.
+async fn body<T: DeserializeOwned>(req: Request<Incoming>, limit: usize) -> Result<T, ApiError> {
+    let bytes = read_json_body(req, limit).await?;
+    Ok(parse_json(&bytes)?)
+}
+
+async fn create<S: DeserializeOwned>(
+    t: &TenantHandle,
+    req: Request<Incoming>,
+    limit: usize,
+    command: impl FnOnce(S) -> Command,
+) -> Reply {
+    let spec = body(req, limit).await?;
+    created(&t.command(command(spec)).await?)
+}
+
+async fn list(t: &TenantHandle, kind: EntityKind, req: &Request<Incoming>) -> Reply {
+    let page = Page::from_query(req.uri().query())?;
+    let items = t.query(Query::List(kind)).await?;
+    let items = items.as_array().cloned().unwrap_or_default();
+    ok(&paginate(&items, |v| v["id"].as_str().unwrap_or_default(), &page)?)
+}
+
+async fn get(t: &TenantHandle, kind: EntityKind, id: String) -> Reply {
+    ok(&t.query(Query::Get(kind, id)).await?)
+}
+
+async fn delete(t: &TenantHandle, kind: EntityKind, id: String) -> Reply {
+    t.command(Command::Delete { kind, id }).await?;
+    Ok(no_content())
+}
+
+/// PUT changes the fields given and keeps the rest, as the platform does.
+async fn update<S: DeserializeOwned>(
+    t: &TenantHandle,
+    kind: EntityKind,
+    id: String,
+    req: Request<Incoming>,
+    limit: usize,
+    command: impl FnOnce(S) -> Command,
+) -> Reply {
+    let changes: Value = body(req, limit).await?;
+    let Value::Object(changes) = changes else {
+        return Err(ApiError::BadRequest("the body must be a JSON object of the fields to change".into()));
+    };
+    let mut current = t.query(Query::Get(kind, id)).await?;
+    for (field, value) in changes {
+        if !matches!(field.as_str(), "id" | "version" | "createdAt" | "updatedAt" | "publishedVersions" | "status")
+            || kind != EntityKind::Flow && field == "status"
+        {
+            current[field] = value;
+        }
+    }
+    let spec: S = crate::model::parse_value("", &current)?;
+    ok(&t.command(command(spec)).await?)
+}
+
+async fn update_schema(t: &TenantHandle, id: String, req: Request<Incoming>, limit: usize) -> Reply {
+    let make = |spec| Command::UpdateSchema { id: id.clone(), spec };
+    update(t, EntityKind::Schema, id.clone(), req, limit, make).await
+}
+
+async fn load_rows(t: &TenantHandle, schema_id: String, req: Request<Incoming>, limit: usize, mode: LoadMode) -> Reply {
+    // Rows are parsed one at a time from the body stream, so a large load holds the
+    // parsed rows once, never the raw body as well.
+    let mut stream = JsonRowStream::new(req, limit)?;
+    let mut rows = Vec::new();
+    while let Some(row) = stream.next_row::<Value>().await? {
+        rows.push(row);
+    }
+    let reply = t.command(Command::LoadRows { schema_id, rows, mode }).await?;
+    created(&reply)
+}
+
+async fn rows(t: &TenantHandle, schema_id: String, req: &Request<Incoming>) -> Reply {
+    let query = req.uri().query();
+    let number = |name: &str, default: usize, max: usize| -> Result<usize, ApiError> {
+        match query_param(query, name) {
+            None => Ok(default),
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if n <= max => Ok(n),
+                _ => Err(ApiError::BadRequest(format!("{name}: must be a whole number up to {max}, got `{v}`"))),
+            },
+        }
+    };
+    let limit = number("limit", 50, 500)?.max(1);
+    let offset = number("offset", 0, usize::MAX)?;
+    ok(&t.query(Query::Rows { schema_id, limit, offset }).await?)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PublishBody {
+    id: String,
+    #[serde(default)]
+    notes: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RollbackBody {
+    id: String,
+    version: u32,
+    #[serde(default)]
+    notes: Option<String>,
+}
+
+async fn publish(app: &App, t: &TenantHandle, req: Request<Incoming>) -> Reply {
+    let b: PublishBody = body(req, app.body_limit).await?;
+    let flow = t.command(Command::Publish { id: b.id, notes: b.notes }).await?;
+    app.metrics.record_publish();
+    ok(&flow)
+}
+
+async fn rollback(app: &App, t: &TenantHandle, req: Request<Incoming>) -> Reply {
+    let b: RollbackBody = body(req, app.body_limit).await?;
+    let flow = t.command(Command::Rollback { id: b.id, version: b.version, notes: b.notes }).await?;
+    app.metrics.record_publish();
+    ok(&flow)
+}
+
+async fn versions(t: &TenantHandle, req: &Request<Incoming>) -> Reply {
+    let id = query_param(req.uri().query(), "id")
+        .ok_or_else(|| ApiError::BadRequest("id: the flow id is required (?id=...)".into()))?;
+    ok(&t.query(Query::Versions { flow_id: id }).await?)
+}
+
+/// A rule file is sent as text. A rejected file answers 400 with every diagnostic.
+async fn put_plugin(t: &TenantHandle, name: String, req: Request<Incoming>, limit: usize) -> Reply {
+    if !name.ends_with(".rules") || name.contains('/') || name.len() > 200 {
+        return Err(ApiError::BadRequest(format!("name: `{name}` must be a file name ending in .rules")));
+    }
+    let raw = text_body(req, limit).await?;
+    let source =
+        String::from_utf8(raw.to_vec()).map_err(|_| ApiError::BadRequest("the rule file must be UTF-8".into()))?;
+    match t.command(Command::PutPlugin { name, source, from_disk: false }).await {
+        Ok(reply) => ok(&reply),
+        Err(crate::tenant::TenantError::Plugin { name, diagnostics, .. }) => json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"error": {"code": "BAD_REQUEST", "status": 400,
+                "message": format!("{name} has {} problem(s); nothing changed", diagnostics.len())},
+                "diagnostics": diagnostics}),
+        ),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A non-JSON body (a rule file), bounded by `limit`.
+async fn text_body(req: Request<Incoming>, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let collected = http_body_util::Limited::new(req.into_body(), limit).collect().await;
+    collected.map(|c| c.to_bytes()).map_err(|_| ApiError::PayloadTooLarge(format!("the body is over {limit} bytes")))
+}
+
+async fn recommend(app: &App, t: &TenantHandle, req: Request<Incoming>) -> Reply {
+    let explain = query_param(req.uri().query(), "explain").is_some_and(|v| v == "true" || v == "1");
+    let r: RecommendRequest = body(req, app.body_limit).await?;
+    r.validate()?;
+    let key = r
+        .decision_flow_key
+        .clone()
+        .filter(|k| !k.trim().is_empty())
+        .ok_or_else(|| ApiError::BadRequest("decisionFlowKey: is required".into()))?;
+    let Some(flow) = t.flow(&key) else { return Err(missing_flow(t, &key).await) };
+    let decision = flow.decide(&r, &NoSignals, explain);
+    t.log_decision(&decision);
+    app.metrics.record_decision(&key);
+    ok(&decision)
+}
+
+/// 404 for an unknown flow key, 409 for a flow that has never been published.
+async fn missing_flow(t: &TenantHandle, key: &str) -> ApiError {
+    let flows = t.query(Query::List(EntityKind::Flow)).await.unwrap_or_default();
+    let exists = flows.as_array().is_some_and(|fs| fs.iter().any(|f| f["key"] == key));
+    if exists {
+        ApiError::Conflict(format!(
+            "decision flow `{key}` has no published version; publish it with POST /api/v1/decision-flows/publish"
+        ))
+    } else {
+        ApiError::NotFound(format!("decision flow `{key}` not found"))
+    }
+}
+
+async fn respond(t: &TenantHandle, req: Request<Incoming>, limit: usize) -> Reply {
+    let header_key = idempotency_header(&req);
+    let mut input: RespondInput = body(req, limit).await?;
+    if input.idempotency_key.is_none() {
+        input.idempotency_key = header_key;
+    }
+    let reply = t.command(Command::Respond(input)).await?;
+    let status = if reply["duplicate"] == true { StatusCode::OK } else { StatusCode::CREATED };
+    json_response(status, &reply)
+}
+
+fn idempotency_header(req: &Request<Incoming>) -> Option<String> {
+    req.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+#[derive(serde::Deserialize)]
+struct BulkBody {
+    outcomes: Vec<Value>,
+}
+
+/// Items are recorded one by one; a failed item does not stop the others. 200 when any
+/// succeeded, 422 when all failed.
+async fn respond_bulk(t: &TenantHandle, req: Request<Incoming>, limit: usize) -> Reply {
+    let b: BulkBody = body(req, limit).await?;
+    if b.outcomes.is_empty() || b.outcomes.len() > 1000 {
+        return Err(
+            ValidationError::one("outcomes", format!("must hold 1 to 1000 items, got {}", b.outcomes.len())).into()
+        );
+    }
+    let mut errors = Vec::new();
+    let mut results = Vec::new();
+    for (i, item) in b.outcomes.iter().enumerate() {
+        let outcome = match crate::model::parse_value::<RespondInput>(&format!("outcomes[{i}]"), item) {
+            Ok(input) => t.command(Command::Respond(input)).await.map_err(ApiError::from),
+            Err(e) => Err(e.into()),
+        };
+        match outcome {
+            Ok(reply) => results.push(reply),
+            Err(e) => errors.push(json!({"index": i, "error": e.message()})),
+        }
+    }
+    let status = if results.is_empty() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    let reply = json!({"processed": b.outcomes.len(), "succeeded": results.len(), "failed": errors.len(),
+        "errors": errors, "results": results});
+    json_response(status, &reply)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TenantBody {
+    id: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// Operators (admin keys of the default tenant) create tenants; the reply carries the
+/// new tenant's first admin key, shown this once.
+async fn create_tenant(app: &App, key: &KeyRecord, req: Request<Incoming>) -> Reply {
+    if key.tenant_id != app.default_tenant {
+        return Err(ApiError::Forbidden("only admin keys of the operator tenant may create tenants".into()));
+    }
+    let b: TenantBody = body(req, app.body_limit).await?;
+    let valid =
+        !b.id.is_empty() && b.id.len() <= 64 && b.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !valid {
+        return Err(ValidationError(vec![FieldError::new("id", "must be 1-64 letters, digits, - or _")]).into());
+    }
+    if app.registry.tenant(&b.id).is_some() {
+        return Err(ApiError::Conflict(format!("tenant `{}` already exists", b.id)));
+    }
+    app.registry.ensure_tenant(&b.id).await?;
+    let (secret, record) = issue_key(app, &b.id, Role::Admin, b.name.unwrap_or_else(|| "admin".into())).await?;
+    created(&json!({"id": b.id, "apiKey": secret, "key": record}))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KeyBody {
+    name: String,
+    role: Role,
+}
+
+async fn create_key(app: &App, key: &KeyRecord, req: Request<Incoming>) -> Reply {
+    let b: KeyBody = body(req, app.body_limit).await?;
+    let (secret, record) = issue_key(app, &key.tenant_id, b.role, b.name).await?;
+    created(&json!({"apiKey": secret, "key": record}))
+}
+
+/// Creates a key, stores only its hash (durably), and returns the secret once.
+pub async fn issue_key(app: &App, tenant: &str, role: Role, name: String) -> Result<(String, KeyRecord), ApiError> {
+    let secret = generate_key();
+    let record = KeyRecord { tenant_id: tenant.to_string(), role, name, created_at: crate::ids::now_rfc3339() };
+    let hash = app.keys.hash(&secret);
+    let stored = serde_json::to_value(&record).map_err(|e| ApiError::internal("key", &e))?;
+    app.registry.put_api_key(tenant, &to_hex(&hash), &stored).await?;
+    app.keys.insert_hash(hash, record.clone());
+    Ok((secret, record))
+}

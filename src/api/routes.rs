@@ -1,0 +1,133 @@
+//! The route table: every endpoint, its method and path, and the role it needs.
+
+use hyper::Method;
+
+use crate::http::auth::Role;
+use crate::http::router::Router;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Route {
+    Health,
+    Metrics,
+    OpenApi,
+    WhoAmI,
+    CreateTenant,
+    CreateKey,
+    Schemas,
+    CreateSchema,
+    Schema,
+    UpdateSchema,
+    DeleteSchema,
+    InsertRows,
+    UpsertRows,
+    Rows,
+    Offers,
+    CreateOffer,
+    Offer,
+    UpdateOffer,
+    DeleteOffer,
+    Rules,
+    CreateRule,
+    Rule,
+    UpdateRule,
+    DeleteRule,
+    Channels,
+    CreateChannel,
+    Channel,
+    UpdateChannel,
+    DeleteChannel,
+    Flows,
+    CreateFlow,
+    Flow,
+    UpdateFlow,
+    DeleteFlow,
+    Publish,
+    Versions,
+    Rollback,
+    Plugins,
+    Plugin,
+    PutPlugin,
+    DeletePlugin,
+    Recommend,
+    Respond,
+    RespondBulk,
+    OutcomeTypes,
+}
+
+use Route::*;
+
+/// (method, path, route, summary). The OpenAPI document is generated from this table.
+pub const TABLE: &[(&str, &str, Route, &str)] = &[
+    ("GET", "/healthz", Health, "Liveness"),
+    ("GET", "/metrics", Metrics, "Prometheus metrics"),
+    ("GET", "/api/v1/openapi.json", OpenApi, "This API description"),
+    ("GET", "/api/v1/whoami", WhoAmI, "The calling key's tenant and role"),
+    ("POST", "/api/v1/tenants", CreateTenant, "Create a tenant and its first admin key (operators)"),
+    ("POST", "/api/v1/keys", CreateKey, "Create an API key for the caller's tenant"),
+    ("GET", "/api/v1/schemas", Schemas, "List schemas"),
+    ("POST", "/api/v1/schemas", CreateSchema, "Create a schema"),
+    ("GET", "/api/v1/schemas/{id}", Schema, "Get a schema"),
+    ("PUT", "/api/v1/schemas/{id}", UpdateSchema, "Update a schema (fields may only be added)"),
+    ("DELETE", "/api/v1/schemas/{id}", DeleteSchema, "Delete a schema and its rows"),
+    ("POST", "/api/v1/schemas/{id}/data", InsertRows, "Insert rows; existing keys are skipped"),
+    ("PUT", "/api/v1/schemas/{id}/data", UpsertRows, "Insert or replace rows by the unique field"),
+    ("GET", "/api/v1/schemas/{id}/data", Rows, "Read rows (limit, offset)"),
+    ("GET", "/api/v1/offers", Offers, "List offers"),
+    ("POST", "/api/v1/offers", CreateOffer, "Create an offer"),
+    ("GET", "/api/v1/offers/{id}", Offer, "Get an offer"),
+    ("PUT", "/api/v1/offers/{id}", UpdateOffer, "Update an offer (given fields change)"),
+    ("DELETE", "/api/v1/offers/{id}", DeleteOffer, "Delete an offer"),
+    ("GET", "/api/v1/qualification-rules", Rules, "List qualification rules"),
+    ("POST", "/api/v1/qualification-rules", CreateRule, "Create a qualification rule"),
+    ("GET", "/api/v1/qualification-rules/{id}", Rule, "Get a qualification rule"),
+    ("PUT", "/api/v1/qualification-rules/{id}", UpdateRule, "Update a qualification rule"),
+    ("DELETE", "/api/v1/qualification-rules/{id}", DeleteRule, "Delete a qualification rule"),
+    ("GET", "/api/v1/channels", Channels, "List channels"),
+    ("POST", "/api/v1/channels", CreateChannel, "Create a channel"),
+    ("GET", "/api/v1/channels/{id}", Channel, "Get a channel"),
+    ("PUT", "/api/v1/channels/{id}", UpdateChannel, "Update a channel"),
+    ("DELETE", "/api/v1/channels/{id}", DeleteChannel, "Delete a channel"),
+    ("GET", "/api/v1/decision-flows", Flows, "List decision flows"),
+    ("POST", "/api/v1/decision-flows", CreateFlow, "Create a decision flow (draft)"),
+    ("POST", "/api/v1/decision-flows/publish", Publish, "Publish a flow's draft as a new version"),
+    ("GET", "/api/v1/decision-flows/versions", Versions, "A flow's published versions (?id=)"),
+    ("POST", "/api/v1/decision-flows/rollback", Rollback, "Publish an old version again"),
+    ("GET", "/api/v1/decision-flows/{id}", Flow, "Get a decision flow"),
+    ("PUT", "/api/v1/decision-flows/{id}", UpdateFlow, "Update a flow's draft"),
+    ("DELETE", "/api/v1/decision-flows/{id}", DeleteFlow, "Delete an unpublished flow"),
+    ("GET", "/api/v1/plugins", Plugins, "List rule files"),
+    ("GET", "/api/v1/plugins/{name}", Plugin, "Get a rule file's source"),
+    ("PUT", "/api/v1/plugins/{name}", PutPlugin, "Check and install a rule file (text body)"),
+    ("DELETE", "/api/v1/plugins/{name}", DeletePlugin, "Remove a rule file"),
+    ("POST", "/api/v1/recommend", Recommend, "Decide which offers to show (?explain=true)"),
+    ("POST", "/api/v1/respond", Respond, "Record what the customer did"),
+    ("POST", "/api/v1/respond/bulk", RespondBulk, "Record up to 1,000 outcomes"),
+    ("GET", "/api/v1/outcome-types", OutcomeTypes, "Outcome types and their classification"),
+];
+
+impl Route {
+    /// The least role that may call the route; `None` for unauthenticated routes.
+    pub fn role(self) -> Option<Role> {
+        match self {
+            Health | Metrics | OpenApi => None,
+            CreateTenant | CreateKey => Some(Role::Admin),
+            WhoAmI | Schemas | Schema | Rows | Offers | Offer | Rules | Rule | Channels | Channel | Flows | Flow
+            | Versions | Plugins | Plugin | OutcomeTypes | Recommend | Respond | RespondBulk => Some(Role::Viewer),
+            _ => Some(Role::Editor),
+        }
+    }
+
+    /// A stable name for metrics labels.
+    pub fn name(self) -> &'static str {
+        TABLE.iter().find(|(_, _, r, _)| *r == self).map_or("unknown", |(_, path, _, _)| path)
+    }
+}
+
+pub fn router() -> Router<Route> {
+    let mut router = Router::new();
+    for &(method, path, route, _) in TABLE {
+        let method = Method::from_bytes(method.as_bytes()).expect("valid method");
+        router.add(method, path, route);
+    }
+    router
+}

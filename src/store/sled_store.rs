@@ -1,0 +1,407 @@
+//! [`SledStore`]: [`Storage`] on sled, with group commit.
+//!
+//! `write` applies the batch to sled at once (so readers see it), then queues a waiter for the
+//! store's committer thread. The committer takes the first waiter, drains every waiter already
+//! queued behind it, calls `flush` once and completes the whole group with its result. Every
+//! drained write was applied before its waiter was queued, so that one flush covers them all;
+//! writes arriving while a flush runs form the next group. Under load a flush therefore
+//! acknowledges many writes instead of one.
+//!
+//! A batch of one operation is atomic by itself; a larger one goes through the
+//! [journal](super::journal) under the exclusive side of the apply lock.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, PoisonError, RwLock};
+use std::thread::JoinHandle;
+
+use tokio::sync::oneshot;
+
+use super::journal::{self, Journal};
+use super::{Batch, Durable, KeyValue, Op, Storage, StoreError};
+
+/// sled's page cache size. sled's default is 1 GiB; arbiter keeps its hot state in memory in
+/// the tenant snapshots and reads sled mostly at startup, so a smaller cache is enough.
+const CACHE_CAPACITY_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Completed by the committer with the result of the flush that covered the write.
+type Waiter = oneshot::Sender<Result<(), StoreError>>;
+
+/// [`Storage`] on sled. Cheap to clone: clones share one database and one committer, which stop
+/// when the last clone is dropped.
+#[derive(Clone)]
+pub struct SledStore {
+    /// Shared by every clone; an `Arc` so that the store can be handed to each tenant actor and
+    /// the committer is joined exactly once, when the last clone goes.
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// Declared before `db` so the committer is stopped (and its last flush done) before the
+    /// database handle is released.
+    committer: Committer,
+    /// sled's handle is itself thread-safe and internally reference-counted; the committer
+    /// thread holds its own clone.
+    db: sled::Db,
+    /// Makes multi-operation batches atomic for readers and keeps other writes out of a batch's
+    /// journal window: single-operation writes, `get` and `scan_prefix` take it shared, a
+    /// multi-operation batch exclusively. It guards no data (`()`), only that ordering. A batch
+    /// holds it for microseconds (a few in-memory sled inserts), never across a flush.
+    apply_lock: RwLock<()>,
+    /// The pending multi-operation batch, for crash recovery.
+    journal: Journal,
+    /// Set when a multi-operation batch failed part-way: its journal entry must be replayed by
+    /// a reopen before any other write, or the replay could overwrite newer values.
+    halted: AtomicBool,
+    /// Number of sled flushes issued (group commits plus explicit `flush` calls). An atomic
+    /// because the committer thread increments it while any thread may read it.
+    flushes: Arc<AtomicU64>,
+}
+
+/// The write side of the committer thread.
+struct Committer {
+    /// Queue of waiters for the committer. An mpsc channel because it is exactly a
+    /// many-writers/one-reader queue whose closing (all senders gone) tells the thread to stop.
+    /// `Option` only so `Drop` can close it before joining the thread.
+    waiters: Option<mpsc::Sender<Waiter>>,
+    /// Joined on drop so that, once the store is dropped, the database files are released and
+    /// the directory can be reopened.
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in directory `path`.
+    pub fn open(path: &Path) -> Result<SledStore, StoreError> {
+        SledStore::start(config().path(path))
+    }
+
+    /// A store in a fresh temporary location (on Linux, `/dev/shm`), deleted when dropped. For
+    /// tests.
+    pub fn temporary() -> Result<SledStore, StoreError> {
+        SledStore::start(config().temporary(true))
+    }
+
+    /// Number of sled flushes this store has issued: with group commit, far fewer than the
+    /// number of acknowledged writes under concurrency.
+    pub fn flush_count(&self) -> u64 {
+        self.shared.flushes.load(Ordering::Relaxed)
+    }
+
+    fn start(config: sled::Config) -> Result<SledStore, StoreError> {
+        let db = config.open()?;
+        let journal = Journal::open(&db)?;
+        if journal.recover(&db)? {
+            tracing::warn!("completed a write batch interrupted by a crash");
+        }
+        let flushes = Arc::new(AtomicU64::new(0));
+        let committer = Committer::spawn(db.clone(), flushes.clone())?;
+        let (apply_lock, halted) = (RwLock::new(()), AtomicBool::new(false));
+        Ok(SledStore { shared: Arc::new(Shared { committer, db, apply_lock, journal, halted, flushes }) })
+    }
+}
+
+impl Shared {
+    /// Applies `batch` atomically for readers and for crash recovery.
+    fn apply(&self, batch: Batch) -> Result<(), StoreError> {
+        let mut ops = batch.into_ops();
+        if ops.len() > 1 {
+            return self.apply_journaled(ops);
+        }
+        // A poisoned lock means a batch panicked part-way: the same state as `halted`.
+        let _shared = self.apply_lock.read().map_err(|_| StoreError::Halted)?;
+        self.check_running()?;
+        ops.pop().map_or(Ok(()), |op| journal::apply_one(&self.db, op))
+    }
+
+    fn apply_journaled(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        let _exclusive = self.apply_lock.write().map_err(|_| StoreError::Halted)?;
+        self.check_running()?;
+        let result = self.journal.apply(&self.db, ops);
+        if result.is_err() {
+            self.halted.store(true, Ordering::Release);
+        }
+        result
+    }
+
+    fn check_running(&self) -> Result<(), StoreError> {
+        match self.halted.load(Ordering::Acquire) {
+            true => Err(StoreError::Halted),
+            false => Ok(()),
+        }
+    }
+
+    /// Shared access for readers; a poisoned lock still serves reads.
+    fn read_access(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.apply_lock.read().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// sled's settings. `flush_every_ms(None)` turns off sled's own timer-driven flushing: every
+/// write already gets a flush from the committer within one flush time, and a second flusher
+/// would only compete with it for the disk.
+fn config() -> sled::Config {
+    sled::Config::new().cache_capacity(CACHE_CAPACITY_BYTES).mode(sled::Mode::HighThroughput).flush_every_ms(None)
+}
+
+impl Storage for SledStore {
+    fn write(&self, batch: Batch) -> Result<Durable, StoreError> {
+        self.shared.apply(batch)?;
+        Ok(self.shared.committer.enqueue())
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let _shared = self.shared.read_access();
+        Ok(self.shared.db.get(key)?.map(|value| value.to_vec()))
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
+        let _shared = self.shared.read_access();
+        self.shared
+            .db
+            .scan_prefix(prefix)
+            .map(|entry| entry.map(|(key, value)| (key.to_vec(), value.to_vec())).map_err(StoreError::from))
+            .collect()
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        flush_counted(&self.shared.db, &self.shared.flushes)
+    }
+}
+
+fn flush_counted(db: &sled::Db, flushes: &AtomicU64) -> Result<(), StoreError> {
+    let result = db.flush();
+    flushes.fetch_add(1, Ordering::Relaxed);
+    result.map(drop).map_err(StoreError::from)
+}
+
+impl Committer {
+    fn spawn(db: sled::Db, flushes: Arc<AtomicU64>) -> Result<Committer, StoreError> {
+        let (sender, receiver) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("arbiter-store-commit".into())
+            .spawn(move || run_committer(&db, &receiver, &flushes))
+            .map_err(|err| StoreError::CommitterSpawn(Arc::new(err)))?;
+        Ok(Committer { waiters: Some(sender), thread: Some(thread) })
+    }
+
+    /// Queues a waiter for the next group. If the committer is gone, the waiter is dropped with
+    /// the failed send, so the returned `Durable` resolves to `CommitterStopped` instead of
+    /// hanging.
+    fn enqueue(&self) -> Durable {
+        let (waiter, durable) = Durable::channel();
+        if let Some(waiters) = &self.waiters {
+            // A failed send hands the waiter back inside the error; dropping it is the signal.
+            let _ = waiters.send(waiter);
+        }
+        durable
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread once it has flushed for every waiter still queued;
+        // joining waits at most for that last flush.
+        drop(self.waiters.take());
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("the storage committer thread panicked");
+            }
+        }
+    }
+}
+
+/// The committer loop: one flush per group of queued waiters, until the queue is closed.
+fn run_committer(db: &sled::Db, waiters: &mpsc::Receiver<Waiter>, flushes: &AtomicU64) {
+    let mut group = Vec::new();
+    while let Ok(first) = waiters.recv() {
+        group.push(first);
+        group.extend(waiters.try_iter());
+        let result = flush_counted(db, flushes);
+        if let Err(err) = &result {
+            tracing::error!(error = %err, writes = group.len(), "group commit flush failed");
+        }
+        for waiter in group.drain(..) {
+            // The writer may have stopped waiting; its write is durable (or not) all the same.
+            let _ = waiter.send(result.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+
+    fn put(key: &str, value: &str) -> Batch {
+        let mut batch = Batch::new();
+        batch.put(key, value);
+        batch
+    }
+
+    #[test]
+    fn write_then_get_and_scan() {
+        let store = SledStore::temporary().unwrap();
+        let mut batch = Batch::new();
+        batch.put("t/a/offer/1", "one").put("t/a/offer/2", "two").put("t/ab/offer/3", "three");
+        store.write(batch).unwrap().wait().unwrap();
+
+        assert_eq!(store.get(b"t/a/offer/1").unwrap().as_deref(), Some(&b"one"[..]));
+        assert_eq!(store.get(b"t/a/offer/9").unwrap(), None);
+        let scanned = store.scan_prefix(b"t/a/").unwrap();
+        assert_eq!(
+            scanned,
+            vec![(b"t/a/offer/1".to_vec(), b"one".to_vec()), (b"t/a/offer/2".to_vec(), b"two".to_vec())]
+        );
+    }
+
+    #[test]
+    fn writes_are_visible_before_they_are_durable() {
+        let store = SledStore::temporary().unwrap();
+        let durable = store.write(put("k", "v")).unwrap();
+        assert_eq!(store.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+        durable.wait().unwrap();
+    }
+
+    #[test]
+    fn delete_removes_and_later_operations_win() {
+        let store = SledStore::temporary().unwrap();
+        store.write(put("k", "v")).unwrap().wait().unwrap();
+        let mut batch = Batch::new();
+        batch.delete("k").put("j", "1").delete("j").put("i", "old").put("i", "new");
+        store.write(batch).unwrap().wait().unwrap();
+        assert_eq!(store.get(b"k").unwrap(), None);
+        assert_eq!(store.get(b"j").unwrap(), None);
+        assert_eq!(store.get(b"i").unwrap().as_deref(), Some(&b"new"[..]));
+    }
+
+    #[test]
+    fn readers_see_a_batch_all_at_once() {
+        let store = SledStore::temporary().unwrap();
+        store.write(pair(0)).unwrap().wait().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (store, stop) = (store.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    // sled applies a batch in key order, so a torn batch would show a new `a`
+                    // with an old `b`. Reading `a` first, `b` can only be as new or newer.
+                    let a = read_number(&store, b"a");
+                    let b = read_number(&store, b"b");
+                    assert!(b >= a, "torn batch: a={a} b={b}");
+                }
+            })
+        };
+        let pending: Vec<_> = (1..=2_000).map(|i| store.write(pair(i)).unwrap()).collect();
+        stop.store(true, Ordering::Relaxed);
+        reader.join().unwrap();
+        pending.into_iter().try_for_each(Durable::wait).unwrap();
+    }
+
+    fn pair(i: u64) -> Batch {
+        let mut batch = Batch::new();
+        batch.put("a", i.to_string()).put("b", i.to_string());
+        batch
+    }
+
+    fn read_number(store: &SledStore, key: &[u8]) -> u64 {
+        String::from_utf8(store.get(key).unwrap().unwrap()).unwrap().parse().unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn durable_is_awaitable_in_a_tokio_runtime() {
+        let store = SledStore::temporary().unwrap();
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move { store.write(put(&format!("k{i}"), "v")).unwrap().await })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        assert_eq!(store.scan_prefix(b"k").unwrap().len(), 16);
+    }
+
+    #[test]
+    fn concurrent_writers_share_flushes() {
+        const THREADS: u64 = 8;
+        const WRITES: u64 = 500;
+        // On disk rather than in /dev/shm: there a flush costs almost nothing, so groups stay
+        // small and the test would measure the scheduler rather than group commit.
+        let dir = std::env::temp_dir().join(format!("arbiter-store-unit-{}", std::process::id()));
+        let store = SledStore::open(&dir).unwrap();
+        let writers: Vec<_> = (0..THREADS)
+            .map(|thread| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for i in 0..WRITES {
+                        store.write(put(&format!("w/{thread}/{i:04}"), "value")).unwrap().wait().unwrap();
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        let total = THREADS * WRITES;
+        assert_eq!(store.scan_prefix(b"w/").unwrap().len() as u64, total);
+        let flushes = store.flush_count();
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+        // Each writer waits for its acknowledgement before writing again, so a group holds at
+        // most one write per writer. Measured in debug on 2 cores: 1150-1300 flushes for 4000
+        // writes, up to 1700 with both cores busy elsewhere (debug sled is CPU-bound).
+        assert!(flushes * 3 <= total * 2, "{flushes} flushes for {total} writes: group commit is not grouping");
+    }
+
+    #[test]
+    fn pipelined_writes_share_flushes() {
+        const THREADS: u64 = 8;
+        const WRITES: u64 = 500;
+        let store = SledStore::temporary().unwrap();
+        let writers: Vec<_> = (0..THREADS)
+            .map(|thread| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let pending: Vec<_> = (0..WRITES)
+                        .map(|i| store.write(put(&format!("w/{thread}/{i:04}"), "value")).unwrap())
+                        .collect();
+                    pending.into_iter().try_for_each(Durable::wait).unwrap();
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        let total = THREADS * WRITES;
+        let flushes = store.flush_count();
+        // Measured in debug on 2 cores: 150-280 flushes for 4000 writes, with the CPU busy or not.
+        assert!(flushes * 5 <= total, "{flushes} flushes for {total} writes: group commit is not grouping");
+    }
+
+    #[test]
+    fn dropping_the_store_completes_pending_writes() {
+        let store = SledStore::temporary().unwrap();
+        let pending: Vec<_> = (0..100).map(|i| store.write(put(&format!("k{i}"), "v")).unwrap()).collect();
+        drop(store);
+        for durable in pending {
+            durable.wait().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_dead_committer_fails_the_write_instead_of_hanging() {
+        let store = SledStore::temporary().unwrap();
+        let db = store.shared.db.clone();
+        // A store whose committer queue has no reader: what a crashed committer leaves behind.
+        let (sender, receiver) = mpsc::channel();
+        drop(receiver);
+        let committer = Committer { waiters: Some(sender), thread: None };
+        let journal = Journal::open(&db).unwrap();
+        let (apply_lock, halted, flushes) = (RwLock::new(()), AtomicBool::new(false), Arc::default());
+        let dead = SledStore { shared: Arc::new(Shared { committer, db, apply_lock, journal, halted, flushes }) };
+        let result = dead.write(put("k", "v")).unwrap().wait();
+        assert!(matches!(result, Err(StoreError::CommitterStopped)), "{result:?}");
+    }
+}

@@ -1,0 +1,219 @@
+//! The decision log and responses. Every `/recommend` leaves an interaction record
+//! (what was offered — or, for a control-group customer, what would have been — so
+//! responses can be attributed); `/respond` links an outcome to one of its offers.
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Decision;
+use crate::model::{FieldError, ValidationError};
+
+/// One offer of a logged decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoggedOffer {
+    pub rank: u32,
+    pub offer_id: String,
+    pub offer_name: String,
+    pub score: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Interaction {
+    pub id: String,
+    pub customer_id: String,
+    pub decision_flow_key: String,
+    pub decision_flow_version: u32,
+    pub channel: Option<String>,
+    pub control_group: bool,
+    /// Shown offers; for the control group, the offers it would have been shown.
+    pub offers: Vec<LoggedOffer>,
+    pub created_at: String,
+}
+
+impl Interaction {
+    pub fn of(decision: &Decision) -> Interaction {
+        let offers = if decision.control_group { &decision.counterfactual } else { &decision.decisions };
+        Interaction {
+            id: decision.interaction_id.clone(),
+            customer_id: decision.customer_id.clone(),
+            decision_flow_key: decision.decision_flow_key.to_string(),
+            decision_flow_version: decision.decision_flow_version,
+            channel: decision.channel.clone(),
+            control_group: decision.control_group,
+            offers: offers
+                .iter()
+                .map(|o| LoggedOffer {
+                    rank: o.rank,
+                    offer_id: o.offer_id.to_string(),
+                    offer_name: o.offer_name.to_string(),
+                    score: o.score,
+                })
+                .collect(),
+            created_at: crate::ids::now_rfc3339(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Classification {
+    Positive,
+    Negative,
+    Neutral,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutcomeCategory {
+    Impression,
+    Response,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutcomeType {
+    pub key: &'static str,
+    pub name: &'static str,
+    pub classification: Classification,
+    pub category: OutcomeCategory,
+    pub is_system: bool,
+    pub ordinal: u32,
+}
+
+/// The platform's system outcome types.
+pub fn outcome_types() -> Vec<OutcomeType> {
+    use Classification::*;
+    use OutcomeCategory::*;
+    let rows = [
+        ("impression", "Impression", Neutral, Impression),
+        ("click", "Click", Positive, Response),
+        ("accept", "Accept", Positive, Response),
+        ("convert", "Convert", Positive, Response),
+        ("dismiss", "Dismiss", Negative, Response),
+        ("not_interested", "Not interested", Negative, Response),
+        ("not_presented", "Not presented", Neutral, Impression),
+        ("requested_info", "Requested info", Positive, Response),
+        ("expired", "Expired", Neutral, Impression),
+        ("deferred", "Deferred", Neutral, Response),
+    ];
+    rows.iter()
+        .enumerate()
+        .map(|(i, &(key, name, classification, category))| OutcomeType {
+            key,
+            name,
+            classification,
+            category,
+            is_system: true,
+            ordinal: i as u32,
+        })
+        .collect()
+}
+
+/// A `/respond` body.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RespondInput {
+    #[serde(default)]
+    pub customer_id: String,
+    #[serde(default)]
+    pub recommendation_id: Option<String>,
+    #[serde(default)]
+    pub interaction_id: Option<String>,
+    #[serde(default)]
+    pub rank: Option<u32>,
+    #[serde(default)]
+    pub offer_id: Option<String>,
+    #[serde(default, alias = "interactionType")]
+    pub outcome: String,
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+    #[serde(default)]
+    pub conversion_value: Option<f64>,
+    #[serde(default)]
+    pub timestamp: Option<String>,
+    #[serde(default)]
+    pub context: Option<serde_json::Value>,
+}
+
+impl RespondInput {
+    /// Checks the fields that do not need the log; returns the interaction id to load.
+    pub fn validate(&self) -> Result<String, ValidationError> {
+        let mut errors = Vec::new();
+        if self.customer_id.trim().is_empty() {
+            errors.push(FieldError::new("customerId", "is required"));
+        }
+        if self.outcome.trim().is_empty() {
+            errors.push(FieldError::new("outcome", "is required"));
+        } else if !outcome_types().iter().any(|o| o.key == self.outcome) {
+            let keys: Vec<&str> = outcome_types().iter().map(|o| o.key).collect();
+            errors.push(FieldError::new(
+                "outcome",
+                format!("unknown outcome `{}`; expected one of {}", self.outcome, keys.join(", ")),
+            ));
+        }
+        if self.idempotency_key.as_deref().is_none_or(|k| k.trim().is_empty()) {
+            errors.push(FieldError::new("idempotencyKey", "is required (or send an Idempotency-Key header)"));
+        } else if self.idempotency_key.as_ref().is_some_and(|k| k.len() > 200) {
+            errors.push(FieldError::new("idempotencyKey", "must be at most 200 characters"));
+        }
+        if self.rank.is_none() && self.offer_id.is_none() {
+            errors.push(FieldError::new("rank", "give `rank` or `offerId` to say which offer the outcome is for"));
+        }
+        if let Some(v) = self.conversion_value {
+            if !v.is_finite() || v < 0.0 {
+                errors.push(FieldError::new("conversionValue", format!("must be a non-negative number, got {v}")));
+            }
+        }
+        let id = self.recommendation_id.clone().or_else(|| self.interaction_id.clone());
+        if id.as_deref().is_none_or(|i| i.trim().is_empty()) {
+            errors.push(FieldError::new("recommendationId", "is required (or interactionId)"));
+        }
+        ValidationError::check(errors)?;
+        Ok(id.unwrap_or_default())
+    }
+}
+
+/// A recorded response, as stored and returned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Response {
+    pub response_id: String,
+    pub interaction_id: String,
+    pub customer_id: String,
+    pub offer_id: String,
+    pub rank: u32,
+    pub outcome: String,
+    pub classification: Classification,
+    pub control_group: bool,
+    pub decision_flow_key: String,
+    pub conversion_value: Option<f64>,
+    pub timestamp: String,
+    pub idempotency_key: String,
+}
+
+/// Resolves which logged offer a response is for.
+pub fn resolve_offer<'i>(
+    input: &RespondInput,
+    interaction: &'i Interaction,
+) -> Result<&'i LoggedOffer, ValidationError> {
+    if input.customer_id != interaction.customer_id {
+        return Err(ValidationError::one("customerId", "does not match the recommendation's customer"));
+    }
+    let found = match (&input.offer_id, input.rank) {
+        (Some(id), _) => interaction.offers.iter().find(|o| &o.offer_id == id),
+        (None, Some(rank)) => interaction.offers.iter().find(|o| o.rank == rank),
+        (None, None) => None,
+    };
+    found.ok_or_else(|| match input.rank {
+        Some(rank) if input.offer_id.is_none() => ValidationError::one(
+            "rank",
+            format!("the recommendation has {} offer(s); rank {rank} is not one of them", interaction.offers.len()),
+        ),
+        _ => ValidationError::one("offerId", "is not one of the recommendation's offers"),
+    })
+}
+
+pub fn classification_of(outcome: &str) -> Classification {
+    outcome_types().iter().find(|o| o.key == outcome).map_or(Classification::Neutral, |o| o.classification)
+}

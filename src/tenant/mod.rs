@@ -1,0 +1,58 @@
+//! Tenants at run time. Each tenant has one actix actor ([`actor::TenantActor`]) that
+//! owns its catalog and is its only writer: every mutation goes through the mailbox,
+//! is persisted, and — when it changes what flows decide — is compiled off the request
+//! path and made live with one atomic swap of an immutable [`TenantSnapshot`].
+//! `/recommend` reads the current snapshot through `ArcSwap` without locks and never
+//! waits on a mailbox; a request that started on the old snapshot finishes on it.
+//!
+//! * `actor` — the single writer: commands, persistence, recompile and swap.
+//! * `command` — the messages the actor takes and their replies.
+//! * `interaction` — the decision log, outcome types and responses.
+//! * `registry` — all tenants, the actix System thread, restore on start.
+//! * `persist` — entity ↔ storage records and rebuilding a catalog from them.
+//! * `plugins` — the plugins folder: load at start, watch, hot reload.
+
+pub mod actor;
+pub mod command;
+pub mod interaction;
+pub mod persist;
+pub mod plugins;
+pub mod registry;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::catalog::CatalogError;
+use crate::engine::CompiledFlow;
+use crate::store::StoreError;
+
+pub use command::{Command, Query};
+pub use registry::{Registry, TenantHandle};
+
+/// What requests read: the live compiled flows of one tenant, all compiled from one
+/// catalog state, so a decision never mixes the offers of one version with the rules
+/// of another.
+#[derive(Debug, Default)]
+pub struct TenantSnapshot {
+    /// Live flows by flow key.
+    pub flows: HashMap<Box<str>, Arc<CompiledFlow>>,
+    /// Increases with every swap.
+    pub generation: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TenantError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    /// A rule file with diagnostics; the text is rendered with locations.
+    #[error("{name} has errors:\n{rendered}")]
+    Plugin { name: String, rendered: String, diagnostics: Vec<crate::dsl::error::Located> },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("tenant is unavailable: {0}")]
+    Unavailable(String),
+}

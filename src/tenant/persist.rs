@@ -1,0 +1,80 @@
+//! Entities to storage records and back. Values are the entities' JSON (the same shape
+//! the API returns); rows keep the JSON object the client sent. On restart a tenant's
+//! catalog is rebuilt kind by kind, in dependency order.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::catalog::{Catalog, EntityKind};
+use crate::store::keys::{self, Kind};
+use crate::store::{Batch, Storage, StoreError};
+
+pub fn kind_of(kind: EntityKind) -> Kind {
+    match kind {
+        EntityKind::Schema => Kind::Schema,
+        EntityKind::Offer => Kind::Offer,
+        EntityKind::Rule => Kind::Rule,
+        EntityKind::Channel => Kind::Channel,
+        EntityKind::Flow => Kind::Flow,
+    }
+}
+
+/// Puts one entity's JSON under its key.
+pub fn put_entity(batch: &mut Batch, tenant: &str, kind: EntityKind, id: &str, entity: &impl Serialize) {
+    let value = serde_json::to_vec(entity).expect("entities serialise");
+    batch.put(keys::key(tenant, kind_of(kind), &[id]), value);
+}
+
+pub fn row_key(tenant: &str, schema_id: &str, row_key: &str) -> Vec<u8> {
+    keys::key(tenant, Kind::Row, &[schema_id, row_key])
+}
+
+/// Rebuilds a tenant's catalog from storage. Records that no longer load (a row that
+/// does not fit its schema, a rule file with errors) are skipped and described in the
+/// returned warnings rather than stopping the tenant from starting.
+pub fn load_catalog(store: &dyn Storage, tenant: &str) -> Result<(Catalog, Vec<String>), StoreError> {
+    let mut catalog = Catalog::new();
+    let mut warnings = Vec::new();
+    for schema in entities(store, tenant, Kind::Schema, &mut warnings)? {
+        catalog.restore_schema(schema);
+    }
+    catalog.offers = entities(store, tenant, Kind::Offer, &mut warnings)?;
+    catalog.rules = entities(store, tenant, Kind::Rule, &mut warnings)?;
+    catalog.channels = entities(store, tenant, Kind::Channel, &mut warnings)?;
+    catalog.flows = entities(store, tenant, Kind::Flow, &mut warnings)?;
+    catalog.finish_restore();
+    for (key, value) in store.scan_prefix(&keys::prefix(tenant, Kind::Row))? {
+        let restored = keys::parse(&key)
+            .and_then(|k| k.parts.into_iter().next())
+            .zip(serde_json::from_slice::<serde_json::Value>(&value).ok());
+        match restored.map(|(schema, row)| catalog.restore_row(&schema, &row)) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => warnings.push(format!("row {}: {e}", String::from_utf8_lossy(&key))),
+            None => warnings.push(format!("unreadable row record {}", String::from_utf8_lossy(&key))),
+        }
+    }
+    for (key, value) in store.scan_prefix(&keys::prefix(tenant, Kind::Plugin))? {
+        let name = keys::last_component(&key).unwrap_or_default();
+        let source = String::from_utf8_lossy(&value).into_owned();
+        if let Err(diags) = catalog.put_plugin(&name, &source) {
+            warnings.push(format!("rule file {name} no longer checks ({} diagnostics); not loaded", diags.len()));
+        }
+    }
+    Ok((catalog, warnings))
+}
+
+fn entities<T: DeserializeOwned>(
+    store: &dyn Storage,
+    tenant: &str,
+    kind: Kind,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::new();
+    for (key, value) in store.scan_prefix(&keys::prefix(tenant, kind))? {
+        match serde_json::from_slice(&value) {
+            Ok(entity) => out.push(entity),
+            Err(e) => warnings.push(format!("unreadable record {}: {e}", String::from_utf8_lossy(&key))),
+        }
+    }
+    Ok(out)
+}

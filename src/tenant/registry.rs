@@ -1,0 +1,199 @@
+//! All tenants of a process. actix actors cannot start inside a plain multi-thread
+//! tokio runtime, so the registry runs an actix System on a thread of its own and
+//! starts every tenant actor there; request handlers on the tokio runtime hold only
+//! `Addr`s (to send commands) and `ArcSwap`s (to read snapshots).
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use actix::{Actor, Addr, ArbiterHandle, MailboxError, System};
+use arc_swap::ArcSwap;
+use dashmap::DashMap;
+use serde_json::Value;
+
+use super::actor::TenantActor;
+use super::command::{Command, Query};
+use super::persist::load_catalog;
+use super::{TenantError, TenantSnapshot};
+use crate::catalog::Catalog;
+use crate::engine::CompiledFlow;
+use crate::store::keys::{self, Kind};
+use crate::store::{Batch, Storage};
+
+/// The list of tenant ids; the one record outside any tenant's prefix.
+const TENANTS_KEY: &[u8] = b"registry/tenants";
+
+/// How long a request waits for a tenant actor before giving up with an error.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One tenant as requests see it.
+pub struct TenantHandle {
+    pub id: Arc<str>,
+    /// The live compiled flows; loaded lock-free by every decision.
+    pub snapshot: Arc<ArcSwap<TenantSnapshot>>,
+    addr: Addr<TenantActor>,
+    store: Arc<dyn Storage>,
+}
+
+impl TenantHandle {
+    /// The live version of a flow, if it has been published.
+    pub fn flow(&self, key: &str) -> Option<Arc<CompiledFlow>> {
+        self.snapshot.load().flows.get(key).cloned()
+    }
+
+    /// Sends a command; resolves when the change is durable.
+    pub async fn command(&self, cmd: Command) -> Result<Value, TenantError> {
+        self.addr.send(cmd).timeout(COMMAND_TIMEOUT).await.map_err(|e| mailbox(&self.id, e))?
+    }
+
+    pub async fn query(&self, q: Query) -> Result<Value, TenantError> {
+        self.addr.send(q).timeout(COMMAND_TIMEOUT).await.map_err(|e| mailbox(&self.id, e))?
+    }
+
+    /// Logs a decision so `/respond` can find it. Not awaited: a recommendation is not an
+    /// acknowledged write. The record is readable at once and reaches disk with the next
+    /// group flush; after a crash before that flush, a respond to it gets 404.
+    pub fn log_decision(&self, decision: &crate::engine::Decision) {
+        let record = super::interaction::Interaction::of(decision);
+        let mut b = Batch::new();
+        b.put(keys::key(&self.id, Kind::Interaction, &[&record.id]), serde_json::to_vec(&record).expect("json"));
+        if let Err(e) = self.store.write(b) {
+            tracing::error!(tenant = %self.id, error = %e, "could not log a decision");
+        }
+    }
+
+    /// Sends a command without waiting for it (the plugins watcher; the actor logs).
+    pub fn notify(&self, cmd: Command) {
+        if let Err(e) = self.addr.try_send(cmd) {
+            tracing::error!(tenant = %self.id, error = %e, "tenant mailbox refused a command");
+        }
+    }
+}
+
+fn mailbox(tenant: &str, e: MailboxError) -> TenantError {
+    match e {
+        MailboxError::Closed => TenantError::Unavailable(format!("tenant `{tenant}` has stopped")),
+        MailboxError::Timeout => TenantError::Unavailable(format!("tenant `{tenant}` did not answer in time")),
+    }
+}
+
+pub struct Registry {
+    tenants: DashMap<String, Arc<TenantHandle>>,
+    store: Arc<dyn Storage>,
+    arbiter: ArbiterHandle,
+    system: System,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Registry {
+    /// Starts the actor thread and every stored tenant.
+    pub fn start(store: Arc<dyn Storage>) -> Result<Arc<Registry>, TenantError> {
+        let (system, arbiter, thread) = start_actor_thread()?;
+        let registry =
+            Arc::new(Registry { tenants: DashMap::new(), store, arbiter, system, thread: Mutex::new(Some(thread)) });
+        for id in registry.stored_tenant_ids()? {
+            let (catalog, warnings) = load_catalog(registry.store.as_ref(), &id)?;
+            for w in warnings {
+                tracing::warn!(tenant = %id, "{w}");
+            }
+            registry.start_tenant(&id, catalog);
+        }
+        Ok(registry)
+    }
+
+    fn stored_tenant_ids(&self) -> Result<Vec<String>, TenantError> {
+        let Some(bytes) = self.store.get(TENANTS_KEY)? else { return Ok(Vec::new()) };
+        serde_json::from_slice(&bytes).map_err(|e| TenantError::Unavailable(format!("unreadable tenant list: {e}")))
+    }
+
+    fn start_tenant(&self, id: &str, catalog: Catalog) -> Arc<TenantHandle> {
+        let id: Arc<str> = id.into();
+        let (actor, snapshot) = TenantActor::new(id.clone(), catalog, self.store.clone());
+        let addr = TenantActor::start_in_arbiter(&self.arbiter, move |_| actor);
+        let handle = Arc::new(TenantHandle { id: id.clone(), snapshot, addr, store: self.store.clone() });
+        self.tenants.insert(id.to_string(), handle.clone());
+        handle
+    }
+
+    pub fn tenant(&self, id: &str) -> Option<Arc<TenantHandle>> {
+        self.tenants.get(id).map(|h| h.clone())
+    }
+
+    pub fn tenant_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.tenants.iter().map(|e| e.key().clone()).collect();
+        ids.sort();
+        ids
+    }
+
+    /// Creates a tenant (durably) or returns the existing one.
+    pub async fn ensure_tenant(&self, id: &str) -> Result<Arc<TenantHandle>, TenantError> {
+        if let Some(t) = self.tenant(id) {
+            return Ok(t);
+        }
+        let mut ids = self.tenant_ids();
+        ids.push(id.to_string());
+        let mut b = Batch::new();
+        b.put(TENANTS_KEY.to_vec(), serde_json::to_vec(&ids).expect("ids serialise"));
+        b.put(keys::key(id, Kind::Meta, &[]), serde_json::to_vec(&serde_json::json!({"id": id})).expect("json"));
+        self.store.write(b)?.await?;
+        Ok(self.start_tenant(id, Catalog::new()))
+    }
+
+    /// Stores an API key record (opaque JSON) under its hash; resolves when durable.
+    pub async fn put_api_key(&self, tenant: &str, hash_hex: &str, record: &Value) -> Result<(), TenantError> {
+        let mut b = Batch::new();
+        b.put(keys::key(tenant, Kind::ApiKey, &[hash_hex]), serde_json::to_vec(record).expect("json"));
+        self.store.write(b)?.await?;
+        Ok(())
+    }
+
+    /// Every stored API key record: (tenant, hash hex, record).
+    pub fn api_keys(&self) -> Result<Vec<(String, String, Value)>, TenantError> {
+        let mut out = Vec::new();
+        for tenant in self.tenant_ids() {
+            for (key, value) in self.store.scan_prefix(&keys::prefix(&tenant, Kind::ApiKey))? {
+                let hash = keys::last_component(&key).unwrap_or_default();
+                if let Ok(record) = serde_json::from_slice(&value) {
+                    out.push((tenant.clone(), hash, record));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn store(&self) -> &Arc<dyn Storage> {
+        &self.store
+    }
+
+    /// Flushes pending writes and stops the actor thread.
+    pub fn shutdown(&self) {
+        if let Err(e) = self.store.flush() {
+            tracing::error!(error = %e, "final flush failed");
+        }
+        self.system.stop();
+        if let Some(thread) = self.thread.lock().expect("not poisoned").take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Runs an actix System on its own thread; returns its handles once it is running.
+fn start_actor_thread() -> Result<(System, ArbiterHandle, JoinHandle<()>), TenantError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("arbiter-tenants".into())
+        .spawn(move || {
+            let system = System::new();
+            system.block_on(async {
+                let _ = tx.send((System::current(), actix::Arbiter::current()));
+            });
+            if let Err(e) = system.run() {
+                tracing::error!(error = %e, "tenant actor system stopped with an error");
+            }
+        })
+        .map_err(|e| TenantError::Unavailable(format!("cannot start the tenant thread: {e}")))?;
+    let (system, arbiter) =
+        rx.recv().map_err(|_| TenantError::Unavailable("the tenant thread did not start".into()))?;
+    Ok((system, arbiter, thread))
+}

@@ -1,0 +1,195 @@
+//! The tenant runtime: restart equivalence, swap consistency under concurrent publishes,
+//! and plugin hot reload.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arbiter::catalog::LoadMode;
+use arbiter::demo;
+use arbiter::engine::{NoSignals, RecommendRequest};
+use arbiter::model::parse_json;
+use arbiter::store::SledStore;
+use arbiter::tenant::{Command, Registry, TenantHandle};
+use serde_json::{json, Value};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("arbiter-{name}-{}-{}", std::process::id(), arbiter::ids::new_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The tutorial's setup sent as commands; returns the flow id.
+async fn tutorial(t: &TenantHandle) -> String {
+    let schema = t.command(Command::CreateSchema(parse_json(demo::SCHEMA.as_bytes()).unwrap())).await.unwrap();
+    let schema_id = schema["id"].as_str().unwrap().to_string();
+    let rows: Value = serde_json::from_str(demo::CUSTOMERS).unwrap();
+    let rows = rows["rows"].as_array().unwrap().clone();
+    t.command(Command::LoadRows { schema_id: schema_id.clone(), rows, mode: LoadMode::InsertOrIgnore }).await.unwrap();
+    let mut offers = Vec::new();
+    for body in demo::OFFERS {
+        let o = t.command(Command::CreateOffer(parse_json(body.as_bytes()).unwrap())).await.unwrap();
+        offers.push(o["id"].as_str().unwrap().to_string());
+    }
+    for (offer, body) in demo::RULES {
+        let spec = parse_json(body.replace("$OFFER", &offers[offer]).as_bytes()).unwrap();
+        t.command(Command::CreateRule(spec)).await.unwrap();
+    }
+    for name in demo::CHANNELS {
+        t.command(Command::CreateChannel(parse_json(demo::channel_body(name).as_bytes()).unwrap())).await.unwrap();
+    }
+    let flow = demo::FLOW.replace("$SCHEMA_ID", &schema_id);
+    let flow = t.command(Command::CreateFlow(parse_json(flow.as_bytes()).unwrap())).await.unwrap();
+    let id = flow["id"].as_str().unwrap().to_string();
+    t.command(Command::Publish { id: id.clone(), notes: None }).await.unwrap();
+    id
+}
+
+fn decide(t: &TenantHandle, customer: &str) -> Value {
+    let req = RecommendRequest { customer_id: customer.into(), ..demo::request() };
+    let d = t.flow("cross-sell").expect("published").decide(&req, &NoSignals, false);
+    let offers: Vec<Value> = d.decisions.iter().map(|o| json!([&*o.offer_name, o.score, o.rank])).collect();
+    json!({"offers": offers, "version": d.decision_flow_version, "meta": d.meta})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_serves_the_same_decisions() {
+    let dir = temp_dir("restart");
+    let customers = ["cust_42", "cust_7", "cust_3", "nobody"];
+    let before: Vec<Value> = {
+        let store = Arc::new(SledStore::open(&dir).unwrap());
+        let registry = Registry::start(store).unwrap();
+        let t = registry.ensure_tenant("default").await.unwrap();
+        let flow = tutorial(&t).await;
+        // A second version and a rule file, so restart must rebuild both.
+        t.command(Command::Publish { id: flow, notes: Some("again".into()) }).await.unwrap();
+        let rules = "rule \"no basic\" for all { customer.tier != \"basic\" }\n".to_string();
+        t.command(Command::PutPlugin { name: "extra.rules".into(), source: rules, from_disk: false }).await.unwrap();
+        let before = customers.iter().map(|c| decide(&t, c)).collect();
+        registry.shutdown();
+        before
+    };
+    let store = Arc::new(SledStore::open(&dir).unwrap());
+    let registry = Registry::start(store).unwrap();
+    let t = registry.tenant("default").expect("tenant restored");
+    let after: Vec<Value> = customers.iter().map(|c| decide(&t, c)).collect();
+    assert_eq!(before, after);
+    assert_eq!(after[0]["version"], 2);
+    registry.shutdown();
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Version v of the flow keeps `v % 4 + 1` offers and only offers with priority ≥ the
+/// version's floor: a decision must match the version it reports, never a mix.
+fn versioned_draft(schema_id: &str, v: u32) -> Value {
+    let floor = [0, 75, 85, 0][(v % 4) as usize];
+    json!({"key": "cross-sell", "name": "Cross-Sell", "draftConfig": {"version": 2, "nodes": [
+        {"id": "inv", "type": "inventory"},
+        {"id": "enr", "type": "enrich", "config": {"sources": [{"schemaId": schema_id}]}},
+        {"id": "f", "type": "filter", "config": {"conditions": [{"field": "offer.priority", "operator": "gte", "value": floor}]}},
+        {"id": "score", "type": "score", "config": {"method": "priority_weighted"}},
+        {"id": "rank", "type": "rank", "config": {"maxCandidates": v % 4 + 1}}
+    ]}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_never_see_a_torn_version() {
+    let store = Arc::new(SledStore::temporary().unwrap());
+    let registry = Registry::start(store).unwrap();
+    let t = registry.ensure_tenant("default").await.unwrap();
+    let flow_id = tutorial(&t).await;
+    let schema_id = t.query(arbiter::tenant::Query::List(arbiter::catalog::EntityKind::Schema)).await.unwrap()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let done = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..2 {
+        let (t, done) = (t.clone(), done.clone());
+        readers.push(std::thread::spawn(move || {
+            let mut checked = 0u64;
+            while !done.load(Ordering::Relaxed) {
+                let flow = t.flow("cross-sell").unwrap();
+                let req = RecommendRequest { customer_id: "nobody".into(), ..demo::request() };
+                let d = flow.decide(&req, &NoSignals, false);
+                let v = d.decision_flow_version;
+                if v >= 2 {
+                    let floor = [0.0, 75.0, 85.0, 0.0][(v % 4) as usize];
+                    assert!(d.count <= (v % 4 + 1) as usize, "v{v}: {} offers", d.count);
+                    assert!(d.decisions.iter().all(|o| o.priority >= floor), "v{v}: {:?}", d.decisions);
+                }
+                checked += 1;
+            }
+            checked
+        }));
+    }
+    for v in 2..=201u32 {
+        let spec = parse_json(versioned_draft(&schema_id, v).to_string().as_bytes()).unwrap();
+        t.command(Command::UpdateFlow { id: flow_id.clone(), spec }).await.unwrap();
+        let published = t.command(Command::Publish { id: flow_id.clone(), notes: None }).await.unwrap();
+        assert_eq!(published["publishedVersions"].as_array().unwrap().len(), v as usize);
+    }
+    done.store(true, Ordering::Relaxed);
+    let checked: u64 = readers.into_iter().map(|r| r.join().expect("reader saw a torn version")).sum();
+    assert!(checked > 200, "readers ran only {checked} decisions");
+    assert_eq!(t.flow("cross-sell").unwrap().version, 201);
+    registry.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_that_would_break_a_live_flow_is_refused() {
+    let store = Arc::new(SledStore::temporary().unwrap());
+    let registry = Registry::start(store).unwrap();
+    let t = registry.ensure_tenant("default").await.unwrap();
+    tutorial(&t).await;
+    let schema = t.query(arbiter::tenant::Query::List(arbiter::catalog::EntityKind::Schema)).await.unwrap();
+    let id = schema[0]["id"].as_str().unwrap().to_string();
+    let err = t.command(Command::Delete { kind: arbiter::catalog::EntityKind::Schema, id }).await.unwrap_err();
+    assert!(err.to_string().contains("used by a decision flow"), "{err}");
+    assert_eq!(decide(&t, "cust_42")["offers"].as_array().unwrap().len(), 2);
+    registry.shutdown();
+}
+
+async fn wait_for(mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn editing_a_rule_file_changes_the_next_decision() {
+    let plugins = temp_dir("plugins");
+    let file = plugins.join("cross_sell.rules");
+    std::fs::write(&file, demo::CROSS_SELL_RULES).unwrap();
+    std::fs::write(plugins.join("context.json"), "{}").unwrap();
+    let store = Arc::new(SledStore::temporary().unwrap());
+    let registry = Registry::start(store).unwrap();
+    let t = registry.ensure_tenant("default").await.unwrap();
+    tutorial(&t).await;
+    assert_eq!(arbiter::tenant::plugins::load_all(&registry, &plugins, "default").await.unwrap(), 1);
+    let _watcher = arbiter::tenant::plugins::watch(registry.clone(), plugins.clone(), "default".into()).unwrap();
+    let names = |t: &TenantHandle| {
+        decide(t, "cust_42")["offers"].as_array().unwrap().iter().map(|o| o[0].clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(names(&t), [json!("Rewards credit card"), json!("High-yield savings")]);
+
+    // The edit: cards now need 48 months of tenure; cust_42 has 36.
+    let edited = demo::CROSS_SELL_RULES.replace("customer.tenureMonths >= 6", "customer.tenureMonths >= 48");
+    std::fs::write(&file, edited).unwrap();
+    assert!(wait_for(|| names(&t) == [json!("High-yield savings")]).await, "edit not picked up: {:?}", names(&t));
+
+    // A broken edit changes nothing.
+    let generation = t.snapshot.load().generation;
+    std::fs::write(&file, "rule \"broken\" { customer.tenureMonth >= }").unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(t.snapshot.load().generation, generation);
+    assert_eq!(names(&t), [json!("High-yield savings")]);
+    registry.shutdown();
+    std::fs::remove_dir_all(&plugins).ok();
+}
