@@ -308,7 +308,7 @@ proptest! {
             let slots = slot_values(&mut g, &layout);
             let offer = OfferFacts {
                 id: "o1".into(), name: ["abc", "premium"][round % 2].into(), category: "a".into(), status: "active".into(),
-                priority: [0.0, 50.0][round / 2].into(), business_value: 10.0, revenue_value: [None, Some(3.0)][round % 2],
+                priority: [0.0, 50.0][round / 2], business_value: 10.0, revenue_value: [None, Some(3.0)][round % 2],
                 margin: [Some(1.0), None][round % 2], weight: 100.0, mandatory: round == 3,
             };
             let compiled = pred(&Env { slots: &slots, offer: &offer, consts: &consts });

@@ -193,3 +193,23 @@ async fn editing_a_rule_file_changes_the_next_decision() {
     registry.shutdown();
     std::fs::remove_dir_all(&plugins).ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_file_waits_for_the_entities_it_names() {
+    let plugins = temp_dir("pending");
+    std::fs::write(plugins.join("cross_sell.rules"), demo::CROSS_SELL_RULES).unwrap();
+    let store = Arc::new(SledStore::temporary().unwrap());
+    let registry = Registry::start(store).unwrap();
+    // Loaded into an empty tenant: it names offers and a flow that do not exist yet.
+    assert_eq!(arbiter::tenant::plugins::load_all(&registry, &plugins, "default").await.unwrap(), 0);
+    let t = registry.tenant("default").unwrap();
+    tutorial(&t).await;
+    let files = t.query(arbiter::tenant::Query::Plugins).await.unwrap();
+    assert_eq!(files[0]["name"], "cross_sell.rules", "{files}");
+    assert_eq!(files[0]["rules"], 4);
+    // Its rules and the JSON rules agree, so the tutorial's decision is unchanged.
+    let names: Vec<Value> = decide(&t, "cust_42")["offers"].as_array().unwrap().iter().map(|o| o[0].clone()).collect();
+    assert_eq!(names, [json!("Rewards credit card"), json!("High-yield savings")]);
+    registry.shutdown();
+    std::fs::remove_dir_all(&plugins).ok();
+}

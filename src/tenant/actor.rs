@@ -36,6 +36,9 @@ pub struct TenantActor {
     /// Rule files that came through the API (persisted), as opposed to the plugins
     /// folder (whose files are the source of truth and are not persisted).
     api_plugins: HashSet<String>,
+    /// Folder files that did not check yet (say, they name an offer not created yet):
+    /// retried after every change to the tenant's entities, and live once they check.
+    pending_disk: HashMap<String, String>,
 }
 
 impl Actor for TenantActor {
@@ -81,7 +84,8 @@ impl TenantActor {
         }
         let snapshot = Arc::new(ArcSwap::from_pointee(snapshot_of(live, 1)));
         let api_plugins = catalog.plugins.iter().map(|p| p.name.clone()).collect();
-        let actor = TenantActor { id, catalog, store, snapshot: snapshot.clone(), api_plugins };
+        let pending_disk = HashMap::new();
+        let actor = TenantActor { id, catalog, store, snapshot: snapshot.clone(), api_plugins, pending_disk };
         (actor, snapshot)
     }
 
@@ -93,6 +97,7 @@ impl TenantActor {
                 let mut b = Batch::new();
                 put_entity(&mut b, &t, EntityKind::Schema, &schema.meta.id, schema);
                 let reply = serde_json::to_value(schema).expect("serialises");
+                self.retry_pending();
                 self.write(b, reply)
             }
             Command::UpdateSchema { id, spec } => {
@@ -115,6 +120,7 @@ impl TenantActor {
             }
             Command::CreateFlow(spec) => {
                 let flow = to_json(self.catalog.add_flow(spec)?);
+                self.retry_pending();
                 self.put_json(EntityKind::Flow, flow)
             }
             Command::UpdateFlow { id, spec } => {
@@ -163,7 +169,26 @@ impl TenantActor {
         }
         self.catalog = next;
         self.swap(live);
+        self.retry_pending();
         Ok(result)
+    }
+
+    /// Installs pending folder files that now check against the changed catalog.
+    fn retry_pending(&mut self) {
+        let ready: Vec<String> = self
+            .pending_disk
+            .iter()
+            .filter(|(name, source)| {
+                !crate::dsl::check_source(name, source, &crate::dsl::Context::from_catalog(&self.catalog)).has_errors()
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in ready {
+            let source = self.pending_disk.remove(&name).expect("listed above");
+            if self.put_plugin(name.clone(), source, true).is_ok() {
+                tracing::info!(tenant = %self.id, file = %name, "rule file now checks and is live");
+            }
+        }
     }
 
     fn put_json(&mut self, kind: EntityKind, entity: Value) -> Result<Applied, TenantError> {
@@ -234,12 +259,17 @@ impl TenantActor {
         if let Some(diags) = rejected {
             let rendered = render(&name, &source, &diags);
             if from_disk {
-                tracing::warn!(tenant = %self.id, file = %name, "rule file rejected; previous version stays live\n{rendered}");
+                tracing::warn!(
+                    tenant = %self.id, file = %name,
+                    "rule file rejected; the previous version (if any) stays live, and the file is retried when entities change\n{rendered}"
+                );
+                self.pending_disk.insert(name.clone(), source.clone());
             }
             let diagnostics = diags.iter().map(|d| locate(&name, &source, d)).collect();
             return Err(TenantError::Plugin { name, rendered, diagnostics });
         }
         let warnings = outcome?;
+        self.pending_disk.remove(&name);
         let plugin = self.catalog.plugins.iter().find(|p| p.name == name).expect("just stored");
         let reply = json!({
             "name": name,
@@ -258,6 +288,10 @@ impl TenantActor {
     }
 
     fn delete_plugin(&mut self, name: &str, from_disk: bool) -> Result<Applied, TenantError> {
+        if from_disk && self.pending_disk.remove(name).is_some() && !self.catalog.plugins.iter().any(|p| p.name == name)
+        {
+            return Ok((Value::Null, None));
+        }
         let removed = self.try_change(|c| Ok(c.remove_plugin(name)))?;
         if removed.is_none() {
             return Err(TenantError::NotFound(format!("rule file `{name}` not found")));

@@ -1,0 +1,148 @@
+//! An acknowledged write survives `kill -9`: the real binary is killed with SIGKILL at
+//! varying moments while clients write, restarted on the same data folder, and every
+//! write that was answered 201 must be there. `ARBITER_KILL_ROUNDS` sets the rounds
+//! (default 6; the bench script runs more).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const KEY: &str = "kill9-admin-key";
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+fn start(data: &std::path::Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_arbiter"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--plugins", "/nonexistent-plugins"])
+        .arg("--data")
+        .arg(data)
+        .env("ARBITER_ADMIN_KEY", KEY)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start arbiter");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines.next().expect("server exited before listening").expect("read stdout");
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split_whitespace().next().expect("address").to_string();
+        }
+    };
+    Server { child, addr }
+}
+
+/// One request over a fresh connection; returns (status, body).
+fn request(addr: &str, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nX-API-Key: {KEY}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Every offer name the server has, following the pagination cursor.
+fn offer_names(addr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let path = format!("/api/v1/offers?limit=100{cursor}");
+        let (status, body) = request(addr, "GET", &path, "").expect("list offers");
+        assert_eq!(status, 200, "{body}");
+        let page: serde_json::Value = serde_json::from_str(&body).expect("json");
+        names.extend(page["data"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap().to_string()));
+        match page["pagination"]["cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => return names,
+        }
+    }
+}
+
+/// Writers create offers; after `deadline`, the first writer to get a 201 kills the
+/// server at once — the moment an acknowledgement sent before its flush would be lost.
+fn write_then_kill(server: Server, round: usize, deadline: Instant) -> Vec<String> {
+    let addr = server.addr.clone();
+    let child = Arc::new(Mutex::new(Some(server.child)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (addr, stop, child) = (addr.clone(), stop.clone(), child.clone());
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                for i in 0.. {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let name = format!("r{round}-w{w}-{i}");
+                    let body = format!("{{\"name\": \"{name}\", \"status\": \"active\", \"priority\": 50}}");
+                    match request(&addr, "POST", "/api/v1/offers", &body) {
+                        Ok((201, _)) => acked.push(name),
+                        Ok(_) | Err(_) => break,
+                    }
+                    if Instant::now() >= deadline {
+                        if let Some(mut c) = child.lock().unwrap().take() {
+                            c.kill().expect("SIGKILL");
+                            c.wait().expect("reap");
+                        }
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    writers.into_iter().flat_map(|w| w.join().expect("writer")).collect()
+}
+
+#[test]
+fn acknowledged_writes_survive_sigkill() {
+    let rounds: usize = std::env::var("ARBITER_KILL_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(6);
+    let data = std::env::temp_dir().join(format!("arbiter-kill9-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos() as u64;
+    for round in 0..rounds {
+        let server = start(&data);
+        // Kill somewhere between 40 and 400 ms into the writes, varying per round.
+        let delay = 40 + (seed.wrapping_mul(round as u64 + 1).wrapping_mul(0x9E37_79B9) % 360);
+        let deadline = Instant::now() + Duration::from_millis(delay);
+        let mut acked = acknowledged.lock().unwrap();
+        acked.extend(write_then_kill(server, round, deadline));
+        let restarted = start(&data);
+        let started = Instant::now();
+        let present: std::collections::HashSet<String> = offer_names(&restarted.addr).into_iter().collect();
+        let lost: Vec<&String> = acked.iter().filter(|n| !present.contains(*n)).collect();
+        assert!(
+            lost.is_empty(),
+            "round {round}: {} of {} acknowledged writes lost, e.g. {:?}",
+            lost.len(),
+            acked.len(),
+            &lost[..lost.len().min(5)]
+        );
+        eprintln!(
+            "round {round}: killed after {delay} ms; {} acknowledged writes all present (checked in {:?})",
+            acked.len(),
+            started.elapsed()
+        );
+        let mut restarted = restarted;
+        restarted.child.kill().ok();
+        restarted.child.wait().ok();
+    }
+    assert!(acknowledged.lock().unwrap().len() > rounds, "too few writes were acknowledged to mean anything");
+    std::fs::remove_dir_all(&data).ok();
+}
