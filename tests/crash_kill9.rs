@@ -24,6 +24,9 @@ fn start(data: &std::path::Path) -> Server {
         .arg(data)
         .env("ARBITER_ADMIN_KEY", KEY)
         .env("RUST_LOG", "warn")
+        // Hold each group flush back 20 ms: an acknowledgement sent before its flush
+        // would then be lost to the kill, so this test would catch it.
+        .env("ARBITER_TEST_FLUSH_DELAY_MS", "20")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -5,8 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --quiet
-BIN="$PWD/target/debug/arbiter"
+# `cargo test` runs this script through tests/tutorial.rs with ARBITER_BIN set;
+# run by hand, it builds the binary itself.
+if [ -z "${ARBITER_BIN:-}" ]; then
+  cargo build --quiet
+  ARBITER_BIN="$PWD/target/debug/arbiter"
+fi
+BIN="$ARBITER_BIN"
 WORK=$(mktemp -d)
 trap 'kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 

@@ -110,9 +110,12 @@ impl Route {
     pub fn role(self) -> Option<Role> {
         match self {
             Health | Metrics | OpenApi => None,
-            CreateTenant | CreateKey => Some(Role::Admin),
+            // As on the platform: keys, qualification rules and rollback are admin work;
+            // reading versions needs an editor.
+            CreateTenant | CreateKey | CreateRule | UpdateRule | DeleteRule | Rollback => Some(Role::Admin),
+            Versions => Some(Role::Editor),
             WhoAmI | Schemas | Schema | Rows | Offers | Offer | Rules | Rule | Channels | Channel | Flows | Flow
-            | Versions | Plugins | Plugin | OutcomeTypes | Recommend | Respond | RespondBulk => Some(Role::Viewer),
+            | Plugins | Plugin | OutcomeTypes | Recommend | Respond | RespondBulk => Some(Role::Viewer),
             _ => Some(Role::Editor),
         }
     }

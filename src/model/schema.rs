@@ -188,14 +188,24 @@ fn convert(ty: DataType, v: &serde_json::Value) -> Result<Value, String> {
         (DataType::Date, J::String(s)) if is_date(s) => Value::Str(s.as_str().into()),
         (DataType::Timestamp, J::String(s)) if s.len() > 10 && is_date(&s[..10]) => Value::Str(s.as_str().into()),
         (DataType::Boolean, J::Bool(b)) => Value::Bool(*b),
-        (DataType::Integer | DataType::Bigint, J::Number(n)) => match n.as_f64() {
-            Some(x) if x.fract() == 0.0 => Value::Num(x),
-            _ => return Err(format!("expected {}, got a fraction", ty.name())),
-        },
+        (DataType::Integer | DataType::Bigint, J::Number(n)) => integer(ty, n.as_f64())?,
         (DataType::Decimal | DataType::Float, J::Number(n)) => Value::Num(n.as_f64().ok_or_else(wrong)?),
-        (DataType::Decimal | DataType::Float, J::String(s)) => Value::Num(s.trim().parse().map_err(|_| wrong())?),
+        (DataType::Decimal | DataType::Float, J::String(s)) => {
+            Value::Num(s.trim().parse::<f64>().ok().filter(|x| x.is_finite()).ok_or_else(wrong)?)
+        }
         _ => return Err(wrong()),
     })
+}
+
+/// Integers are kept as f64, so they must be whole and within the column's range (a
+/// `bigint` beyond ±2^53 would silently lose digits).
+fn integer(ty: DataType, x: Option<f64>) -> Result<Value, String> {
+    let limit = if ty == DataType::Integer { f64::from(i32::MAX) } else { 9_007_199_254_740_992.0 };
+    match x {
+        Some(x) if x.fract() != 0.0 => Err(format!("expected {}, got a fraction", ty.name())),
+        Some(x) if x.abs() <= limit => Ok(Value::Num(x)),
+        _ => Err(format!("expected {} between -{limit} and {limit}", ty.name())),
+    }
 }
 
 fn is_date(s: &str) -> bool {

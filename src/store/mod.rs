@@ -2,11 +2,13 @@
 //! ([`SledStore`]).
 //!
 //! Everything needed to restart without loss goes through [`Storage::write`]: a [`Batch`] of puts
-//! and deletes is applied atomically (readers see all of it or none of it at once) and the call
-//! returns a [`Durable`] that completes once the batch is on disk. Acknowledge a client only
-//! after its `Durable` completes. Durability is batched ("group commit"): one background thread
-//! per store issues one sled flush for every write that arrived while the previous flush ran,
-//! instead of one flush per write.
+//! and deletes is applied atomically (readers see all of it or none of it at once, and so does
+//! recovery after a crash) and the call returns a [`Durable`] that completes once the batch is
+//! on disk. Acknowledge a client only after its `Durable` completes. Durability is batched
+//! ("group commit"): one background thread per store issues one sled flush for every write that
+//! arrived while the previous flush ran, instead of one flush per write. Batches of several
+//! operations are made crash-atomic by a one-entry journal rather than sled's `apply_batch`,
+//! which is several times slower under flushing (see `journal.rs`).
 //!
 //! # Key layout
 //!
@@ -48,7 +50,8 @@ pub use sled_store::SledStore;
 /// implementation, so that sled stays replaceable.
 pub trait Storage: Send + Sync + 'static {
     /// Applies `batch` atomically — every put and delete, or none — so readers see it at once,
-    /// and returns a handle that completes when the batch is durable on disk.
+    /// and returns a handle that completes when the batch is durable on disk. If the handle
+    /// resolves to an error, the write stays visible but may or may not survive a crash.
     fn write(&self, batch: Batch) -> Result<Durable, StoreError>;
 
     /// The value stored under `key`, if any (including writes not yet durable).

@@ -194,7 +194,10 @@ impl TenantActor {
     fn put_json(&mut self, kind: EntityKind, entity: Value) -> Result<Applied, TenantError> {
         let id = entity["id"].as_str().unwrap_or_default().to_string();
         let mut b = Batch::new();
-        put_entity(&mut b, &self.id, kind, &id, &entity);
+        match kind {
+            EntityKind::Flow => persist::put_flow(&mut b, &self.id, &entity, false),
+            _ => put_entity(&mut b, &self.id, kind, &id, &entity),
+        }
         self.write(b, entity)
     }
 
@@ -238,8 +241,10 @@ impl TenantActor {
         let mut flows = current.flows.clone();
         flows.insert(compiled.key.as_ref().into(), compiled);
         self.snapshot.store(Arc::new(TenantSnapshot { flows, generation: current.generation + 1 }));
-        let flow = self.catalog.flows.iter().find(|f| f.meta.id == flow_id).expect("just published");
-        self.put_json(EntityKind::Flow, to_json(flow))
+        let flow = to_json(self.catalog.flows.iter().find(|f| f.meta.id == flow_id).expect("just published"));
+        let mut b = Batch::new();
+        persist::put_flow(&mut b, &self.id, &flow, true);
+        self.write(b, flow)
     }
 
     fn swap(&self, live: Vec<Arc<CompiledFlow>>) {

@@ -6,6 +6,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::catalog::{Catalog, EntityKind};
+use crate::model::flow::PublishedVersion;
+use crate::model::DecisionFlow;
 use crate::store::keys::{self, Kind};
 use crate::store::{Batch, Storage, StoreError};
 
@@ -25,6 +27,24 @@ pub fn put_entity(batch: &mut Batch, tenant: &str, kind: EntityKind, id: &str, e
     batch.put(keys::key(tenant, kind_of(kind), &[id]), value);
 }
 
+/// A flow is stored as its record without versions, plus one record per published
+/// version written once at publish: a publish writes one small record, however many
+/// versions the flow already has.
+pub fn put_flow(batch: &mut Batch, tenant: &str, flow: &serde_json::Value, new_version: bool) {
+    let id = flow["id"].as_str().unwrap_or_default();
+    let mut record = flow.clone();
+    record["publishedVersions"] = serde_json::Value::Array(Vec::new());
+    batch.put(keys::key(tenant, Kind::Flow, &[id]), serde_json::to_vec(&record).expect("json"));
+    if let (true, Some(latest)) = (new_version, flow["publishedVersions"].as_array().and_then(|v| v.last())) {
+        let n = latest["version"].as_u64().unwrap_or_default();
+        batch.put(version_key(tenant, id, n), serde_json::to_vec(latest).expect("json"));
+    }
+}
+
+fn version_key(tenant: &str, flow_id: &str, version: u64) -> Vec<u8> {
+    keys::key(tenant, Kind::Flow, &[flow_id, "v", &format!("{version:010}")])
+}
+
 pub fn row_key(tenant: &str, schema_id: &str, row_key: &str) -> Vec<u8> {
     keys::key(tenant, Kind::Row, &[schema_id, row_key])
 }
@@ -41,7 +61,7 @@ pub fn load_catalog(store: &dyn Storage, tenant: &str) -> Result<(Catalog, Vec<S
     catalog.offers = entities(store, tenant, Kind::Offer, &mut warnings)?;
     catalog.rules = entities(store, tenant, Kind::Rule, &mut warnings)?;
     catalog.channels = entities(store, tenant, Kind::Channel, &mut warnings)?;
-    catalog.flows = entities(store, tenant, Kind::Flow, &mut warnings)?;
+    catalog.flows = flows(store, tenant, &mut warnings)?;
     catalog.finish_restore();
     for (key, value) in store.scan_prefix(&keys::prefix(tenant, Kind::Row))? {
         let restored = keys::parse(&key)
@@ -61,6 +81,28 @@ pub fn load_catalog(store: &dyn Storage, tenant: &str) -> Result<(Catalog, Vec<S
         }
     }
     Ok((catalog, warnings))
+}
+
+/// Flow records with their version records attached (keys `flow/{id}/v/{n}` sort in
+/// version order).
+fn flows(store: &dyn Storage, tenant: &str, warnings: &mut Vec<String>) -> Result<Vec<DecisionFlow>, StoreError> {
+    let mut flows: Vec<DecisionFlow> = Vec::new();
+    for (key, value) in store.scan_prefix(&keys::prefix(tenant, Kind::Flow))? {
+        let parts = keys::parse(&key).map(|k| k.parts).unwrap_or_default();
+        let loaded = match parts.as_slice() {
+            [_] => serde_json::from_slice(&value).map(|f| flows.push(f)),
+            [id, _, _] => serde_json::from_slice::<PublishedVersion>(&value).map(|v| {
+                if let Some(f) = flows.iter_mut().find(|f| &f.meta.id == id) {
+                    f.published_versions.push(v);
+                }
+            }),
+            _ => Ok(()),
+        };
+        if let Err(e) = loaded {
+            warnings.push(format!("unreadable record {}: {e}", String::from_utf8_lossy(&key)));
+        }
+    }
+    Ok(flows)
 }
 
 fn entities<T: DeserializeOwned>(

@@ -116,6 +116,12 @@ impl Registry {
         handle
     }
 
+    /// Starts a tenant from a ready catalog (not persisted until it changes): seeding
+    /// benchmarks and tests with generated tenants.
+    pub fn adopt(&self, id: &str, catalog: Catalog) -> Arc<TenantHandle> {
+        self.start_tenant(id, catalog)
+    }
+
     pub fn tenant(&self, id: &str) -> Option<Arc<TenantHandle>> {
         self.tenants.get(id).map(|h| h.clone())
     }
