@@ -3,6 +3,7 @@
 //! Module map — all pure math, no I/O or shared state:
 //! * [`stats`] — holdout experiment statistics from per-arm totals: conversion rates,
 //!   uplift, pooled z-test, Wilson and Newcombe intervals, incremental revenue.
+//! * [`propensity`] — outcome counters and the adaptive propensity rule.
 //! * [`normal`] — `erfc`, the standard normal CDF and two-sided p-values.
 //! * [`uplift`] — T- and X-learner uplift (CATE) models for one offer, and segments.
 //! * [`logistic`] — logistic (Newton/IRLS) and ridge regression the learners are built from.
@@ -11,6 +12,7 @@
 pub mod linalg;
 pub mod logistic;
 pub mod normal;
+pub mod propensity;
 pub mod stats;
 pub mod uplift;
 

@@ -1,0 +1,109 @@
+//! Adaptive propensity: outcome counters and the resolution rule that turns them into
+//! the P factor.
+//!
+//! Counters are atomics so `/respond` (through the tenant actor) can update them while
+//! decisions read them without a lock. Resolution, as SPEC.md defines it:
+//! * the offer has ≥ 50 events → its own positive rate;
+//! * 1–49 events → `(pos + k·prior) / (n + k)` with `k = 10` and the prior the category
+//!   rate (category ≥ 20 events), else the global rate (global ≥ 10 events), else 0.5;
+//! * no events → 0.5.
+//!
+//! An event is a positive or negative outcome; neutral ones (impressions) do not count.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::engine::score::DEFAULT_PROPENSITY;
+
+pub const OFFER_MATURE: u64 = 50;
+pub const CATEGORY_PRIOR_MIN: u64 = 20;
+pub const GLOBAL_PRIOR_MIN: u64 = 10;
+pub const SMOOTHING: f64 = 10.0;
+
+/// Positive and negative outcomes at one level (offer, category, channel or global).
+#[derive(Debug, Default)]
+pub struct Counts {
+    positive: AtomicU64,
+    negative: AtomicU64,
+}
+
+impl Counts {
+    pub fn new(positive: u64, negative: u64) -> Counts {
+        Counts { positive: AtomicU64::new(positive), negative: AtomicU64::new(negative) }
+    }
+
+    pub fn record(&self, positive: bool) {
+        let counter = if positive { &self.positive } else { &self.negative };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (positive, events). Two relaxed loads: a decision may see a count one outcome
+    /// old, which changes nothing that matters for a rate.
+    pub fn read(&self) -> (u64, u64) {
+        let pos = self.positive.load(Ordering::Relaxed);
+        (pos, pos + self.negative.load(Ordering::Relaxed))
+    }
+
+    fn rate_if(&self, min_events: u64) -> Option<f64> {
+        let (pos, n) = self.read();
+        (n >= min_events && n > 0).then(|| pos as f64 / n as f64)
+    }
+}
+
+/// The propensity of an offer from its own, its category's and the global counts.
+pub fn resolve(offer: &Counts, category: Option<&Counts>, global: &Counts) -> f64 {
+    let (pos, n) = offer.read();
+    if n >= OFFER_MATURE {
+        return pos as f64 / n as f64;
+    }
+    if n == 0 {
+        return DEFAULT_PROPENSITY;
+    }
+    let prior = category
+        .and_then(|c| c.rate_if(CATEGORY_PRIOR_MIN))
+        .or_else(|| global.rate_if(GLOBAL_PRIOR_MIN))
+        .unwrap_or(DEFAULT_PROPENSITY);
+    (pos as f64 + SMOOTHING * prior) / (n as f64 + SMOOTHING)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64) {
+        assert!((a - b).abs() < 1e-12, "{a} != {b}");
+    }
+
+    #[test]
+    fn no_events_is_the_default() {
+        close(resolve(&Counts::default(), None, &Counts::default()), 0.5);
+    }
+
+    #[test]
+    fn a_mature_offer_uses_its_own_rate() {
+        close(resolve(&Counts::new(10, 40), Some(&Counts::new(90, 10)), &Counts::default()), 0.2);
+    }
+
+    #[test]
+    fn an_immature_offer_blends_toward_the_category() {
+        // 3 of 5 positive; category 30 of 100 → (3 + 10·0.3) / (5 + 10) = 0.4
+        close(resolve(&Counts::new(3, 2), Some(&Counts::new(30, 70)), &Counts::new(1, 1)), 0.4);
+    }
+
+    #[test]
+    fn a_thin_category_falls_back_to_global_then_default() {
+        let thin = Counts::new(5, 5); // 10 events < 20
+        // global 2 of 10 → (1 + 10·0.2) / (2 + 10) = 0.25
+        close(resolve(&Counts::new(1, 1), Some(&thin), &Counts::new(2, 8)), 0.25);
+        // global 9 events < 10 → prior 0.5 → (1 + 5) / 12
+        close(resolve(&Counts::new(1, 1), Some(&thin), &Counts::new(2, 7)), 0.5);
+    }
+
+    #[test]
+    fn counts_record_and_read() {
+        let c = Counts::default();
+        c.record(true);
+        c.record(false);
+        c.record(true);
+        assert_eq!(c.read(), (2, 3));
+    }
+}
