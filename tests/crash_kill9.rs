@@ -17,6 +17,14 @@ struct Server {
     addr: String,
 }
 
+/// A failing assertion must not leave a server running.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn start(data: &std::path::Path) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_arbiter"))
         .args(["serve", "--listen", "127.0.0.1:0", "--plugins", "/nonexistent-plugins"])
@@ -80,7 +88,7 @@ fn offer_names(addr: &str) -> Vec<String> {
 /// server at once — the moment an acknowledgement sent before its flush would be lost.
 fn write_then_kill(server: Server, round: usize, deadline: Instant) -> Vec<String> {
     let addr = server.addr.clone();
-    let child = Arc::new(Mutex::new(Some(server.child)));
+    let child = Arc::new(Mutex::new(Some(server)));
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..4)
         .map(|w| {
@@ -98,9 +106,9 @@ fn write_then_kill(server: Server, round: usize, deadline: Instant) -> Vec<Strin
                         Ok(_) | Err(_) => break,
                     }
                     if Instant::now() >= deadline {
-                        if let Some(mut c) = child.lock().unwrap().take() {
-                            c.kill().expect("SIGKILL");
-                            c.wait().expect("reap");
+                        if let Some(mut server) = child.lock().unwrap().take() {
+                            server.child.kill().expect("SIGKILL");
+                            server.child.wait().expect("reap");
                         }
                         stop.store(true, Ordering::Relaxed);
                     }
@@ -142,9 +150,7 @@ fn acknowledged_writes_survive_sigkill() {
             acked.len(),
             started.elapsed()
         );
-        let mut restarted = restarted;
-        restarted.child.kill().ok();
-        restarted.child.wait().ok();
+        drop(restarted);
     }
     assert!(acknowledged.lock().unwrap().len() > rounds, "too few writes were acknowledged to mean anything");
     std::fs::remove_dir_all(&data).ok();
