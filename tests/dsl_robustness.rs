@@ -98,3 +98,36 @@ proptest! {
         let _ = catalog.put_plugin("any.rules", &source);
     }
 }
+
+/// Review finding: ~20 bracket levels each holding 505 `not`s overflowed the stack in
+/// pest's Pratt parser. Now it is checked on a thread with room for the parser's limits.
+#[test]
+fn prefix_operator_chains_in_nested_brackets_do_not_overflow() {
+    let mut body = String::from("customer.hasSavings");
+    for _ in 0..60 {
+        body = format!("({}{body})", "not ".repeat(505));
+    }
+    let source = format!("rule \"deep\" {{ {body} }}");
+    let mut catalog = tutorial_catalog();
+    let result = catalog.put_plugin("deep.rules", &source);
+    // Accepted or refused with a diagnostic — either way, no crash.
+    if let Err(diags) = result {
+        assert!(!diags.is_empty());
+    }
+}
+
+/// Review finding: a small file whose `let`s reference each other many times expanded
+/// to hundreds of MB before the node limit was checked. Now copying stops at the limit.
+#[test]
+fn let_expansion_stops_at_the_node_limit() {
+    let mut source = String::from("let a0 = customer.tenureMonths > 1\n");
+    for i in 1..14 {
+        source.push_str(&format!("let a{i} = a{p} and a{p}\n", p = i - 1));
+    }
+    source.push_str(&format!("rule \"big\" {{ {} }}\n", vec!["a13"; 60].join(" and ")));
+    let started = std::time::Instant::now();
+    let checked =
+        arbiter::dsl::check_source("big.rules", &source, &arbiter::dsl::Context::from_catalog(&tutorial_catalog()));
+    assert!(checked.diagnostics.iter().any(|d| d.code == "E003"), "{:?}", checked.diagnostics);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
+}

@@ -63,8 +63,30 @@ impl Checked {
     }
 }
 
-/// Parses and checks one file.
+/// Stack for checking a file. Parsing recurses per bracket level and per operator
+/// (pest's Pratt parser recurses for prefix and right-associative operators); the
+/// parser's limits (1 MiB, brackets 64 deep, 512 tokens per expression) bound that
+/// recursion well inside this, so no file can overflow the stack of the thread that
+/// checks it — the actor thread every tenant shares, or `arbiter check`'s main thread.
+const CHECK_STACK: usize = 256 << 20;
+
+/// Parses and checks one file (on a thread with a large stack; see `CHECK_STACK`).
 pub fn check_source(file: &str, source: &str, ctx: &Context) -> Checked {
+    std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new().name("arbiter-check".into()).stack_size(CHECK_STACK);
+        match worker.spawn_scoped(scope, || check_here(file, source, ctx)) {
+            Ok(handle) => handle.join().unwrap_or_else(|_| internal_failure()),
+            Err(_) => check_here(file, source, ctx),
+        }
+    })
+}
+
+fn internal_failure() -> Checked {
+    let d = Diagnostic::error("E000", Span::NONE, "the checker failed on this file; please report it");
+    Checked { diagnostics: vec![d], ..Checked::default() }
+}
+
+fn check_here(file: &str, source: &str, ctx: &Context) -> Checked {
     let (ast, mut diagnostics) = parse(source);
     let mut c = FileChecker {
         file,
@@ -75,6 +97,7 @@ pub fn check_source(file: &str, source: &str, ctx: &Context) -> Checked {
         offer_ids: ctx.offers.iter().map(|(id, _, _)| id.as_str()).collect(),
         categories: ctx.offers.iter().filter_map(|(_, _, c)| c.as_deref()).collect(),
         lets: HashMap::new(),
+        budget: MAX_NODES,
         diags: Vec::new(),
         out: Checked::default(),
     };
@@ -102,6 +125,9 @@ struct FileChecker<'a> {
     offer_ids: std::collections::HashSet<&'a str>,
     categories: std::collections::HashSet<&'a str>,
     lets: HashMap<String, Resolved>,
+    /// Nodes the expression being resolved may still grow by: `let` bodies are copied
+    /// only while it lasts, so expansion cannot blow up memory before it is refused.
+    budget: usize,
     diags: Vec<Diagnostic>,
     out: Checked,
 }
@@ -153,13 +179,14 @@ impl FileChecker<'_> {
     /// enforcing the size and depth limits on the result.
     fn resolve(&mut self, e: &Expr, factors: bool) -> Option<Resolved> {
         let mut ok = true;
+        self.budget = MAX_NODES;
         let resolved = self.subst(e, factors, &mut ok);
-        if !ok {
-            return None;
-        }
-        if resolved.size > MAX_NODES {
+        if resolved.size > MAX_NODES || self.budget == 0 {
             let msg = format!("expression expands to {} nodes through `let`s; the limit is {MAX_NODES}", resolved.size);
             self.diags.push(Diagnostic::error("E003", e.span, msg));
+            return None;
+        }
+        if !ok {
             return None;
         }
         if resolved.depth > MAX_TREE_DEPTH {
@@ -221,6 +248,13 @@ impl FileChecker<'_> {
 
     fn name(&mut self, name: &str, span: Span, factors: bool, ok: &mut bool) -> Resolved {
         if let Some(r) = self.lets.get(name) {
+            if r.size > self.budget {
+                // Over budget: stop copying; `resolve` reports the limit.
+                self.budget = 0;
+                *ok = false;
+                return Resolved { expr: Expr::new(ExprKind::Null, span), size: MAX_NODES + 1, depth: 1 };
+            }
+            self.budget -= r.size;
             return Resolved { expr: Expr::new(r.expr.kind.clone(), span), size: r.size, depth: r.depth };
         }
         if factors && FACTORS.contains(&name) {

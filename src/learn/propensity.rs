@@ -92,7 +92,7 @@ mod tests {
     #[test]
     fn a_thin_category_falls_back_to_global_then_default() {
         let thin = Counts::new(5, 5); // 10 events < 20
-        // global 2 of 10 → (1 + 10·0.2) / (2 + 10) = 0.25
+                                      // global 2 of 10 → (1 + 10·0.2) / (2 + 10) = 0.25
         close(resolve(&Counts::new(1, 1), Some(&thin), &Counts::new(2, 8)), 0.25);
         // global 9 events < 10 → prior 0.5 → (1 + 5) / 12
         close(resolve(&Counts::new(1, 1), Some(&thin), &Counts::new(2, 7)), 0.5);

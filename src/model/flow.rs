@@ -330,6 +330,9 @@ pub struct ResponseConfig {
     pub response_format: ResponseFormat,
 }
 
+/// Conditions of one Filter node; they compile into one chain, so its length is bounded.
+pub const MAX_FILTER_CONDITIONS: usize = 256;
+
 /// Node types of the platform that arbiter does not run yet: refused by name.
 const NOT_YET: [&str; 8] = [
     "match_creatives",
@@ -447,8 +450,9 @@ fn validate_config(path: &str, kind: &NodeKind, errors: &mut Vec<FieldError>) {
         NodeKind::Enrich(c) if c.sources.is_empty() => {
             errors.push(FieldError::new(format!("{path}.sources"), "needs at least one source"));
         }
-        NodeKind::Filter(c) if c.conditions.is_empty() => {
-            errors.push(FieldError::new(format!("{path}.conditions"), "needs at least one condition"));
+        NodeKind::Filter(c) if c.conditions.is_empty() || c.conditions.len() > MAX_FILTER_CONDITIONS => {
+            let msg = format!("needs 1 to {MAX_FILTER_CONDITIONS} conditions, got {}", c.conditions.len());
+            errors.push(FieldError::new(format!("{path}.conditions"), msg));
         }
         NodeKind::Qualify(c) if c.mode == QualifyMode::Selected && c.rule_ids.is_empty() => {
             errors.push(FieldError::new(format!("{path}.ruleIds"), "is required when mode is \"selected\""));
@@ -594,6 +598,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert_eq!(err, "draftConfig.nodes: the inventory node must run first (phase 1, lowest position)");
+    }
+
+    #[test]
+    fn filter_conditions_are_bounded() {
+        let conditions: Vec<_> =
+            (0..300).map(|i| json!({"field": "offer.priority", "operator": "gte", "value": i})).collect();
+        let err = flow(json!([inv(), {"id":"f","type":"filter","config":{"conditions": conditions}}]))
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.to_string(), "draftConfig.nodes[1].config.conditions: needs 1 to 256 conditions, got 300");
     }
 
     #[test]

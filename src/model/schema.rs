@@ -186,7 +186,9 @@ fn convert(ty: DataType, v: &serde_json::Value) -> Result<Value, String> {
         (DataType::Json, v) => Value::Json(Arc::new(v.clone())),
         (DataType::Varchar | DataType::Text, J::String(s)) => Value::Str(s.as_str().into()),
         (DataType::Date, J::String(s)) if is_date(s) => Value::Str(s.as_str().into()),
-        (DataType::Timestamp, J::String(s)) if s.len() > 10 && is_date(&s[..10]) => Value::Str(s.as_str().into()),
+        (DataType::Timestamp, J::String(s)) if s.len() > 10 && s.get(..10).is_some_and(is_date) => {
+            Value::Str(s.as_str().into())
+        }
         (DataType::Boolean, J::Bool(b)) => Value::Bool(*b),
         (DataType::Integer | DataType::Bigint, J::Number(n)) => integer(ty, n.as_f64())?,
         (DataType::Decimal | DataType::Float, J::Number(n)) => Value::Num(n.as_f64().ok_or_else(wrong)?),
@@ -264,6 +266,16 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("rows[3].colour: unknown column"), "{text}");
         assert!(text.contains("rows[3].tenureMonths: expected integer, got string"), "{text}");
+    }
+
+    #[test]
+    fn a_multibyte_character_in_a_timestamp_is_an_error_not_a_panic() {
+        let spec: SchemaSpec = serde_json::from_value(json!({"name": "e", "fields": [
+            {"name": "id", "isUnique": true}, {"name": "ts", "dataType": "timestamp"}]}))
+        .unwrap();
+        let schema = Schema { meta: Meta::new(), spec };
+        let err = schema.parse_row("rows[0]", &json!({"id": "a", "ts": "2024-01-0é1T00"})).unwrap_err();
+        assert!(err.to_string().contains("rows[0].ts: expected timestamp"), "{err}");
     }
 
     #[test]

@@ -56,7 +56,10 @@ impl Handler<Command> for TenantActor {
     type Result = ResponseFuture<Result<Value, TenantError>>;
 
     fn handle(&mut self, cmd: Command, _: &mut Self::Context) -> Self::Result {
-        let applied = self.apply(cmd);
+        // A bug must cost one request, not the thread every tenant's actor runs on.
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.apply(cmd))).unwrap_or_else(|_| {
+            Err(TenantError::Unavailable("the command failed unexpectedly; nothing was changed".into()))
+        });
         Box::pin(async move {
             let (reply, durable) = applied?;
             if let Some(durable) = durable {
