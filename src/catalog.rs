@@ -200,8 +200,9 @@ impl Catalog {
         Ok(self.channels.last().expect("just pushed"))
     }
 
-    pub fn add_rule(&mut self, spec: RuleSpec) -> Result<&QualificationRule, CatalogError> {
+    pub fn add_rule(&mut self, mut spec: RuleSpec) -> Result<&QualificationRule, CatalogError> {
         let cond = spec.validate()?;
+        self.resolve_scope(&mut spec);
         let mut errors = Vec::new();
         self.check_scope(&spec, &mut errors);
         if let Err(e) = self.check_condition(&cond) {
@@ -213,6 +214,23 @@ impl Catalog {
         }
         self.rules.push(QualificationRule { meta: Meta::new(), spec });
         Ok(self.rules.last().expect("just pushed"))
+    }
+
+    /// An offer or channel named by name is stored by id, so renaming it later does not
+    /// silently detach its rules.
+    fn resolve_scope(&self, spec: &mut RuleSpec) {
+        use crate::model::rule::Scope;
+        let Some(name) = spec.scope_id.clone() else { return };
+        let id = match spec.scope {
+            Scope::Offer => self.offers.iter().find(|o| o.spec.name == name && o.meta.id != name).map(|o| &o.meta.id),
+            Scope::Channel => {
+                self.channels.iter().find(|c| c.spec.name == name && c.meta.id != name).map(|c| &c.meta.id)
+            }
+            _ => None,
+        };
+        if let Some(id) = id {
+            spec.scope_id = Some(id.clone());
+        }
     }
 
     fn check_scope(&self, spec: &RuleSpec, errors: &mut Vec<FieldError>) {
@@ -272,9 +290,10 @@ impl Catalog {
         Ok(offer)
     }
 
-    pub fn update_rule(&mut self, id: &str, spec: RuleSpec) -> Result<&QualificationRule, CatalogError> {
+    pub fn update_rule(&mut self, id: &str, mut spec: RuleSpec) -> Result<&QualificationRule, CatalogError> {
         let i = self.rules.iter().position(|r| r.meta.id == id).ok_or_else(|| not_found("qualification rule", id))?;
         let cond = spec.validate()?;
+        self.resolve_scope(&mut spec);
         let mut errors = Vec::new();
         self.check_scope(&spec, &mut errors);
         if let Err(e) = self.check_condition(&cond) {

@@ -141,17 +141,19 @@ async fn load_plugins(registry: &Arc<Registry>, config: &Config) -> Option<notif
         tracing::info!(folder = %config.plugins.display(), "no plugins folder; rule files can still be sent to /api/v1/plugins");
         return None;
     }
-    match plugins::load_all(registry, &config.plugins, &config.tenant).await {
-        Ok(n) => tracing::info!(folder = %config.plugins.display(), files = n, "rule files loaded"),
-        Err(e) => tracing::error!("loading rule files: {e}"),
-    }
-    match plugins::watch(registry.clone(), config.plugins.clone(), config.tenant.clone()) {
+    // Watch first, so an edit made while the folder loads is not missed.
+    let watcher = match plugins::watch(registry.clone(), config.plugins.clone(), config.tenant.clone()) {
         Ok(w) => Some(w),
         Err(e) => {
             tracing::error!("cannot watch {}: {e}; edits need a restart", config.plugins.display());
             None
         }
+    };
+    match plugins::load_all(registry, &config.plugins, &config.tenant).await {
+        Ok(n) => tracing::info!(folder = %config.plugins.display(), files = n, "rule files loaded"),
+        Err(e) => tracing::error!("loading rule files: {e}"),
     }
+    watcher
 }
 
 fn from_hex(hex: &str) -> Option<[u8; 32]> {

@@ -565,7 +565,9 @@ async fn outcome_types_whoami_healthz_metrics_openapi() {
     assert!(!me.to_string().contains(ADMIN_KEY), "whoami must not echo the key");
 
     assert_eq!(anonymous.get("/healthz").await.expect(200)["status"], "ok");
-    let metrics = anonymous.get("/metrics").await;
+    // Metrics name every tenant's flows: operator admin keys only.
+    anonymous.get("/metrics").await.expect_error(401, "UNAUTHORIZED");
+    let metrics = api.get("/metrics").await;
     assert_eq!(metrics.status, 200);
     assert!(metrics.header("content-type").is_some_and(|t| t.starts_with("text/plain") || t.contains("openmetrics")));
     let text = metrics.text();
@@ -586,7 +588,7 @@ async fn outcome_types_whoami_healthz_metrics_openapi() {
 async fn metrics_count_loaded_tenants() {
     let server = TestServer::start().await;
     server.admin.create("/api/v1/tenants", &json!({"id": "second"})).await;
-    let text = server.client(None).get("/metrics").await.text();
+    let text = server.admin.get("/metrics").await.text();
     assert!(
         text.lines().any(|l| l == "arbiter_tenants 2"),
         "{}",

@@ -109,3 +109,21 @@ fn insert_ignores_existing_keys_and_upsert_replaces() {
     assert_eq!(c.load_rows(&id, &[row(3)], LoadMode::Upsert).unwrap(), 1);
     assert_eq!(c.schema(&id).unwrap().1.get("a").unwrap()[1], arbiter::rules::Value::Num(3.0));
 }
+
+/// Review finding: a rule scoped by offer name stopped applying when the offer was
+/// renamed. Names are resolved to ids when the rule is created.
+#[test]
+fn renaming_an_offer_keeps_its_rules() {
+    let mut t = tutorial_catalog();
+    t.catalog.rules.clear();
+    let body = json!({"name": "no card", "ruleType": "attribute_condition", "scope": "offer",
+        "scopeId": "Rewards credit card", "config": {"attribute": "customer.tenureMonths", "operator": "gt", "value": 1000}});
+    let rule = t.catalog.add_rule(serde_json::from_value(body).unwrap()).unwrap();
+    assert_eq!(rule.spec.scope_id.as_deref(), Some(t.offer_ids[1].as_str()));
+    let mut spec = t.catalog.offers[1].spec.clone();
+    spec.name = "Rewards credit card (2027)".into();
+    t.catalog.update_offer(&t.offer_ids[1].clone(), spec).unwrap();
+    let flow = t.catalog.publish(&t.flow_id.clone(), None).unwrap();
+    let d = flow.decide(&demo::request(), &arbiter::engine::NoSignals, false);
+    assert!(d.decisions.iter().all(|o| !o.offer_name.starts_with("Rewards")), "{:?}", d.decisions);
+}

@@ -99,6 +99,9 @@ pub async fn dispatch(app: &Arc<App>, route: Route, params: Params, req: Request
         Route::Respond => respond(&tenant, req, app.body_limit).await,
         Route::RespondBulk => respond_bulk(&tenant, req, app.body_limit).await,
         Route::OutcomeTypes => ok(&outcome_types()),
+        Route::Metrics if key.tenant_id != app.default_tenant => Err(ApiError::Forbidden(
+            "metrics cover every tenant: only the operator tenant's admin keys may read them".into(),
+        )),
         Route::Health | Route::Metrics | Route::OpenApi => public(app, route),
     }
 }

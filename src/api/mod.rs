@@ -25,9 +25,10 @@ use crate::http::RequestId;
 use crate::tenant::Registry;
 use routes::Route;
 
-/// Body limits: ordinary requests, and customer-data loads (streamed row by row).
+/// Body limits: ordinary requests, and customer-data loads (streamed row by row; the
+/// parsed rows are held until the load is validated whole, a few times the body size).
 pub const BODY_LIMIT: usize = 1 << 20;
-pub const DATA_LIMIT: usize = 512 << 20;
+pub const DATA_LIMIT: usize = 64 << 20;
 
 /// Everything handlers share. Built once at start; the parts that change (tenants,
 /// keys) are concurrent maps inside.

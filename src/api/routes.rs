@@ -59,7 +59,7 @@ use Route::*;
 /// (method, path, route, summary). The OpenAPI document is generated from this table.
 pub const TABLE: &[(&str, &str, Route, &str)] = &[
     ("GET", "/healthz", Health, "Liveness"),
-    ("GET", "/metrics", Metrics, "Prometheus metrics"),
+    ("GET", "/metrics", Metrics, "Prometheus metrics (operator admin keys)"),
     ("GET", "/api/v1/openapi.json", OpenApi, "This API description"),
     ("GET", "/api/v1/whoami", WhoAmI, "The calling key's tenant and role"),
     ("POST", "/api/v1/tenants", CreateTenant, "Create a tenant and its first admin key (operators)"),
@@ -109,7 +109,9 @@ impl Route {
     /// The least role that may call the route; `None` for unauthenticated routes.
     pub fn role(self) -> Option<Role> {
         match self {
-            Health | Metrics | OpenApi => None,
+            Health | OpenApi => None,
+            // Metrics name every tenant's flows: operators only (checked in the handler).
+            Metrics => Some(Role::Admin),
             // As on the platform: keys, qualification rules and rollback are admin work;
             // reading versions needs an editor.
             CreateTenant | CreateKey | CreateRule | UpdateRule | DeleteRule | Rollback => Some(Role::Admin),

@@ -359,7 +359,7 @@ impl FileChecker<'_> {
                 }
             }
             Target::Channel(ch) => {
-                let found = ctx.channels.iter().find(|(id, name)| id == ch || name == ch).map(|(_, name)| name.clone());
+                let found = ctx.channels.iter().find(|(id, name)| id == ch || name == ch).map(|(id, _)| id.clone());
                 (Scope::Channel, found, ch, "channel", ctx.channels.iter().map(|(_, n)| n.as_str()).collect())
             }
         };

@@ -84,14 +84,22 @@ pub struct Registry {
     arbiter: ArbiterHandle,
     system: System,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Tenant creation reads, extends and rewrites the tenant list: one at a time.
+    creating: tokio::sync::Mutex<()>,
 }
 
 impl Registry {
     /// Starts the actor thread and every stored tenant.
     pub fn start(store: Arc<dyn Storage>) -> Result<Arc<Registry>, TenantError> {
         let (system, arbiter, thread) = start_actor_thread()?;
-        let registry =
-            Arc::new(Registry { tenants: DashMap::new(), store, arbiter, system, thread: Mutex::new(Some(thread)) });
+        let registry = Arc::new(Registry {
+            tenants: DashMap::new(),
+            store,
+            arbiter,
+            system,
+            thread: Mutex::new(Some(thread)),
+            creating: tokio::sync::Mutex::new(()),
+        });
         for id in registry.stored_tenant_ids()? {
             let (catalog, warnings) = load_catalog(registry.store.as_ref(), &id)?;
             for w in warnings {
@@ -134,6 +142,10 @@ impl Registry {
 
     /// Creates a tenant (durably) or returns the existing one.
     pub async fn ensure_tenant(&self, id: &str) -> Result<Arc<TenantHandle>, TenantError> {
+        if let Some(t) = self.tenant(id) {
+            return Ok(t);
+        }
+        let _one_at_a_time = self.creating.lock().await;
         if let Some(t) = self.tenant(id) {
             return Ok(t);
         }
