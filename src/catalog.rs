@@ -158,6 +158,20 @@ impl Catalog {
         rows: &[serde_json::Value],
         mode: LoadMode,
     ) -> Result<Vec<(String, usize)>, CatalogError> {
+        let parsed = self.parse_rows(schema_id, rows, mode)?;
+        let written = parsed.iter().map(|(key, index, _)| (key.clone(), *index)).collect();
+        self.insert_rows(schema_id, parsed)?;
+        Ok(written)
+    }
+
+    /// Validates every row and returns those to write: (key, input index, values). With
+    /// insert-or-ignore, keys already stored (or repeated in `rows`) are left out.
+    pub fn parse_rows(
+        &self,
+        schema_id: &str,
+        rows: &[serde_json::Value],
+        mode: LoadMode,
+    ) -> Result<Vec<(String, usize, crate::model::schema::Row)>, CatalogError> {
         let (schema, table) = self.schema(schema_id)?;
         if rows.is_empty() {
             return Err(ValidationError::one("rows", "needs at least one row").into());
@@ -166,20 +180,29 @@ impl Catalog {
         let mut errors = Vec::new();
         for (i, row) in rows.iter().enumerate() {
             match schema.parse_row(&format!("rows[{i}]"), row) {
-                Ok(r) => parsed.push(r),
+                Ok((key, values)) => parsed.push((key, i, values)),
                 Err(ValidationError(e)) => errors.extend(e),
             }
         }
         ValidationError::check(errors)?;
-        let mut written = Vec::new();
-        for (index, (key, row)) in parsed.into_iter().enumerate() {
-            if mode == LoadMode::InsertOrIgnore && table.contains_key(key.as_str()) {
-                continue;
-            }
-            table.insert(key.as_str().into(), row);
-            written.push((key, index));
+        if mode == LoadMode::InsertOrIgnore {
+            let mut seen = std::collections::HashSet::new();
+            parsed.retain(|(key, _, _)| !table.contains_key(key.as_str()) && seen.insert(key.clone()));
         }
-        Ok(written)
+        Ok(parsed)
+    }
+
+    /// Stores parsed rows in the schema's table (seen by the next decision).
+    pub fn insert_rows(
+        &self,
+        schema_id: &str,
+        parsed: Vec<(String, usize, crate::model::schema::Row)>,
+    ) -> Result<(), CatalogError> {
+        let (_, table) = self.schema(schema_id)?;
+        for (key, _, values) in parsed {
+            table.insert(key.into(), values);
+        }
+        Ok(())
     }
 
     pub fn add_offer(&mut self, spec: OfferSpec) -> Result<&Offer, CatalogError> {

@@ -213,3 +213,54 @@ async fn a_folder_file_waits_for_the_entities_it_names() {
     registry.shutdown();
     std::fs::remove_dir_all(&plugins).ok();
 }
+
+/// A store whose writes fail while `failing` is set.
+struct FlakyStore {
+    inner: SledStore,
+    failing: AtomicBool,
+}
+
+impl arbiter::store::Storage for FlakyStore {
+    fn write(&self, batch: arbiter::store::Batch) -> Result<arbiter::store::Durable, arbiter::store::StoreError> {
+        if self.failing.load(Ordering::Relaxed) {
+            return Err(arbiter::store::StoreError::CommitterStopped);
+        }
+        self.inner.write(batch)
+    }
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, arbiter::store::StoreError> {
+        self.inner.get(key)
+    }
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, arbiter::store::StoreError> {
+        self.inner.scan_prefix(prefix)
+    }
+    fn flush(&self) -> Result<(), arbiter::store::StoreError> {
+        self.inner.flush()
+    }
+}
+
+/// Review finding: memory used to change before the write; a failed write left the
+/// change live but not stored. Now nothing moves unless the write is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_changes_nothing() {
+    let store = Arc::new(FlakyStore { inner: SledStore::temporary().unwrap(), failing: AtomicBool::new(false) });
+    let registry = Registry::start(store.clone()).unwrap();
+    let t = registry.ensure_tenant("default").await.unwrap();
+    let flow_id = tutorial(&t).await;
+    let generation = t.snapshot.load().generation;
+    let offers = || async { t.query(arbiter::tenant::Query::List(arbiter::catalog::EntityKind::Offer)).await.unwrap() };
+    let before = offers().await;
+
+    store.failing.store(true, Ordering::Relaxed);
+    let new_offer = || parse_json(br#"{"name": "Travel card", "status": "active", "priority": 99}"#).unwrap();
+    assert!(t.command(Command::CreateOffer(new_offer())).await.is_err());
+    assert!(t.command(Command::Publish { id: flow_id.clone(), notes: None }).await.is_err());
+    assert_eq!(offers().await, before);
+    assert_eq!(t.snapshot.load().generation, generation);
+    assert_eq!(t.flow("cross-sell").unwrap().version, 1);
+
+    store.failing.store(false, Ordering::Relaxed);
+    t.command(Command::CreateOffer(new_offer())).await.expect("the retry is not a duplicate");
+    let published = t.command(Command::Publish { id: flow_id, notes: None }).await.unwrap();
+    assert_eq!(published["publishedVersions"].as_array().unwrap().len(), 2);
+    registry.shutdown();
+}

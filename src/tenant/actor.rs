@@ -19,6 +19,7 @@ use super::persist::{self, put_entity};
 use super::{TenantError, TenantSnapshot};
 use crate::catalog::{Catalog, CatalogError, EntityKind, LoadMode};
 use crate::dsl::error::{locate, render};
+use crate::dsl::Diagnostic;
 use crate::engine::CompiledFlow;
 use crate::model::ValidationError;
 use crate::store::keys::{self, Kind};
@@ -51,6 +52,13 @@ impl Actor for TenantActor {
 
 /// What a command produced: the reply, and the write to wait for before sending it.
 type Applied = (Value, Option<Durable>);
+
+/// A change prepared on a copy of the catalog, not yet current.
+struct Staged {
+    next: Catalog,
+    /// Live flows recompiled against `next`, when the change touches what they read.
+    live: Option<Vec<Arc<CompiledFlow>>>,
+}
 
 impl Handler<Command> for TenantActor {
     type Result = ResponseFuture<Result<Value, TenantError>>;
@@ -93,87 +101,91 @@ impl TenantActor {
     }
 
     fn apply(&mut self, cmd: Command) -> Result<Applied, TenantError> {
-        let t = self.id.clone();
+        use EntityKind::*;
         match cmd {
-            Command::CreateSchema(spec) => {
-                let schema = self.catalog.add_schema(spec)?;
-                let mut b = Batch::new();
-                put_entity(&mut b, &t, EntityKind::Schema, &schema.meta.id, schema);
-                let reply = serde_json::to_value(schema).expect("serialises");
-                self.retry_pending();
-                self.write(b, reply)
-            }
+            Command::CreateSchema(spec) => self.entity(Schema, false, |c| Ok(to_json(c.add_schema(spec)?))),
             Command::UpdateSchema { id, spec } => {
-                self.entity_change(EntityKind::Schema, |c| Ok(to_json(c.update_schema(&id, spec)?)))
+                self.entity(Schema, true, |c| Ok(to_json(c.update_schema(&id, spec)?)))
             }
             Command::LoadRows { schema_id, rows, mode } => self.load_rows(&schema_id, &rows, mode),
-            Command::CreateOffer(spec) => self.entity_change(EntityKind::Offer, |c| Ok(to_json(c.add_offer(spec)?))),
-            Command::UpdateOffer { id, spec } => {
-                self.entity_change(EntityKind::Offer, |c| Ok(to_json(c.update_offer(&id, spec)?)))
-            }
-            Command::CreateRule(spec) => self.entity_change(EntityKind::Rule, |c| Ok(to_json(c.add_rule(spec)?))),
-            Command::UpdateRule { id, spec } => {
-                self.entity_change(EntityKind::Rule, |c| Ok(to_json(c.update_rule(&id, spec)?)))
-            }
-            Command::CreateChannel(spec) => {
-                self.entity_change(EntityKind::Channel, |c| Ok(to_json(c.add_channel(spec)?)))
-            }
+            Command::CreateOffer(spec) => self.entity(Offer, true, |c| Ok(to_json(c.add_offer(spec)?))),
+            Command::UpdateOffer { id, spec } => self.entity(Offer, true, |c| Ok(to_json(c.update_offer(&id, spec)?))),
+            Command::CreateRule(spec) => self.entity(Rule, true, |c| Ok(to_json(c.add_rule(spec)?))),
+            Command::UpdateRule { id, spec } => self.entity(Rule, true, |c| Ok(to_json(c.update_rule(&id, spec)?))),
+            Command::CreateChannel(spec) => self.entity(Channel, true, |c| Ok(to_json(c.add_channel(spec)?))),
             Command::UpdateChannel { id, spec } => {
-                self.entity_change(EntityKind::Channel, |c| Ok(to_json(c.update_channel(&id, spec)?)))
+                self.entity(Channel, true, |c| Ok(to_json(c.update_channel(&id, spec)?)))
             }
-            Command::CreateFlow(spec) => {
-                let flow = to_json(self.catalog.add_flow(spec)?);
-                self.retry_pending();
-                self.put_json(EntityKind::Flow, flow)
-            }
-            Command::UpdateFlow { id, spec } => {
-                let flow = to_json(self.catalog.update_flow(&id, spec)?);
-                self.put_json(EntityKind::Flow, flow)
-            }
+            // Drafts do not change what live flows decide.
+            Command::CreateFlow(spec) => self.entity(Flow, false, |c| Ok(to_json(c.add_flow(spec)?))),
+            Command::UpdateFlow { id, spec } => self.entity(Flow, false, |c| Ok(to_json(c.update_flow(&id, spec)?))),
             Command::Delete { kind, id } => self.delete(kind, &id),
-            Command::Publish { id, notes } => {
-                let compiled = self.catalog.publish(&id, notes)?;
-                self.go_live(compiled, &id)
-            }
-            Command::Rollback { id, version, notes } => {
-                let compiled = self.catalog.rollback(&id, version, notes)?;
-                self.go_live(compiled, &id)
-            }
+            Command::Publish { id, notes } => self.publish(&id.clone(), |c| c.publish(&id, notes)),
+            Command::Rollback { id, version, notes } => self.publish(&id.clone(), |c| c.rollback(&id, version, notes)),
             Command::PutPlugin { name, source, from_disk } => self.put_plugin(name, source, from_disk),
             Command::DeletePlugin { name, from_disk } => self.delete_plugin(&name, from_disk),
             Command::Respond(input) => self.respond(input),
         }
     }
 
-    /// Applies a change that live flows depend on: on a copy first, kept only if every
-    /// live flow still compiles; then persists the entity the change returned.
-    fn entity_change(
-        &mut self,
-        kind: EntityKind,
-        change: impl FnOnce(&mut Catalog) -> Result<Value, CatalogError>,
-    ) -> Result<Applied, TenantError> {
-        let reply = self.try_change(change)?;
-        self.put_json(kind, reply)
-    }
-
-    fn try_change<R>(
-        &mut self,
+    /// Prepares a change on a copy of the catalog. With `recompile`, every live flow is
+    /// compiled against the copy and the change is refused if one no longer compiles.
+    fn stage<R>(
+        &self,
+        recompile: bool,
         change: impl FnOnce(&mut Catalog) -> Result<R, CatalogError>,
-    ) -> Result<R, TenantError> {
+    ) -> Result<(Staged, R), TenantError> {
         let mut next = self.catalog.clone();
         let result = change(&mut next)?;
-        let (live, failed) = next.compile_live();
-        if !failed.is_empty() {
-            let why: Vec<String> = failed.iter().map(|(key, e)| format!("flow `{key}`: {e}")).collect();
-            return Err(TenantError::Conflict(format!(
-                "this change would break live decision flows: {}",
-                why.join("; ")
-            )));
+        Ok((self.prepared(next, recompile)?, result))
+    }
+
+    /// A changed copy, checked: with `recompile`, every live flow must still compile.
+    fn prepared(&self, next: Catalog, recompile: bool) -> Result<Staged, TenantError> {
+        let live = if recompile {
+            let (live, failed) = next.compile_live();
+            if !failed.is_empty() {
+                let why: Vec<String> = failed.iter().map(|(key, e)| format!("flow `{key}`: {e}")).collect();
+                return Err(TenantError::Conflict(format!(
+                    "this change would break live decision flows: {}",
+                    why.join("; ")
+                )));
+            }
+            Some(live)
+        } else {
+            None
+        };
+        Ok(Staged { next, live })
+    }
+
+    /// Writes the change's records first and only then makes the staged catalog current
+    /// (and its flows live): a write that fails leaves memory as it was, so what is
+    /// served never runs ahead of what is stored.
+    fn commit(&mut self, staged: Staged, batch: Batch) -> Result<Option<Durable>, TenantError> {
+        let durable = if batch.is_empty() { None } else { Some(self.store.write(batch)?) };
+        self.catalog = staged.next;
+        if let Some(live) = staged.live {
+            self.swap(live);
         }
-        self.catalog = next;
-        self.swap(live);
         self.retry_pending();
-        Ok(result)
+        Ok(durable)
+    }
+
+    /// Creates or updates one entity and stores the JSON the change returned.
+    fn entity(
+        &mut self,
+        kind: EntityKind,
+        recompile: bool,
+        change: impl FnOnce(&mut Catalog) -> Result<Value, CatalogError>,
+    ) -> Result<Applied, TenantError> {
+        let (staged, reply) = self.stage(recompile, change)?;
+        let mut b = Batch::new();
+        match kind {
+            EntityKind::Flow => persist::put_flow(&mut b, &self.id, &reply, false),
+            _ => put_entity(&mut b, &self.id, kind, reply["id"].as_str().unwrap_or_default(), &reply),
+        }
+        let durable = self.commit(staged, b)?;
+        Ok((reply, durable))
     }
 
     /// Installs pending folder files that now check against the changed catalog.
@@ -194,39 +206,28 @@ impl TenantActor {
         }
     }
 
-    fn put_json(&mut self, kind: EntityKind, entity: Value) -> Result<Applied, TenantError> {
-        let id = entity["id"].as_str().unwrap_or_default().to_string();
-        let mut b = Batch::new();
-        match kind {
-            EntityKind::Flow => persist::put_flow(&mut b, &self.id, &entity, false),
-            _ => put_entity(&mut b, &self.id, kind, &id, &entity),
-        }
-        self.write(b, entity)
-    }
-
-    fn write(&self, batch: Batch, reply: Value) -> Result<Applied, TenantError> {
-        let durable = self.store.write(batch)?;
-        Ok((reply, Some(durable)))
-    }
-
+    /// Rows go to the shared customer tables only after their records are written.
     fn load_rows(&mut self, schema_id: &str, rows: &[Value], mode: LoadMode) -> Result<Applied, TenantError> {
-        let written = self.catalog.load_rows_keyed(schema_id, rows, mode)?;
+        let parsed = self.catalog.parse_rows(schema_id, rows, mode)?;
         let mut b = Batch::new();
-        for (key, index) in &written {
+        for (key, index, _) in &parsed {
             let value = serde_json::to_vec(&rows[*index]).expect("rows serialise");
             b.put(persist::row_key(&self.id, schema_id, key), value);
         }
         let (schema, _) = self.catalog.schema(schema_id)?;
-        let count = written.len();
+        let table = format!("ds_{}", schema.spec.name);
+        let count = parsed.len();
+        let durable = if b.is_empty() { None } else { Some(self.store.write(b)?) };
+        self.catalog.insert_rows(schema_id, parsed)?;
         let reply = match mode {
-            LoadMode::InsertOrIgnore => json!({"inserted": count, "tableName": format!("ds_{}", schema.spec.name)}),
-            LoadMode::Upsert => json!({"upserted": count, "tableName": format!("ds_{}", schema.spec.name)}),
+            LoadMode::InsertOrIgnore => json!({"inserted": count, "tableName": table}),
+            LoadMode::Upsert => json!({"upserted": count, "tableName": table}),
         };
-        self.write(b, reply)
+        Ok((reply, durable))
     }
 
     fn delete(&mut self, kind: EntityKind, id: &str) -> Result<Applied, TenantError> {
-        self.try_change(|c| c.delete(kind, id))?;
+        let (staged, ()) = self.stage(true, |c| c.delete(kind, id))?;
         let mut b = Batch::new();
         b.delete(keys::key(&self.id, persist::kind_of(kind), &[id]));
         if kind == EntityKind::Schema {
@@ -234,20 +235,27 @@ impl TenantActor {
                 b.delete(key);
             }
         }
-        self.write(b, Value::Null)
+        let durable = self.commit(staged, b)?;
+        Ok((Value::Null, durable))
     }
 
-    /// Makes a newly published (or rolled back) version live: the other flows keep their
-    /// compiled plans; this one is replaced; one swap publishes both.
-    fn go_live(&mut self, compiled: Arc<CompiledFlow>, flow_id: &str) -> Result<Applied, TenantError> {
+    /// Publishes (or rolls back): the new version is written, then made live. The other
+    /// flows keep their compiled plans; one swap publishes the new one.
+    fn publish(
+        &mut self,
+        flow_id: &str,
+        publish: impl FnOnce(&mut Catalog) -> Result<Arc<CompiledFlow>, CatalogError>,
+    ) -> Result<Applied, TenantError> {
+        let (staged, compiled) = self.stage(false, publish)?;
+        let flow = to_json(staged.next.flows.iter().find(|f| f.meta.id == flow_id).expect("just published"));
+        let mut b = Batch::new();
+        persist::put_flow(&mut b, &self.id, &flow, true);
+        let durable = self.commit(staged, b)?;
         let current = self.snapshot.load();
         let mut flows = current.flows.clone();
         flows.insert(compiled.key.as_ref().into(), compiled);
         self.snapshot.store(Arc::new(TenantSnapshot { flows, generation: current.generation + 1 }));
-        let flow = to_json(self.catalog.flows.iter().find(|f| f.meta.id == flow_id).expect("just published"));
-        let mut b = Batch::new();
-        persist::put_flow(&mut b, &self.id, &flow, true);
-        self.write(b, flow)
+        Ok((flow, durable))
     }
 
     fn swap(&self, live: Vec<Arc<CompiledFlow>>) {
@@ -256,43 +264,46 @@ impl TenantActor {
     }
 
     fn put_plugin(&mut self, name: String, source: String, from_disk: bool) -> Result<Applied, TenantError> {
-        // A rejected file must not reach `try_change`'s swap: turn it into an error there.
-        let mut rejected = None;
-        let outcome = self.try_change(|c| {
-            c.put_plugin(&name, &source).map_err(|diags| {
-                rejected = Some(diags);
-                CatalogError::Conflict(format!("{name} has errors"))
-            })
-        });
-        if let Some(diags) = rejected {
-            let rendered = render(&name, &source, &diags);
-            if from_disk {
-                tracing::warn!(
-                    tenant = %self.id, file = %name,
-                    "rule file rejected; the previous version (if any) stays live, and the file is retried when entities change\n{rendered}"
-                );
-                self.pending_disk.insert(name.clone(), source.clone());
-            }
-            let diagnostics = diags.iter().map(|d| locate(&name, &source, d)).collect();
-            return Err(TenantError::Plugin { name, rendered, diagnostics });
-        }
-        let warnings = outcome?;
-        self.pending_disk.remove(&name);
-        let plugin = self.catalog.plugins.iter().find(|p| p.name == name).expect("just stored");
+        let mut next = self.catalog.clone();
+        let warnings = match next.put_plugin(&name, &source) {
+            Ok(warnings) => warnings,
+            Err(diags) => return Err(self.rejected(name, source, from_disk, diags)),
+        };
+        let staged = self.prepared(next, true)?;
+        let plugin = staged.next.plugins.iter().find(|p| p.name == name).expect("just stored");
         let reply = json!({
             "name": name,
             "rules": plugin.rules.len(),
             "scores": plugin.scores.len(),
             "warnings": warnings.iter().map(|d| locate(&name, &source, d)).collect::<Vec<_>>(),
         });
-        if from_disk {
-            tracing::info!(tenant = %self.id, file = %name, rules = plugin.rules.len(), "rule file loaded");
-            return Ok((reply, None));
-        }
-        self.api_plugins.insert(name.clone());
+        let rules = plugin.rules.len();
         let mut b = Batch::new();
-        b.put(keys::key(&self.id, Kind::Plugin, &[&name]), source.into_bytes());
-        self.write(b, reply)
+        if !from_disk {
+            b.put(keys::key(&self.id, Kind::Plugin, &[&name]), source.into_bytes());
+        }
+        self.pending_disk.remove(&name);
+        let durable = self.commit(staged, b)?;
+        if from_disk {
+            tracing::info!(tenant = %self.id, file = %name, rules, "rule file loaded");
+        } else {
+            self.api_plugins.insert(name);
+        }
+        Ok((reply, durable))
+    }
+
+    /// A rejected file changes nothing; a folder file is kept to retry later.
+    fn rejected(&mut self, name: String, source: String, from_disk: bool, diags: Vec<Diagnostic>) -> TenantError {
+        let rendered = render(&name, &source, &diags);
+        if from_disk {
+            tracing::warn!(
+                tenant = %self.id, file = %name,
+                "rule file rejected; the previous version (if any) stays live, and the file is retried when entities change\n{rendered}"
+            );
+            self.pending_disk.insert(name.clone(), source.clone());
+        }
+        let diagnostics = diags.iter().map(|d| locate(&name, &source, d)).collect();
+        TenantError::Plugin { name, rendered, diagnostics }
     }
 
     fn delete_plugin(&mut self, name: &str, from_disk: bool) -> Result<Applied, TenantError> {
@@ -300,17 +311,19 @@ impl TenantActor {
         {
             return Ok((Value::Null, None));
         }
-        let removed = self.try_change(|c| Ok(c.remove_plugin(name)))?;
+        let (staged, removed) = self.stage(true, |c| Ok(c.remove_plugin(name)))?;
         if removed.is_none() {
             return Err(TenantError::NotFound(format!("rule file `{name}` not found")));
         }
-        if from_disk || !self.api_plugins.remove(name) {
-            tracing::info!(tenant = %self.id, file = %name, "rule file removed");
-            return Ok((Value::Null, None));
-        }
+        let persisted = !from_disk && self.api_plugins.contains(name);
         let mut b = Batch::new();
-        b.delete(keys::key(&self.id, Kind::Plugin, &[name]));
-        self.write(b, Value::Null)
+        if persisted {
+            b.delete(keys::key(&self.id, Kind::Plugin, &[name]));
+        }
+        let durable = self.commit(staged, b)?;
+        self.api_plugins.remove(name);
+        tracing::info!(tenant = %self.id, file = %name, "rule file removed");
+        Ok((Value::Null, durable))
     }
 
     /// Records a response. Runs on the actor, so the idempotency check and the write are
@@ -353,7 +366,7 @@ impl TenantActor {
             serde_json::to_vec(&response).expect("json"),
         );
         b.put(idem_key, serde_json::to_vec(&reply).expect("json"));
-        self.write(b, reply)
+        Ok((reply, Some(self.store.write(b)?)))
     }
 
     fn query(&self, q: Query) -> Result<Value, TenantError> {
