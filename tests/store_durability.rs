@@ -220,3 +220,21 @@ fn write_until(store: &SledStore, next: &AtomicU64, deadline: Instant) {
         }
     }
 }
+
+/// Unacknowledged writes (the decision log) are readable at once and flushed by the
+/// committer within `UNACKNOWLEDGED_FLUSH`, without one flush per write.
+#[test]
+fn unacknowledged_writes_are_flushed_in_the_background() {
+    use arbiter::store::{Batch, SledStore, Storage, UNACKNOWLEDGED_FLUSH};
+    let store = SledStore::temporary().unwrap();
+    let before = store.flush_count();
+    for i in 0..1000 {
+        let mut b = Batch::new();
+        b.put(format!("log/{i}").into_bytes(), b"x".to_vec());
+        store.write_unacknowledged(b).unwrap();
+    }
+    assert_eq!(store.get(b"log/999").unwrap().as_deref(), Some(&b"x"[..]));
+    std::thread::sleep(UNACKNOWLEDGED_FLUSH * 3);
+    let flushes = store.flush_count() - before;
+    assert!((1..=3).contains(&flushes), "{flushes} flushes for 1,000 unacknowledged writes");
+}

@@ -227,6 +227,9 @@ impl arbiter::store::Storage for FlakyStore {
         }
         self.inner.write(batch)
     }
+    fn write_unacknowledged(&self, batch: arbiter::store::Batch) -> Result<(), arbiter::store::StoreError> {
+        self.inner.write_unacknowledged(batch)
+    }
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, arbiter::store::StoreError> {
         self.inner.get(key)
     }

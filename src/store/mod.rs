@@ -46,6 +46,9 @@ use tokio::sync::oneshot;
 
 pub use sled_store::SledStore;
 
+/// At most this long between an unacknowledged write and its flush.
+pub const UNACKNOWLEDGED_FLUSH: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// The storage interface the rest of arbiter sees. It is the one trait kept with a single
 /// implementation, so that sled stays replaceable.
 pub trait Storage: Send + Sync + 'static {
@@ -55,6 +58,12 @@ pub trait Storage: Send + Sync + 'static {
     fn write(&self, batch: Batch) -> Result<Durable, StoreError>;
 
     /// The value stored under `key`, if any (including writes not yet durable).
+    /// Applies `batch` without an acknowledgement: readers see it at once, and it reaches
+    /// disk with the next group flush, or within [`UNACKNOWLEDGED_FLUSH`] when nothing else
+    /// flushes. For records nobody waits on (the decision log): they must not make the
+    /// committer flush once per request. A crash can lose the last moments of them.
+    fn write_unacknowledged(&self, batch: Batch) -> Result<(), StoreError>;
+
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Every `(key, value)` whose key starts with `prefix`, in key order. Used at startup to

@@ -56,6 +56,9 @@ struct Shared {
     /// Number of sled flushes issued (group commits plus explicit `flush` calls). An atomic
     /// because the committer thread increments it while any thread may read it.
     flushes: Arc<AtomicU64>,
+    /// Set by unacknowledged writes; the committer flushes them within
+    /// `UNACKNOWLEDGED_FLUSH` when no acknowledged write brings a flush sooner.
+    dirty: Arc<AtomicBool>,
 }
 
 /// The write side of the committer thread.
@@ -94,9 +97,10 @@ impl SledStore {
             tracing::warn!("completed a write batch interrupted by a crash");
         }
         let flushes = Arc::new(AtomicU64::new(0));
-        let committer = Committer::spawn(db.clone(), flushes.clone())?;
+        let dirty = Arc::new(AtomicBool::new(false));
+        let committer = Committer::spawn(db.clone(), flushes.clone(), dirty.clone())?;
         let (apply_lock, halted) = (RwLock::new(()), AtomicBool::new(false));
-        Ok(SledStore { shared: Arc::new(Shared { committer, db, apply_lock, journal, halted, flushes }) })
+        Ok(SledStore { shared: Arc::new(Shared { committer, db, apply_lock, journal, halted, flushes, dirty }) })
     }
 }
 
@@ -154,6 +158,12 @@ impl Storage for SledStore {
         Ok(self.shared.committer.enqueue())
     }
 
+    fn write_unacknowledged(&self, batch: Batch) -> Result<(), StoreError> {
+        self.shared.apply(batch)?;
+        self.shared.dirty.store(true, Ordering::Release);
+        Ok(())
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let _shared = self.shared.read_access();
         Ok(self.shared.db.get(key)?.map(|value| value.to_vec()))
@@ -180,11 +190,11 @@ fn flush_counted(db: &sled::Db, flushes: &AtomicU64) -> Result<(), StoreError> {
 }
 
 impl Committer {
-    fn spawn(db: sled::Db, flushes: Arc<AtomicU64>) -> Result<Committer, StoreError> {
+    fn spawn(db: sled::Db, flushes: Arc<AtomicU64>, dirty: Arc<AtomicBool>) -> Result<Committer, StoreError> {
         let (sender, receiver) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("arbiter-store-commit".into())
-            .spawn(move || run_committer(&db, &receiver, &flushes))
+            .spawn(move || run_committer(&db, &receiver, &flushes, &dirty))
             .map_err(|err| StoreError::CommitterSpawn(Arc::new(err)))?;
         Ok(Committer { waiters: Some(sender), thread: Some(thread) })
     }
@@ -226,15 +236,29 @@ fn injected_flush_delay() -> Option<std::time::Duration> {
 }
 
 /// The committer loop: one flush per group of queued waiters, until the queue is closed.
-fn run_committer(db: &sled::Db, waiters: &mpsc::Receiver<Waiter>, flushes: &AtomicU64) {
+fn run_committer(db: &sled::Db, waiters: &mpsc::Receiver<Waiter>, flushes: &AtomicU64, dirty: &AtomicBool) {
     let mut group = Vec::new();
     let delay = injected_flush_delay();
-    while let Ok(first) = waiters.recv() {
+    loop {
+        let first = match waiters.recv_timeout(super::UNACKNOWLEDGED_FLUSH) {
+            Ok(first) => first,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if dirty.swap(false, Ordering::AcqRel) {
+                    if let Err(err) = flush_counted(db, flushes) {
+                        tracing::error!(error = %err, "flushing unacknowledged writes failed");
+                    }
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         if let Some(delay) = delay {
             std::thread::sleep(delay);
         }
         group.push(first);
         group.extend(waiters.try_iter());
+        // This flush also covers every unacknowledged write applied so far.
+        dirty.store(false, Ordering::Release);
         let result = flush_counted(db, flushes);
         if let Err(err) = &result {
             tracing::error!(error = %err, writes = group.len(), "group commit flush failed");
