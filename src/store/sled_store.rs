@@ -443,7 +443,17 @@ mod tests {
         let committer = Committer { waiters: Some(sender), thread: None };
         let journal = Journal::open(&db).unwrap();
         let (apply_lock, halted, flushes) = (RwLock::new(()), AtomicBool::new(false), Arc::default());
-        let dead = SledStore { shared: Arc::new(Shared { committer, db, apply_lock, journal, halted, flushes }) };
+        let dead = SledStore {
+            shared: Arc::new(Shared {
+                committer,
+                db,
+                apply_lock,
+                journal,
+                halted,
+                flushes,
+                dirty: Arc::new(AtomicBool::new(false)),
+            }),
+        };
         let result = dead.write(put("k", "v")).unwrap().wait();
         assert!(matches!(result, Err(StoreError::CommitterStopped)), "{result:?}");
     }
