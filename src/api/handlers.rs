@@ -72,8 +72,8 @@ pub async fn dispatch(app: &Arc<App>, route: Route, params: Params, req: Request
         Route::Channel => get(&tenant, EntityKind::Channel, id()).await,
         Route::UpdateChannel => {
             let id = id();
-            let make = |spec| Command::UpdateChannel { id, spec };
-            update(&tenant, EntityKind::Channel, id_of(&params), req, app.body_limit, make).await
+            let make = |spec| Command::UpdateChannel { id: id.clone(), spec };
+            update(&tenant, EntityKind::Channel, id.clone(), req, app.body_limit, make).await
         }
         Route::DeleteChannel => delete(&tenant, EntityKind::Channel, id()).await,
         Route::Flows => list(&tenant, EntityKind::Flow, &req).await,
@@ -104,10 +104,6 @@ pub async fn dispatch(app: &Arc<App>, route: Route, params: Params, req: Request
         )),
         Route::Health | Route::Metrics | Route::OpenApi => public(app, route),
     }
-}
-
-fn id_of(params: &Params) -> String {
-    params.get("id").unwrap_or_default().to_string()
 }
 
 fn name_of(params: &Params) -> String {

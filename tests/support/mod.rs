@@ -305,22 +305,9 @@ pub struct Tutorial {
     pub flow: String,
 }
 
+/// The tutorial's schema body, as `arbiter demo` and the engine tests use it.
 pub fn customer_schema() -> Value {
-    json!({
-        "name": "customer",
-        "displayName": "Customer",
-        "fields": [
-            { "name": "customer_id",       "dataType": "varchar", "isUnique": true },
-            { "name": "tenureMonths",      "dataType": "integer" },
-            { "name": "tier",              "dataType": "varchar" },
-            { "name": "hasChecking",       "dataType": "boolean" },
-            { "name": "hasSavings",        "dataType": "boolean" },
-            { "name": "hasCreditCard",     "dataType": "boolean" },
-            { "name": "hasMortgage",       "dataType": "boolean" },
-            { "name": "hasBrokerage",      "dataType": "boolean" },
-            { "name": "avgMonthlyBalance", "dataType": "decimal" }
-        ]
-    })
+    serde_json::from_str(arbiter::demo::SCHEMA).expect("the tutorial schema is JSON")
 }
 
 pub fn offer(name: &str, priority: u32, business_value: u32, revenue: u32) -> Value {
