@@ -8,7 +8,9 @@ use dashmap::DashMap;
 
 use crate::dsl::{check_source, Context, Diagnostic};
 use crate::engine::{self, CompiledFlow, RuleDef, RuleOrigin, ScoreDef};
+use crate::learn::propensity::CounterBank;
 use crate::model::flow::{FlowStatus, PublishedVersion};
+use crate::model::policy::{ContactPolicy, ContactPolicySpec, PolicyScope};
 use crate::model::rule::RuleStatus;
 use crate::model::{
     Channel, ChannelSpec, DecisionFlow, FieldError, FlowSpec, Meta, Offer, OfferSpec, QualificationRule, RuleSpec,
@@ -44,10 +46,14 @@ pub struct Catalog {
     pub offers: Vec<Offer>,
     pub rules: Vec<QualificationRule>,
     pub channels: Vec<Channel>,
+    pub policies: Vec<ContactPolicy>,
     pub flows: Vec<DecisionFlow>,
     /// Rule-language files, by name, in load order.
     pub plugins: Vec<Plugin>,
     tables: Vec<Arc<Table>>,
+    /// Learned outcome counters, shared by every copy of the catalog and handed to the
+    /// flows compiled from it, so a decision reads them without a lookup or a lock.
+    pub counters: Arc<CounterBank>,
 }
 
 /// A checked rule-language file: its source and what it defines.
@@ -332,6 +338,50 @@ impl Catalog {
         Ok(rule)
     }
 
+    pub fn add_policy(&mut self, mut spec: ContactPolicySpec) -> Result<&ContactPolicy, CatalogError> {
+        self.check_policy(&mut spec, None)?;
+        self.policies.push(ContactPolicy { meta: Meta::new(), spec });
+        Ok(self.policies.last().expect("just pushed"))
+    }
+
+    pub fn update_policy(&mut self, id: &str, mut spec: ContactPolicySpec) -> Result<&ContactPolicy, CatalogError> {
+        self.check_policy(&mut spec, Some(id))?;
+        let policy =
+            self.policies.iter_mut().find(|p| p.meta.id == id).ok_or_else(|| not_found("contact policy", id))?;
+        policy.spec = spec;
+        policy.meta.touch();
+        Ok(policy)
+    }
+
+    /// Validates a policy, refuses a duplicate name, and stores an offer or channel
+    /// named in `scopeId` by its id.
+    fn check_policy(&self, spec: &mut ContactPolicySpec, id: Option<&str>) -> Result<(), CatalogError> {
+        spec.validate()?;
+        if self.policies.iter().any(|p| p.spec.name == spec.name && Some(p.meta.id.as_str()) != id) {
+            return Err(CatalogError::Conflict(format!("a contact policy named `{}` already exists", spec.name)));
+        }
+        let Some(scope_id) = spec.scope_id.clone() else { return Ok(()) };
+        let resolved = match spec.scope() {
+            PolicyScope::Offer => {
+                self.offers.iter().find(|o| o.meta.id == scope_id || o.spec.name == scope_id).map(|o| &o.meta.id)
+            }
+            PolicyScope::Channel => {
+                self.channels.iter().find(|c| c.meta.id == scope_id || c.spec.name == scope_id).map(|c| &c.meta.id)
+            }
+            PolicyScope::Category | PolicyScope::Global => return Ok(()),
+        };
+        match resolved {
+            Some(found) => {
+                spec.scope_id = Some(found.clone());
+                Ok(())
+            }
+            None => {
+                Err(ValidationError::one("scopeId", format!("no {} with id or name `{scope_id}`", spec.scope().name()))
+                    .into())
+            }
+        }
+    }
+
     pub fn update_channel(&mut self, id: &str, spec: ChannelSpec) -> Result<&Channel, CatalogError> {
         spec.validate()?;
         if self.channels.iter().any(|c| c.spec.name == spec.name && c.meta.id != id) {
@@ -362,10 +412,20 @@ impl Catalog {
     /// Removes an entity by kind; a published flow, or a schema a flow enriches from,
     /// cannot be deleted (409).
     pub fn delete(&mut self, kind: EntityKind, id: &str) -> Result<(), CatalogError> {
+        if matches!(kind, EntityKind::Offer | EntityKind::Channel) {
+            if let Some(p) = self.policies.iter().find(|p| p.spec.scope_id.as_deref() == Some(id)) {
+                return Err(CatalogError::Conflict(format!(
+                    "contact policy `{}` is scoped to this {}; delete or re-scope it first",
+                    p.spec.name,
+                    if kind == EntityKind::Offer { "offer" } else { "channel" }
+                )));
+            }
+        }
         match kind {
             EntityKind::Offer => remove_by_id(&mut self.offers, id, |o| &o.meta.id, "offer"),
             EntityKind::Rule => remove_by_id(&mut self.rules, id, |r| &r.meta.id, "qualification rule"),
             EntityKind::Channel => remove_by_id(&mut self.channels, id, |c| &c.meta.id, "channel"),
+            EntityKind::Policy => remove_by_id(&mut self.policies, id, |p| &p.meta.id, "contact policy"),
             EntityKind::Flow => {
                 let flow = self.flows.iter().find(|f| f.meta.id == id).ok_or_else(|| not_found("decision flow", id))?;
                 if !flow.published_versions.is_empty() {
@@ -517,6 +577,7 @@ pub enum EntityKind {
     Offer,
     Rule,
     Channel,
+    Policy,
     Flow,
 }
 

@@ -19,11 +19,16 @@ pub const USAGE: &str = "arbiter serve [--listen ADDR] [--data DIR] [--plugins D
   --listen   address to listen on          (ARBITER_LISTEN,  default 127.0.0.1:8080)
   --data     sled data folder              (ARBITER_DATA,    default ./data)
   --plugins  rule files folder, watched    (ARBITER_PLUGINS, default ./plugins)
+  --train-interval-secs  uplift retraining period, 0 = on demand only
+                         (ARBITER_TRAIN_INTERVAL_SECS, default 300)
 environment:
   ARBITER_TENANT_ID   the default tenant's id (default `default`)
   ARBITER_ADMIN_KEY   the admin key to accept (else one is generated on first run and printed once)
   ARBITER_KEY_PEPPER  secret mixed into stored key hashes (else generated once and kept in the data folder)
   RUST_LOG            log filter (default info)";
+
+/// Uplift models retrain every 5 minutes unless configured otherwise.
+pub const DEFAULT_TRAIN_INTERVAL_SECS: u64 = 300;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -33,6 +38,8 @@ pub struct Config {
     pub tenant: String,
     pub admin_key: Option<String>,
     pub pepper: Option<String>,
+    /// How often uplift models retrain in the background (`None`: on demand only).
+    pub train_interval: Option<std::time::Duration>,
 }
 
 impl Config {
@@ -42,6 +49,7 @@ impl Config {
         let mut listen = env("ARBITER_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into());
         let mut data = env("ARBITER_DATA").unwrap_or_else(|| "./data".into());
         let mut plugins = env("ARBITER_PLUGINS").unwrap_or_else(|| "./plugins".into());
+        let mut train = env("ARBITER_TRAIN_INTERVAL_SECS").unwrap_or_else(|| DEFAULT_TRAIN_INTERVAL_SECS.to_string());
         let mut it = args.iter();
         while let Some(flag) = it.next() {
             let value = it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -49,10 +57,13 @@ impl Config {
                 "--listen" => listen = value?.clone(),
                 "--data" => data = value?.clone(),
                 "--plugins" => plugins = value?.clone(),
+                "--train-interval-secs" => train = value?.clone(),
                 other => return Err(format!("unknown option {other}")),
             }
         }
         let listen = listen.parse().map_err(|e| format!("--listen `{listen}`: {e}"))?;
+        let train: u64 =
+            train.parse().map_err(|_| format!("--train-interval-secs `{train}`: expected whole seconds (0 = off)"))?;
         Ok(Config {
             listen,
             data: data.into(),
@@ -60,6 +71,7 @@ impl Config {
             tenant: env("ARBITER_TENANT_ID").unwrap_or_else(|| "default".into()),
             admin_key: env("ARBITER_ADMIN_KEY"),
             pepper: env("ARBITER_KEY_PEPPER"),
+            train_interval: (train > 0).then(|| std::time::Duration::from_secs(train)),
         })
     }
 }
@@ -79,6 +91,9 @@ pub async fn start(config: &Config) -> Result<Started, String> {
     let store = SledStore::open(&config.data).map_err(|e| format!("opening {}: {e}", config.data.display()))?;
     let registry = Registry::start(Arc::new(store)).map_err(|e| e.to_string())?;
     registry.ensure_tenant(&config.tenant).await.map_err(|e| e.to_string())?;
+    if let Some(interval) = config.train_interval {
+        registry.start_trainer(interval);
+    }
     let pepper = pepper(&registry, config).await?;
     let keys = KeyIndex::new(pepper);
     for (_, hash, record) in registry.api_keys().map_err(|e| e.to_string())? {

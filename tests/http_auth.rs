@@ -23,6 +23,7 @@ struct Fixture {
     a: Tutorial,
     recommendation: Value,
     b_key: String,
+    policy: String,
 }
 
 impl Fixture {
@@ -32,10 +33,13 @@ impl Fixture {
         let a = tutorial_setup(api).await;
         let put = api.send("PUT", &format!("/api/v1/plugins/{PLUGIN}"), &[], Some(PLUGIN_SOURCE.as_bytes())).await;
         put.expect(200);
+        let policy = json!({"name": "Weekly budget", "ruleType": "customer_total_cap",
+                            "config": {"maxTotal": 50, "periodType": "weekly"}});
+        let policy = api.create("/api/v1/contact-policies", &policy).await["id"].as_str().expect("id").to_string();
         let recommendation = recommend(api, "cust_42").await;
         let b = api.create("/api/v1/tenants", &json!({"id": TENANT_B})).await;
         let b_key = b["apiKey"].as_str().expect("apiKey").to_string();
-        Fixture { server, a, recommendation, b_key }
+        Fixture { server, a, recommendation, b_key, policy }
     }
 
     /// The pattern with `{id}` replaced by tenant A's entity of the route's kind, `{name}` by
@@ -47,11 +51,16 @@ impl Fixture {
             p if p.starts_with("/api/v1/qualification-rules/") => self.a.rules[0].as_str(),
             p if p.starts_with("/api/v1/channels/") => self.a.channels[0].as_str(),
             p if p.starts_with("/api/v1/decision-flows/") => self.a.flow.as_str(),
+            p if p.starts_with("/api/v1/contact-policies/") => self.policy.as_str(),
+            p if p.starts_with("/api/v1/algorithm-models/") => self.a.flow.as_str(),
+            p if p.starts_with("/api/v1/experiments/") => "cross-sell",
             _ => "dummy-id",
         };
         let path = pattern.replace("{id}", id).replace("{name}", PLUGIN);
         if pattern == "/api/v1/decision-flows/versions" {
             format!("{path}?id={}", self.a.flow)
+        } else if pattern.ends_with("/uplift") {
+            format!("{path}?customerId=cust_42")
         } else {
             path
         }
@@ -68,7 +77,9 @@ impl Fixture {
             Route::UpdateSchema => json!({"displayName": "stolen"}),
             Route::InsertRows | Route::UpsertRows => json!({"rows": [tutorial_customer("cust_42")]}),
             Route::CreateOffer => offer("Never", 1, 1, 1),
-            Route::UpdateOffer | Route::UpdateRule | Route::UpdateChannel | Route::UpdateFlow => {
+            Route::CreatePolicy => json!({"name": "Never", "ruleType": "cooldown", "scope": "global",
+                                          "config": {"cooldownHours": 1}}),
+            Route::UpdateOffer | Route::UpdateRule | Route::UpdateChannel | Route::UpdateFlow | Route::UpdatePolicy => {
                 json!({"name": "stolen"})
             }
             Route::CreateRule => rule("Never", &self.a.card, "customer.tenureMonths", "gte", json!(1)),
@@ -319,6 +330,9 @@ async fn roles_follow_the_platform_notes() {
         (&editor, "editor", "DELETE", "/api/v1/qualification-rules/{id}", Route::DeleteRule),
         (&editor, "editor", "POST", "/api/v1/decision-flows/rollback", Route::Rollback),
         (&viewer, "viewer", "GET", "/api/v1/decision-flows/versions", Route::Versions),
+        (&editor, "editor", "POST", "/api/v1/contact-policies", Route::CreatePolicy),
+        (&editor, "editor", "DELETE", "/api/v1/contact-policies/{id}", Route::DeletePolicy),
+        (&viewer, "viewer", "POST", "/api/v1/algorithm-models/{id}/train", Route::TrainModel),
     ];
     let mut failures = Vec::new();
     for (client, role, method, pattern, route) in cases {

@@ -11,15 +11,17 @@ use serde_json::{json, Value};
 use super::routes::Route;
 use super::App;
 use crate::catalog::{EntityKind, LoadMode};
-use crate::engine::{NoSignals, RecommendRequest};
+use crate::engine::RecommendRequest;
 use crate::http::auth::{generate_key, to_hex, KeyRecord, Role};
 use crate::http::body::{read_json_body, JsonRowStream};
 use crate::http::error::ApiError;
 use crate::http::pagination::{paginate, query_param, Page};
 use crate::http::response::{bytes, json as json_response, no_content, HttpResponse};
 use crate::http::router::Params;
+use crate::learn::uplift::Learner;
 use crate::model::{parse_json, FieldError, ValidationError};
 use crate::tenant::interaction::{outcome_types, RespondInput};
+use crate::tenant::measure;
 use crate::tenant::{Command, Query, TenantHandle};
 
 type Reply = Result<HttpResponse, ApiError>;
@@ -76,6 +78,15 @@ pub async fn dispatch(app: &Arc<App>, route: Route, params: Params, req: Request
             update(&tenant, EntityKind::Channel, id.clone(), req, app.body_limit, make).await
         }
         Route::DeleteChannel => delete(&tenant, EntityKind::Channel, id()).await,
+        Route::Policies => list(&tenant, EntityKind::Policy, &req).await,
+        Route::CreatePolicy => create(&tenant, req, app.body_limit, Command::CreatePolicy).await,
+        Route::Policy => get(&tenant, EntityKind::Policy, id()).await,
+        Route::UpdatePolicy => {
+            let id = id();
+            let make = |spec| Command::UpdatePolicy { id: id.clone(), spec };
+            update(&tenant, EntityKind::Policy, id.clone(), req, app.body_limit, make).await
+        }
+        Route::DeletePolicy => delete(&tenant, EntityKind::Policy, id()).await,
         Route::Flows => list(&tenant, EntityKind::Flow, &req).await,
         Route::CreateFlow => create(&tenant, req, app.body_limit, Command::CreateFlow).await,
         Route::Flow => get(&tenant, EntityKind::Flow, id()).await,
@@ -99,6 +110,21 @@ pub async fn dispatch(app: &Arc<App>, route: Route, params: Params, req: Request
         Route::Respond => respond(&tenant, req, app.body_limit).await,
         Route::RespondBulk => respond_bulk(&tenant, req, app.body_limit).await,
         Route::OutcomeTypes => ok(&outcome_types()),
+        Route::ExperimentResults => experiment_results(tenant, id()).await,
+        Route::Models => {
+            let flows: Vec<_> = tenant.snapshot.load().flows.values().cloned().collect();
+            let models: Vec<Value> = flows
+                .iter()
+                .map(|f| measure::model_summary(f, tenant.learning.uplift_models(&f.key).as_deref()))
+                .collect();
+            ok(&json!({"data": models}))
+        }
+        Route::Model => {
+            let flow = live_flow(&tenant, &id())?;
+            ok(&measure::model_summary(&flow, tenant.learning.uplift_models(&flow.key).as_deref()))
+        }
+        Route::TrainModel => train_model(tenant, id()).await,
+        Route::ModelUplift => model_uplift(&tenant, id(), &req),
         Route::Metrics if key.tenant_id != app.default_tenant => Err(ApiError::Forbidden(
             "metrics cover every tenant: only the operator tenant's admin keys may read them".into(),
         )),
@@ -304,10 +330,57 @@ async fn recommend(app: &App, t: &TenantHandle, req: Request<Incoming>) -> Reply
         .filter(|k| !k.trim().is_empty())
         .ok_or_else(|| ApiError::BadRequest("decisionFlowKey: is required".into()))?;
     let Some(flow) = t.flow(&key) else { return Err(missing_flow(t, &key).await) };
-    let decision = flow.decide(&r, &NoSignals, explain);
+    let decision = flow.decide(&r, &t.learning.signals(&flow), explain);
     t.log_decision(&decision);
     app.metrics.record_decision(&key);
     ok(&decision)
+}
+
+/// A live flow named by id or key in the path; 404 otherwise.
+fn live_flow(t: &TenantHandle, id: &str) -> Result<Arc<crate::engine::CompiledFlow>, ApiError> {
+    t.live_flow(id).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no published decision flow with id or key `{id}` (models exist per published flow)"
+        ))
+    })
+}
+
+/// Reads the flow's log off the async threads: it is a scan of the stored decisions.
+async fn experiment_results(t: Arc<TenantHandle>, id: String) -> Reply {
+    let flow = live_flow(&t, &id)?;
+    let body =
+        tokio::task::spawn_blocking(move || t.flow_log(&flow.key).map(|log| measure::experiment_results(&flow, &log)))
+            .await
+            .map_err(|e| ApiError::internal("experiment results", &e))?
+            .map_err(crate::tenant::TenantError::from)?;
+    ok(&body)
+}
+
+async fn train_model(t: Arc<TenantHandle>, id: String) -> Reply {
+    let flow = live_flow(&t, &id)?;
+    let summary =
+        tokio::task::spawn_blocking(move || t.train_uplift(&flow).map(|m| measure::model_summary(&flow, Some(&m))))
+            .await
+            .map_err(|e| ApiError::internal("uplift training", &e))?
+            .map_err(crate::tenant::TenantError::from)?;
+    ok(&summary)
+}
+
+fn model_uplift(t: &TenantHandle, id: String, req: &Request<Incoming>) -> Reply {
+    let flow = live_flow(t, &id)?;
+    let query = req.uri().query();
+    let customer = query_param(query, "customerId")
+        .filter(|c| !c.trim().is_empty())
+        .ok_or_else(|| ApiError::BadRequest("customerId: is required (?customerId=...)".into()))?;
+    let learner = match query_param(query, "method").as_deref() {
+        None | Some("t_learner") => Learner::TLearner,
+        Some("x_learner") => Learner::XLearner,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!("method: `{other}` is not one of t_learner, x_learner")))
+        }
+    };
+    let models = t.learning.uplift_for(&flow);
+    ok(&measure::customer_uplift(&flow, models.as_deref(), &customer, learner))
 }
 
 /// 404 for an unknown flow key, 409 for a flow that has never been published.

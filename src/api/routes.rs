@@ -36,6 +36,11 @@ pub enum Route {
     Channel,
     UpdateChannel,
     DeleteChannel,
+    Policies,
+    CreatePolicy,
+    Policy,
+    UpdatePolicy,
+    DeletePolicy,
     Flows,
     CreateFlow,
     Flow,
@@ -52,6 +57,11 @@ pub enum Route {
     Respond,
     RespondBulk,
     OutcomeTypes,
+    ExperimentResults,
+    Models,
+    Model,
+    TrainModel,
+    ModelUplift,
 }
 
 use Route::*;
@@ -87,6 +97,11 @@ pub const TABLE: &[(&str, &str, Route, &str)] = &[
     ("GET", "/api/v1/channels/{id}", Channel, "Get a channel"),
     ("PUT", "/api/v1/channels/{id}", UpdateChannel, "Update a channel"),
     ("DELETE", "/api/v1/channels/{id}", DeleteChannel, "Delete a channel"),
+    ("GET", "/api/v1/contact-policies", Policies, "List contact policies (highest priority first)"),
+    ("POST", "/api/v1/contact-policies", CreatePolicy, "Create a contact policy"),
+    ("GET", "/api/v1/contact-policies/{id}", Policy, "Get a contact policy"),
+    ("PUT", "/api/v1/contact-policies/{id}", UpdatePolicy, "Update a contact policy"),
+    ("DELETE", "/api/v1/contact-policies/{id}", DeletePolicy, "Delete a contact policy"),
     ("GET", "/api/v1/decision-flows", Flows, "List decision flows"),
     ("POST", "/api/v1/decision-flows", CreateFlow, "Create a decision flow (draft)"),
     ("POST", "/api/v1/decision-flows/publish", Publish, "Publish a flow's draft as a new version"),
@@ -103,6 +118,21 @@ pub const TABLE: &[(&str, &str, Route, &str)] = &[
     ("POST", "/api/v1/respond", Respond, "Record what the customer did"),
     ("POST", "/api/v1/respond/bulk", RespondBulk, "Record up to 1,000 outcomes"),
     ("GET", "/api/v1/outcome-types", OutcomeTypes, "Outcome types and their classification"),
+    (
+        "GET",
+        "/api/v1/experiments/{id}/results",
+        ExperimentResults,
+        "Holdout vs treated statistics of a flow (key or id)",
+    ),
+    ("GET", "/api/v1/algorithm-models", Models, "Uplift models: one per live flow"),
+    ("GET", "/api/v1/algorithm-models/{id}", Model, "A flow's uplift model (flow id or key)"),
+    ("POST", "/api/v1/algorithm-models/{id}/train", TrainModel, "Retrain a flow's uplift model now"),
+    (
+        "GET",
+        "/api/v1/algorithm-models/{id}/uplift",
+        ModelUplift,
+        "Per-offer uplift for one customer (?customerId=&method=)",
+    ),
 ];
 
 impl Route {
@@ -114,10 +144,12 @@ impl Route {
             Metrics => Some(Role::Admin),
             // As on the platform: keys, qualification rules and rollback are admin work;
             // reading versions needs an editor.
-            CreateTenant | CreateKey | CreateRule | UpdateRule | DeleteRule | Rollback => Some(Role::Admin),
+            CreateTenant | CreateKey | CreateRule | UpdateRule | DeleteRule | Rollback | CreatePolicy
+            | UpdatePolicy | DeletePolicy => Some(Role::Admin),
             Versions => Some(Role::Editor),
-            WhoAmI | Schemas | Schema | Rows | Offers | Offer | Rules | Rule | Channels | Channel | Flows | Flow
-            | Plugins | Plugin | OutcomeTypes | Recommend | Respond | RespondBulk => Some(Role::Viewer),
+            WhoAmI | Schemas | Schema | Rows | Offers | Offer | Rules | Rule | Channels | Channel | Policies
+            | Policy | Flows | Flow | Plugins | Plugin | OutcomeTypes | Recommend | Respond | RespondBulk
+            | ExperimentResults | Models | Model | ModelUplift => Some(Role::Viewer),
             _ => Some(Role::Editor),
         }
     }

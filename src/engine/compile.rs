@@ -20,8 +20,11 @@ use crate::rules::json;
 use crate::rules::Namespace;
 use crate::rules::{BoolFn, Compiler, Layout, NumFn, OfferFacts, Path, Type};
 
+use super::contact::{CompiledPolicy, Target};
 use super::response::MAX_LIMIT;
 use super::score::ScorePlan;
+use crate::learn::propensity::Counts;
+use crate::model::policy::{ContactPolicy, PolicyScope, PolicyStatus};
 
 pub type CompileError = ValidationError;
 
@@ -50,14 +53,22 @@ pub struct CompiledFlow {
     pub(super) formulas: Box<[NumFn]>,
     /// Slots of the score factors, in `FACTORS` order, when a formula reads them.
     pub(super) factor_slots: Option<[u32; 6]>,
+    /// The tenant-wide outcome counts (the last propensity prior).
+    pub(super) global_counts: Arc<Counts>,
+    /// Active contact policies, highest priority first.
+    pub(super) policies: Box<[CompiledPolicy]>,
+    /// Uplift features: enriched numeric and boolean fields, by name, with their slots.
+    pub(super) features: Box<[u32]>,
+    pub feature_names: Arc<[Arc<str>]>,
 }
 
 pub(super) struct CompiledOffer {
     pub facts: OfferFacts,
-    /// Position of the offer in the tenant's catalog: the key for learned signals.
-    pub ordinal: u32,
     /// `ScorePlan::static_factor` for each plan.
     pub static_factors: Box<[f64]>,
+    /// This offer's and its category's outcome counts (the propensity inputs).
+    pub counts: Arc<Counts>,
+    pub category_counts: Arc<Counts>,
 }
 
 pub(super) struct ChannelInfo {
@@ -77,9 +88,11 @@ pub(super) enum Step {
         node: Arc<str>,
         lists: Box<[Box<[u32]>]>,
     },
-    /// Contact policies are evaluated by the learning module; with none defined the
-    /// node passes every candidate and reports the counts.
-    ContactPolicy,
+    /// The tenant's contact policies (`CompiledFlow::policies`) against the customer's
+    /// recorded contacts.
+    ContactPolicy {
+        node: Arc<str>,
+    },
 }
 
 pub(super) struct EnrichPlan {
@@ -117,6 +130,7 @@ pub fn compile(
         errors: Vec::new(),
         formulas: Vec::new(),
         factor_slots: None,
+        features: Vec::new(),
     };
     let channels = channel_infos(catalog);
     let offers_in = inventory(&mut b, &nodes);
@@ -134,7 +148,7 @@ pub fn compile(
                 let lists = b.qualify(&path, c, &offers_in, &rules);
                 steps.push(Step::Qualify { node: id, lists });
             }
-            NodeKind::ContactPolicy(_) => steps.push(Step::ContactPolicy),
+            NodeKind::ContactPolicy(_) => steps.push(Step::ContactPolicy { node: id }),
             _ => {}
         }
     }
@@ -156,13 +170,19 @@ pub fn compile(
     ValidationError::check(b.errors)?;
     let offers = offers_in
         .iter()
-        .map(|&(ordinal, offer)| {
+        .map(|&(_, offer)| {
             let facts = facts(offer);
             let static_factors = plans.iter().map(|p| p.static_factor(&facts)).collect();
-            CompiledOffer { facts, ordinal, static_factors }
+            let counts = catalog.counters.offer(&facts.id);
+            let category_counts = catalog.counters.category(&facts.category);
+            CompiledOffer { facts, static_factors, counts, category_counts }
         })
         .collect();
     let attribute_slots = attribute_slots(&b.layout);
+    let policies = policies(catalog, &channels);
+    b.features.sort();
+    b.features.dedup();
+    let (feature_names, features): (Vec<Arc<str>>, Vec<u32>) = b.features.into_iter().unzip();
     let experiment = draft.flow_config.experiment.as_ref();
     Ok(CompiledFlow {
         flow_id: flow.meta.id.as_str().into(),
@@ -182,6 +202,10 @@ pub fn compile(
         score_node: score.map_or("score", |(n, _)| n.id.as_str()).into(),
         formulas: b.formulas.into(),
         factor_slots: b.factor_slots,
+        global_counts: catalog.counters.global(),
+        policies,
+        features: features.into(),
+        feature_names: feature_names.into(),
         rank_node: nodes.iter().find(|n| matches!(n.kind, NodeKind::Rank(_))).map_or("rank", |n| n.id.as_str()).into(),
     })
 }
@@ -200,6 +224,8 @@ struct Builder<'c> {
     errors: Vec<FieldError>,
     formulas: Vec<NumFn>,
     factor_slots: Option<[u32; 6]>,
+    /// Enriched numeric and boolean fields (uplift features): name and slot.
+    features: Vec<(Arc<str>, u32)>,
 }
 
 fn facts(offer: &Offer) -> OfferFacts {
@@ -216,6 +242,37 @@ fn facts(offer: &Offer) -> OfferFacts {
         weight: s.weight,
         mandatory: s.mandatory,
     }
+}
+
+/// The tenant's active contact policies, highest priority first (then oldest first).
+fn policies(catalog: &Catalog, channels: &[ChannelInfo]) -> Box<[CompiledPolicy]> {
+    let mut active: Vec<&ContactPolicy> =
+        catalog.policies.iter().filter(|p| p.spec.status == PolicyStatus::Active).collect();
+    active
+        .sort_by(|a, b| b.spec.priority.cmp(&a.spec.priority).then_with(|| a.meta.created_at.cmp(&b.meta.created_at)));
+    active
+        .into_iter()
+        .filter_map(|p| {
+            let rule = p.spec.validate().ok()?;
+            let scope_id = p.spec.scope_id.as_deref().unwrap_or_default();
+            let target = match p.spec.scope() {
+                PolicyScope::Global => Target::Global,
+                PolicyScope::Offer => Target::Offer(scope_id.into()),
+                PolicyScope::Category => Target::Category(scope_id.into()),
+                PolicyScope::Channel => {
+                    let c = channels.iter().find(|c| &*c.id == scope_id || &*c.name == scope_id)?;
+                    Target::Channel(c.name.clone())
+                }
+            };
+            Some(CompiledPolicy {
+                id: p.meta.id.as_str().into(),
+                name: p.spec.name.as_str().into(),
+                rule_type: p.spec.rule_type,
+                target,
+                rule,
+            })
+        })
+        .collect()
 }
 
 fn channel_infos(catalog: &Catalog) -> Vec<ChannelInfo> {
@@ -454,8 +511,11 @@ impl Builder<'_> {
                 match schema.field_index(name) {
                     Some(col) => {
                         let path = Path { ns: Namespace::Customer, name: name.to_string() };
-                        let (slot, _) = self.layout.get(&path).expect("catalog layout declares every schema field");
+                        let (slot, ty) = self.layout.get(&path).expect("catalog layout declares every schema field");
                         copies.push((col, slot));
+                        if matches!(ty, Type::Num | Type::Bool) {
+                            self.features.push((Arc::from(*name), slot));
+                        }
                     }
                     None => {
                         let help = did_you_mean(name, all.iter().copied())

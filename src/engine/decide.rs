@@ -10,10 +10,11 @@ use crate::rules::layout::{SLOT_CHANNEL, SLOT_CHANNEL_NAME, SLOT_CHANNEL_TYPE, S
 use crate::rules::{Env, Path, Value};
 
 use super::compile::{CompiledFlow, CompiledOffer, CompiledRule, EnrichPlan, Step};
+use super::contact::{CompiledPolicy, PolicyState};
 use super::defs::RuleOrigin;
 use super::response::{
-    Decision, DecisionExplanation, FlowExplanation, Meta, OfferDecision, RankingScores, RecommendRequest, Removal,
-    RuleFailure,
+    Decision, DecisionExplanation, FlowExplanation, Meta, OfferDecision, PolicyRef, RankingScores, RecommendRequest,
+    Removal, RuleFailure,
 };
 use super::score::{self, ScorePlan, Signals, DEFAULT_PROPENSITY};
 
@@ -23,6 +24,8 @@ struct Candidate {
     offer: u32,
     fit: f64,
     score: f64,
+    /// An `allow_override` policy exempts it from contact limits.
+    exempt: bool,
 }
 
 /// Per-request state shared by the steps.
@@ -32,14 +35,19 @@ struct Frame<'f> {
     channel: Option<usize>,
     log: Option<FlowExplanation>,
     warnings: Vec<String>,
+    /// Each contact policy's verdict for this customer (empty without a contact_policy node).
+    policy_states: Vec<PolicyState>,
+    /// Uplift features, in `CompiledFlow::feature_names` order.
+    features: Vec<f64>,
 }
 
 impl CompiledFlow {
     /// Decides which offers to show. `req` must have passed `RecommendRequest::validate`.
     pub fn decide(&self, req: &RecommendRequest, signals: &dyn Signals, explain: bool) -> Decision {
         let mut frame = Frame::new(self, req, explain);
-        let mut cands: Vec<Candidate> =
-            (0..self.offers.len() as u32).map(|offer| Candidate { offer, fit: 1.0, score: 0.0 }).collect();
+        let mut cands: Vec<Candidate> = (0..self.offers.len() as u32)
+            .map(|offer| Candidate { offer, fit: 1.0, score: 0.0, exempt: false })
+            .collect();
         let mut meta = Meta { total_candidates: cands.len(), ..Meta::default() };
         let (mut after_qual, mut after_cp) = (None, None);
         for step in self.steps.iter() {
@@ -50,12 +58,14 @@ impl CompiledFlow {
                     frame.qualify(node, lists, &mut cands);
                     after_qual = Some(cands.len());
                 }
-                Step::ContactPolicy => after_cp = Some(cands.len()),
+                Step::ContactPolicy { node } => {
+                    after_cp = Some(frame.contact_policy(node, signals, &req.customer_id, &mut cands));
+                }
             }
         }
         meta.after_qualification = after_qual.unwrap_or(cands.len());
-        meta.after_suppression = after_cp.unwrap_or(cands.len());
-        meta.after_contact_policy = after_cp.unwrap_or(cands.len());
+        (meta.after_suppression, meta.after_contact_policy) = after_cp.unwrap_or((cands.len(), cands.len()));
+        frame.features = self.features.iter().map(|&slot| feature_value(&frame.slots[slot as usize])).collect();
         let plan = self.plan_for(frame.channel, req.channel.as_deref());
         frame.score(plan, signals, &mut cands);
         let ranked = frame.rank(req.limit(), &mut cands);
@@ -64,6 +74,7 @@ impl CompiledFlow {
         let control = self.in_holdout(&req.customer_id);
         let (decisions, counterfactual) = if control { (Vec::new(), decisions) } else { (decisions, Vec::new()) };
         let id = new_id();
+        let channel_name = frame.channel.map(|c| self.channels[c].name.clone());
         Decision {
             interaction_id: id.clone(),
             recommendation_id: id,
@@ -77,7 +88,28 @@ impl CompiledFlow {
             control_group: control,
             explanation: frame.log,
             counterfactual,
+            channel_name,
+            features: frame.features,
+            feature_names: self.feature_names.clone(),
         }
+    }
+
+    /// The customer's uplift features as the flow's enrich nodes load them now (for the
+    /// uplift endpoint, which asks about a customer outside a decision).
+    pub fn current_features(&self, customer_id: &str) -> Vec<f64> {
+        let req = RecommendRequest { customer_id: customer_id.to_string(), ..RecommendRequest::default() };
+        let mut frame = Frame::new(self, &req, false);
+        for step in self.steps.iter() {
+            if let Step::Enrich(plans) = step {
+                frame.enrich(plans, customer_id);
+            }
+        }
+        self.features.iter().map(|&slot| feature_value(&frame.slots[slot as usize])).collect()
+    }
+
+    /// An offer's propensity from its counters (SPEC's offer → category → global rule).
+    fn propensity(&self, offer: &CompiledOffer) -> f64 {
+        crate::learn::propensity::resolve(&offer.counts, Some(&offer.category_counts), &self.global_counts)
     }
 
     /// Deterministic holdout: FNV-1a of `flowKey:customerId` into 10,000 buckets.
@@ -97,6 +129,16 @@ impl CompiledFlow {
         };
         let idx = self.overrides.iter().find(|(v, _)| matches(v)).map_or(0, |(_, i)| *i);
         (idx, &self.plans[idx])
+    }
+
+    /// The holdout share in percent, when the flow runs an experiment.
+    pub fn holdout_percent(&self) -> Option<f64> {
+        self.holdout_percent
+    }
+
+    /// The flow's candidate offers: (id, name).
+    pub fn offer_ids(&self) -> impl Iterator<Item = (&Arc<str>, &Arc<str>)> {
+        self.offers.iter().map(|o| (&o.facts.id, &o.facts.name))
     }
 
     /// How many slots a decision uses (for benchmarks and tests).
@@ -139,7 +181,15 @@ impl<'f> Frame<'f> {
                 slots[*slot as usize] = Value::from_json_untyped(v);
             }
         }
-        Frame { flow, slots, channel, log: explain.then(FlowExplanation::default), warnings }
+        Frame {
+            flow,
+            slots,
+            channel,
+            log: explain.then(FlowExplanation::default),
+            warnings,
+            policy_states: Vec::new(),
+            features: Vec::new(),
+        }
     }
 
     fn env<'a>(&'a self, offer: &'a CompiledOffer) -> Env<'a> {
@@ -220,6 +270,52 @@ impl<'f> Frame<'f> {
         }
     }
 
+    /// Removes candidates a contact policy blocks: an `allow_override` that applies
+    /// exempts the offer; otherwise the first blocking policy (highest priority) removes
+    /// it. Returns the counts after suppression (cooldowns) and after every policy.
+    fn contact_policy(
+        &mut self,
+        node: &Arc<str>,
+        signals: &dyn Signals,
+        customer_id: &str,
+        cands: &mut Vec<Candidate>,
+    ) -> (usize, usize) {
+        let flow = self.flow;
+        if flow.policies.is_empty() {
+            return (cands.len(), cands.len());
+        }
+        let now = signals.now();
+        let mut states = Vec::with_capacity(flow.policies.len());
+        signals.contacts(customer_id, &mut |history| {
+            states.extend(flow.policies.iter().map(|p| p.evaluate(history, now)));
+        });
+        let channel = self.channel_name();
+        let before = cands.len();
+        let mut suppressed = 0;
+        let mut removed = Vec::new();
+        let explain = self.log.is_some();
+        cands.retain_mut(|c| {
+            let offer = &flow.offers[c.offer as usize];
+            let policies = flow.policies.iter().zip(&states);
+            let mut applying = policies.filter(|(p, _)| p.applies(&offer.facts, channel));
+            if flow.policies.iter().any(|p| p.is_override() && p.applies(&offer.facts, channel)) {
+                c.exempt = true;
+                return true;
+            }
+            let Some((p, block)) = applying.find_map(|(p, s)| s.block.map(|b| (p, b))) else { return true };
+            suppressed += usize::from(p.is_suppression());
+            if explain {
+                removed.push(policy_removal(offer, node, p, block.reason(p)));
+            }
+            false
+        });
+        if let Some(log) = &mut self.log {
+            log.removed.extend(removed);
+        }
+        self.policy_states = states;
+        (before - suppressed, cands.len())
+    }
+
     fn rule_failure(&self, rule: &CompiledRule, offer: &CompiledOffer) -> RuleFailure {
         let mut failure = RuleFailure {
             id: rule.id.clone(),
@@ -273,15 +369,10 @@ impl<'f> Frame<'f> {
     }
 
     fn score_plan(&self, idx: usize, plan: &ScorePlan, signals: &dyn Signals, cands: &mut [Candidate]) {
-        let channel = self.channel_name();
         for c in cands.iter_mut() {
             let offer = &self.flow.offers[c.offer as usize];
-            let p = if plan.needs_propensity() {
-                signals.propensity(&offer.facts, offer.ordinal, channel)
-            } else {
-                DEFAULT_PROPENSITY
-            };
-            let tau = if plan.needs_uplift() { signals.uplift(&offer.facts, offer.ordinal, &self.slots) } else { None };
+            let p = if plan.needs_propensity() { self.flow.propensity(offer) } else { DEFAULT_PROPENSITY };
+            let tau = if plan.needs_uplift() { signals.uplift(&offer.facts, &self.features) } else { None };
             c.score = plan.score(offer.static_factors[idx], p, tau, c.fit);
         }
     }
@@ -290,13 +381,12 @@ impl<'f> Frame<'f> {
     /// like any expression. Unknown or negative results score 0.
     fn score_formula(&mut self, formula: usize, signals: &dyn Signals, cands: &mut [Candidate]) {
         let flow = self.flow;
-        let channel = self.channel_name();
         let slots = flow.factor_slots.expect("a formula declares its factor slots");
         for c in cands.iter_mut() {
             let offer = &flow.offers[c.offer as usize];
-            let tau = signals.uplift(&offer.facts, offer.ordinal, &self.slots);
+            let tau = signals.uplift(&offer.facts, &self.features);
             let values = [
-                signals.propensity(&offer.facts, offer.ordinal, channel),
+                flow.propensity(offer),
                 score::RELEVANCE,
                 score::impact(&offer.facts),
                 score::emphasis(&offer.facts),
@@ -323,6 +413,10 @@ impl<'f> Frame<'f> {
             b.score.total_cmp(&a.score).then(ob.priority.total_cmp(&oa.priority)).then_with(|| oa.id.cmp(&ob.id))
         };
         let n = limit.min(flow.max_candidates).min(cands.len());
+        if self.policy_states.iter().any(|s| s.budget.is_some()) {
+            cands.sort_unstable_by(order);
+            return self.within_budgets(n, cands);
+        }
         if n < cands.len() {
             cands.select_nth_unstable_by(n, order);
             if let Some(log) = &mut self.log {
@@ -335,6 +429,48 @@ impl<'f> Frame<'f> {
         }
         let mut top = cands[..n].to_vec();
         top.sort_unstable_by(order);
+        top
+    }
+
+    /// Takes candidates in rank order while every shared contact limit that applies to
+    /// them has room: a decision never shows more offers than the customer's remaining
+    /// contact budget allows. Exempt (overridden) offers do not count.
+    fn within_budgets(&mut self, n: usize, sorted: &[Candidate]) -> Vec<Candidate> {
+        let flow = self.flow;
+        let channel = self.channel_name();
+        let mut budgets: Vec<Option<u32>> = self.policy_states.iter().map(|s| s.budget).collect();
+        let mut top = Vec::with_capacity(n);
+        for c in sorted {
+            let offer = &flow.offers[c.offer as usize];
+            if top.len() == n {
+                if let Some(log) = &mut self.log {
+                    let reason = format!("ranked below the top {n}");
+                    log.removed.push(removal(offer, &flow.rank_node, "rank", None, reason));
+                }
+                continue;
+            }
+            let applying = |i: &usize| flow.policies[*i].applies(&offer.facts, channel);
+            let full = (0..budgets.len()).filter(applying).find(|&i| budgets[i] == Some(0));
+            match full {
+                Some(i) if !c.exempt => {
+                    if let Some(log) = &mut self.log {
+                        let p = &flow.policies[i];
+                        let reason = format!("{} `{}`: no contacts left for this decision", p.rule_type.name(), p.name);
+                        log.removed.push(policy_removal(offer, &flow.rank_node, p, reason));
+                    }
+                }
+                _ => {
+                    if !c.exempt {
+                        for i in (0..budgets.len()).filter(applying) {
+                            if let Some(b) = &mut budgets[i] {
+                                *b -= 1;
+                            }
+                        }
+                    }
+                    top.push(*c);
+                }
+            }
+        }
         top
     }
 
@@ -358,6 +494,7 @@ impl<'f> Frame<'f> {
                     priority: offer.facts.priority,
                     personalization: serde_json::Map::new(),
                     explanation: explain.then(|| self.ranking_scores(plan, signals, offer, c)),
+                    category: offer.facts.category.clone(),
                 }
             })
             .collect()
@@ -370,8 +507,8 @@ impl<'f> Frame<'f> {
         offer: &CompiledOffer,
         c: Candidate,
     ) -> DecisionExplanation {
-        let propensity = signals.propensity(&offer.facts, offer.ordinal, self.channel_name());
-        let tau = signals.uplift(&offer.facts, offer.ordinal, &self.slots);
+        let propensity = self.flow.propensity(offer);
+        let tau = signals.uplift(&offer.facts, &self.features);
         DecisionExplanation {
             ranking_scores: RankingScores {
                 method: match (plan.formula, plan.method) {
@@ -407,7 +544,24 @@ fn removal(
         node_id: node.clone(),
         node_type,
         rule,
+        policy: None,
         reason,
+    }
+}
+
+fn policy_removal(offer: &CompiledOffer, node: &Arc<str>, p: &CompiledPolicy, reason: String) -> Removal {
+    let mut r = removal(offer, node, "contact_policy", None, reason);
+    r.policy = Some(PolicyRef { id: p.id.clone(), name: p.name.clone(), rule_type: p.rule_type.name() });
+    r
+}
+
+/// A slot as an uplift feature: numbers as they are, booleans as 0/1, anything else
+/// (missing) as NaN, which the model imputes.
+fn feature_value(v: &Value) -> f64 {
+    match v {
+        Value::Num(n) => *n,
+        Value::Bool(b) => f64::from(u8::from(*b)),
+        _ => f64::NAN,
     }
 }
 

@@ -10,6 +10,7 @@
 //! * `defs` — rule and score definitions in the shared IR, from either front-end.
 
 mod compile;
+pub mod contact;
 mod decide;
 pub mod defs;
 pub mod response;

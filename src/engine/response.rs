@@ -75,6 +75,15 @@ pub struct Decision {
     /// interaction so control conversions can be attributed; never sent to the client.
     #[serde(skip)]
     pub counterfactual: Vec<OfferDecision>,
+    /// The request's channel as the catalog names it (contacts are recorded by it).
+    #[serde(skip)]
+    pub channel_name: Option<Arc<str>>,
+    /// The customer's uplift features at decision time, in `feature_names` order (NaN
+    /// where missing); logged so uplift models train on what was known then.
+    #[serde(skip)]
+    pub features: Vec<f64>,
+    #[serde(skip)]
+    pub feature_names: Arc<[Arc<str>]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -89,6 +98,8 @@ pub struct OfferDecision {
     pub personalization: serde_json::Map<String, serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub explanation: Option<DecisionExplanation>,
+    #[serde(skip)]
+    pub category: Arc<str>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -146,7 +157,18 @@ pub struct Removal {
     pub node_type: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<RuleFailure>,
+    /// The contact policy that removed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyRef>,
     pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyRef {
+    pub id: Arc<str>,
+    pub name: Arc<str>,
+    pub rule_type: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

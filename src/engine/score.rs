@@ -3,29 +3,36 @@
 //! R, I and E do not depend on the request, so `R^Wr · I^Wi · E^We` is computed per
 //! offer at compile time; a decision pays only for P and U.
 
+use super::contact::Contact;
 use crate::model::flow::{ScoreMethod, Weights};
-use crate::rules::{OfferFacts, Value};
+use crate::rules::OfferFacts;
 
-/// Learned signals the score reads. The default knows nothing (P = 0.5, no τ); the
-/// learning module supplies real ones.
+/// What a decision reads from outside the compiled flow: uplift models and the
+/// customer's contact history. Propensity is not here: it comes from outcome counters
+/// the compiled flow holds directly.
 pub trait Signals: Send + Sync {
-    /// Propensity of the offer (by its tenant-wide ordinal) on this channel.
-    fn propensity(&self, offer: &OfferFacts, ordinal: u32, channel: Option<&str>) -> f64;
-    /// The offer's CATE estimate τ for this customer, if there is a signal.
-    fn uplift(&self, offer: &OfferFacts, ordinal: u32, slots: &[Value]) -> Option<f64>;
+    /// The offer's CATE estimate τ for a customer with these uplift features (in
+    /// `CompiledFlow::feature_names` order), if there is a model.
+    fn uplift(&self, offer: &OfferFacts, features: &[f64]) -> Option<f64>;
+    /// Calls `visit` with the customer's recorded contacts (oldest first).
+    fn contacts(&self, customer_id: &str, visit: &mut dyn FnMut(&[Contact]));
+    /// The current time, Unix seconds (contact periods and cooldowns).
+    fn now(&self) -> i64 {
+        crate::ids::unix_now()
+    }
 }
 
-/// No learning data: propensity 0.5, no uplift signal.
+/// No learned signals: no uplift, no contacts.
 pub struct NoSignals;
 
 pub const DEFAULT_PROPENSITY: f64 = 0.5;
 
 impl Signals for NoSignals {
-    fn propensity(&self, _: &OfferFacts, _: u32, _: Option<&str>) -> f64 {
-        DEFAULT_PROPENSITY
-    }
-    fn uplift(&self, _: &OfferFacts, _: u32, _: &[Value]) -> Option<f64> {
+    fn uplift(&self, _: &OfferFacts, _: &[f64]) -> Option<f64> {
         None
+    }
+    fn contacts(&self, _: &str, visit: &mut dyn FnMut(&[Contact])) {
+        visit(&[])
     }
 }
 

@@ -11,6 +11,9 @@
 //! An event is a positive or negative outcome; neutral ones (impressions) do not count.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use dashmap::DashMap;
 
 use crate::engine::score::DEFAULT_PROPENSITY;
 
@@ -47,6 +50,80 @@ impl Counts {
         let (pos, n) = self.read();
         (n >= min_events && n > 0).then(|| pos as f64 / n as f64)
     }
+}
+
+/// Every counter of a tenant: per offer id, category and channel name, and global.
+///
+/// Counters are created on first use and never removed, so an `Arc<Counts>` handed to
+/// a compiled flow stays the one `record` updates. The map is touched when a flow is
+/// compiled and when an outcome is recorded — never by a decision, which holds its
+/// offers' `Arc`s directly.
+#[derive(Debug, Default)]
+pub struct CounterBank {
+    offers: DashMap<Box<str>, Arc<Counts>>,
+    categories: DashMap<Box<str>, Arc<Counts>>,
+    channels: DashMap<Box<str>, Arc<Counts>>,
+    global: Arc<Counts>,
+}
+
+impl CounterBank {
+    pub fn offer(&self, id: &str) -> Arc<Counts> {
+        get_or_create(&self.offers, id)
+    }
+
+    pub fn category(&self, name: &str) -> Arc<Counts> {
+        get_or_create(&self.categories, name)
+    }
+
+    pub fn channel(&self, name: &str) -> Arc<Counts> {
+        get_or_create(&self.channels, name)
+    }
+
+    pub fn global(&self) -> Arc<Counts> {
+        self.global.clone()
+    }
+
+    /// Counts one positive or negative outcome at every level it belongs to.
+    pub fn record(&self, offer: &str, category: &str, channel: Option<&str>, positive: bool) {
+        self.offer(offer).record(positive);
+        self.category(category).record(positive);
+        if let Some(channel) = channel {
+            self.channel(channel).record(positive);
+        }
+        self.global.record(positive);
+    }
+
+    /// `(positive, events)` at each level, for reports.
+    pub fn snapshot(&self) -> CounterSnapshot {
+        let read = |m: &DashMap<Box<str>, Arc<Counts>>| {
+            let mut v: Vec<(String, u64, u64)> =
+                m.iter().map(|e| (e.key().to_string(), e.value().read().0, e.value().read().1)).collect();
+            v.sort();
+            v
+        };
+        CounterSnapshot {
+            offers: read(&self.offers),
+            categories: read(&self.categories),
+            channels: read(&self.channels),
+            global: self.global.read(),
+        }
+    }
+}
+
+/// Counter values at one moment: `(key, positive, events)` per level.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CounterSnapshot {
+    pub offers: Vec<(String, u64, u64)>,
+    pub categories: Vec<(String, u64, u64)>,
+    pub channels: Vec<(String, u64, u64)>,
+    pub global: (u64, u64),
+}
+
+fn get_or_create(map: &DashMap<Box<str>, Arc<Counts>>, key: &str) -> Arc<Counts> {
+    if let Some(c) = map.get(key) {
+        return c.clone();
+    }
+    map.entry(key.into()).or_default().clone()
 }
 
 /// The propensity of an offer from its own, its category's and the global counts.

@@ -32,11 +32,13 @@ pub enum Kind {
     Idem,
     /// `t/{tenant}/counter/{...}` — learning counters.
     Counter,
+    /// `t/{tenant}/policy/{id}` — a contact policy.
+    Policy,
 }
 
 impl Kind {
     /// Every kind, for parsing and tests.
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 14] = [
         Kind::Meta,
         Kind::ApiKey,
         Kind::Schema,
@@ -50,6 +52,7 @@ impl Kind {
         Kind::Response,
         Kind::Idem,
         Kind::Counter,
+        Kind::Policy,
     ];
 
     /// The key segment naming this kind.
@@ -68,6 +71,7 @@ impl Kind {
             Kind::Response => "response",
             Kind::Idem => "idem",
             Kind::Counter => "counter",
+            Kind::Policy => "policy",
         }
     }
 

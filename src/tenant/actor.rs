@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use super::command::{Command, Query};
 use super::interaction::{classification_of, resolve_offer, Interaction, RespondInput, Response};
+use super::learning::Learning;
 use super::persist::{self, put_entity};
 use super::{TenantError, TenantSnapshot};
 use crate::catalog::{Catalog, CatalogError, EntityKind, LoadMode};
@@ -40,6 +41,10 @@ pub struct TenantActor {
     /// Folder files that did not check yet (say, they name an offer not created yet):
     /// retried after every change to the tenant's entities, and live once they check.
     pending_disk: HashMap<String, String>,
+    learning: Arc<Learning>,
+    /// Work to run once the command's write is durable (and only then): counting a
+    /// response in the learning counters.
+    on_durable: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl Actor for TenantActor {
@@ -68,10 +73,14 @@ impl Handler<Command> for TenantActor {
         let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.apply(cmd))).unwrap_or_else(|_| {
             Err(TenantError::Unavailable("the command failed unexpectedly; nothing was changed".into()))
         });
+        let on_durable = self.on_durable.take();
         Box::pin(async move {
             let (reply, durable) = applied?;
             if let Some(durable) = durable {
                 durable.await?;
+            }
+            if let Some(then) = on_durable {
+                then();
             }
             Ok(reply)
         })
@@ -88,7 +97,12 @@ impl Handler<Query> for TenantActor {
 
 impl TenantActor {
     /// A tenant restored (or created) with `catalog`; compiles its live flows.
-    pub fn new(id: Arc<str>, catalog: Catalog, store: Arc<dyn Storage>) -> (TenantActor, Arc<ArcSwap<TenantSnapshot>>) {
+    pub fn new(
+        id: Arc<str>,
+        catalog: Catalog,
+        store: Arc<dyn Storage>,
+        learning: Arc<Learning>,
+    ) -> (TenantActor, Arc<ArcSwap<TenantSnapshot>>) {
         let (live, failed) = catalog.compile_live();
         for (key, e) in failed {
             tracing::error!(tenant = %id, flow = %key, error = %e, "live flow does not compile; it will refuse decisions");
@@ -96,7 +110,16 @@ impl TenantActor {
         let snapshot = Arc::new(ArcSwap::from_pointee(snapshot_of(live, 1)));
         let api_plugins = catalog.plugins.iter().map(|p| p.name.clone()).collect();
         let pending_disk = HashMap::new();
-        let actor = TenantActor { id, catalog, store, snapshot: snapshot.clone(), api_plugins, pending_disk };
+        let actor = TenantActor {
+            id,
+            catalog,
+            store,
+            snapshot: snapshot.clone(),
+            api_plugins,
+            pending_disk,
+            learning,
+            on_durable: None,
+        };
         (actor, snapshot)
     }
 
@@ -115,6 +138,10 @@ impl TenantActor {
             Command::CreateChannel(spec) => self.entity(Channel, true, |c| Ok(to_json(c.add_channel(spec)?))),
             Command::UpdateChannel { id, spec } => {
                 self.entity(Channel, true, |c| Ok(to_json(c.update_channel(&id, spec)?)))
+            }
+            Command::CreatePolicy(spec) => self.entity(Policy, true, |c| Ok(to_json(c.add_policy(spec)?))),
+            Command::UpdatePolicy { id, spec } => {
+                self.entity(Policy, true, |c| Ok(to_json(c.update_policy(&id, spec)?)))
             }
             // Drafts do not change what live flows decide.
             Command::CreateFlow(spec) => self.entity(Flow, false, |c| Ok(to_json(c.add_flow(spec)?))),
@@ -348,6 +375,8 @@ impl TenantActor {
             interaction_id: record.id.clone(),
             customer_id: record.customer_id.clone(),
             offer_id: offer.offer_id.clone(),
+            category: offer.category.clone(),
+            channel: record.channel_name.clone(),
             rank: offer.rank,
             outcome: input.outcome.clone(),
             classification: classification_of(&input.outcome),
@@ -366,7 +395,10 @@ impl TenantActor {
             serde_json::to_vec(&response).expect("json"),
         );
         b.put(idem_key, serde_json::to_vec(&reply).expect("json"));
-        Ok((reply, Some(self.store.write(b)?)))
+        let durable = self.store.write(b)?;
+        let learning = self.learning.clone();
+        self.on_durable = Some(Box::new(move || learning.count(&response)));
+        Ok((reply, Some(durable)))
     }
 
     fn query(&self, q: Query) -> Result<Value, TenantError> {
@@ -405,6 +437,7 @@ pub fn kind_name(kind: EntityKind) -> &'static str {
         EntityKind::Offer => "offer",
         EntityKind::Rule => "qualification rule",
         EntityKind::Channel => "channel",
+        EntityKind::Policy => "contact policy",
         EntityKind::Flow => "decision flow",
     }
 }
@@ -416,6 +449,14 @@ fn list(c: &Catalog, kind: EntityKind) -> Vec<Value> {
         EntityKind::Offer => c.offers.iter().map(to_json).collect(),
         EntityKind::Rule => c.rules.iter().map(to_json).collect(),
         EntityKind::Channel => c.channels.iter().map(to_json).collect(),
+        EntityKind::Policy => {
+            // The platform lists policies by priority (highest first), then newest first.
+            let mut p: Vec<&crate::model::policy::ContactPolicy> = c.policies.iter().collect();
+            p.sort_by(|a, b| {
+                a.spec.priority.cmp(&b.spec.priority).then_with(|| a.meta.created_at.cmp(&b.meta.created_at))
+            });
+            p.into_iter().map(to_json).collect()
+        }
         EntityKind::Flow => c.flows.iter().map(to_json).collect(),
     };
     out.reverse();

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::TenantError;
 use crate::catalog::{EntityKind, LoadMode};
+use crate::model::policy::ContactPolicySpec;
 use crate::model::{ChannelSpec, FlowSpec, OfferSpec, RuleSpec, SchemaSpec};
 
 #[derive(Debug)]
@@ -35,6 +36,11 @@ pub enum Command {
     UpdateChannel {
         id: String,
         spec: ChannelSpec,
+    },
+    CreatePolicy(ContactPolicySpec),
+    UpdatePolicy {
+        id: String,
+        spec: ContactPolicySpec,
     },
     CreateFlow(FlowSpec),
     UpdateFlow {

@@ -2,6 +2,8 @@
 //! (what was offered — or, for a control-group customer, what would have been — so
 //! responses can be attributed); `/respond` links an outcome to one of its offers.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Decision;
@@ -15,6 +17,8 @@ pub struct LoggedOffer {
     pub offer_id: String,
     pub offer_name: String,
     pub score: f64,
+    #[serde(default)]
+    pub category: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,9 +29,15 @@ pub struct Interaction {
     pub decision_flow_key: String,
     pub decision_flow_version: u32,
     pub channel: Option<String>,
+    /// The channel as the catalog names it, when the request named a known one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_name: Option<String>,
     pub control_group: bool,
     /// Shown offers; for the control group, the offers it would have been shown.
     pub offers: Vec<LoggedOffer>,
+    /// The customer's uplift features when the decision was made (missing ones omitted).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub features: BTreeMap<String, f64>,
     pub created_at: String,
 }
 
@@ -40,6 +50,7 @@ impl Interaction {
             decision_flow_key: decision.decision_flow_key.to_string(),
             decision_flow_version: decision.decision_flow_version,
             channel: decision.channel.clone(),
+            channel_name: decision.channel_name.as_deref().map(str::to_string),
             control_group: decision.control_group,
             offers: offers
                 .iter()
@@ -48,7 +59,15 @@ impl Interaction {
                     offer_id: o.offer_id.to_string(),
                     offer_name: o.offer_name.to_string(),
                     score: o.score,
+                    category: o.category.to_string(),
                 })
+                .collect(),
+            features: decision
+                .feature_names
+                .iter()
+                .zip(&decision.features)
+                .filter(|(_, v)| v.is_finite())
+                .map(|(name, v)| (name.to_string(), *v))
                 .collect(),
             created_at: crate::ids::now_rfc3339(),
         }
@@ -182,6 +201,10 @@ pub struct Response {
     pub interaction_id: String,
     pub customer_id: String,
     pub offer_id: String,
+    #[serde(default)]
+    pub category: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
     pub rank: u32,
     pub outcome: String,
     pub classification: Classification,

@@ -8,6 +8,8 @@
 //! * `actor` — the single writer: commands, persistence, recompile and swap.
 //! * `command` — the messages the actor takes and their replies.
 //! * `interaction` — the decision log, outcome types and responses.
+//! * `learning` — counters, contacts and uplift models shared with the read path.
+//! * `measure` — experiment results and uplift training from the stored log.
 //! * `registry` — all tenants, the actix System thread, restore on start.
 //! * `persist` — entity ↔ storage records and rebuilding a catalog from them.
 //! * `plugins` — the plugins folder: load at start, watch, hot reload.
@@ -15,6 +17,8 @@
 pub mod actor;
 pub mod command;
 pub mod interaction;
+pub mod learning;
+pub mod measure;
 pub mod persist;
 pub mod plugins;
 pub mod registry;

@@ -17,6 +17,7 @@ pub fn kind_of(kind: EntityKind) -> Kind {
         EntityKind::Offer => Kind::Offer,
         EntityKind::Rule => Kind::Rule,
         EntityKind::Channel => Kind::Channel,
+        EntityKind::Policy => Kind::Policy,
         EntityKind::Flow => Kind::Flow,
     }
 }
@@ -61,6 +62,7 @@ pub fn load_catalog(store: &dyn Storage, tenant: &str) -> Result<(Catalog, Vec<S
     catalog.offers = entities(store, tenant, Kind::Offer, &mut warnings)?;
     catalog.rules = entities(store, tenant, Kind::Rule, &mut warnings)?;
     catalog.channels = entities(store, tenant, Kind::Channel, &mut warnings)?;
+    catalog.policies = entities(store, tenant, Kind::Policy, &mut warnings)?;
     catalog.flows = flows(store, tenant, &mut warnings)?;
     catalog.finish_restore();
     for (key, value) in store.scan_prefix(&keys::prefix(tenant, Kind::Row))? {

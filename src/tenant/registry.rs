@@ -3,6 +3,7 @@
 //! starts every tenant actor there; request handlers on the tokio runtime hold only
 //! `Addr`s (to send commands) and `ArcSwap`s (to read snapshots).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -14,12 +15,14 @@ use serde_json::Value;
 
 use super::actor::TenantActor;
 use super::command::{Command, Query};
+use super::learning::{FlowUplift, Learning};
+use super::measure::{self, FlowLog};
 use super::persist::load_catalog;
 use super::{TenantError, TenantSnapshot};
 use crate::catalog::Catalog;
 use crate::engine::CompiledFlow;
 use crate::store::keys::{self, Kind};
-use crate::store::{Batch, Storage};
+use crate::store::{Batch, Storage, StoreError};
 
 /// The list of tenant ids; the one record outside any tenant's prefix.
 const TENANTS_KEY: &[u8] = b"registry/tenants";
@@ -34,6 +37,8 @@ pub struct TenantHandle {
     pub snapshot: Arc<ArcSwap<TenantSnapshot>>,
     addr: Addr<TenantActor>,
     store: Arc<dyn Storage>,
+    /// Counters, contacts and uplift models.
+    pub learning: Arc<Learning>,
 }
 
 impl TenantHandle {
@@ -57,12 +62,32 @@ impl TenantHandle {
     /// decision was 45% of the server's CPU under load.) After a crash in that window, a
     /// respond to the lost decision gets 404.
     pub fn log_decision(&self, decision: &crate::engine::Decision) {
+        self.learning.record_contacts(decision, crate::ids::unix_now());
         let record = super::interaction::Interaction::of(decision);
         let mut b = Batch::new();
         b.put(keys::key(&self.id, Kind::Interaction, &[&record.id]), serde_json::to_vec(&record).expect("json"));
         if let Err(e) = self.store.write_unacknowledged(b) {
             tracing::error!(tenant = %self.id, error = %e, "could not log a decision");
         }
+    }
+
+    /// A live flow by its id or key.
+    pub fn live_flow(&self, id_or_key: &str) -> Option<Arc<CompiledFlow>> {
+        let snapshot = self.snapshot.load();
+        snapshot.flows.get(id_or_key).or_else(|| snapshot.flows.values().find(|f| &*f.flow_id == id_or_key)).cloned()
+    }
+
+    /// The flow's decisions and responses as stored (a full scan: reporting and
+    /// training only, never the request path).
+    pub fn flow_log(&self, flow_key: &str) -> Result<FlowLog, StoreError> {
+        FlowLog::load(self.store.as_ref(), &self.id, flow_key)
+    }
+
+    /// Trains the flow's uplift models from its log and makes them live.
+    pub fn train_uplift(&self, flow: &CompiledFlow) -> Result<Arc<FlowUplift>, StoreError> {
+        let log = self.flow_log(&flow.key)?;
+        self.learning.install_uplift(measure::train(flow, &log));
+        Ok(self.learning.uplift_models(&flow.key).expect("just installed"))
     }
 
     /// Sends a command without waiting for it (the plugins watcher; the actor logs).
@@ -88,6 +113,7 @@ pub struct Registry {
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Tenant creation reads, extends and rewrites the tenant list: one at a time.
     creating: tokio::sync::Mutex<()>,
+    stopping: AtomicBool,
 }
 
 impl Registry {
@@ -101,6 +127,7 @@ impl Registry {
             system,
             thread: Mutex::new(Some(thread)),
             creating: tokio::sync::Mutex::new(()),
+            stopping: AtomicBool::new(false),
         });
         for id in registry.stored_tenant_ids()? {
             let (catalog, warnings) = load_catalog(registry.store.as_ref(), &id)?;
@@ -119,9 +146,13 @@ impl Registry {
 
     fn start_tenant(&self, id: &str, catalog: Catalog) -> Arc<TenantHandle> {
         let id: Arc<str> = id.into();
-        let (actor, snapshot) = TenantActor::new(id.clone(), catalog, self.store.clone());
+        let learning = Arc::new(Learning::new(catalog.counters.clone()));
+        if let Err(e) = learning.restore(self.store.as_ref(), &id) {
+            tracing::error!(tenant = %id, error = %e, "could not rebuild counters and contacts from the log");
+        }
+        let (actor, snapshot) = TenantActor::new(id.clone(), catalog, self.store.clone(), learning.clone());
         let addr = TenantActor::start_in_arbiter(&self.arbiter, move |_| actor);
-        let handle = Arc::new(TenantHandle { id: id.clone(), snapshot, addr, store: self.store.clone() });
+        let handle = Arc::new(TenantHandle { id: id.clone(), snapshot, addr, store: self.store.clone(), learning });
         self.tenants.insert(id.to_string(), handle.clone());
         handle
     }
@@ -186,8 +217,49 @@ impl Registry {
         &self.store
     }
 
+    /// Retrains every live flow's uplift models (flows with a holdout) every `interval`,
+    /// on a thread of its own: training never runs on a request or actor thread.
+    pub fn start_trainer(self: &Arc<Self>, interval: Duration) {
+        let registry = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new().name("arbiter-trainer".into()).spawn(move || {
+            let tick = Duration::from_millis(250).min(interval);
+            let mut waited = Duration::ZERO;
+            loop {
+                std::thread::sleep(tick);
+                waited += tick;
+                let Some(registry) = registry.upgrade() else { return };
+                if registry.stopping.load(Ordering::Relaxed) {
+                    return;
+                }
+                if waited >= interval {
+                    waited = Duration::ZERO;
+                    registry.train_all();
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "could not start the uplift trainer; models train on demand only");
+        }
+    }
+
+    fn train_all(&self) {
+        for tenant in self.tenants.iter().map(|t| t.clone()).collect::<Vec<_>>() {
+            let flows: Vec<Arc<CompiledFlow>> = tenant.snapshot.load().flows.values().cloned().collect();
+            for flow in flows.iter().filter(|f| f.holdout_percent().is_some()) {
+                match tenant.train_uplift(flow) {
+                    Ok(m) => tracing::info!(tenant = %tenant.id, flow = %flow.key, offers = m.offers.len(),
+                        interactions = m.interactions, "uplift models retrained"),
+                    Err(e) => {
+                        tracing::error!(tenant = %tenant.id, flow = %flow.key, error = %e, "uplift training failed")
+                    }
+                }
+            }
+        }
+    }
+
     /// Flushes pending writes and stops the actor thread.
     pub fn shutdown(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
         if let Err(e) = self.store.flush() {
             tracing::error!(error = %e, "final flush failed");
         }

@@ -247,7 +247,22 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> TestServer {
-        let dir = temp_path("http");
+        TestServer::start_in(temp_path("http")).await
+    }
+
+    /// Stops the server and starts a new one on the same data folder.
+    pub async fn restart(mut self) -> TestServer {
+        let dir = std::mem::take(&mut self.dir);
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task does not panic").expect("server stops cleanly");
+        }
+        TestServer::start_in(dir).await
+    }
+
+    async fn start_in(dir: PathBuf) -> TestServer {
         let config = arbiter::serve::Config {
             listen: "127.0.0.1:0".parse().expect("address"),
             data: dir.join("data"),
@@ -255,6 +270,8 @@ impl TestServer {
             tenant: TENANT.into(),
             admin_key: Some(ADMIN_KEY.into()),
             pepper: Some("test-pepper".into()),
+            // Tests train on demand (POST …/train) so results do not depend on timing.
+            train_interval: None,
         };
         let started = arbiter::serve::start(&config).await.expect("server starts");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
@@ -288,7 +305,9 @@ impl Drop for TestServer {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
