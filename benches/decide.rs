@@ -122,9 +122,78 @@ fn language_compile(c: &mut Criterion) {
     });
 }
 
+/// What learning adds to a decision: S and L with three contact policies checked against
+/// a 10-contact history, then also with trained X-learner uplift models on every offer
+/// (τ for each candidate from 15 features), against the plain decision in the same run.
+fn learned(c: &mut Criterion) {
+    use arbiter::tenant::learning::{FlowUplift, Learning, OfferUplift};
+    for (name, offers) in [("S_100x3", 100), ("L_1000x3", 1000)] {
+        let mut t = demo::synthetic(offers, 3).unwrap();
+        let req = demo::synthetic_request();
+        c.bench_function(&format!("learned/{name}/baseline"), |b| {
+            b.iter(|| t.flow.decide(black_box(&req), &NoSignals, false))
+        });
+        for body in [
+            r#"{"name": "budget", "ruleType": "customer_total_cap", "config": {"maxTotal": 1000, "periodType": "monthly"}}"#,
+            r#"{"name": "cat-0 daily", "ruleType": "frequency_cap", "scope": "category", "scopeId": "cat-0", "config": {"maxPerDay": 100}}"#,
+            r#"{"name": "email rest", "ruleType": "cooldown", "scope": "channel", "scopeId": "email", "config": {"cooldownHours": 24}}"#,
+        ] {
+            t.catalog.add_policy(arbiter::model::parse_json(body.as_bytes()).unwrap()).unwrap();
+        }
+        let flow = t.catalog.publish(&t.flow_id, None).unwrap();
+        let learning = Learning::new(t.catalog.counters.clone());
+        let now = arbiter::ids::unix_now();
+        for day in 1..=2 {
+            learning.record_contacts(&flow.decide(&req, &NoSignals, false), now - day * 86_400);
+        }
+        assert_eq!(learning.contacts_of("bench_customer").len(), 10);
+        c.bench_function(&format!("learned/{name}/contact_policies"), |b| {
+            b.iter(|| flow.decide(black_box(&req), &learning.signals(&flow), false))
+        });
+        learning.install_uplift(uplift_models(&flow));
+        let d = flow.decide(&req, &learning.signals(&flow), true);
+        assert!(d.decisions[0].explanation.as_ref().unwrap().ranking_scores.tau.is_some(), "τ is used");
+        c.bench_function(&format!("learned/{name}/contact_policies_uplift"), |b| {
+            b.iter(|| flow.decide(black_box(&req), &learning.signals(&flow), false))
+        });
+
+        /// One X-learner fitted on generated rows, shared by every offer.
+        fn uplift_models(flow: &engine::CompiledFlow) -> FlowUplift {
+            use arbiter::learn::uplift::{Learner, UpliftModel, UpliftRow};
+            let width = flow.feature_names.len();
+            let mut seed = 42u64;
+            let mut next = move || {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                (seed >> 11) as f64 / (1u64 << 53) as f64
+            };
+            let rows: Vec<UpliftRow> = (0..2_000)
+                .map(|i| {
+                    let features: Vec<f64> = (0..width).map(|_| next()).collect();
+                    let p = 0.2 + 0.3 * features[0] + if i % 5 == 0 { 0.0 } else { 0.1 };
+                    UpliftRow { treated: i % 5 != 0, converted: next() < p, features }
+                })
+                .collect();
+            let t = UpliftModel::fit(&rows, Learner::TLearner).unwrap();
+            let x = UpliftModel::fit(&rows, Learner::XLearner).unwrap();
+            FlowUplift {
+                flow_key: flow.key.to_string(),
+                features: flow.feature_names.clone(),
+                trained_at: String::new(),
+                interactions: rows.len(),
+                offers: flow
+                    .offer_ids()
+                    .map(|(id, _)| (id.clone(), OfferUplift::new(t.clone(), Some(x.clone()), Learner::XLearner)))
+                    .collect(),
+                skipped: Vec::new(),
+                scoring: Learner::XLearner,
+            }
+        }
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(50).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = predicate, decide, compile, language, language_compile
+    targets = predicate, decide, learned, compile, language, language_compile
 }
 criterion_main!(benches);

@@ -358,7 +358,7 @@ fn penalised_log_likelihood(design: &Matrix, labels: &[f64], beta: &[f64], lambd
 
 /// Clamps to ±[`MAX_LOGIT`]. NaN (only reachable when features near ±1e300 overflow to
 /// opposite infinities) maps to 0, i.e. "no information", rather than a NaN probability.
-fn bounded_logit(eta: f64) -> f64 {
+pub(crate) fn bounded_logit(eta: f64) -> f64 {
     if eta.is_nan() {
         0.0
     } else {

@@ -18,7 +18,7 @@ use super::interaction::{Classification, Interaction, Response};
 use crate::engine::contact::Contact;
 use crate::engine::{CompiledFlow, Decision, Signals};
 use crate::learn::propensity::CounterBank;
-use crate::learn::uplift::{Learner, UpliftModel};
+use crate::learn::uplift::{Learner, TauScorer, UpliftModel};
 use crate::rules::OfferFacts;
 use crate::store::keys::{self, Kind};
 use crate::store::{Storage, StoreError};
@@ -56,9 +56,19 @@ pub struct FlowUplift {
 pub struct OfferUplift {
     pub t_learner: UpliftModel,
     pub x_learner: Option<UpliftModel>,
+    /// The scoring learner's τ in its per-decision form.
+    scorer: TauScorer,
 }
 
 impl OfferUplift {
+    /// Both fitted learners; `scoring` picks the one decisions use (the X-learner when
+    /// it fitted, else the T-learner).
+    pub fn new(t_learner: UpliftModel, x_learner: Option<UpliftModel>, scoring: Learner) -> OfferUplift {
+        let mut o = OfferUplift { scorer: t_learner.scorer(), t_learner, x_learner };
+        o.scorer = o.model(scoring).scorer();
+        o
+    }
+
     pub fn model(&self, learner: Learner) -> &UpliftModel {
         match learner {
             Learner::XLearner => self.x_learner.as_ref().unwrap_or(&self.t_learner),
@@ -175,7 +185,7 @@ impl Signals for TenantSignals<'_> {
     fn uplift(&self, offer: &OfferFacts, features: &[f64]) -> Option<f64> {
         let models = self.uplift.as_ref()?;
         let m = models.offers.get(&offer.id)?;
-        Some(m.model(models.scoring).predict(features).tau)
+        m.scorer.tau(features).or_else(|| Some(m.model(models.scoring).predict(features).tau))
     }
 
     fn contacts(&self, customer_id: &str, visit: &mut dyn FnMut(&[Contact])) {

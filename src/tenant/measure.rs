@@ -132,6 +132,10 @@ pub fn experiment_results(flow: &CompiledFlow, log: &FlowLog) -> Value {
     })
 }
 
+/// The learner whose τ the score's U factor uses: the X-learner, built for designs
+/// where one arm (the holdout) is much smaller than the other.
+pub const SCORING: Learner = Learner::XLearner;
+
 /// Fits both learners for every offer of the flow that has enough data.
 pub fn train(flow: &CompiledFlow, log: &FlowLog) -> FlowUplift {
     let names = flow.feature_names.clone();
@@ -146,7 +150,7 @@ pub fn train(flow: &CompiledFlow, log: &FlowLog) -> FlowUplift {
         match UpliftModel::fit(&rows, Learner::TLearner) {
             Ok(t_learner) => {
                 let x_learner = UpliftModel::fit(&rows, Learner::XLearner).ok();
-                offers.insert(id.clone(), OfferUplift { t_learner, x_learner });
+                offers.insert(id.clone(), OfferUplift::new(t_learner, x_learner, SCORING));
             }
             Err(e) => skipped.push((id.clone(), e.to_string())),
         }
@@ -158,7 +162,7 @@ pub fn train(flow: &CompiledFlow, log: &FlowLog) -> FlowUplift {
         interactions: log.decisions.len(),
         offers,
         skipped,
-        scoring: Learner::XLearner,
+        scoring: SCORING,
     }
 }
 
