@@ -18,4 +18,5 @@ fn tutorial_runs_verbatim_over_http() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "tutorial.sh failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("ok: rank 1 = Rewards credit card"), "{stdout}");
+    assert!(stdout.contains("ok: capped count = 0"), "the What's-next contact cap ran: {stdout}");
 }

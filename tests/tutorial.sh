@@ -190,4 +190,19 @@ R2=$(curl -s -X POST "$BASE/api/v1/respond" "${AUTH[@]}" \
 check "respond recorded" "$(echo "$R1" | jq -r '.recorded')" true
 check "replay duplicate" "$(echo "$R2" | jq -r '.duplicate')" true
 check "same response id" "$(echo "$R2" | jq -r '.responseId')" "$(echo "$R1" | jq -r '.responseId')"
+
+# What's next: a customer_total_cap of 4 contacts a month. cust_42 has been shown 4 offers
+# (two decisions of two), so a fifth contact is blocked.
+curl -s -X POST "$BASE/api/v1/contact-policies" "${AUTH[@]}" \
+  -d '{ "name": "Cross-sell budget", "ruleType": "customer_total_cap", "config": { "maxTotal": 4, "periodType": "monthly" } }' >/dev/null
+CAPPED=$(curl -s -X POST "$BASE/api/v1/recommend" "${AUTH[@]}" \
+  -d '{ "customerId": "cust_42", "channel": "in_app", "decisionFlowKey": "cross-sell" }')
+check "capped count"                "$(echo "$CAPPED" | jq -r '.count')" 0
+check "capped afterContactPolicy"   "$(echo "$CAPPED" | jq -r '.meta.afterContactPolicy')" 0
+
+# Measure incrementality and inspect uplift (too little data yet: flagged, not invented).
+RESULTS=$(curl -s "$BASE/api/v1/experiments/cross-sell/results" "${AUTH[@]}")
+check "experiment insufficientData" "$(echo "$RESULTS" | jq -r '.insufficientData')" true
+UPLIFT=$(curl -s "$BASE/api/v1/algorithm-models/$FLOW_ID/uplift?customerId=cust_42" "${AUTH[@]}")
+check "uplift offers"               "$(echo "$UPLIFT" | jq -r '.offers | length')" 4
 echo "1 passed, 0 failed"
