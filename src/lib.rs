@@ -10,7 +10,7 @@
 //! * [`dsl`] — the rule language: parser, checker, diagnostics.
 //! * [`cli_check`] — `arbiter check`.
 //! * [`demo`] — the cross-sell tutorial built in-process (`arbiter demo`).
-//! * [`learn`] — holdout statistics and uplift (CATE) estimators.
+//! * [`learn`] — holdout statistics, uplift (CATE) estimators, propensity counters.
 //! * [`store`] — the storage interface and sled behind it (group commit).
 //! * [`tenant`] — per-tenant actors, snapshots, persistence, plugins folder.
 //! * [`http`] — HTTP plumbing: server loop, router, auth, bodies, pagination, metrics.

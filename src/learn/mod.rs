@@ -1,9 +1,10 @@
 //! Learning and measurement (holdout statistics, uplift estimators).
 //!
-//! Module map — all pure math, no I/O or shared state:
+//! Module map — math and in-memory counters; no I/O (the tenant runtime feeds them):
 //! * [`stats`] — holdout experiment statistics from per-arm totals: conversion rates,
 //!   uplift, pooled z-test, Wilson and Newcombe intervals, incremental revenue.
-//! * [`propensity`] — outcome counters and the adaptive propensity rule.
+//! * [`propensity`] — outcome counters (`CounterBank`, atomics shared with compiled
+//!   flows) and the adaptive propensity rule.
 //! * [`normal`] — `erfc`, the standard normal CDF and two-sided p-values.
 //! * [`uplift`] — T- and X-learner uplift (CATE) models for one offer, and segments.
 //! * [`logistic`] — logistic (Newton/IRLS) and ridge regression the learners are built from.
