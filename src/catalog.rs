@@ -357,6 +357,8 @@ impl Catalog {
     /// named in `scopeId` by its id.
     fn check_policy(&self, spec: &mut ContactPolicySpec, id: Option<&str>) -> Result<(), CatalogError> {
         spec.validate()?;
+        // Stored with its effective scope, so a reader sees what the policy counts.
+        spec.scope = Some(spec.scope());
         if self.policies.iter().any(|p| p.spec.name == spec.name && Some(p.meta.id.as_str()) != id) {
             return Err(CatalogError::Conflict(format!("a contact policy named `{}` already exists", spec.name)));
         }

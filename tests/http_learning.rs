@@ -35,7 +35,7 @@ async fn customer_total_cap_blocks_the_fifth_contact_in_a_month() {
                     "config": {"maxTotal": 4, "periodType": "monthly"}}),
         )
         .await;
-    assert_eq!(policy["scope"], Value::Null, "the scope defaults by rule type and is not invented");
+    assert_eq!(policy["scope"], "global", "a customer_total_cap counts every contact");
     assert_eq!(policy["priority"], 50);
 
     let first = recommend_with(api, "cust_42", Some(1), false).await; // contact 1

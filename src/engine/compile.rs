@@ -9,8 +9,8 @@ use std::sync::Arc;
 use crate::catalog::{condition_error, Catalog, Table};
 use crate::engine::defs::{RuleDef, RuleOrigin, ScoreDef, ScoreDefBody, FACTORS};
 use crate::model::flow::{
-    Combinator, EnrichConfig, PolicyMode, FilterConfig, InventoryConfig, InventoryScope, QualifyConfig, QualifyMode, ScoreConfig,
-    ScoreMethod, Weights,
+    Combinator, EnrichConfig, FilterConfig, InventoryConfig, InventoryScope, PolicyMode, QualifyConfig, QualifyMode,
+    ScoreConfig, ScoreMethod, Weights,
 };
 use crate::model::rule::Scope;
 use crate::model::{DecisionFlow, DraftConfig, FieldError, FlowNode, NodeKind, Offer, Stage, ValidationError};
@@ -148,9 +148,7 @@ pub fn compile(
                 let lists = b.qualify(&path, c, &offers_in, &rules);
                 steps.push(Step::Qualify { node: id, lists });
             }
-            NodeKind::ContactPolicy(c) if c.mode != PolicyMode::Skip => {
-                steps.push(Step::ContactPolicy { node: id })
-            }
+            NodeKind::ContactPolicy(c) if c.mode != PolicyMode::Skip => steps.push(Step::ContactPolicy { node: id }),
             _ => {}
         }
     }

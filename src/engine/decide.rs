@@ -90,7 +90,7 @@ impl CompiledFlow {
             counterfactual,
             channel_name,
             features: frame.features,
-            feature_names: self.feature_names.clone(),
+            logged_features: if self.holdout_percent.is_some() { self.feature_names.clone() } else { Arc::from([]) },
         }
     }
 

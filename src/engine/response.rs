@@ -78,12 +78,16 @@ pub struct Decision {
     /// The request's channel as the catalog names it (contacts are recorded by it).
     #[serde(skip)]
     pub channel_name: Option<Arc<str>>,
-    /// The customer's uplift features at decision time, in `feature_names` order (NaN
-    /// where missing); logged so uplift models train on what was known then.
+    /// The customer's uplift features at decision time, in `CompiledFlow::feature_names`
+    /// order (NaN where missing).
     #[serde(skip)]
     pub features: Vec<f64>,
+    /// Which of them to log with the decision, so uplift models train on what was known
+    /// then: all of them when the flow runs a holdout (uplift is learned only from
+    /// holdout flows), none otherwise — every byte of the log record costs on the
+    /// decision path.
     #[serde(skip)]
-    pub feature_names: Arc<[Arc<str>]>,
+    pub logged_features: Arc<[Arc<str>]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -63,7 +63,7 @@ impl Interaction {
                 })
                 .collect(),
             features: decision
-                .feature_names
+                .logged_features
                 .iter()
                 .zip(&decision.features)
                 .filter(|(_, v)| v.is_finite())

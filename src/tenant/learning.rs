@@ -26,8 +26,10 @@ use crate::store::{Storage, StoreError};
 /// Contacts older than this are dropped: the longest cap period is a month, and
 /// cooldowns are limited to this long (see `model::policy`).
 pub const CONTACT_RETENTION_SECS: i64 = 62 * 86_400;
-/// At most this many contacts are kept per customer (the newest).
+/// At least this many contacts are kept per customer (the newest), at most
+/// `PRUNE_SLACK` more.
 pub const MAX_CONTACTS_PER_CUSTOMER: usize = 1_000;
+const PRUNE_SLACK: usize = 256;
 
 pub struct Learning {
     pub counters: Arc<CounterBank>,
@@ -96,12 +98,24 @@ impl Learning {
         self.push_contacts(&d.customer_id, new, now);
     }
 
+    /// Appends contacts, pruning in amortised O(1): expired contacts are dropped only
+    /// when the oldest has expired, and the cap is enforced in steps of `PRUNE_SLACK`,
+    /// so a customer decided for again and again (a hot key, a load test) does not pay
+    /// for moving the whole history on every decision.
     fn push_contacts(&self, customer_id: &str, new: impl Iterator<Item = Contact>, now: i64) {
-        let mut history = self.contacts.entry(customer_id.into()).or_default();
-        history.retain(|c| now - c.at < CONTACT_RETENTION_SECS);
+        let expired = |c: &Contact| now - c.at >= CONTACT_RETENTION_SECS;
+        let mut history = match self.contacts.get_mut(customer_id) {
+            Some(h) => h,
+            None => self.contacts.entry(customer_id.into()).or_default(),
+        };
+        if history.first().is_some_and(expired) {
+            history.retain(|c| !expired(c));
+        }
         history.extend(new);
-        let excess = history.len().saturating_sub(MAX_CONTACTS_PER_CUSTOMER);
-        history.drain(..excess);
+        if history.len() > MAX_CONTACTS_PER_CUSTOMER + PRUNE_SLACK {
+            let excess = history.len() - MAX_CONTACTS_PER_CUSTOMER;
+            history.drain(..excess);
+        }
     }
 
     /// The models for a flow, when they were trained on the features it has now.
