@@ -11,18 +11,19 @@
 //! Run: `cargo bench --bench learn` (`ARBITER_BENCH_SECS` sets seconds per respond
 //! scenario, default 3). Data goes to a fresh directory under the system temp dir.
 
+mod support;
+
+use support::{millis, percentile};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arbiter::catalog::LoadMode;
 use arbiter::demo;
 use arbiter::engine::{NoSignals, RecommendRequest};
 use arbiter::learn::uplift::{Learner, UpliftModel, UpliftRow};
-use arbiter::model::parse_json;
 use arbiter::store::SledStore;
 use arbiter::tenant::interaction::RespondInput;
 use arbiter::tenant::{Command, Registry, TenantHandle};
-use serde_json::Value;
 
 fn main() {
     let secs = std::env::var("ARBITER_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
@@ -94,27 +95,9 @@ async fn run_clients(t: &Arc<TenantHandle>, clients: usize, run_for: Duration) -
 }
 
 async fn tutorial(t: &TenantHandle) {
-    let schema = t.command(Command::CreateSchema(parse_json(demo::SCHEMA.as_bytes()).unwrap())).await.unwrap();
-    let schema_id = schema["id"].as_str().unwrap().to_string();
-    let rows: Value = serde_json::from_str(demo::CUSTOMERS).unwrap();
-    let rows = rows["rows"].as_array().unwrap().clone();
-    t.command(Command::LoadRows { schema_id: schema_id.clone(), rows, mode: LoadMode::InsertOrIgnore }).await.unwrap();
-    let mut offers = Vec::new();
-    for body in demo::OFFERS {
-        let o = t.command(Command::CreateOffer(parse_json(body.as_bytes()).unwrap())).await.unwrap();
-        offers.push(o["id"].as_str().unwrap().to_string());
-    }
-    for (offer, body) in demo::RULES {
-        let spec = parse_json(body.replace("$OFFER", &offers[offer]).as_bytes()).unwrap();
-        t.command(Command::CreateRule(spec)).await.unwrap();
-    }
-    for name in demo::CHANNELS {
-        t.command(Command::CreateChannel(parse_json(demo::channel_body(name).as_bytes()).unwrap())).await.unwrap();
-    }
     // No holdout: every decision has an offer at rank 1 to respond to.
-    let flow = demo::FLOW.replace("$SCHEMA_ID", &schema_id).replace(r#""enabled": true"#, r#""enabled": false"#);
-    let flow = t.command(Command::CreateFlow(parse_json(flow.as_bytes()).unwrap())).await.unwrap();
-    t.command(Command::Publish { id: flow["id"].as_str().unwrap().to_string(), notes: None }).await.unwrap();
+    let flow = demo::FLOW.replace(r#""enabled": true"#, r#""enabled": false"#);
+    demo::send_tutorial(t, None, &flow).await.unwrap();
 }
 
 fn training() {
@@ -148,16 +131,4 @@ fn rows(n: usize, width: usize) -> Vec<UpliftRow> {
             UpliftRow { treated, converted: next() < p, features }
         })
         .collect()
-}
-
-fn percentile(latencies: &[Duration], q: f64) -> Duration {
-    if latencies.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = (q * latencies.len() as f64).ceil() as usize;
-    latencies[rank.clamp(1, latencies.len()) - 1]
-}
-
-fn millis(duration: Duration) -> String {
-    format!("{:.2}ms", duration.as_secs_f64() * 1000.0)
 }

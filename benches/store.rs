@@ -9,6 +9,10 @@
 //! Run: `cargo bench --bench store` (`ARBITER_BENCH_SECS` sets seconds per scenario, default 3).
 //! Data goes to a fresh directory under the system temp dir, removed afterwards.
 
+mod support;
+
+use support::{millis, percentile};
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -53,19 +57,6 @@ fn report(name: &str, writers: usize, mut run: Run) {
         millis(percentile(&run.latencies, 0.99)),
         millis(run.latencies.last().copied().unwrap_or_default()),
     );
-}
-
-/// The latency at quantile `q` of sorted `latencies` (nearest rank).
-fn percentile(latencies: &[Duration], q: f64) -> Duration {
-    if latencies.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = (q * latencies.len() as f64).ceil() as usize;
-    latencies[rank.clamp(1, latencies.len()) - 1]
-}
-
-fn millis(duration: Duration) -> String {
-    format!("{:.2}ms", duration.as_secs_f64() * 1000.0)
 }
 
 /// N threads, each writing batches of `puts` puts and blocking on `Durable::wait` until the

@@ -196,6 +196,52 @@ pub fn request() -> RecommendRequest {
         .expect("tutorial request parses")
 }
 
+/// Ids of the tutorial's entities created through a running tenant.
+#[derive(Debug, Clone)]
+pub struct SentTutorial {
+    pub schema_id: String,
+    pub offer_ids: Vec<String>,
+    pub flow_id: String,
+}
+
+/// The tutorial's setup sent to a running tenant as commands, the way a client would:
+/// schema, `rows` (the tutorial's customers when `None`), offers, rules, channels, and the
+/// flow `flow` (`FLOW` or a variant; `$SCHEMA_ID` is filled in), published.
+pub async fn send_tutorial(
+    t: &crate::tenant::TenantHandle,
+    rows: Option<Vec<serde_json::Value>>,
+    flow: &str,
+) -> Result<SentTutorial, crate::tenant::TenantError> {
+    use crate::tenant::Command;
+    let id = |v: serde_json::Value| v["id"].as_str().unwrap_or_default().to_string();
+    let schema_id = id(t.command(Command::CreateSchema(parse_json(SCHEMA.as_bytes())?)).await?);
+    let rows = match rows {
+        Some(rows) => rows,
+        None => {
+            let all: serde_json::Value = serde_json::from_str(CUSTOMERS).expect("the tutorial's rows are JSON");
+            all["rows"].as_array().cloned().unwrap_or_default()
+        }
+    };
+    if !rows.is_empty() {
+        t.command(Command::LoadRows { schema_id: schema_id.clone(), rows, mode: LoadMode::InsertOrIgnore }).await?;
+    }
+    let mut offer_ids = Vec::new();
+    for body in OFFERS {
+        offer_ids.push(id(t.command(Command::CreateOffer(parse_json(body.as_bytes())?)).await?));
+    }
+    for (offer, body) in RULES {
+        let spec = parse_json(body.replace("$OFFER", &offer_ids[offer]).as_bytes())?;
+        t.command(Command::CreateRule(spec)).await?;
+    }
+    for name in CHANNELS {
+        t.command(Command::CreateChannel(parse_json(channel_body(name).as_bytes())?)).await?;
+    }
+    let flow = flow.replace("$SCHEMA_ID", &schema_id);
+    let flow_id = id(t.command(Command::CreateFlow(parse_json(flow.as_bytes())?)).await?);
+    t.command(Command::Publish { id: flow_id.clone(), notes: None }).await?;
+    Ok(SentTutorial { schema_id, offer_ids, flow_id })
+}
+
 /// A generated tenant for benchmarks and tests: `offers` active offers in 10
 /// categories, `rules_per_offer` offer-scoped eligibility rules each (a numeric
 /// threshold, a boolean, a tier list, cycling), a 20-field customer schema and one

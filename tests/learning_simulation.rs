@@ -14,7 +14,6 @@ use arbiter::catalog::LoadMode;
 use arbiter::demo;
 use arbiter::engine::{Decision, RecommendRequest};
 use arbiter::learn::uplift::Learner;
-use arbiter::model::parse_json;
 use arbiter::store::SledStore;
 use arbiter::tenant::interaction::RespondInput;
 use arbiter::tenant::{measure, Command, Registry, TenantHandle};
@@ -90,24 +89,8 @@ struct Sim {
 impl Sim {
     async fn new(registry: &Registry) -> Sim {
         let t = registry.ensure_tenant("sim").await.unwrap();
-        let schema = t.command(Command::CreateSchema(parse_json(demo::SCHEMA.as_bytes()).unwrap())).await.unwrap();
-        let schema = schema["id"].as_str().unwrap().to_string();
-        let mut offers = Vec::new();
-        for body in demo::OFFERS {
-            let o = t.command(Command::CreateOffer(parse_json(body.as_bytes()).unwrap())).await.unwrap();
-            offers.push(o["id"].as_str().unwrap().to_string());
-        }
-        for (offer, body) in demo::RULES {
-            let spec = parse_json(body.replace("$OFFER", &offers[offer]).as_bytes()).unwrap();
-            t.command(Command::CreateRule(spec)).await.unwrap();
-        }
-        for name in demo::CHANNELS {
-            t.command(Command::CreateChannel(parse_json(demo::channel_body(name).as_bytes()).unwrap())).await.unwrap();
-        }
-        let flow = demo::FLOW.replace("$SCHEMA_ID", &schema);
-        let flow = t.command(Command::CreateFlow(parse_json(flow.as_bytes()).unwrap())).await.unwrap();
-        let flow = flow["id"].as_str().unwrap().to_string();
-        t.command(Command::Publish { id: flow.clone(), notes: None }).await.unwrap();
+        let sent = demo::send_tutorial(&t, Some(Vec::new()), demo::FLOW).await.unwrap();
+        let (schema, flow) = (sent.schema_id, sent.flow_id);
         Sim { t, schema, flow, rng: Rng(7), served: 0 }
     }
 

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arbiter::catalog::LoadMode;
 use arbiter::demo;
 use arbiter::engine::{NoSignals, RecommendRequest};
 use arbiter::model::parse_json;
@@ -22,28 +21,7 @@ fn temp_dir(name: &str) -> PathBuf {
 
 /// The tutorial's setup sent as commands; returns the flow id.
 async fn tutorial(t: &TenantHandle) -> String {
-    let schema = t.command(Command::CreateSchema(parse_json(demo::SCHEMA.as_bytes()).unwrap())).await.unwrap();
-    let schema_id = schema["id"].as_str().unwrap().to_string();
-    let rows: Value = serde_json::from_str(demo::CUSTOMERS).unwrap();
-    let rows = rows["rows"].as_array().unwrap().clone();
-    t.command(Command::LoadRows { schema_id: schema_id.clone(), rows, mode: LoadMode::InsertOrIgnore }).await.unwrap();
-    let mut offers = Vec::new();
-    for body in demo::OFFERS {
-        let o = t.command(Command::CreateOffer(parse_json(body.as_bytes()).unwrap())).await.unwrap();
-        offers.push(o["id"].as_str().unwrap().to_string());
-    }
-    for (offer, body) in demo::RULES {
-        let spec = parse_json(body.replace("$OFFER", &offers[offer]).as_bytes()).unwrap();
-        t.command(Command::CreateRule(spec)).await.unwrap();
-    }
-    for name in demo::CHANNELS {
-        t.command(Command::CreateChannel(parse_json(demo::channel_body(name).as_bytes()).unwrap())).await.unwrap();
-    }
-    let flow = demo::FLOW.replace("$SCHEMA_ID", &schema_id);
-    let flow = t.command(Command::CreateFlow(parse_json(flow.as_bytes()).unwrap())).await.unwrap();
-    let id = flow["id"].as_str().unwrap().to_string();
-    t.command(Command::Publish { id: id.clone(), notes: None }).await.unwrap();
-    id
+    demo::send_tutorial(t, None, demo::FLOW).await.unwrap().flow_id
 }
 
 fn decide(t: &TenantHandle, customer: &str) -> Value {
