@@ -158,7 +158,7 @@ fn learned(c: &mut Criterion) {
         });
 
         /// One X-learner fitted on generated rows, shared by every offer.
-        fn uplift_models(flow: &engine::CompiledFlow) -> FlowUplift {
+        fn uplift_models(flow: &std::sync::Arc<engine::CompiledFlow>) -> FlowUplift {
             use arbiter::learn::uplift::{Learner, UpliftModel, UpliftRow};
             let width = flow.feature_names.len();
             let mut seed = 42u64;
@@ -175,18 +175,11 @@ fn learned(c: &mut Criterion) {
                 .collect();
             let t = UpliftModel::fit(&rows, Learner::TLearner).unwrap();
             let x = UpliftModel::fit(&rows, Learner::XLearner).unwrap();
-            FlowUplift {
-                flow_key: flow.key.to_string(),
-                features: flow.feature_names.clone(),
-                trained_at: String::new(),
-                interactions: rows.len(),
-                offers: flow
-                    .offer_ids()
-                    .map(|(id, _)| (id.clone(), OfferUplift::new(t.clone(), Some(x.clone()), Learner::XLearner)))
-                    .collect(),
-                skipped: Vec::new(),
-                scoring: Learner::XLearner,
-            }
+            let offers = flow
+                .offer_ids()
+                .map(|(id, _)| (id.clone(), OfferUplift::new(t.clone(), Some(x.clone()), Learner::XLearner)))
+                .collect();
+            FlowUplift::new(flow, offers, Vec::new(), rows.len(), Learner::XLearner)
         }
     }
 }

@@ -245,3 +245,27 @@ async fn a_failed_write_changes_nothing() {
     assert_eq!(published["publishedVersions"].as_array().unwrap().len(), 2);
     registry.shutdown();
 }
+
+/// Review finding: two decisions for one customer could both read a history with one
+/// contact left and both use it. With policies, the check and the record are one step.
+/// Slow decisions (1,000 offers, debug build) on four threads make the window wide: with
+/// the old read-then-record order this overshot the cap.
+#[test]
+fn concurrent_decisions_cannot_overshoot_a_cap() {
+    let mut t = demo::synthetic(1000, 3).unwrap();
+    let policy =
+        br#"{"name": "cap", "ruleType": "customer_total_cap", "config": {"maxTotal": 6, "periodType": "daily"}}"#;
+    t.catalog.add_policy(parse_json(policy).unwrap()).unwrap();
+    let flow = t.catalog.publish(&t.flow_id, None).unwrap();
+    let learning = Arc::new(arbiter::tenant::learning::Learning::new(t.catalog.counters.clone()));
+    let req = RecommendRequest { limit: Some(1), ..demo::synthetic_request() };
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (learning, flow, req) = (learning.clone(), flow.clone(), req.clone());
+            std::thread::spawn(move || (0..6).map(|_| learning.decide(&flow, &req, false).count).sum::<usize>())
+        })
+        .collect();
+    let shown: usize = threads.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(shown, 6, "24 decisions, a cap of 6 contacts");
+    assert_eq!(learning.contacts_of("bench_customer").len(), 6);
+}

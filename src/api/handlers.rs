@@ -330,7 +330,7 @@ async fn recommend(app: &App, t: &TenantHandle, req: Request<Incoming>) -> Reply
         .filter(|k| !k.trim().is_empty())
         .ok_or_else(|| ApiError::BadRequest("decisionFlowKey: is required".into()))?;
     let Some(flow) = t.flow(&key) else { return Err(missing_flow(t, &key).await) };
-    let decision = flow.decide(&r, &t.learning.signals(&flow), explain);
+    let decision = t.learning.decide(&flow, &r, explain);
     t.log_decision(&decision);
     app.metrics.record_decision(&key);
     ok(&decision)

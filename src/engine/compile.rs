@@ -68,7 +68,8 @@ pub(super) struct CompiledOffer {
     pub static_factors: Box<[f64]>,
     /// This offer's and its category's outcome counts (the propensity inputs).
     pub counts: Arc<Counts>,
-    pub category_counts: Arc<Counts>,
+    /// `None` for an offer without a category: it falls back to the global prior.
+    pub category_counts: Option<Arc<Counts>>,
 }
 
 pub(super) struct ChannelInfo {
@@ -174,7 +175,7 @@ pub fn compile(
             let facts = facts(offer);
             let static_factors = plans.iter().map(|p| p.static_factor(&facts)).collect();
             let counts = catalog.counters.offer(&facts.id);
-            let category_counts = catalog.counters.category(&facts.category);
+            let category_counts = (!facts.category.is_empty()).then(|| catalog.counters.category(&facts.category));
             CompiledOffer { facts, static_factors, counts, category_counts }
         })
         .collect();

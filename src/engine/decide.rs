@@ -50,6 +50,8 @@ impl CompiledFlow {
             .collect();
         let mut meta = Meta { total_candidates: cands.len(), ..Meta::default() };
         let (mut after_qual, mut after_cp) = (None, None);
+        // (candidates before the first contact_policy node, suppressed so far)
+        let mut suppression: Option<(usize, usize)> = None;
         for step in self.steps.iter() {
             match step {
                 Step::Enrich(plans) => frame.enrich(plans, &req.customer_id),
@@ -59,12 +61,16 @@ impl CompiledFlow {
                     after_qual = Some(cands.len());
                 }
                 Step::ContactPolicy { node } => {
-                    after_cp = Some(frame.contact_policy(node, signals, &req.customer_id, &mut cands));
+                    let before = cands.len();
+                    let suppressed = frame.contact_policy(node, signals, &req.customer_id, &mut cands);
+                    suppression.get_or_insert((before, 0)).1 += suppressed;
+                    after_cp = Some(cands.len());
                 }
             }
         }
         meta.after_qualification = after_qual.unwrap_or(cands.len());
-        (meta.after_suppression, meta.after_contact_policy) = after_cp.unwrap_or((cands.len(), cands.len()));
+        meta.after_suppression = suppression.map_or(cands.len(), |(before, suppressed)| before - suppressed);
+        meta.after_contact_policy = after_cp.unwrap_or(cands.len());
         frame.features = self.features.iter().map(|&slot| feature_value(&frame.slots[slot as usize])).collect();
         let plan = self.plan_for(frame.channel, req.channel.as_deref());
         frame.score(plan, signals, &mut cands);
@@ -109,7 +115,7 @@ impl CompiledFlow {
 
     /// An offer's propensity from its counters (SPEC's offer → category → global rule).
     fn propensity(&self, offer: &CompiledOffer) -> f64 {
-        crate::learn::propensity::resolve(&offer.counts, Some(&offer.category_counts), &self.global_counts)
+        crate::learn::propensity::resolve(&offer.counts, offer.category_counts.as_deref(), &self.global_counts)
     }
 
     /// Deterministic holdout: FNV-1a of `flowKey:customerId` into 10,000 buckets.
@@ -129,6 +135,11 @@ impl CompiledFlow {
         };
         let idx = self.overrides.iter().find(|(v, _)| matches(v)).map_or(0, |(_, i)| *i);
         (idx, &self.plans[idx])
+    }
+
+    /// Whether the flow checks contact policies (a contact_policy node and active policies).
+    pub fn has_contact_policies(&self) -> bool {
+        !self.policies.is_empty() && self.steps.iter().any(|s| matches!(s, Step::ContactPolicy { .. }))
     }
 
     /// The holdout share in percent, when the flow runs an experiment.
@@ -272,17 +283,18 @@ impl<'f> Frame<'f> {
 
     /// Removes candidates a contact policy blocks: an `allow_override` that applies
     /// exempts the offer; otherwise the first blocking policy (highest priority) removes
-    /// it. Returns the counts after suppression (cooldowns) and after every policy.
+    /// it. Returns how many of the removed a cooldown blocks (suppression), whichever
+    /// policy was first.
     fn contact_policy(
         &mut self,
         node: &Arc<str>,
         signals: &dyn Signals,
         customer_id: &str,
         cands: &mut Vec<Candidate>,
-    ) -> (usize, usize) {
+    ) -> usize {
         let flow = self.flow;
         if flow.policies.is_empty() {
-            return (cands.len(), cands.len());
+            return 0;
         }
         let now = signals.now();
         let mut states = Vec::with_capacity(flow.policies.len());
@@ -290,7 +302,6 @@ impl<'f> Frame<'f> {
             states.extend(flow.policies.iter().map(|p| p.evaluate(history, now)));
         });
         let channel = self.channel_name();
-        let before = cands.len();
         let mut suppressed = 0;
         let mut removed = Vec::new();
         let explain = self.log.is_some();
@@ -303,7 +314,10 @@ impl<'f> Frame<'f> {
                 return true;
             }
             let Some((p, block)) = applying.find_map(|(p, s)| s.block.map(|b| (p, b))) else { return true };
-            suppressed += usize::from(p.is_suppression());
+            let cooled = |(q, s): (&CompiledPolicy, &PolicyState)| {
+                q.is_suppression() && s.block.is_some() && q.applies(&offer.facts, channel)
+            };
+            suppressed += usize::from(flow.policies.iter().zip(&states).any(cooled));
             if explain {
                 removed.push(policy_removal(offer, node, p, block.reason(p)));
             }
@@ -313,7 +327,7 @@ impl<'f> Frame<'f> {
             log.removed.extend(removed);
         }
         self.policy_states = states;
-        (before - suppressed, cands.len())
+        suppressed
     }
 
     fn rule_failure(&self, rule: &CompiledRule, offer: &CompiledOffer) -> RuleFailure {
@@ -372,7 +386,8 @@ impl<'f> Frame<'f> {
         for c in cands.iter_mut() {
             let offer = &self.flow.offers[c.offer as usize];
             let p = if plan.needs_propensity() { self.flow.propensity(offer) } else { DEFAULT_PROPENSITY };
-            let tau = if plan.needs_uplift() { signals.uplift(&offer.facts, &self.features) } else { None };
+            let tau =
+                if plan.needs_uplift() { signals.uplift(c.offer as usize, &offer.facts, &self.features) } else { None };
             c.score = plan.score(offer.static_factors[idx], p, tau, c.fit);
         }
     }
@@ -384,7 +399,7 @@ impl<'f> Frame<'f> {
         let slots = flow.factor_slots.expect("a formula declares its factor slots");
         for c in cands.iter_mut() {
             let offer = &flow.offers[c.offer as usize];
-            let tau = signals.uplift(&offer.facts, &self.features);
+            let tau = signals.uplift(c.offer as usize, &offer.facts, &self.features);
             let values = [
                 flow.propensity(offer),
                 score::RELEVANCE,
@@ -413,7 +428,9 @@ impl<'f> Frame<'f> {
             b.score.total_cmp(&a.score).then(ob.priority.total_cmp(&oa.priority)).then_with(|| oa.id.cmp(&ob.id))
         };
         let n = limit.min(flow.max_candidates).min(cands.len());
-        if self.policy_states.iter().any(|s| s.budget.is_some()) {
+        // A budget binds only when it is smaller than the offers to show: each shown
+        // offer uses at most one contact of it. Otherwise the cheap selection stands.
+        if self.policy_states.iter().any(|s| s.budget.is_some_and(|b| (b as usize) < n)) {
             cands.sort_unstable_by(order);
             return self.within_budgets(n, cands);
         }
@@ -456,7 +473,9 @@ impl<'f> Frame<'f> {
                     if let Some(log) = &mut self.log {
                         let p = &flow.policies[i];
                         let reason = format!("{} `{}`: no contacts left for this decision", p.rule_type.name(), p.name);
-                        log.removed.push(policy_removal(offer, &flow.rank_node, p, reason));
+                        let mut r = policy_removal(offer, &flow.rank_node, p, reason);
+                        r.node_type = "rank";
+                        log.removed.push(r);
                     }
                 }
                 _ => {
@@ -508,7 +527,7 @@ impl<'f> Frame<'f> {
         c: Candidate,
     ) -> DecisionExplanation {
         let propensity = self.flow.propensity(offer);
-        let tau = signals.uplift(&offer.facts, &self.features);
+        let tau = signals.uplift(c.offer as usize, &offer.facts, &self.features);
         DecisionExplanation {
             ranking_scores: RankingScores {
                 method: match (plan.formula, plan.method) {

@@ -12,8 +12,9 @@ use crate::rules::OfferFacts;
 /// the compiled flow holds directly.
 pub trait Signals: Send + Sync {
     /// The offer's CATE estimate τ for a customer with these uplift features (in
-    /// `CompiledFlow::feature_names` order), if there is a model.
-    fn uplift(&self, offer: &OfferFacts, features: &[f64]) -> Option<f64>;
+    /// `CompiledFlow::feature_names` order), if there is a model. `index` is the offer's
+    /// position in the flow.
+    fn uplift(&self, index: usize, offer: &OfferFacts, features: &[f64]) -> Option<f64>;
     /// Calls `visit` with the customer's recorded contacts (oldest first).
     fn contacts(&self, customer_id: &str, visit: &mut dyn FnMut(&[Contact]));
     /// The current time, Unix seconds (contact periods and cooldowns).
@@ -28,7 +29,7 @@ pub struct NoSignals;
 pub const DEFAULT_PROPENSITY: f64 = 0.5;
 
 impl Signals for NoSignals {
-    fn uplift(&self, _: &OfferFacts, _: &[f64]) -> Option<f64> {
+    fn uplift(&self, _: usize, _: &OfferFacts, _: &[f64]) -> Option<f64> {
         None
     }
     fn contacts(&self, _: &str, visit: &mut dyn FnMut(&[Contact])) {

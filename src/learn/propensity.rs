@@ -86,7 +86,10 @@ impl CounterBank {
     /// Counts one positive or negative outcome at every level it belongs to.
     pub fn record(&self, offer: &str, category: &str, channel: Option<&str>, positive: bool) {
         self.offer(offer).record(positive);
-        self.category(category).record(positive);
+        // Uncategorised offers share no prior (they fall back to the global rate).
+        if !category.is_empty() {
+            self.category(category).record(positive);
+        }
         if let Some(channel) = channel {
             self.channel(channel).record(positive);
         }

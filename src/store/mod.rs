@@ -70,6 +70,15 @@ pub trait Storage: Send + Sync + 'static {
     /// rebuild state, so it returns everything at once.
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError>;
 
+    /// Up to `limit` records under `prefix` with keys after `after` (from the start when
+    /// `None`), in key order. For long reads alongside traffic (reports, training): each
+    /// page is one short read, so writers are never held up for a whole scan.
+    fn scan_page(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<KeyValue>, StoreError> {
+        let all = self.scan_prefix(prefix)?;
+        let rest = all.into_iter().filter(|(k, _)| after.is_none_or(|a| k.as_slice() > a));
+        Ok(rest.take(limit).collect())
+    }
+
     /// Makes every write applied so far durable, blocking until it is. For graceful shutdown.
     fn flush(&self) -> Result<(), StoreError>;
 }

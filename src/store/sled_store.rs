@@ -178,6 +178,19 @@ impl Storage for SledStore {
             .collect()
     }
 
+    fn scan_page(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<KeyValue>, StoreError> {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let _shared = self.shared.read_access();
+        let start = after.map_or(Included(prefix.to_vec()), |a| Excluded(a.to_vec()));
+        self.shared
+            .db
+            .range::<Vec<u8>, _>((start, Unbounded))
+            .take_while(|entry| entry.as_ref().map_or(true, |(key, _)| key.starts_with(prefix)))
+            .take(limit)
+            .map(|entry| entry.map(|(key, value)| (key.to_vec(), value.to_vec())).map_err(StoreError::from))
+            .collect()
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         flush_counted(&self.shared.db, &self.shared.flushes)
     }

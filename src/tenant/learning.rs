@@ -9,14 +9,15 @@
 //! always agree with what was recorded.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
 use super::interaction::{Classification, Interaction, Response};
+use super::measure::for_each_record;
 use crate::engine::contact::Contact;
-use crate::engine::{CompiledFlow, Decision, Signals};
+use crate::engine::{CompiledFlow, Decision, RecommendRequest, Signals};
 use crate::learn::propensity::CounterBank;
 use crate::learn::uplift::{Learner, TauScorer, UpliftModel};
 use crate::rules::OfferFacts;
@@ -52,6 +53,35 @@ pub struct FlowUplift {
     pub skipped: Vec<(Arc<str>, String)>,
     /// The learner whose τ the score's U factor uses.
     pub scoring: Learner,
+    /// The compiled flow the models were trained for, and each of its offers' scorer by
+    /// position: a decision on that flow finds an offer's model by index, not by
+    /// hashing its id. (The `Weak` keeps the address from being reused, so comparing
+    /// pointers is sound.) A decision on a recompiled flow falls back to the id map.
+    aligned: Weak<CompiledFlow>,
+    by_index: Vec<Option<TauScorer>>,
+}
+
+impl FlowUplift {
+    pub fn new(
+        flow: &Arc<CompiledFlow>,
+        offers: HashMap<Arc<str>, OfferUplift>,
+        skipped: Vec<(Arc<str>, String)>,
+        interactions: usize,
+        scoring: Learner,
+    ) -> FlowUplift {
+        let by_index = flow.offer_ids().map(|(id, _)| offers.get(id).map(|o| o.scorer.clone())).collect();
+        FlowUplift {
+            flow_key: flow.key.to_string(),
+            features: flow.feature_names.clone(),
+            trained_at: crate::ids::now_rfc3339(),
+            interactions,
+            offers,
+            skipped,
+            scoring,
+            aligned: Arc::downgrade(flow),
+            by_index,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -84,37 +114,39 @@ impl Learning {
         Learning { counters, contacts: DashMap::new(), uplift: ArcSwap::from_pointee(HashMap::new()) }
     }
 
-    /// Records the offers a treated customer was shown as contacts.
-    pub fn record_contacts(&self, d: &Decision, now: i64) {
-        if d.control_group || d.decisions.is_empty() {
-            return;
+    /// Decides, and records the offers shown as the customer's contacts. When the flow
+    /// has contact policies, the customer's history stays locked from the check to the
+    /// record, so two concurrent decisions for one customer cannot both pass a cap that
+    /// has room for one. (Other customers in the same shard wait that long too; without
+    /// policies nothing is held during the decision.)
+    pub fn decide(&self, flow: &Arc<CompiledFlow>, req: &RecommendRequest, explain: bool) -> Decision {
+        let now = crate::ids::unix_now();
+        if !flow.has_contact_policies() {
+            let d = flow.decide(req, &self.signals(flow), explain);
+            self.record_contacts(&d, now);
+            return d;
         }
-        let new = d.decisions.iter().map(|o| Contact {
-            at: now,
-            offer_id: o.offer_id.clone(),
-            category: o.category.clone(),
-            channel: d.channel_name.clone(),
-        });
-        self.push_contacts(&d.customer_id, new, now);
+        let mut history = self.history_mut(&req.customer_id);
+        let mut signals = self.signals(flow);
+        signals.history = Some(&history);
+        let d = flow.decide(req, &signals, explain);
+        drop(signals);
+        push_into(&mut history, contacts_of(&d, now), now);
+        d
     }
 
-    /// Appends contacts, pruning in amortised O(1): expired contacts are dropped only
-    /// when the oldest has expired, and the cap is enforced in steps of `PRUNE_SLACK`,
-    /// so a customer decided for again and again (a hot key, a load test) does not pay
-    /// for moving the whole history on every decision.
-    fn push_contacts(&self, customer_id: &str, new: impl Iterator<Item = Contact>, now: i64) {
-        let expired = |c: &Contact| now - c.at >= CONTACT_RETENTION_SECS;
-        let mut history = match self.contacts.get_mut(customer_id) {
+    /// Records the offers a treated customer was shown as contacts.
+    pub fn record_contacts(&self, d: &Decision, now: i64) {
+        let new = contacts_of(d, now);
+        if !new.is_empty() {
+            push_into(&mut self.history_mut(&d.customer_id), new, now);
+        }
+    }
+
+    fn history_mut(&self, customer_id: &str) -> dashmap::mapref::one::RefMut<'_, Box<str>, Vec<Contact>> {
+        match self.contacts.get_mut(customer_id) {
             Some(h) => h,
             None => self.contacts.entry(customer_id.into()).or_default(),
-        };
-        if history.first().is_some_and(expired) {
-            history.retain(|c| !expired(c));
-        }
-        history.extend(new);
-        if history.len() > MAX_CONTACTS_PER_CUSTOMER + PRUNE_SLACK {
-            let excess = history.len() - MAX_CONTACTS_PER_CUSTOMER;
-            history.drain(..excess);
         }
     }
 
@@ -129,42 +161,55 @@ impl Learning {
     }
 
     /// Makes newly trained models live (one swap; decisions in flight keep the old set).
+    /// `rcu` retries if another flow's models were installed meanwhile, so concurrent
+    /// trainings (the schedule and `POST …/train`) never drop each other's.
     pub fn install_uplift(&self, models: FlowUplift) {
-        let mut next: HashMap<Box<str>, Arc<FlowUplift>> = (**self.uplift.load()).clone();
-        next.insert(models.flow_key.as_str().into(), Arc::new(models));
-        self.uplift.store(Arc::new(next));
+        let models = Arc::new(models);
+        self.uplift.rcu(|current| {
+            let mut next: HashMap<Box<str>, Arc<FlowUplift>> = (**current).clone();
+            next.insert(models.flow_key.as_str().into(), models.clone());
+            next
+        });
     }
 
-    /// What one decision reads.
-    pub fn signals(&self, flow: &CompiledFlow) -> TenantSignals<'_> {
-        TenantSignals { learning: self, uplift: self.uplift_for(flow) }
+    /// What one decision on `flow` reads.
+    pub fn signals(&self, flow: &Arc<CompiledFlow>) -> TenantSignals<'_> {
+        let uplift = self.uplift_for(flow);
+        let aligned = uplift.as_ref().is_some_and(|u| std::ptr::eq(u.aligned.as_ptr(), Arc::as_ptr(flow)));
+        TenantSignals { learning: self, uplift, aligned, history: None }
     }
 
-    /// Rebuilds counters from stored responses and contacts from the stored decision log.
+    /// Rebuilds counters from stored responses and contacts from the stored decision
+    /// log (read page by page; it runs before the tenant takes traffic).
     pub fn restore(&self, store: &dyn Storage, tenant: &str) -> Result<(), StoreError> {
         let now = crate::ids::unix_now();
-        for (_, bytes) in store.scan_prefix(&keys::prefix(tenant, Kind::Response))? {
-            if let Ok(r) = serde_json::from_slice::<Response>(&bytes) {
+        for_each_record(store, &keys::prefix(tenant, Kind::Response), |bytes| {
+            if let Ok(r) = serde_json::from_slice::<Response>(bytes) {
                 self.count(&r);
             }
-        }
-        for (_, bytes) in store.scan_prefix(&keys::prefix(tenant, Kind::Interaction))? {
-            let Ok(i) = serde_json::from_slice::<Interaction>(&bytes) else { continue };
+        })?;
+        // Ids are random, so records come in no particular time order: gather, then sort
+        // each history and keep its newest contacts.
+        let mut histories: HashMap<String, Vec<Contact>> = HashMap::new();
+        for_each_record(store, &keys::prefix(tenant, Kind::Interaction), |bytes| {
+            let Ok(i) = serde_json::from_slice::<Interaction>(bytes) else { return };
             let at = crate::ids::parse_rfc3339(&i.created_at).unwrap_or(0);
             if i.control_group || now - at >= CONTACT_RETENTION_SECS {
-                continue;
+                return;
             }
             let channel: Option<Arc<str>> = i.channel_name.as_deref().map(Into::into);
-            let contacts = i.offers.iter().map(|o| Contact {
+            histories.entry(i.customer_id).or_default().extend(i.offers.iter().map(|o| Contact {
                 at,
                 offer_id: o.offer_id.as_str().into(),
                 category: o.category.as_str().into(),
                 channel: channel.clone(),
-            });
-            self.push_contacts(&i.customer_id, contacts, now);
-        }
-        for mut history in self.contacts.iter_mut() {
+            }));
+        })?;
+        for (customer, mut history) in histories {
             history.sort_by_key(|c| c.at);
+            let excess = history.len().saturating_sub(MAX_CONTACTS_PER_CUSTOMER);
+            history.drain(..excess);
+            self.contacts.insert(customer.into(), history);
         }
         Ok(())
     }
@@ -189,20 +234,62 @@ impl Learning {
     }
 }
 
+/// The contacts a decision made: the offers shown to a treated customer.
+fn contacts_of(d: &Decision, now: i64) -> Vec<Contact> {
+    if d.control_group {
+        return Vec::new();
+    }
+    let contact = |o: &crate::engine::OfferDecision| Contact {
+        at: now,
+        offer_id: o.offer_id.clone(),
+        category: o.category.clone(),
+        channel: d.channel_name.clone(),
+    };
+    d.decisions.iter().map(contact).collect()
+}
+
+/// Appends contacts, pruning in amortised O(1): expired contacts are dropped only when
+/// the oldest has expired, and the cap is enforced in steps of `PRUNE_SLACK`, so a
+/// customer decided for again and again (a hot key, a load test) does not pay for
+/// moving the whole history on every decision.
+fn push_into(history: &mut Vec<Contact>, new: Vec<Contact>, now: i64) {
+    let expired = |c: &Contact| now - c.at >= CONTACT_RETENTION_SECS;
+    if history.first().is_some_and(expired) {
+        history.retain(|c| !expired(c));
+    }
+    history.extend(new);
+    if history.len() > MAX_CONTACTS_PER_CUSTOMER + PRUNE_SLACK {
+        let excess = history.len() - MAX_CONTACTS_PER_CUSTOMER;
+        history.drain(..excess);
+    }
+}
+
 /// A decision's view of the learned state.
 pub struct TenantSignals<'a> {
     learning: &'a Learning,
     uplift: Option<Arc<FlowUplift>>,
+    /// The models were trained for this very compiled flow: look offers up by index.
+    aligned: bool,
+    /// The customer's contacts, when the caller already holds them locked.
+    history: Option<&'a [Contact]>,
 }
 
 impl Signals for TenantSignals<'_> {
-    fn uplift(&self, offer: &OfferFacts, features: &[f64]) -> Option<f64> {
+    fn uplift(&self, index: usize, offer: &OfferFacts, features: &[f64]) -> Option<f64> {
         let models = self.uplift.as_ref()?;
+        if self.aligned {
+            if let Some(tau) = models.by_index.get(index)?.as_ref().and_then(|s| s.tau(features)) {
+                return Some(tau);
+            }
+        }
         let m = models.offers.get(&offer.id)?;
         m.scorer.tau(features).or_else(|| Some(m.model(models.scoring).predict(features).tau))
     }
 
     fn contacts(&self, customer_id: &str, visit: &mut dyn FnMut(&[Contact])) {
+        if let Some(history) = self.history {
+            return visit(history);
+        }
         match self.learning.contacts.get(customer_id) {
             Some(history) => visit(&history),
             None => visit(&[]),

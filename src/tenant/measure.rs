@@ -30,44 +30,59 @@ pub struct FlowLog {
 }
 
 impl FlowLog {
+    /// Reads the flow's records page by page (parsing as it goes, keeping only this
+    /// flow's), so the read never holds up the tenant's writes for long.
     pub fn load(store: &dyn Storage, tenant: &str, flow_key: &str) -> Result<FlowLog, StoreError> {
         let mut responses: HashMap<String, Vec<Response>> = HashMap::new();
-        for (_, bytes) in store.scan_prefix(&keys::prefix(tenant, Kind::Response))? {
-            if let Ok(r) = serde_json::from_slice::<Response>(&bytes) {
+        for_each_record(store, &keys::prefix(tenant, Kind::Response), |bytes| {
+            if let Ok(r) = serde_json::from_slice::<Response>(bytes) {
                 if r.decision_flow_key == flow_key {
                     responses.entry(r.interaction_id.clone()).or_default().push(r);
                 }
             }
-        }
+        })?;
         let mut decisions = Vec::new();
-        for (_, bytes) in store.scan_prefix(&keys::prefix(tenant, Kind::Interaction))? {
-            if let Ok(i) = serde_json::from_slice::<Interaction>(&bytes) {
+        for_each_record(store, &keys::prefix(tenant, Kind::Interaction), |bytes| {
+            if let Ok(i) = serde_json::from_slice::<Interaction>(bytes) {
                 if i.decision_flow_key == flow_key {
                     let r = responses.remove(&i.id).unwrap_or_default();
                     decisions.push((i, r));
                 }
             }
-        }
+        })?;
         Ok(FlowLog { decisions })
     }
 
-    /// Per-arm customer totals: (treated, control).
-    pub fn arm_totals(&self) -> (ArmTotals, ArmTotals) {
-        // customer → (control, converted, revenue)
-        let mut customers: HashMap<&str, (bool, bool, f64)> = HashMap::new();
+    /// Per-arm customer totals: (treated, control, customers left out). A customer seen
+    /// in both arms (the holdout share changed between versions) is left out: which arm
+    /// its conversions belong to is unknowable.
+    pub fn arm_totals(&self) -> (ArmTotals, ArmTotals, usize) {
+        #[derive(Default)]
+        struct Seen {
+            control: bool,
+            treated: bool,
+            converted: bool,
+            revenue: f64,
+        }
+        let mut customers: HashMap<&str, Seen> = HashMap::new();
         for (i, responses) in &self.decisions {
-            let c = customers.entry(&i.customer_id).or_insert((i.control_group, false, 0.0));
+            let c = customers.entry(&i.customer_id).or_default();
+            c.control |= i.control_group;
+            c.treated |= !i.control_group;
             for r in responses.iter().filter(|r| r.classification == Classification::Positive) {
-                c.1 = true;
-                c.2 += r.conversion_value.unwrap_or(0.0);
+                c.converted = true;
+                c.revenue += r.conversion_value.unwrap_or(0.0);
             }
         }
-        let (mut treated, mut control) = (ArmTotals::default(), ArmTotals::default());
-        for (is_control, converted, revenue) in customers.into_values() {
-            let arm = if is_control { &mut control } else { &mut treated };
-            arm.record(converted, revenue);
+        let (mut treated, mut control, mut both) = (ArmTotals::default(), ArmTotals::default(), 0);
+        for c in customers.into_values() {
+            match (c.treated, c.control) {
+                (true, true) => both += 1,
+                (false, _) => control.record(c.converted, c.revenue),
+                (true, false) => treated.record(c.converted, c.revenue),
+            }
         }
-        (treated, control)
+        (treated, control, both)
     }
 
     /// Uplift training rows per offer id, features in `names` order (NaN if missing).
@@ -92,9 +107,27 @@ impl FlowLog {
     }
 }
 
+/// Records a page this size are read under one short store read.
+const PAGE: usize = 1_024;
+
+/// Calls `each` with every record under `prefix`, a page at a time.
+pub fn for_each_record(store: &dyn Storage, prefix: &[u8], mut each: impl FnMut(&[u8])) -> Result<(), StoreError> {
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = store.scan_page(prefix, after.as_deref(), PAGE)?;
+        for (_, value) in &page {
+            each(value);
+        }
+        match page.last() {
+            Some((key, _)) if page.len() == PAGE => after = Some(key.clone()),
+            _ => return Ok(()),
+        }
+    }
+}
+
 /// The `/experiments/{flowKey}/results` body.
 pub fn experiment_results(flow: &CompiledFlow, log: &FlowLog) -> Value {
-    let (treated, control) = log.arm_totals();
+    let (treated, control, in_both_arms) = log.arm_totals();
     let stats = match experiment_stats(&treated, &control) {
         Ok(s) => s,
         Err(e) => return json!({"flowKey": &*flow.key, "error": e.to_string()}),
@@ -108,6 +141,7 @@ pub fn experiment_results(flow: &CompiledFlow, log: &FlowLog) -> Value {
         "holdoutPercent": flow.holdout_percent(),
         "unit": "customer",
         "conversion": "a customer with at least one positive outcome in this flow",
+        "customersInBothArms": in_both_arms,
         "treated": stats.treated,
         "control": stats.control,
         "treatmentConversionRate": stats.treated.conversion_rate,
@@ -137,7 +171,7 @@ pub fn experiment_results(flow: &CompiledFlow, log: &FlowLog) -> Value {
 pub const SCORING: Learner = Learner::XLearner;
 
 /// Fits both learners for every offer of the flow that has enough data.
-pub fn train(flow: &CompiledFlow, log: &FlowLog) -> FlowUplift {
+pub fn train(flow: &Arc<CompiledFlow>, log: &FlowLog) -> FlowUplift {
     let names = flow.feature_names.clone();
     let mut offers = HashMap::new();
     let mut skipped = Vec::new();
@@ -155,15 +189,7 @@ pub fn train(flow: &CompiledFlow, log: &FlowLog) -> FlowUplift {
             Err(e) => skipped.push((id.clone(), e.to_string())),
         }
     }
-    FlowUplift {
-        flow_key: flow.key.to_string(),
-        features: names,
-        trained_at: crate::ids::now_rfc3339(),
-        interactions: log.decisions.len(),
-        offers,
-        skipped,
-        scoring: SCORING,
-    }
+    FlowUplift::new(flow, offers, skipped, log.decisions.len(), SCORING)
 }
 
 /// The algorithm-model record of a flow's uplift models.

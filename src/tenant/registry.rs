@@ -62,7 +62,6 @@ impl TenantHandle {
     /// decision was 45% of the server's CPU under load.) After a crash in that window, a
     /// respond to the lost decision gets 404.
     pub fn log_decision(&self, decision: &crate::engine::Decision) {
-        self.learning.record_contacts(decision, crate::ids::unix_now());
         let record = super::interaction::Interaction::of(decision);
         let mut b = Batch::new();
         b.put(keys::key(&self.id, Kind::Interaction, &[&record.id]), serde_json::to_vec(&record).expect("json"));
@@ -84,7 +83,7 @@ impl TenantHandle {
     }
 
     /// Trains the flow's uplift models from its log and makes them live.
-    pub fn train_uplift(&self, flow: &CompiledFlow) -> Result<Arc<FlowUplift>, StoreError> {
+    pub fn train_uplift(&self, flow: &Arc<CompiledFlow>) -> Result<Arc<FlowUplift>, StoreError> {
         let log = self.flow_log(&flow.key)?;
         self.learning.install_uplift(measure::train(flow, &log));
         Ok(self.learning.uplift_models(&flow.key).expect("just installed"))
