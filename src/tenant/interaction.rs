@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Decision;
+use std::sync::Arc;
+
+use crate::engine::{Decision, OfferDecision};
 use crate::model::{FieldError, ValidationError};
 
 /// One offer of a logged decision.
@@ -39,6 +41,88 @@ pub struct Interaction {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub features: BTreeMap<String, f64>,
     pub created_at: String,
+}
+
+/// The decision log record, serialised straight from the decision: the same JSON as
+/// [`Interaction`], without first copying every string into an owned record (this runs
+/// on every `/recommend`).
+pub fn record_json(decision: &Decision) -> Vec<u8> {
+    let offers = if decision.control_group { &decision.counterfactual } else { &decision.decisions };
+    let view = InteractionView {
+        id: &decision.interaction_id,
+        customer_id: &decision.customer_id,
+        decision_flow_key: &decision.decision_flow_key,
+        decision_flow_version: decision.decision_flow_version,
+        channel: decision.channel.as_deref(),
+        channel_name: decision.channel_name.as_deref(),
+        control_group: decision.control_group,
+        offers: OffersView(offers),
+        features: FeaturesView { names: &decision.logged_features, values: &decision.features },
+        created_at: crate::ids::now_rfc3339(),
+    };
+    serde_json::to_vec(&view).expect("the record serialises")
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct InteractionView<'a> {
+    id: &'a str,
+    customer_id: &'a str,
+    decision_flow_key: &'a str,
+    decision_flow_version: u32,
+    channel: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel_name: Option<&'a str>,
+    control_group: bool,
+    offers: OffersView<'a>,
+    #[serde(skip_serializing_if = "FeaturesView::is_empty")]
+    features: FeaturesView<'a>,
+    created_at: String,
+}
+
+struct OffersView<'a>(&'a [OfferDecision]);
+
+impl Serialize for OffersView<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Offer<'a> {
+            rank: u32,
+            offer_id: &'a str,
+            offer_name: &'a str,
+            score: f64,
+            category: &'a str,
+        }
+        s.collect_seq(self.0.iter().map(|o| Offer {
+            rank: o.rank,
+            offer_id: &o.offer_id,
+            offer_name: &o.offer_name,
+            score: o.score,
+            category: &o.category,
+        }))
+    }
+}
+
+/// Uplift features by name; missing (non-finite) values are left out.
+struct FeaturesView<'a> {
+    names: &'a [Arc<str>],
+    values: &'a [f64],
+}
+
+impl FeaturesView<'_> {
+    fn present(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.names.iter().zip(self.values).filter(|(_, v)| v.is_finite()).map(|(n, v)| (&**n, *v))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.present().next().is_none()
+    }
+}
+
+impl Serialize for FeaturesView<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.present())
+    }
 }
 
 impl Interaction {
@@ -239,4 +323,22 @@ pub fn resolve_offer<'i>(
 
 pub fn classification_of(outcome: &str) -> Classification {
     outcome_types().iter().find(|o| o.key == outcome).map_or(Classification::Neutral, |o| o.classification)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_record_is_the_interaction_json() {
+        let t = crate::demo::tutorial().unwrap();
+        let d = t.flow.decide(&crate::demo::request(), &crate::engine::NoSignals, false);
+        assert!(!d.logged_features.is_empty(), "the tutorial flow runs a holdout, so features are logged");
+        let parsed: Interaction = serde_json::from_slice(&record_json(&d)).unwrap();
+        let mut expected = Interaction::of(&d);
+        expected.created_at = parsed.created_at.clone();
+        assert_eq!(parsed, expected);
+        assert_eq!(parsed.features.get("tenureMonths"), Some(&36.0));
+        assert_eq!(parsed.offers[0].category, "cross-sell");
+    }
 }

@@ -62,9 +62,9 @@ impl TenantHandle {
     /// decision was 45% of the server's CPU under load.) After a crash in that window, a
     /// respond to the lost decision gets 404.
     pub fn log_decision(&self, decision: &crate::engine::Decision) {
-        let record = super::interaction::Interaction::of(decision);
+        let record = super::interaction::record_json(decision);
         let mut b = Batch::new();
-        b.put(keys::key(&self.id, Kind::Interaction, &[&record.id]), serde_json::to_vec(&record).expect("json"));
+        b.put(keys::key(&self.id, Kind::Interaction, &[&decision.interaction_id]), record);
         if let Err(e) = self.store.write_unacknowledged(b) {
             tracing::error!(tenant = %self.id, error = %e, "could not log a decision");
         }
