@@ -10,7 +10,7 @@ use crate::dsl::{check_source, Context, Diagnostic};
 use crate::engine::{self, CompiledFlow, RuleDef, RuleOrigin, ScoreDef};
 use crate::learn::propensity::CounterBank;
 use crate::model::flow::{FlowStatus, PublishedVersion};
-use crate::model::policy::{ContactPolicy, ContactPolicySpec, PolicyScope};
+use crate::model::policy::{ContactPolicy, ContactPolicySpec, PolicyScope, PolicyStatus, MAX_ACTIVE_POLICIES};
 use crate::model::rule::RuleStatus;
 use crate::model::{
     Channel, ChannelSpec, DecisionFlow, FieldError, FlowSpec, Meta, Offer, OfferSpec, QualificationRule, RuleSpec,
@@ -361,6 +361,13 @@ impl Catalog {
         spec.scope = Some(spec.scope());
         if self.policies.iter().any(|p| p.spec.name == spec.name && Some(p.meta.id.as_str()) != id) {
             return Err(CatalogError::Conflict(format!("a contact policy named `{}` already exists", spec.name)));
+        }
+        let others_active =
+            self.policies.iter().filter(|p| p.spec.status == PolicyStatus::Active && Some(p.meta.id.as_str()) != id);
+        if spec.status == PolicyStatus::Active && others_active.count() >= MAX_ACTIVE_POLICIES {
+            return Err(CatalogError::Conflict(format!(
+                "a tenant may have at most {MAX_ACTIVE_POLICIES} active contact policies; pause or archive one first"
+            )));
         }
         let Some(scope_id) = spec.scope_id.clone() else { return Ok(()) };
         let resolved = match spec.scope() {

@@ -70,6 +70,9 @@ pub(super) struct CompiledOffer {
     pub counts: Arc<Counts>,
     /// `None` for an offer without a category: it falls back to the global prior.
     pub category_counts: Option<Arc<Counts>>,
+    /// Bit i: `CompiledFlow::policies[i]` applies to this offer whatever the channel
+    /// (global, this offer, its category). Channel policies are added per request.
+    pub policy_mask: u64,
 }
 
 pub(super) struct ChannelInfo {
@@ -176,11 +179,13 @@ pub fn compile(
             let static_factors = plans.iter().map(|p| p.static_factor(&facts)).collect();
             let counts = catalog.counters.offer(&facts.id);
             let category_counts = (!facts.category.is_empty()).then(|| catalog.counters.category(&facts.category));
-            CompiledOffer { facts, static_factors, counts, category_counts }
+            CompiledOffer { facts, static_factors, counts, category_counts, policy_mask: 0 }
         })
         .collect();
     let attribute_slots = attribute_slots(&b.layout);
     let policies = policies(catalog, &channels);
+    let offers: Box<[CompiledOffer]> = offers;
+    let offers = with_policy_masks(offers, &policies);
     b.features.sort();
     b.features.dedup();
     let (feature_names, features): (Vec<Arc<str>>, Vec<u32>) = b.features.into_iter().unzip();
@@ -251,6 +256,8 @@ fn policies(catalog: &Catalog, channels: &[ChannelInfo]) -> Box<[CompiledPolicy]
         catalog.policies.iter().filter(|p| p.spec.status == PolicyStatus::Active).collect();
     active
         .sort_by(|a, b| b.spec.priority.cmp(&a.spec.priority).then_with(|| a.meta.created_at.cmp(&b.meta.created_at)));
+    // Decisions track policies as bits of a u64; creation refuses more (catalog).
+    active.truncate(crate::model::policy::MAX_ACTIVE_POLICIES);
     active
         .into_iter()
         .filter_map(|p| {
@@ -274,6 +281,20 @@ fn policies(catalog: &Catalog, channels: &[ChannelInfo]) -> Box<[CompiledPolicy]
             })
         })
         .collect()
+}
+
+/// Sets each offer's static policy bits (at most `MAX_ACTIVE_POLICIES`, checked when a
+/// policy is created).
+fn with_policy_masks(mut offers: Box<[CompiledOffer]>, policies: &[CompiledPolicy]) -> Box<[CompiledOffer]> {
+    for o in offers.iter_mut() {
+        o.policy_mask = policies
+            .iter()
+            .enumerate()
+            .take(64)
+            .filter(|(_, p)| !matches!(p.target, Target::Channel(_)) && p.applies(&o.facts, None))
+            .fold(0, |mask, (i, _)| mask | 1 << i);
+    }
+    offers
 }
 
 fn channel_infos(catalog: &Catalog) -> Vec<ChannelInfo> {

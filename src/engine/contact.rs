@@ -92,6 +92,11 @@ impl CompiledPolicy {
         }
     }
 
+    /// Whether a channel-scoped policy applies on this channel (false for other scopes).
+    pub fn applies_on(&self, channel: Option<&str>) -> bool {
+        matches!(&self.target, Target::Channel(c) if channel == Some(&**c))
+    }
+
     /// Whether a past contact counts against the policy.
     fn counts(&self, c: &Contact) -> bool {
         match &self.target {

@@ -10,7 +10,7 @@ use crate::rules::layout::{SLOT_CHANNEL, SLOT_CHANNEL_NAME, SLOT_CHANNEL_TYPE, S
 use crate::rules::{Env, Path, Value};
 
 use super::compile::{CompiledFlow, CompiledOffer, CompiledRule, EnrichPlan, Step};
-use super::contact::{CompiledPolicy, PolicyState};
+use super::contact::{CompiledPolicy, PolicyState, Target};
 use super::defs::RuleOrigin;
 use super::response::{
     Decision, DecisionExplanation, FlowExplanation, Meta, OfferDecision, PolicyRef, RankingScores, RecommendRequest,
@@ -39,6 +39,8 @@ struct Frame<'f> {
     policy_states: Vec<PolicyState>,
     /// Uplift features, in `CompiledFlow::feature_names` order.
     features: Vec<f64>,
+    /// Bit i: channel-scoped policy i applies on this request's channel.
+    channel_mask: u64,
 }
 
 impl CompiledFlow {
@@ -200,6 +202,7 @@ impl<'f> Frame<'f> {
             warnings,
             policy_states: Vec::new(),
             features: Vec::new(),
+            channel_mask: 0,
         }
     }
 
@@ -301,24 +304,46 @@ impl<'f> Frame<'f> {
         signals.contacts(customer_id, &mut |history| {
             states.extend(flow.policies.iter().map(|p| p.evaluate(history, now)));
         });
+        // Per decision, as bit masks over the policies (highest priority = lowest bit):
+        // which apply on this channel, which exempt, which block, which of those suppress.
         let channel = self.channel_name();
+        let mask = |keep: &dyn Fn(&CompiledPolicy, &PolicyState) -> bool| {
+            flow.policies
+                .iter()
+                .zip(&states)
+                .enumerate()
+                .filter(|(_, (p, s))| keep(p, s))
+                .fold(0u64, |m, (i, _)| m | 1 << i)
+        };
+        self.channel_mask = mask(&|p, _| matches!(p.target, Target::Channel(_)) && p.applies_on(channel));
+        let overrides = mask(&|p, _| p.is_override());
+        let blocking = mask(&|_, s| s.block.is_some());
+        let cooling = mask(&|p, s| p.is_suppression() && s.block.is_some());
+        // A policy of another channel limits nothing in this decision.
+        for (i, (p, s)) in flow.policies.iter().zip(states.iter_mut()).enumerate() {
+            if matches!(p.target, Target::Channel(_)) && self.channel_mask & (1 << i) == 0 {
+                s.budget = None;
+            }
+        }
         let mut suppressed = 0;
         let mut removed = Vec::new();
         let explain = self.log.is_some();
+        let channel_mask = self.channel_mask;
         cands.retain_mut(|c| {
             let offer = &flow.offers[c.offer as usize];
-            let policies = flow.policies.iter().zip(&states);
-            let mut applying = policies.filter(|(p, _)| p.applies(&offer.facts, channel));
-            if flow.policies.iter().any(|p| p.is_override() && p.applies(&offer.facts, channel)) {
+            let applying = offer.policy_mask | channel_mask;
+            if applying & overrides != 0 {
                 c.exempt = true;
                 return true;
             }
-            let Some((p, block)) = applying.find_map(|(p, s)| s.block.map(|b| (p, b))) else { return true };
-            let cooled = |(q, s): (&CompiledPolicy, &PolicyState)| {
-                q.is_suppression() && s.block.is_some() && q.applies(&offer.facts, channel)
-            };
-            suppressed += usize::from(flow.policies.iter().zip(&states).any(cooled));
+            let blocked = applying & blocking;
+            if blocked == 0 {
+                return true;
+            }
+            suppressed += usize::from(applying & cooling != 0);
             if explain {
+                let i = blocked.trailing_zeros() as usize;
+                let (p, block) = (&flow.policies[i], states[i].block.expect("a blocking policy"));
                 removed.push(policy_removal(offer, node, p, block.reason(p)));
             }
             false
@@ -454,7 +479,6 @@ impl<'f> Frame<'f> {
     /// contact budget allows. Exempt (overridden) offers do not count.
     fn within_budgets(&mut self, n: usize, sorted: &[Candidate]) -> Vec<Candidate> {
         let flow = self.flow;
-        let channel = self.channel_name();
         let mut budgets: Vec<Option<u32>> = self.policy_states.iter().map(|s| s.budget).collect();
         let mut top = Vec::with_capacity(n);
         for c in sorted {
@@ -466,7 +490,8 @@ impl<'f> Frame<'f> {
                 }
                 continue;
             }
-            let applying = |i: &usize| flow.policies[*i].applies(&offer.facts, channel);
+            let bits = offer.policy_mask | self.channel_mask;
+            let applying = |i: &usize| bits & (1 << *i) != 0;
             let full = (0..budgets.len()).filter(applying).find(|&i| budgets[i] == Some(0));
             match full {
                 Some(i) if !c.exempt => {

@@ -81,6 +81,10 @@ impl Period {
     }
 }
 
+/// Active policies per tenant: each decision tracks them as bits of a `u64`, so a
+/// candidate is checked against all of them in a few instructions.
+pub const MAX_ACTIVE_POLICIES: usize = 64;
+
 /// Contacts are kept 62 days (`tenant::learning`); a longer cooldown could not be honoured.
 pub const MAX_COOLDOWN_HOURS: f64 = 62.0 * 24.0;
 
