@@ -8,7 +8,7 @@ use std::time::Duration;
 use arbiter::demo;
 use arbiter::engine::{self, NoSignals};
 use arbiter::rules::json::{lower, Operator};
-use arbiter::rules::{Checker, Compiler, Env, Layout, Literals, Namespace, OfferFacts, Path, Type, Value};
+use arbiter::rules::{Checker, Compiler, Env, Layout, Literals, Namespace, Path, Type, Value};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 fn predicate(c: &mut Criterion) {
@@ -26,18 +26,7 @@ fn predicate(c: &mut Criterion) {
     let mut slots = vec![Value::Null; layout.len()];
     slots[5] = Value::Num(36.0);
     slots[6] = Value::Str("private".into());
-    let offer = OfferFacts {
-        id: "o".into(),
-        name: "o".into(),
-        category: "c".into(),
-        status: "active".into(),
-        priority: 80.0,
-        business_value: 50.0,
-        revenue_value: None,
-        margin: None,
-        weight: 100.0,
-        mandatory: false,
-    };
+    let offer = demo::sample_offer();
     let env = Env { slots: &slots, offer: &offer, consts: &consts };
     c.bench_function("predicate/gte", |b| b.iter(|| gte(black_box(&env))));
     c.bench_function("predicate/in", |b| b.iter(|| tier_in(black_box(&env))));
@@ -161,11 +150,8 @@ fn learned(c: &mut Criterion) {
         fn uplift_models(flow: &std::sync::Arc<engine::CompiledFlow>) -> FlowUplift {
             use arbiter::learn::uplift::{Learner, UpliftModel, UpliftRow};
             let width = flow.feature_names.len();
-            let mut seed = 42u64;
-            let mut next = move || {
-                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-                (seed >> 11) as f64 / (1u64 << 53) as f64
-            };
+            let mut rng = arbiter::learn::rng::SplitMix64::new(42);
+            let mut next = move || rng.uniform();
             let rows: Vec<UpliftRow> = (0..2_000)
                 .map(|i| {
                     let features: Vec<f64> = (0..width).map(|_| next()).collect();

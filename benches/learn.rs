@@ -118,11 +118,8 @@ fn training() {
 
 /// A 10% holdout population whose treated conversion rises with the first feature.
 fn rows(n: usize, width: usize) -> Vec<UpliftRow> {
-    let mut seed = 7u64;
-    let mut next = move || {
-        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        (seed >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut rng = arbiter::learn::rng::SplitMix64::new(7);
+    let mut next = move || rng.uniform();
     (0..n)
         .map(|i| {
             let features: Vec<f64> = (0..width).map(|_| next()).collect();

@@ -196,6 +196,23 @@ pub fn request() -> RecommendRequest {
         .expect("tutorial request parses")
 }
 
+/// An offer's rule-visible facts for tests and benchmarks that evaluate rules directly:
+/// active, priority 80, businessValue 50, weight 100, category `c`.
+pub fn sample_offer() -> crate::rules::OfferFacts {
+    crate::rules::OfferFacts {
+        id: "o".into(),
+        name: "o".into(),
+        category: "c".into(),
+        status: "active".into(),
+        priority: 80.0,
+        business_value: 50.0,
+        revenue_value: None,
+        margin: None,
+        weight: 100.0,
+        mandatory: false,
+    }
+}
+
 /// Ids of the tutorial's entities created through a running tenant.
 #[derive(Debug, Clone)]
 pub struct SentTutorial {

@@ -13,6 +13,8 @@ use std::sync::Arc;
 use arbiter::catalog::LoadMode;
 use arbiter::demo;
 use arbiter::engine::{Decision, RecommendRequest};
+use arbiter::learn::logistic::sigmoid;
+use arbiter::learn::rng::SplitMix64;
 use arbiter::learn::uplift::Learner;
 use arbiter::store::SledStore;
 use arbiter::tenant::interaction::RespondInput;
@@ -21,10 +23,6 @@ use serde_json::{json, Value};
 
 const SAVINGS: &str = "High-yield savings";
 const CARD: &str = "Rewards credit card";
-
-fn sigmoid(z: f64) -> f64 {
-    1.0 / (1.0 + (-z).exp())
-}
 
 /// True conversion probability: (treated, control).
 fn truth(offer: &str, tenure: f64, balance: f64) -> (f64, f64) {
@@ -37,31 +35,18 @@ fn truth(offer: &str, tenure: f64, balance: f64) -> (f64, f64) {
     }
 }
 
-/// A small deterministic generator (SplitMix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 struct Customer {
     id: String,
     tenure: f64,
     balance: f64,
 }
 
-fn population(n: usize, offset: usize, rng: &mut Rng) -> Vec<Customer> {
+fn population(n: usize, offset: usize, rng: &mut SplitMix64) -> Vec<Customer> {
     (0..n)
         .map(|i| Customer {
             id: format!("sim_{}", offset + i),
-            tenure: (6.0 + rng.next() * 114.0).round(),
-            balance: (1_000.0 + rng.next() * 99_000.0).round(),
+            tenure: (6.0 + rng.uniform() * 114.0).round(),
+            balance: (1_000.0 + rng.uniform() * 99_000.0).round(),
         })
         .collect()
 }
@@ -82,7 +67,7 @@ struct Sim {
     t: Arc<TenantHandle>,
     schema: String,
     flow: String,
-    rng: Rng,
+    rng: SplitMix64,
     served: usize,
 }
 
@@ -91,7 +76,7 @@ impl Sim {
         let t = registry.ensure_tenant("sim").await.unwrap();
         let sent = demo::send_tutorial(&t, Some(Vec::new()), demo::FLOW).await.unwrap();
         let (schema, flow) = (sent.schema_id, sent.flow_id);
-        Sim { t, schema, flow, rng: Rng(7), served: 0 }
+        Sim { t, schema, flow, rng: SplitMix64::new(7), served: 0 }
     }
 
     async fn load(&self, customers: &[Customer]) {
@@ -120,7 +105,7 @@ impl Sim {
             let offers = if d.control_group { &d.counterfactual } else { &d.decisions };
             for o in offers {
                 let (p_t, p_c) = truth(&o.offer_name, c.tenure, c.balance);
-                let converted = self.rng.next() < if d.control_group { p_c } else { p_t };
+                let converted = self.rng.uniform() < if d.control_group { p_c } else { p_t };
                 let outcome = match (converted, d.control_group) {
                     (true, _) => "convert",
                     (false, false) => "dismiss",
@@ -187,7 +172,7 @@ async fn uplift_converges_reorders_the_tutorial_and_the_z_test_sees_the_effect()
     let dir = temp_dir();
     let registry = Registry::start(Arc::new(SledStore::open(&dir.join("data")).unwrap())).unwrap();
     let mut sim = Sim::new(&registry).await;
-    let panel = population(300, 1_000_000, &mut Rng(99));
+    let panel = population(300, 1_000_000, &mut SplitMix64::new(99));
     sim.load(&panel).await;
     let persuadable = Customer { id: "long_tenure".into(), tenure: 110.0, balance: 30_000.0 };
     sim.load(std::slice::from_ref(&persuadable)).await;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arbiter::rules::ir::{BinOp, Expr, ExprKind, Func, Span};
 use arbiter::rules::json::{lower, Operator};
-use arbiter::rules::{Checker, Compiler, Env, Layout, Literals, Namespace, OfferFacts, Path, Type, Value};
+use arbiter::rules::{Checker, Compiler, Env, Layout, Literals, Namespace, Path, Type, Value};
 
 struct Counting;
 
@@ -113,18 +113,7 @@ fn evaluating_rules_does_not_allocate() {
     slots[get("customer.tier")] = Value::Str("premium".into());
     slots[get("customer.hasCard")] = Value::Bool(false);
     slots[get("attributes.segment")] = Value::Str("vip".into());
-    let offer = OfferFacts {
-        id: "o".into(),
-        name: "o".into(),
-        category: "c".into(),
-        status: "active".into(),
-        priority: 80.0,
-        business_value: 50.0,
-        revenue_value: None,
-        margin: None,
-        weight: 100.0,
-        mandatory: false,
-    };
+    let offer = arbiter::demo::sample_offer();
     let env = Env { slots: &slots, offer: &offer, consts: &consts };
 
     COUNTING.with(|c| c.set(true));

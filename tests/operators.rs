@@ -7,7 +7,7 @@
 
 use arbiter::catalog::condition_error;
 use arbiter::rules::json::{lower, Operator};
-use arbiter::rules::{Checker, Compiler, Env, Layout, Literals, Namespace, OfferFacts, Path, Type, Value};
+use arbiter::rules::{Checker, Compiler, Env, Layout, Literals, Namespace, Path, Type, Value};
 
 const CASES: &str = r#"
 eq number equal               | customer.n | 6          | eq          | 6                   | pass
@@ -101,21 +101,6 @@ fn layout() -> Layout {
     layout
 }
 
-fn offer() -> OfferFacts {
-    OfferFacts {
-        id: "o1".into(),
-        name: "Offer".into(),
-        category: "c".into(),
-        status: "active".into(),
-        priority: 80.0,
-        business_value: 50.0,
-        revenue_value: None,
-        margin: None,
-        weight: 100.0,
-        mandatory: false,
-    }
-}
-
 /// Runs one case; returns `pass`, `remove` or `error: <message>`.
 fn run(case: &Case) -> String {
     let value = if case.value.is_null() { None } else { Some(&case.value) };
@@ -140,7 +125,7 @@ fn run(case: &Case) -> String {
             slots[slot as usize] = Value::from_json_untyped(actual);
         }
     }
-    let offer = offer();
+    let offer = arbiter::demo::sample_offer();
     let env = Env { slots: &slots, offer: &offer, consts: &consts };
     if pred(&env) == Some(false) { "remove" } else { "pass" }.to_string()
 }

@@ -73,8 +73,13 @@ impl CompiledFlow {
         meta.after_qualification = after_qual.unwrap_or(cands.len());
         meta.after_suppression = suppression.map_or(cands.len(), |(before, suppressed)| before - suppressed);
         meta.after_contact_policy = after_cp.unwrap_or(cands.len());
-        frame.features = self.features.iter().map(|&slot| feature_value(&frame.slots[slot as usize])).collect();
         let plan = self.plan_for(frame.channel, req.channel.as_deref());
+        // Features are read only when something uses them: the U factor (a formula with an
+        // uplift weight, or a rule-language formula), explain's τ, or a holdout flow's log.
+        let uses_features = plan.1.needs_uplift() || plan.1.formula.is_some() || frame.log.is_some();
+        if uses_features || self.holdout_percent.is_some() {
+            frame.features = self.features.iter().map(|&slot| feature_value(&frame.slots[slot as usize])).collect();
+        }
         frame.score(plan, signals, &mut cands);
         let ranked = frame.rank(req.limit(), &mut cands);
         let decisions = frame.shape(plan, signals, ranked, explain);

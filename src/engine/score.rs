@@ -114,18 +114,7 @@ mod tests {
     use super::*;
 
     fn offer(priority: f64, business_value: f64) -> OfferFacts {
-        OfferFacts {
-            id: "o".into(),
-            name: "o".into(),
-            category: "c".into(),
-            status: "active".into(),
-            priority,
-            business_value,
-            revenue_value: None,
-            margin: None,
-            weight: 100.0,
-            mandatory: false,
-        }
+        OfferFacts { priority, business_value, ..crate::demo::sample_offer() }
     }
 
     fn formula(wp: f64, wr: f64, wi: f64, we: f64, wu: f64) -> ScorePlan {

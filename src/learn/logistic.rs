@@ -384,7 +384,7 @@ pub fn sigmoid(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::learn::testrng::SplitMix64;
+    use crate::learn::rng::SplitMix64;
 
     fn simulate_logistic(n: usize, seed: u64) -> (Matrix, Vec<f64>) {
         // True model: logit p = -0.5 + 1.0·x1 − 0.8·x2 + 0.15·x3.

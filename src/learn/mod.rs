@@ -9,13 +9,12 @@
 //! * [`uplift`] — T- and X-learner uplift (CATE) models for one offer, and segments.
 //! * [`logistic`] — logistic (Newton/IRLS) and ridge regression the learners are built from.
 //! * [`linalg`] — dense row-major matrix and Cholesky solver.
+//! * [`rng`] — deterministic splitmix64 for simulations, tests and benchmarks.
 
 pub mod linalg;
 pub mod logistic;
 pub mod normal;
 pub mod propensity;
+pub mod rng;
 pub mod stats;
 pub mod uplift;
-
-#[cfg(test)]
-mod testrng;

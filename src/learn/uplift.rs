@@ -369,7 +369,7 @@ fn split_arms(rows: &[UpliftRow], means: &[f64]) -> (ArmData, ArmData) {
 mod tests {
     use super::*;
     use crate::learn::logistic::sigmoid;
-    use crate::learn::testrng::SplitMix64;
+    use crate::learn::rng::SplitMix64;
 
     /// Ground truth: μ_C(x) = σ(−2 + 1.5·x1); τ(x) = +0.15 if x2 = 1 else −0.05.
     fn true_mu_c(x: &[f64]) -> f64 {

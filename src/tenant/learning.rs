@@ -131,15 +131,14 @@ impl Learning {
         signals.history = Some(&history);
         let d = flow.decide(req, &signals, explain);
         drop(signals);
-        push_into(&mut history, contacts_of(&d, now), now);
+        push_into(&mut history, made_contacts(&d, now), now);
         d
     }
 
     /// Records the offers a treated customer was shown as contacts.
     pub fn record_contacts(&self, d: &Decision, now: i64) {
-        let new = contacts_of(d, now);
-        if !new.is_empty() {
-            push_into(&mut self.history_mut(&d.customer_id), new, now);
+        if !d.decisions.is_empty() {
+            push_into(&mut self.history_mut(&d.customer_id), made_contacts(d, now), now);
         }
     }
 
@@ -234,25 +233,21 @@ impl Learning {
     }
 }
 
-/// The contacts a decision made: the offers shown to a treated customer.
-fn contacts_of(d: &Decision, now: i64) -> Vec<Contact> {
-    if d.control_group {
-        return Vec::new();
-    }
-    let contact = |o: &crate::engine::OfferDecision| Contact {
+/// The contacts a decision made: the offers shown (a control-group decision shows none).
+fn made_contacts(d: &Decision, now: i64) -> impl Iterator<Item = Contact> + '_ {
+    d.decisions.iter().map(move |o| Contact {
         at: now,
         offer_id: o.offer_id.clone(),
         category: o.category.clone(),
         channel: d.channel_name.clone(),
-    };
-    d.decisions.iter().map(contact).collect()
+    })
 }
 
 /// Appends contacts, pruning in amortised O(1): expired contacts are dropped only when
 /// the oldest has expired, and the cap is enforced in steps of `PRUNE_SLACK`, so a
 /// customer decided for again and again (a hot key, a load test) does not pay for
 /// moving the whole history on every decision.
-fn push_into(history: &mut Vec<Contact>, new: Vec<Contact>, now: i64) {
+fn push_into(history: &mut Vec<Contact>, new: impl Iterator<Item = Contact>, now: i64) {
     let expired = |c: &Contact| now - c.at >= CONTACT_RETENTION_SECS;
     if history.first().is_some_and(expired) {
         history.retain(|c| !expired(c));

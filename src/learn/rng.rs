@@ -1,5 +1,5 @@
-//! Deterministic random numbers for the learners' simulation tests: splitmix64, so every
-//! test run sees the same data and tolerances can be tight without flakiness.
+//! Deterministic random numbers for simulations, tests and benchmarks: splitmix64, so
+//! every run sees the same data and tolerances can be tight without flakiness.
 
 pub struct SplitMix64(u64);
 
