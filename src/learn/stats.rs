@@ -298,7 +298,9 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference/stats-vectors.json");
+    /// A copy of `../shared/reference/stats-vectors.json` (computed with statsmodels), kept
+    /// in the repository so a checkout on its own runs every test.
+    const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/stats-vectors.json");
     const TOLERANCE: f64 = 1e-6;
 
     /// Compares one reference field, recording a readable failure instead of panicking so
