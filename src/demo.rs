@@ -149,8 +149,7 @@ pub fn tutorial() -> Result<Tutorial, CatalogError> {
 pub enum Eligibility<'a> {
     /// The nine JSON qualification rules of step 3.
     Json,
-    /// A rule-language file instead; the flow's score node keeps the platform's default
-    /// weights, so the file's `score` block must supply the tutorial's.
+    /// A rule-language file instead (the flow's Score node keeps the tutorial's weights).
     Rules(&'a str),
 }
 
@@ -175,10 +174,7 @@ pub fn tutorial_with(eligibility: Eligibility) -> Result<Tutorial, CatalogError>
     for name in CHANNELS {
         catalog.add_channel(parse_json(channel_body(name).as_bytes())?)?;
     }
-    let mut flow_body = FLOW.replace("$SCHEMA_ID", &schema_id);
-    if let Eligibility::Rules(_) = eligibility {
-        flow_body = flow_body.replace(r#""method": "formula", "formula": {"#, r#""method": "formula", "unused": {"#);
-    }
+    let flow_body = FLOW.replace("$SCHEMA_ID", &schema_id);
     let flow_id = catalog.add_flow(parse_json(flow_body.as_bytes())?)?.meta.id.clone();
     if let Eligibility::Rules(source) = eligibility {
         catalog.put_plugin("cross_sell.rules", source).map_err(|diags| {

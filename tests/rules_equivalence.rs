@@ -86,17 +86,6 @@ fn rule_file_decides_like_the_json_rules() {
 }
 
 #[test]
-fn score_block_replaces_the_node_weights() {
-    let t = demo::tutorial_with(Eligibility::Rules(demo::CROSS_SELL_RULES)).unwrap();
-    let d = t.flow.decide(&demo::request(), &NoSignals, true);
-    let w = d.decisions[0].explanation.as_ref().unwrap().ranking_scores.weights;
-    assert_eq!(
-        (w.propensity_weight, w.relevance_weight, w.impact_weight, w.emphasis_weight, w.uplift_weight),
-        (0.4, 0.15, 0.35, 0.1, 0.5)
-    );
-}
-
-#[test]
 fn explain_points_at_the_rule_file() {
     let t = demo::tutorial_with(Eligibility::Rules(demo::CROSS_SELL_RULES)).unwrap();
     let d = t.flow.decide(&demo::request(), &NoSignals, true);

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use crate::catalog::{condition_error, Catalog, Table};
 use crate::engine::defs::{RuleDef, RuleOrigin, ScoreDef, ScoreDefBody, FACTORS};
 use crate::model::flow::{
-    Combinator, EnrichConfig, FilterConfig, InventoryConfig, InventoryScope, PolicyMode, QualifyConfig, QualifyMode,
-    ScoreConfig, ScoreMethod, Weights,
+    Combinator, EnrichConfig, FilterConfig, InventoryConfig, InventoryScope, OverrideScope, PolicyMode, QualifyConfig,
+    QualifyMode, ScoreConfig, ScoreMethod, Weights,
 };
 use crate::model::rule::Scope;
 use crate::model::{DecisionFlow, DraftConfig, FieldError, FlowNode, NodeKind, Offer, Stage, ValidationError};
@@ -41,7 +41,10 @@ pub struct CompiledFlow {
     pub(super) rules: Box<[CompiledRule]>,
     /// `plans[0]` is the score node's own; the rest come from channel overrides.
     pub(super) plans: Box<[ScorePlan]>,
-    pub(super) overrides: Box<[(Box<str>, usize)]>,
+    /// Where each plan's weights come from, for explain: `node`, `override:<value>`, or
+    /// the rule file and line of a `score` block (`cross_sell.rules:27`).
+    pub(super) plan_sources: Box<[Arc<str>]>,
+    pub(super) overrides: Box<[PlanOverride]>,
     pub(super) max_candidates: usize,
     pub(super) holdout_percent: Option<f64>,
     pub(super) channels: Box<[ChannelInfo]>,
@@ -73,6 +76,13 @@ pub(super) struct CompiledOffer {
     /// Bit i: `CompiledFlow::policies[i]` applies to this offer whatever the channel
     /// (global, this offer, its category). Channel policies are added per request.
     pub policy_mask: u64,
+}
+
+/// A channel-specific score plan: which channels it applies to and its index in `plans`.
+pub(super) struct PlanOverride {
+    pub scope: OverrideScope,
+    pub value: Box<str>,
+    pub plan: usize,
 }
 
 pub(super) struct ChannelInfo {
@@ -160,9 +170,9 @@ pub fn compile(
         NodeKind::Score(c) => Some((n, c)),
         _ => None,
     });
-    let (mut plans, mut overrides) = score_plans(score.map(|(_, c)| c));
+    let mut plans = score_plans(score.map(|(_, c)| c));
     for def in catalog.score_defs().filter(|d| d.flow_key == flow.spec.key) {
-        b.apply_score_def(def, &mut plans, &mut overrides);
+        b.apply_score_def(def, &mut plans);
     }
     let max_candidates = nodes
         .iter()
@@ -176,7 +186,7 @@ pub fn compile(
         .iter()
         .map(|&(_, offer)| {
             let facts = facts(offer);
-            let static_factors = plans.iter().map(|p| p.static_factor(&facts)).collect();
+            let static_factors = plans.plans.iter().map(|p| p.static_factor(&facts)).collect();
             let counts = catalog.counters.offer(&facts.id);
             let category_counts = (!facts.category.is_empty()).then(|| catalog.counters.category(&facts.category));
             CompiledOffer { facts, static_factors, counts, category_counts, policy_mask: 0 }
@@ -199,8 +209,9 @@ pub fn compile(
         offers,
         steps: steps.into(),
         rules: rules.into_iter().map(|e| e.rule).collect(),
-        plans: plans.into(),
-        overrides: overrides.into(),
+        plans: plans.plans.into(),
+        plan_sources: plans.sources.into(),
+        overrides: plans.overrides.into(),
         max_candidates,
         holdout_percent: experiment.filter(|e| e.enabled && e.holdout_percent > 0.0).map(|e| e.holdout_percent),
         channels: channels.into(),
@@ -345,20 +356,45 @@ fn attribute_slots(layout: &Layout) -> Box<[(Box<str>, u32)]> {
         .collect()
 }
 
-fn score_plans(config: Option<&ScoreConfig>) -> (Vec<ScorePlan>, Vec<(Box<str>, usize)>) {
+/// The score plans of a flow while it compiles: `plans[0]` is the base, the others are
+/// channel-specific, each with where its weights come from.
+struct Plans {
+    plans: Vec<ScorePlan>,
+    sources: Vec<Arc<str>>,
+    overrides: Vec<PlanOverride>,
+}
+
+impl Plans {
+    fn push(&mut self, plan: ScorePlan, source: Arc<str>, scope: OverrideScope, value: &str) {
+        self.plans.push(plan);
+        self.sources.push(source);
+        self.overrides.push(PlanOverride { scope, value: value.into(), plan: self.plans.len() - 1 });
+    }
+}
+
+fn score_plans(config: Option<&ScoreConfig>) -> Plans {
+    let node: Arc<str> = "node".into();
     let Some(c) = config else {
         let plan = ScorePlan { method: ScoreMethod::PriorityWeighted, weights: Weights::DEFAULT, formula: None };
-        return (vec![plan], Vec::new());
+        return Plans { plans: vec![plan], sources: vec![node], overrides: Vec::new() };
     };
     let base = ScorePlan { method: c.method, weights: c.formula.unwrap_or(Weights::DEFAULT), formula: None };
-    let mut plans = vec![base];
-    let mut overrides = Vec::new();
+    let mut plans = Plans { plans: vec![base], sources: vec![node], overrides: Vec::new() };
     for o in &c.overrides {
         let method = o.method.unwrap_or(if o.formula.is_some() { ScoreMethod::Formula } else { base.method });
-        plans.push(ScorePlan { method, weights: o.formula.unwrap_or(base.weights), formula: None });
-        overrides.push((o.value.as_str().into(), plans.len() - 1));
+        let plan = ScorePlan { method, weights: o.formula.unwrap_or(base.weights), formula: None };
+        let source = match o.scope {
+            OverrideScope::Channel => format!("override:{}", o.value),
+            OverrideScope::ChannelType => format!("override:channelType={}", o.value),
+        };
+        plans.push(plan, source.into(), o.scope, &o.value);
     }
-    (plans, overrides)
+    plans
+}
+
+/// `file.rules:27` from a rule-file location `file.rules:27:1`.
+fn file_line(location: &str) -> Arc<str> {
+    location.rsplit_once(':').map_or(location, |(file_line, _column)| file_line).into()
 }
 
 impl Builder<'_> {
@@ -406,24 +442,31 @@ impl Builder<'_> {
         }
     }
 
-    /// Applies a rule-language `score` block to the flow's plans.
-    fn apply_score_def(&mut self, def: &ScoreDef, plans: &mut Vec<ScorePlan>, overrides: &mut Vec<(Box<str>, usize)>) {
+    /// Applies a rule-language `score` block to the flow's plans. The documented
+    /// precedence: the more specific plan wins (one channel over all channels), and at
+    /// the same specificity a rule file's block replaces the Score node's weights. Explain
+    /// names the plan that scored (`weightsFrom`).
+    fn apply_score_def(&mut self, def: &ScoreDef, plans: &mut Plans) {
         let plan = match &def.body {
             ScoreDefBody::Weights(w) => ScorePlan { method: ScoreMethod::Formula, weights: *w, formula: None },
             ScoreDefBody::Formula(expr) => {
                 let Some(index) = self.formula(&def.location, expr) else { return };
-                ScorePlan { method: ScoreMethod::Formula, weights: plans[0].weights, formula: Some(index) }
+                ScorePlan { method: ScoreMethod::Formula, weights: plans.plans[0].weights, formula: Some(index) }
             }
         };
-        match &def.channel {
-            None => plans[0] = plan,
-            Some(channel) => match overrides.iter().find(|(v, _)| **v == **channel) {
-                Some(&(_, i)) => plans[i] = plan,
-                None => {
-                    plans.push(plan);
-                    overrides.push((channel.as_str().into(), plans.len() - 1));
-                }
-            },
+        let source = file_line(&def.location);
+        let Some(channel) = &def.channel else {
+            plans.plans[0] = plan;
+            plans.sources[0] = source;
+            return;
+        };
+        let existing = plans.overrides.iter().find(|o| o.scope == OverrideScope::Channel && *o.value == **channel);
+        match existing.map(|o| o.plan) {
+            Some(i) => {
+                plans.plans[i] = plan;
+                plans.sources[i] = source;
+            }
+            None => plans.push(plan, source, OverrideScope::Channel, channel),
         }
     }
 

@@ -6,6 +6,7 @@ use std::cmp::Ordering;
 use std::sync::Arc;
 
 use crate::ids::{fnv1a_pair, new_id};
+use crate::model::flow::OverrideScope;
 use crate::rules::layout::{SLOT_CHANNEL, SLOT_CHANNEL_NAME, SLOT_CHANNEL_TYPE, SLOT_CUSTOMER_ID, SLOT_PLACEMENT};
 use crate::rules::{Env, Path, Value};
 
@@ -133,14 +134,20 @@ impl CompiledFlow {
         })
     }
 
-    /// The score plan for this request's channel: an override matching the channel's
-    /// name or type, else the node's own.
+    /// The score plan for this request's channel: an override for the channel itself (by
+    /// name or id, or the channel as the request named it), else one for its channel
+    /// type, else the node's own. A type never matches a `channel`-scoped override: an
+    /// override for the channel `email` changes `email` only, even where other channels
+    /// are of type email.
     fn plan_for(&self, channel: Option<usize>, requested: Option<&str>) -> (usize, &ScorePlan) {
         let info = channel.map(|c| &self.channels[c]);
-        let matches = |value: &str| {
-            requested == Some(value) || info.is_some_and(|c| &*c.name == value || &*c.kind == value || &*c.id == value)
+        let names = |v: &str| requested == Some(v) || info.is_some_and(|c| &*c.name == v || &*c.id == v);
+        let of_type = |v: &str| info.is_some_and(|c| &*c.kind == v);
+        let find = |scope: OverrideScope, hit: &dyn Fn(&str) -> bool| {
+            self.overrides.iter().find(|o| o.scope == scope && hit(&o.value)).map(|o| o.plan)
         };
-        let idx = self.overrides.iter().find(|(v, _)| matches(v)).map_or(0, |(_, i)| *i);
+        let idx =
+            find(OverrideScope::Channel, &names).or_else(|| find(OverrideScope::ChannelType, &of_type)).unwrap_or(0);
         (idx, &self.plans[idx])
     }
 
@@ -525,7 +532,7 @@ impl<'f> Frame<'f> {
 
     fn shape(
         &self,
-        (_, plan): (usize, &ScorePlan),
+        (idx, plan): (usize, &ScorePlan),
         signals: &dyn Signals,
         ranked: Vec<Candidate>,
         explain: bool,
@@ -542,7 +549,7 @@ impl<'f> Frame<'f> {
                     rank: i as u32 + 1,
                     priority: offer.facts.priority,
                     personalization: serde_json::Map::new(),
-                    explanation: explain.then(|| self.ranking_scores(plan, signals, offer, c)),
+                    explanation: explain.then(|| self.ranking_scores((idx, plan), signals, offer, c)),
                     category: offer.facts.category.clone(),
                 }
             })
@@ -551,7 +558,7 @@ impl<'f> Frame<'f> {
 
     fn ranking_scores(
         &self,
-        plan: &ScorePlan,
+        (idx, plan): (usize, &ScorePlan),
         signals: &dyn Signals,
         offer: &CompiledOffer,
         c: Candidate,
@@ -571,6 +578,7 @@ impl<'f> Frame<'f> {
                 impact: score::impact(&offer.facts),
                 emphasis: score::emphasis(&offer.facts),
                 weights: plan.weights,
+                weights_from: self.flow.plan_sources[idx].clone(),
                 fit_multiplier: c.fit,
                 tau,
                 uplift_factor: score::uplift_factor(tau),

@@ -135,6 +135,9 @@ pub struct RankingScores {
     pub impact: f64,
     pub emphasis: f64,
     pub weights: crate::model::flow::Weights,
+    /// Which plan supplied `weights`: `node` (the flow's Score node), `override:<channel>`
+    /// (a node override), or the rule file and line of a `score` block.
+    pub weights_from: Arc<str>,
     pub fit_multiplier: f64,
     pub tau: Option<f64>,
     pub uplift_factor: f64,

@@ -266,10 +266,15 @@ fn round6(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
 }
 
+/// What a Score-node override matches. `channel` names one channel (by name or id);
+/// `channelType` matches every channel of a type (`email`, `in_app` …). They are kept
+/// apart because channels created without a `channelType` are all `email`: an override
+/// for the channel named `email` must not also change `in_app` and `branch`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "camelCase")]
 pub enum OverrideScope {
     Channel,
+    ChannelType,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
