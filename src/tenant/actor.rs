@@ -319,14 +319,23 @@ impl TenantActor {
         Ok((reply, durable))
     }
 
-    /// A rejected file changes nothing; a folder file is kept to retry later.
+    /// A rejected file changes nothing; a folder file is kept to retry later. A folder
+    /// file whose only problems are entities that do not exist yet (a fresh tenant
+    /// before the tutorial) is waiting, not broken: one info line says what for.
     fn rejected(&mut self, name: String, source: String, from_disk: bool, diags: Vec<Diagnostic>) -> TenantError {
         let rendered = render(&name, &source, &diags);
         if from_disk {
-            tracing::warn!(
-                tenant = %self.id, file = %name,
-                "rule file rejected; the previous version (if any) stays live, and the file is retried when entities change\n{rendered}"
-            );
+            match waits_for(&diags) {
+                Some(missing) => tracing::info!(
+                    tenant = %self.id, file = %name,
+                    "rule file waits for entities not created yet ({}); it goes live once they exist",
+                    missing.join(", ")
+                ),
+                None => tracing::warn!(
+                    tenant = %self.id, file = %name,
+                    "rule file rejected; the previous version (if any) stays live, and the file is retried when entities change\n{rendered}"
+                ),
+            }
             self.pending_disk.insert(name.clone(), source.clone());
         }
         let diagnostics = diags.iter().map(|d| locate(&name, &source, d)).collect();
@@ -420,6 +429,25 @@ impl TenantActor {
             Query::Plugins => Ok(c.plugins.iter().map(|p| json!({"name": p.name, "rules": p.rules.len()})).collect()),
         }
     }
+}
+
+/// Diagnostics a file outgrows once the entities it names exist: unknown offer,
+/// category, channel, flow, or customer attribute (a schema not created yet; an
+/// unknown `offer.` field is a mistake, not a wait).
+const WAITING_CODES: [&str; 5] = ["E102", "E103", "E104", "E105", "E201"];
+
+/// What a rejected file waits for, when every error is a missing entity.
+fn waits_for(diags: &[Diagnostic]) -> Option<Vec<String>> {
+    let errors: Vec<&Diagnostic> = diags.iter().filter(|d| d.is_error()).collect();
+    let waiting =
+        |d: &&Diagnostic| WAITING_CODES.contains(&d.code) && (d.code != "E201" || d.message.contains("`customer."));
+    if errors.is_empty() || !errors.iter().all(waiting) {
+        return None;
+    }
+    let mut missing: Vec<String> = errors.iter().map(|d| d.message.clone()).collect();
+    missing.sort();
+    missing.dedup();
+    Some(missing)
 }
 
 fn snapshot_of(live: Vec<Arc<CompiledFlow>>, generation: u64) -> TenantSnapshot {

@@ -19,17 +19,35 @@ use super::TenantError;
 /// Quiet time before a burst of file events is applied (editors write in steps).
 pub const DEBOUNCE: Duration = Duration::from_millis(150);
 
-/// Which tenant and plugin name a file under `dir` belongs to.
-fn owner(dir: &Path, file: &Path, default_tenant: &str) -> Option<(String, String)> {
-    if file.extension().is_none_or(|x| x != "rules") {
-        return None;
+/// The folder as the watcher reports it: absolute, with symlinks resolved. `--plugins`
+/// may be relative (`./plugins`, the default) or a symlink, while file events name
+/// absolute, resolved paths; everything here compares against this one form.
+fn resolve_root(dir: &Path) -> std::io::Result<PathBuf> {
+    dir.canonicalize()
+}
+
+/// `file` relative to `root`. An event path outside that form (reached through a
+/// symlink, say) is resolved through its folder, since the file itself may be gone.
+fn relative_to(root: &Path, file: &Path) -> Option<PathBuf> {
+    if let Ok(rel) = file.strip_prefix(root) {
+        return Some(rel.to_path_buf());
     }
-    let name = file.file_name()?.to_str()?.to_string();
-    let rel = file.strip_prefix(dir).ok()?;
-    match rel.components().count() {
-        1 => Some((default_tenant.to_string(), name)),
-        2 => Some((rel.components().next()?.as_os_str().to_str()?.to_string(), name)),
-        _ => None,
+    let parent = file.parent()?.canonicalize().ok()?;
+    Some(parent.strip_prefix(root).ok()?.join(file.file_name()?))
+}
+
+/// Which tenant and plugin name a file under `root` belongs to, or why it is ignored.
+fn owner(root: &Path, file: &Path, default_tenant: &str) -> Result<(String, String), &'static str> {
+    if file.extension().is_none_or(|x| x != "rules") {
+        return Err("not a .rules file");
+    }
+    let name = file.file_name().and_then(|n| n.to_str()).ok_or("the file name is not UTF-8")?.to_string();
+    let rel = relative_to(root, file).ok_or("outside the plugins folder")?;
+    let parts: Vec<&str> = rel.components().filter_map(|c| c.as_os_str().to_str()).collect();
+    match parts.as_slice() {
+        [_] => Ok((default_tenant.to_string(), name)),
+        [tenant, _] => Ok((tenant.to_string(), name)),
+        _ => Err("nested too deep: rule files live in plugins/ or plugins/<tenant>/"),
     }
 }
 
@@ -52,15 +70,19 @@ fn rule_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Loads every rule file now, waiting for each; returns how many were accepted. A
-/// rejected file is logged (with every diagnostic) and skipped.
+/// rejected file is logged by its tenant and skipped.
 pub async fn load_all(registry: &Registry, dir: &Path, default_tenant: &str) -> Result<usize, TenantError> {
+    let root = resolve_root(dir).map_err(|e| TenantError::Unavailable(format!("{}: {e}", dir.display())))?;
     let mut loaded = 0;
-    for file in rule_files(dir) {
-        let Some((tenant, name)) = owner(dir, &file, default_tenant) else { continue };
+    for file in rule_files(&root) {
+        let Ok((tenant, name)) = owner(&root, &file, default_tenant) else { continue };
         let Ok(source) = std::fs::read_to_string(&file) else { continue };
         let handle = registry.ensure_tenant(&tenant).await?;
         match handle.command(Command::PutPlugin { name, source, from_disk: true }).await {
             Ok(_) => loaded += 1,
+            // The tenant logged it: one line for a file waiting for entities, every
+            // diagnostic for a broken one.
+            Err(TenantError::Plugin { .. }) => {}
             Err(e) => tracing::warn!(file = %file.display(), "rule file not loaded: {e}"),
         }
     }
@@ -73,18 +95,23 @@ pub fn watch(
     dir: PathBuf,
     default_tenant: String,
 ) -> notify::Result<notify::RecommendedWatcher> {
+    let root = resolve_root(&dir).map_err(|e| notify::Error::io(e).add_path(dir.clone()))?;
     let (tx, rx) = mpsc::channel::<PathBuf>();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+        // Reads are not changes; everything else names the paths it touched.
+        Ok(event) if matches!(event.kind, notify::EventKind::Access(_)) => {}
+        Ok(event) => {
             for path in event.paths {
                 let _ = tx.send(path);
             }
         }
+        Err(e) => tracing::warn!(error = %e, "watching the plugins folder failed for one event"),
     })?;
-    watcher.watch(&dir, RecursiveMode::Recursive)?;
+    watcher.watch(&root, RecursiveMode::Recursive)?;
+    tracing::info!(folder = %root.display(), "watching rule files");
     std::thread::Builder::new()
         .name("arbiter-plugins".into())
-        .spawn(move || apply_changes(&registry, &dir, &default_tenant, &rx))
+        .spawn(move || apply_changes(&registry, &root, &default_tenant, &rx))
         .map_err(|e| notify::Error::generic(&e.to_string()))?;
     Ok(watcher)
 }
@@ -97,7 +124,13 @@ fn apply_changes(registry: &Registry, dir: &Path, default_tenant: &str, rx: &mps
             changed.insert(more);
         }
         for file in changed {
-            let Some((tenant, name)) = owner(dir, &file, default_tenant) else { continue };
+            let (tenant, name) = match owner(dir, &file, default_tenant) {
+                Ok(owned) => owned,
+                Err(reason) => {
+                    tracing::info!(path = %file.display(), "ignored a change in the plugins folder: {reason}");
+                    continue;
+                }
+            };
             let Some(handle) = registry.tenant(&tenant) else {
                 tracing::warn!(file = %file.display(), "no tenant `{tenant}` for this rule file; create the tenant first");
                 continue;
@@ -118,9 +151,12 @@ mod tests {
     #[test]
     fn files_map_to_tenants() {
         let dir = Path::new("/p");
-        assert_eq!(owner(dir, Path::new("/p/a.rules"), "default"), Some(("default".into(), "a.rules".into())));
-        assert_eq!(owner(dir, Path::new("/p/acme/b.rules"), "default"), Some(("acme".into(), "b.rules".into())));
-        assert_eq!(owner(dir, Path::new("/p/context.json"), "default"), None);
-        assert_eq!(owner(dir, Path::new("/p/a/b/c.rules"), "default"), None);
+        let own = |f: &str| owner(dir, Path::new(f), "default");
+        assert_eq!(own("/p/a.rules"), Ok(("default".into(), "a.rules".into())));
+        assert_eq!(own("/p/acme/b.rules"), Ok(("acme".into(), "b.rules".into())));
+        assert_eq!(own("/p/context.json"), Err("not a .rules file"));
+        assert_eq!(own("/p/a.rules~"), Err("not a .rules file"));
+        assert!(own("/p/a/b/c.rules").unwrap_err().starts_with("nested too deep"));
+        assert_eq!(own("/elsewhere/a.rules"), Err("outside the plugins folder"));
     }
 }
