@@ -1,4 +1,4 @@
-//! The cross-sell tutorial (`../shared/reference/cross-sell-tutorial.txt`) built
+//! The cross-sell tutorial (as in docs/tutorial.md) built
 //! in-process from the tutorial's own JSON bodies: `arbiter demo` prints its decision,
 //! and tests and benchmarks start from it.
 

@@ -4,55 +4,20 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::{tutorial_setup, Client};
+use support::{tutorial_setup, BinaryServer, Client};
 
 const KEY: &str = "reload-admin-key";
 
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    log: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// `arbiter serve --plugins <plugins>` with `cwd` as its working directory.
-fn serve(cwd: &Path, plugins: &str) -> Server {
-    let log = cwd.join("stderr.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_arbiter"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data", "data", "--plugins", plugins])
-        .current_dir(cwd)
-        .env("ARBITER_ADMIN_KEY", KEY)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("start arbiter serve");
-    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut addr = None;
-    for line in stdout.lines().map_while(Result::ok) {
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            addr = rest.split_whitespace().next().and_then(|a| a.parse().ok());
-            break;
-        }
-    }
-    let addr = addr.unwrap_or_else(|| panic!("server did not start: {}", std::fs::read_to_string(&log).unwrap()));
-    Server { child, addr, log }
+fn serve(cwd: &Path, plugins: &str) -> BinaryServer {
+    BinaryServer::start(cwd, &["--data", "data", "--plugins", plugins], KEY)
 }
 
 /// Polls `check` for up to 10 s.
-async fn eventually(what: &str, server: &Server, mut check: impl AsyncFnMut() -> bool) {
+async fn eventually(what: &str, server: &BinaryServer, mut check: impl AsyncFnMut() -> bool) {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(10) {
         if check().await {
@@ -60,7 +25,7 @@ async fn eventually(what: &str, server: &Server, mut check: impl AsyncFnMut() ->
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("{what} did not happen within 10 s; server log:\n{}", std::fs::read_to_string(&server.log).unwrap());
+    panic!("{what} did not happen within 10 s; server log:\n{}", server.log_text());
 }
 
 async fn source_of(api: &Client, name: &str) -> Option<String> {
@@ -69,7 +34,7 @@ async fn source_of(api: &Client, name: &str) -> Option<String> {
 }
 
 /// Adds, edits and removes a rule file in the watched folder `dir` (as seen from `cwd`).
-async fn add_edit_remove(server: &Server, dir: &Path) {
+async fn add_edit_remove(server: &BinaryServer, dir: &Path) {
     let api = Client::new(server.addr, Some(KEY));
     let v1 = "rule \"VIP only\" { attributes.vip == true }\n";
     std::fs::write(dir.join("vip.rules"), v1).unwrap();
@@ -82,7 +47,7 @@ async fn add_edit_remove(server: &Server, dir: &Path) {
     eventually("a removal", server, async || source_of(&api, "vip.rules").await.is_none()).await;
     std::fs::write(dir.join("notes.txt"), "not a rule file").unwrap();
     eventually("the ignored file logged with its reason", server, async || {
-        let log = std::fs::read_to_string(&server.log).unwrap();
+        let log = server.log_text();
         log.contains("notes.txt") && log.contains("not a .rules file")
     })
     .await;
@@ -118,7 +83,7 @@ async fn the_shipped_rule_file_waits_quietly_then_goes_live() {
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/plugins/cross_sell.rules");
     std::fs::copy(shipped, cwd.join("plugins/cross_sell.rules")).unwrap();
     let server = serve(&cwd, "plugins");
-    let log = std::fs::read_to_string(&server.log).unwrap();
+    let log = server.log_text();
     let mentions: Vec<&str> = log.lines().filter(|l| l.contains("cross_sell.rules")).collect();
     assert_eq!(mentions.len(), 1, "one line about the waiting file:\n{log}");
     assert!(mentions[0].contains("INFO") && mentions[0].contains("waits for"), "{}", mentions[0]);

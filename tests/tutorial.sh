@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The cross-sell tutorial (../shared/reference/cross-sell-tutorial.txt), run verbatim
+# The platform's cross-sell tutorial, its commands run verbatim
 # with curl and jq against `arbiter serve` on a free loopback port, then checked:
 # credit card rank 1, savings rank 2, totalCandidates 4, afterQualification 2.
 set -euo pipefail

@@ -298,7 +298,7 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    /// A copy of `../shared/reference/stats-vectors.json` (computed with statsmodels), kept
+    /// Reference vectors computed with statsmodels, kept
     /// in the repository so a checkout on its own runs every test.
     const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/stats-vectors.json");
     const TOLERANCE: f64 = 1e-6;

@@ -6,8 +6,10 @@
 //! Each test binary uses a different subset, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -426,4 +428,53 @@ pub async fn tutorial_setup(api: &Client) -> Tutorial {
 pub async fn recommend(api: &Client, customer: &str) -> Value {
     let body = json!({"customerId": customer, "channel": "in_app", "decisionFlowKey": "cross-sell"});
     api.post("/api/v1/recommend", &body).await.expect(200)
+}
+
+/// The real `arbiter serve` binary on `127.0.0.1:0`, run in `cwd` with `args` added, an
+/// admin key from `ARBITER_ADMIN_KEY`, and stderr (the log) in `cwd/stderr.log`. Killed
+/// on drop.
+pub struct BinaryServer {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl BinaryServer {
+    pub fn start(cwd: &Path, args: &[&str], admin_key: &str) -> BinaryServer {
+        let log = cwd.join("stderr.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_arbiter"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .current_dir(cwd)
+            .env("ARBITER_ADMIN_KEY", admin_key)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start arbiter serve");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut addr = None;
+        for line in stdout.by_ref().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                addr = rest.split_whitespace().next().and_then(|a| a.parse().ok());
+                break;
+            }
+        }
+        // Keep reading, so a later line on stdout never meets a closed pipe.
+        std::thread::spawn(move || stdout.map_while(Result::ok).for_each(drop));
+        let addr = addr.unwrap_or_else(|| panic!("server did not start: {}", std::fs::read_to_string(&log).unwrap()));
+        BinaryServer { child, addr, log }
+    }
+
+    /// The server's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for BinaryServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
