@@ -29,7 +29,8 @@ impl From<TenantError> for ApiError {
             TenantError::Conflict(m) => ApiError::Conflict(m),
             TenantError::Plugin { rendered, .. } => ApiError::BadRequest(rendered),
             TenantError::Store(s) => ApiError::internal("storage", &s),
-            TenantError::Unavailable(m) => ApiError::internal("tenant", &m),
+            TenantError::Unavailable(m) => ApiError::Unavailable(m),
+            TenantError::Internal(m) => ApiError::internal("tenant", &m),
         }
     }
 }

@@ -24,6 +24,10 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 
+/// A JSON body (at most 1 MiB) must arrive within this long, however it trickles in:
+/// the connection's idle timeout alone would let a byte every few seconds hold it open.
+pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The whole body of a JSON request, at most `limit` bytes.
 ///
 /// 415 unless `Content-Type` is `application/json` (parameters such as `charset` are fine, as
@@ -41,7 +45,9 @@ where
     if !typed && body.size_hint().lower() > 0 {
         return Err(missing_content_type());
     }
-    let bytes = collect_limited(body, limit).await?;
+    let bytes = tokio::time::timeout(BODY_DEADLINE, collect_limited(body, limit)).await.map_err(|_| {
+        ApiError::RequestTimeout(format!("the request body did not arrive within {} s", BODY_DEADLINE.as_secs()))
+    })??;
     if !typed && !bytes.is_empty() {
         return Err(missing_content_type());
     }

@@ -53,6 +53,9 @@ pub enum ApiError {
     /// 415: the body is not `application/json`.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 408: the client did not finish sending its request body in time.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// 429: too many requests; `retry_after_secs` becomes the `Retry-After` header.
     #[error("{message}")]
     RateLimited {
@@ -64,6 +67,13 @@ pub enum ApiError {
     /// 500: a bug or an infrastructure failure; the message is generic by construction.
     #[error("{0}")]
     Internal(String),
+    /// 503: the server cannot take the request now (a tenant that does not answer in
+    /// time, the connection limit); retrying later may succeed.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 507: the disk is full; the write was not made. Reads and decisions still work.
+    #[error("{0}")]
+    InsufficientStorage(String),
 }
 
 /// The generic message of internal errors: details go to the log, never to the client.
@@ -87,8 +97,11 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
         }
     }
 
@@ -103,8 +116,11 @@ impl ApiError {
             ApiError::Conflict(_) => "CONFLICT",
             ApiError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             ApiError::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
+            ApiError::RequestTimeout(_) => "REQUEST_TIMEOUT",
             ApiError::RateLimited { .. } => "RATE_LIMITED",
             ApiError::Internal(_) => "INTERNAL_ERROR",
+            ApiError::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            ApiError::InsufficientStorage(_) => "INSUFFICIENT_STORAGE",
         }
     }
 
@@ -118,7 +134,10 @@ impl ApiError {
             | ApiError::Conflict(m)
             | ApiError::PayloadTooLarge(m)
             | ApiError::UnsupportedMediaType(m)
-            | ApiError::Internal(m) => m,
+            | ApiError::RequestTimeout(m)
+            | ApiError::Internal(m)
+            | ApiError::Unavailable(m)
+            | ApiError::InsufficientStorage(m) => m,
             ApiError::MethodNotAllowed { message, .. } | ApiError::RateLimited { message, .. } => message,
         }
     }
@@ -225,6 +244,9 @@ mod tests {
             (ApiError::UnsupportedMediaType(s()), 415, "UNSUPPORTED_MEDIA_TYPE"),
             (ApiError::RateLimited { message: s(), retry_after_secs: 1 }, 429, "RATE_LIMITED"),
             (ApiError::Internal(s()), 500, "INTERNAL_ERROR"),
+            (ApiError::RequestTimeout(s()), 408, "REQUEST_TIMEOUT"),
+            (ApiError::Unavailable(s()), 503, "SERVICE_UNAVAILABLE"),
+            (ApiError::InsufficientStorage(s()), 507, "INSUFFICIENT_STORAGE"),
         ];
         for (error, status, code) in cases {
             assert_eq!(error.status().as_u16(), status, "{code}");

@@ -37,9 +37,72 @@ use crate::ids::new_id;
 /// How long shutdown waits for in-flight requests before dropping their connections.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// A client that has not sent complete request headers by then is disconnected, so idle or
+/// A client that has not sent complete request headers by then is disconnected, so
 /// slow-loris connections cannot pile up.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A connection on which the server waits this long for a byte — an idle keep-alive
+/// connection, or a body that stalled — is closed, so stalled clients give their socket
+/// back instead of holding it for as long as they like (`ARBITER_IDLE_TIMEOUT_MS`).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn idle_timeout() -> Duration {
+    let ms = std::env::var("ARBITER_IDLE_TIMEOUT_MS").ok().and_then(|v| v.parse::<u64>().ok()).filter(|&ms| ms > 0);
+    ms.map_or(IDLE_TIMEOUT, Duration::from_millis)
+}
+
+/// Connections served at once unless `ARBITER_MAX_CONNECTIONS` says otherwise; beyond it a
+/// new connection gets a 503 and is closed, so a flood of (stalled) connections cannot use
+/// up the process's file descriptors and lock every client out.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
+
+/// Descriptors kept free of connections: the store, log files, the plugins watcher.
+const RESERVED_DESCRIPTORS: u64 = 512;
+
+/// The answer to a connection over the limit (and the connection is then closed).
+fn overloaded_response() -> Vec<u8> {
+    let id = new_id();
+    let body = format!(
+        r#"{{"error":{{"code":"SERVICE_UNAVAILABLE","message":"too many open connections; retry shortly","status":503,"requestId":"{id}"}}}}"#
+    );
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\nretry-after: 1\r\n\
+         {REQUEST_ID_HEADER}: {id}\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Raises the soft limit on open files to the hard limit and returns how many
+/// connections fit under it: the configured maximum, or fewer if descriptors are short.
+pub fn connection_limit() -> usize {
+    let wanted = std::env::var("ARBITER_MAX_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    let files = raise_fd_limit();
+    let fit = files.saturating_sub(RESERVED_DESCRIPTORS).max(16) as usize;
+    if fit < wanted {
+        tracing::warn!(
+            open_files = files,
+            max_connections = fit,
+            "few file descriptors: fewer connections are served at once"
+        );
+    }
+    wanted.min(fit)
+}
+
+/// Raises this process's soft open-files limit to its hard limit; returns the limit in force.
+pub fn raise_fd_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot raise the open-files limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+        }
+    }
+}
 
 /// The header carrying the correlation id, in both directions.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -81,14 +144,19 @@ where
     let (stop_sender, stop) = watch::channel(false);
     // A JoinSet so shutdown can wait for, and finally abort, exactly the live connections.
     let mut connections = JoinSet::new();
+    let max_connections = connection_limit();
+    let idle = idle_timeout();
     let mut shutdown = pin!(shutdown);
     loop {
         tokio::select! {
             biased;
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
+                Ok((stream, _)) if connections.len() >= max_connections => {
+                    tokio::spawn(refuse(stream));
+                }
                 Ok((stream, peer)) => {
-                    connections.spawn(serve_connection(stream, peer, handler.clone(), stop.clone()));
+                    connections.spawn(serve_connection(stream, peer, idle, handler.clone(), stop.clone()));
                 }
                 Err(e) => pause_after_accept_error(e).await,
             },
@@ -101,6 +169,24 @@ where
     let _ = stop_sender.send(true);
     drain(connections, grace).await;
     Ok(())
+}
+
+/// Answers a connection over the limit with a 503 and closes it (bounded in time, so
+/// a client that does not read cannot keep even this socket).
+async fn refuse(mut stream: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut scratch = [0u8; 4096];
+    // Read what the client sent first: closing a socket with unread input resets the
+    // connection, and the client would see the reset instead of the 503.
+    let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut scratch)).await;
+    let answered = async {
+        stream.write_all(&overloaded_response()).await?;
+        stream.shutdown().await?;
+        while stream.read(&mut scratch).await? > 0 {}
+        Ok::<(), io::Error>(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), answered).await;
+    tracing::debug!("connection refused: at the connection limit");
 }
 
 /// Waits up to `grace` for connections to finish, then aborts the rest.
@@ -137,8 +223,13 @@ async fn pause_after_accept_error(e: io::Error) {
 }
 
 /// Serves one connection until the client closes it or shutdown asks it to finish.
-async fn serve_connection<H, F>(stream: TcpStream, peer: SocketAddr, handler: H, mut stop: watch::Receiver<bool>)
-where
+async fn serve_connection<H, F>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    idle: Duration,
+    handler: H,
+    mut stop: watch::Receiver<bool>,
+) where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = HttpResponse> + Send + 'static,
 {
@@ -151,7 +242,9 @@ where
     });
     let mut builder = http1::Builder::new();
     builder.keep_alive(true).timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
-    let mut connection = pin!(builder.serve_connection(TokioIo::new(stream), service));
+    let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+    stream.set_read_timeout(Some(idle));
+    let mut connection = pin!(builder.serve_connection(TokioIo::new(Box::pin(stream)), service));
     let result = tokio::select! {
         result = connection.as_mut() => result,
         () = stopped(&mut stop) => {

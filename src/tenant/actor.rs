@@ -71,7 +71,7 @@ impl Handler<Command> for TenantActor {
     fn handle(&mut self, cmd: Command, _: &mut Self::Context) -> Self::Result {
         // A bug must cost one request, not the thread every tenant's actor runs on.
         let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.apply(cmd))).unwrap_or_else(|_| {
-            Err(TenantError::Unavailable("the command failed unexpectedly; nothing was changed".into()))
+            Err(TenantError::Internal("the command failed unexpectedly; nothing was changed".into()))
         });
         let on_durable = self.on_durable.take();
         Box::pin(async move {

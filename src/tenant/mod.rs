@@ -59,4 +59,7 @@ pub enum TenantError {
     Conflict(String),
     #[error("tenant is unavailable: {0}")]
     Unavailable(String),
+    /// A bug: the command panicked (and changed nothing).
+    #[error("{0}")]
+    Internal(String),
 }

@@ -441,10 +441,25 @@ pub struct BinaryServer {
 
 impl BinaryServer {
     pub fn start(cwd: &Path, args: &[&str], admin_key: &str) -> BinaryServer {
+        BinaryServer::start_with_env(cwd, args, admin_key, &[], None)
+    }
+
+    /// As [`BinaryServer::start`], with extra environment variables, and optionally started
+    /// under a soft open-files limit (`ulimit -Sn`), as a default shell would give it.
+    pub fn start_with_env(
+        cwd: &Path,
+        args: &[&str],
+        admin_key: &str,
+        env: &[(&str, &str)],
+        soft_nofile: Option<u32>,
+    ) -> BinaryServer {
         let log = cwd.join("stderr.log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_arbiter"))
+        let limit = soft_nofile.map_or(String::new(), |n| format!("ulimit -Sn {n} && "));
+        let mut child = Command::new("sh")
+            .args(["-c", &format!("{limit}exec \"$0\" \"$@\""), env!("CARGO_BIN_EXE_arbiter")])
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(cwd)
             .env("ARBITER_ADMIN_KEY", admin_key)
             .env("RUST_LOG", "info")
