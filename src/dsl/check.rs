@@ -21,6 +21,10 @@ use crate::rules::{Compiler, Env, Layout, Literals, OfferFacts, Type};
 
 /// Most IR nodes one rule may expand to after `let` substitution.
 pub const MAX_NODES: usize = 10_000;
+/// Most IR nodes a whole file may expand to: each rule below `MAX_NODES` is not enough
+/// when a thousand rules each copy a large `let` (8 M nodes, over a GB and seconds of
+/// compiling for one 20 KB file).
+pub const MAX_FILE_NODES: usize = 200_000;
 
 /// What a file is checked against: the tenant's attributes, offers, channels, flows.
 #[derive(Debug, Clone, Default)]
@@ -98,6 +102,7 @@ fn check_here(file: &str, source: &str, ctx: &Context) -> Checked {
         categories: ctx.offers.iter().filter_map(|(_, _, c)| c.as_deref()).collect(),
         lets: HashMap::new(),
         budget: MAX_NODES,
+        file_nodes: 0,
         diags: Vec::new(),
         out: Checked::default(),
     };
@@ -128,6 +133,8 @@ struct FileChecker<'a> {
     /// Nodes the expression being resolved may still grow by: `let` bodies are copied
     /// only while it lasts, so expansion cannot blow up memory before it is refused.
     budget: usize,
+    /// Nodes the file's rules and formulas have expanded to so far (`MAX_FILE_NODES`).
+    file_nodes: usize,
     diags: Vec<Diagnostic>,
     out: Checked,
 }
@@ -175,15 +182,48 @@ impl FileChecker<'_> {
         }
     }
 
+    /// A rule body or formula: resolved as below, and counted against the file's total.
+    /// Once the file is over its budget, one diagnostic says so (at the rule that
+    /// crossed it) and later rules are not expanded at all.
+    fn resolve_counted(&mut self, e: &Expr, factors: bool) -> Option<Resolved> {
+        let left = MAX_FILE_NODES.saturating_sub(self.file_nodes);
+        if left == 0 {
+            return None;
+        }
+        let resolved = self.resolve_within(e, factors, left.min(MAX_NODES));
+        // A failed resolution costs the file's budget only when it ran out of it.
+        let over = resolved.is_none() && self.budget == 0;
+        self.file_nodes += resolved.as_ref().map_or(if over { left } else { 0 }, |r| r.size);
+        if self.file_nodes >= MAX_FILE_NODES {
+            let msg = format!(
+                "the file's rules expand to more than {MAX_FILE_NODES} nodes through `let`s (this rule crosses the limit); \
+                 use smaller `let`s or split the file"
+            );
+            self.diags.push(Diagnostic::error("E003", e.span, msg));
+            self.file_nodes = MAX_FILE_NODES;
+            return None;
+        }
+        resolved
+    }
+
     /// Substitutes `let` names (and, in formulas, factor names) into an expression,
     /// enforcing the size and depth limits on the result.
     fn resolve(&mut self, e: &Expr, factors: bool) -> Option<Resolved> {
+        self.resolve_within(e, factors, MAX_NODES)
+    }
+
+    /// As `resolve`, with at most `limit` nodes (the per-expression limit, or what is
+    /// left of the file's); over `limit` is reported only when it is the expression's own.
+    fn resolve_within(&mut self, e: &Expr, factors: bool, limit: usize) -> Option<Resolved> {
         let mut ok = true;
-        self.budget = MAX_NODES;
+        self.budget = limit;
         let resolved = self.subst(e, factors, &mut ok);
-        if resolved.size > MAX_NODES || self.budget == 0 {
-            let msg = format!("expression expands to {} nodes through `let`s; the limit is {MAX_NODES}", resolved.size);
-            self.diags.push(Diagnostic::error("E003", e.span, msg));
+        if resolved.size > limit || self.budget == 0 {
+            if limit == MAX_NODES {
+                let msg =
+                    format!("expression expands to {} nodes through `let`s; the limit is {MAX_NODES}", resolved.size);
+                self.diags.push(Diagnostic::error("E003", e.span, msg));
+            }
             return None;
         }
         if !ok {
@@ -278,7 +318,7 @@ impl FileChecker<'_> {
     fn rule(&mut self, r: &Rule) {
         let target = self.target(r);
         let stage = self.stage(r);
-        let Some(resolved) = self.resolve(&r.body, false) else { return };
+        let Some(resolved) = self.resolve_counted(&r.body, false) else { return };
         let mut layout = self.ctx.layout.clone();
         let typed = match Checker::new(&mut layout, Literals::Strict).check_predicate(&resolved.expr) {
             Ok(t) => t,
@@ -464,7 +504,7 @@ impl FileChecker<'_> {
     }
 
     fn formula(&mut self, e: &Expr) -> Option<Expr> {
-        let resolved = self.resolve(e, true)?;
+        let resolved = self.resolve_counted(e, true)?;
         let mut layout = self.ctx.layout.clone();
         for name in FACTORS {
             layout.declare(Path { ns: Namespace::Factor, name: name.into() }, Type::Num);
