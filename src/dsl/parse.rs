@@ -1,13 +1,17 @@
 //! Text → AST. The only module that sees pest. Files are split into top-level items
 //! and each item is parsed on its own, so one syntax error does not hide the next.
 //! Operator precedence comes from a Pratt parser; limits on size, bracket nesting and
-//! expression length keep every stage's recursion bounded.
+//! expression length keep every stage's recursion bounded. When pest rejects an item,
+//! `hint` looks for the common mistakes (`=`, `&&`, `'…'`, an unclosed `{` …) so the
+//! diagnostic names the mistake instead of pest's expectations.
 
 use std::sync::LazyLock;
 
 use pest::iterators::{Pair, Pairs};
 use pest::pratt_parser::{Assoc, Op, PrattParser};
 use pest::Parser;
+
+mod hint;
 
 use super::ast::{Factor, File, Item, Let, Rule as RuleItem, Score, ScoreBody, StageName, Target};
 use super::error::Diagnostic;
@@ -67,7 +71,7 @@ pub fn parse(source: &str) -> (File, Vec<Diagnostic>) {
                 let mut b = Builder { offset: start, errors: &mut errors };
                 items.extend(file.into_inner().filter(|p| p.as_rule() != Rule::EOI).filter_map(|p| b.item(p)));
             }
-            Err(e) => errors.push(syntax_error(&e, start)),
+            Err(e) => errors.extend(explain_failure(&e, &source[start..end], start)),
         }
     }
     (File { items }, errors)
@@ -100,8 +104,12 @@ fn chunks(source: &str) -> Vec<(usize, usize)> {
     let mut scan = Scanner::new(source);
     let mut line_start = true;
     while let Some((i, c)) = scan.next_code_char() {
-        if line_start && depth <= 0 && i > 0 && starts_item(&source[i..]) {
+        // An item head inside brackets means the previous item was left unclosed: split
+        // there too, so the unclosed bracket is reported where it is, not at the next item.
+        let head = |rest| if depth <= 0 { starts_item(rest) } else { starts_item_head(rest) };
+        if line_start && i > 0 && head(&source[i..]) {
             starts.push(i);
+            depth = 0;
         }
         match c {
             '(' | '[' | '{' => depth += 1,
@@ -121,6 +129,23 @@ fn chunks(source: &str) -> Vec<(usize, usize)> {
 fn starts_item(rest: &str) -> bool {
     ["rule", "let", "score"].iter().any(|kw| {
         rest.starts_with(kw) && rest[kw.len()..].chars().next().is_some_and(|c| c.is_whitespace() || c == '"')
+    })
+}
+
+/// The start of an item that cannot be read as part of an expression: `rule "`,
+/// `score for`, `let <name> =`.
+fn starts_item_head(rest: &str) -> bool {
+    let after = |kw: &str| rest.strip_prefix(kw).filter(|r| r.starts_with(char::is_whitespace)).map(str::trim_start);
+    if let Some(r) = after("rule") {
+        return r.starts_with('"');
+    }
+    if let Some(r) = after("score") {
+        return r.strip_prefix("for").is_some_and(|r| !r.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_'));
+    }
+    after("let").is_some_and(|r| {
+        let name_end = r.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(r.len());
+        let r = r[name_end..].trim_start();
+        name_end > 0 && r.starts_with('=') && !r.starts_with("==")
     })
 }
 
@@ -170,11 +195,78 @@ impl<'s> Scanner<'s> {
     }
 }
 
-fn syntax_error(e: &pest::error::Error<Rule>, offset: usize) -> Diagnostic {
+/// Diagnostics for an item pest rejected: the mistakes `hint` recognises and a misspelt
+/// keyword where pest gave up, else pest's expectations in words.
+fn explain_failure(e: &pest::error::Error<Rule>, item: &str, offset: usize) -> Vec<Diagnostic> {
     let (start, end) = match e.location {
         pest::error::InputLocation::Pos(p) => (p, p),
         pest::error::InputLocation::Span((s, e)) => (s, e),
     };
+    let found = &item[start..];
+    let found = &found[..found.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(found.len())];
+    let pest_says = syntax_error(e, offset, (start, end.max(start + found.len())));
+    let misspelt = misspelt_keyword(e, found).map(|keyword| {
+        let message = format!("{}, found `{found}`", pest_says.message);
+        Diagnostic { message, ..pest_says.clone() }.with_help(Some(format!("did you mean `{keyword}`?")))
+    });
+    let mut hints = hint::explain(item, offset, start);
+    if hints.is_empty() {
+        return vec![misspelt.unwrap_or(pest_says)];
+    }
+    hints.extend(misspelt.filter(|m| hints.iter().all(|h| h.span.start != m.span.start)));
+    hints.sort_by_key(|d| d.span.start);
+    hints
+}
+
+/// The keyword pest expected that `found` is closest to (`stgae` → `stage`).
+fn misspelt_keyword(e: &pest::error::Error<Rule>, found: &str) -> Option<&'static str> {
+    let pest::error::ErrorVariant::ParsingError { positives, .. } = &e.variant else { return None };
+    if found.is_empty() {
+        return None;
+    }
+    let expected = positives.iter().flat_map(|r| keywords_of(*r).iter().copied());
+    did_you_mean(found, expected).filter(|k| *k != found)
+}
+
+/// The keywords a grammar rule starts with, for did-you-mean on misspelt keywords.
+fn keywords_of(rule: Rule) -> &'static [&'static str] {
+    match rule {
+        Rule::file | Rule::item => &["rule", "let", "score"],
+        Rule::let_def | Rule::kw_let => &["let"],
+        Rule::rule_def | Rule::kw_rule => &["rule"],
+        Rule::score_def | Rule::kw_score => &["score"],
+        Rule::kw_for => &["for"],
+        Rule::target_offer | Rule::target_offer_id | Rule::kw_offer => &["offer"],
+        Rule::kw_id => &["id"],
+        Rule::target_category | Rule::kw_category => &["category"],
+        Rule::target_channel | Rule::kw_channel => &["channel"],
+        Rule::target_global => &["all", "global"],
+        Rule::kw_all => &["all"],
+        Rule::kw_global => &["global"],
+        Rule::stage_option | Rule::kw_stage => &["stage"],
+        Rule::stage_name => &["eligibility", "fit", "match"],
+        Rule::kw_eligibility => &["eligibility"],
+        Rule::kw_fit => &["fit"],
+        Rule::kw_match => &["match"],
+        Rule::kw_multiplier => &["multiplier"],
+        Rule::priority_option | Rule::kw_priority => &["priority"],
+        Rule::kw_flow => &["flow"],
+        Rule::kw_on => &["on"],
+        Rule::weights | Rule::kw_weights => &["weights"],
+        Rule::formula | Rule::kw_formula => &["formula"],
+        Rule::weight | Rule::factor => &["propensity", "relevance", "impact", "emphasis", "uplift"],
+        Rule::kw_propensity => &["propensity"],
+        Rule::kw_relevance => &["relevance"],
+        Rule::kw_impact => &["impact"],
+        Rule::kw_emphasis => &["emphasis"],
+        Rule::kw_uplift => &["uplift"],
+        // Not `and`/`or`/`in`: a short word where an operator is expected is more often a
+        // missing operator than a misspelt one.
+        _ => &[],
+    }
+}
+
+fn syntax_error(e: &pest::error::Error<Rule>, offset: usize, (start, end): (usize, usize)) -> Diagnostic {
     let message = match &e.variant {
         pest::error::ErrorVariant::ParsingError { positives, .. } if !positives.is_empty() => {
             let mut wanted: Vec<&str> = positives.iter().map(|r| describe(*r)).collect();
@@ -204,7 +296,8 @@ fn join_or(items: &[&str]) -> String {
 fn describe(rule: Rule) -> &'static str {
     match rule {
         Rule::EOI => "end of file",
-        Rule::item
+        Rule::file
+        | Rule::item
         | Rule::let_def
         | Rule::rule_def
         | Rule::score_def
@@ -437,13 +530,23 @@ impl Builder<'_> {
             Rule::kw_true => lit(ExprKind::Bool(true)),
             Rule::kw_false => lit(ExprKind::Bool(false)),
             Rule::kw_null => lit(ExprKind::Null),
-            Rule::name => lit(ExprKind::Name(p.as_str().to_string())),
+            Rule::name => self.name(&p),
             Rule::path => self.path(&p),
             Rule::call => self.call(p),
             Rule::expr => self.expr(p),
             Rule::list => Err(Diagnostic::error("E115", span, "a list can only follow `in` or `not in`")),
             other => unreachable!("unexpected primary {other:?}"),
         }
+    }
+
+    /// A `let` name; `True`, `NULL` and the like are refused as keywords in the wrong case.
+    fn name(&self, p: &Pair<Rule>) -> Built {
+        let text = p.as_str();
+        if let Some(keyword) = hint::wrong_case(text) {
+            let (message, help) = hint::wrong_case_message(text, keyword);
+            return Err(Diagnostic::error("E001", self.span(p), message).with_help(Some(help)));
+        }
+        Ok((Expr::new(ExprKind::Name(text.to_string()), self.span(p)), 1))
     }
 
     fn path(&self, p: &Pair<Rule>) -> Built {
