@@ -421,14 +421,13 @@ impl Catalog {
     /// Removes an entity by kind; a published flow, or a schema a flow enriches from,
     /// cannot be deleted (409).
     pub fn delete(&mut self, kind: EntityKind, id: &str) -> Result<(), CatalogError> {
-        if matches!(kind, EntityKind::Offer | EntityKind::Channel) {
-            if let Some(p) = self.policies.iter().find(|p| p.spec.scope_id.as_deref() == Some(id)) {
-                return Err(CatalogError::Conflict(format!(
-                    "contact policy `{}` is scoped to this {}; delete or re-scope it first",
-                    p.spec.name,
-                    if kind == EntityKind::Offer { "offer" } else { "channel" }
-                )));
-            }
+        let dependants = self.dependants(kind, id);
+        if !dependants.is_empty() {
+            let what = if kind == EntityKind::Offer { "offer" } else { "channel" };
+            return Err(CatalogError::Conflict(format!(
+                "this {what} is used by {}; change or delete them first",
+                dependants.join(", ")
+            )));
         }
         match kind {
             EntityKind::Offer => remove_by_id(&mut self.offers, id, |o| &o.meta.id, "offer"),
@@ -458,6 +457,44 @@ impl Catalog {
                 Ok(())
             }
         }
+    }
+
+    /// What would silently stop applying if the offer or channel `id` went away: rules
+    /// (JSON and rule-file) and contact policies scoped to it, flows whose inventory
+    /// lists the offer, and score overrides and rule-file score blocks for the channel.
+    pub fn dependants(&self, kind: EntityKind, id: &str) -> Vec<String> {
+        use crate::model::rule::Scope;
+        let (scope, name) = match kind {
+            EntityKind::Offer => (Scope::Offer, self.offers.iter().find(|o| o.meta.id == id).map(|o| &o.spec.name)),
+            EntityKind::Channel => {
+                (Scope::Channel, self.channels.iter().find(|c| c.meta.id == id).map(|c| &c.spec.name))
+            }
+            _ => return Vec::new(),
+        };
+        let names = |s: &str| s == id || name.is_some_and(|n| n == s);
+        let mut out = Vec::new();
+        for r in self.rules.iter().filter(|r| r.spec.scope == scope && r.spec.scope_id.as_deref().is_some_and(names)) {
+            out.push(format!("qualification rule `{}`", r.spec.name));
+        }
+        for p in &self.plugins {
+            for r in p.rules.iter().filter(|r| r.scope == scope && names(&r.scope_id)) {
+                out.push(format!("rule `{}` in {}", r.name, p.name));
+            }
+            if kind == EntityKind::Channel {
+                for sc in p.scores.iter().filter(|sc| sc.channel.as_deref().is_some_and(names)) {
+                    out.push(format!("the score block at {}", sc.location));
+                }
+            }
+        }
+        for p in self.policies.iter().filter(|p| p.spec.scope_id.as_deref().is_some_and(names)) {
+            out.push(format!("contact policy `{}`", p.spec.name));
+        }
+        for f in &self.flows {
+            if flow_depends_on(f, kind, &names) {
+                out.push(format!("decision flow `{}`", f.spec.key));
+            }
+        }
+        out
     }
 
     /// Appends a new version equal to an old one and makes it the draft too.
@@ -599,6 +636,24 @@ fn remove_by_id<T>(
     let i = items.iter().position(|x| id_of(x) == id).ok_or_else(|| not_found(kind, id))?;
     items.remove(i);
     Ok(())
+}
+
+/// Whether a flow's draft or live version lists the offer in its inventory or has a
+/// score override for the channel (`names` recognises its id and name).
+fn flow_depends_on(flow: &DecisionFlow, kind: EntityKind, names: &dyn Fn(&str) -> bool) -> bool {
+    let configs =
+        std::iter::once(&flow.spec.draft_config).chain(flow.published_versions.last().map(|v| &v.config_snapshot));
+    configs.into_iter().any(|c| {
+        c.nodes.iter().any(|n| match (kind, n.kind.as_str()) {
+            (EntityKind::Offer, "inventory") => {
+                n.config["offerIds"].as_array().is_some_and(|ids| ids.iter().any(|i| i.as_str().is_some_and(names)))
+            }
+            (EntityKind::Channel, "score") => n.config["overrides"]
+                .as_array()
+                .is_some_and(|os| os.iter().any(|o| o["scope"] == "channel" && o["value"].as_str().is_some_and(names))),
+            _ => false,
+        })
+    })
 }
 
 /// Whether a flow's draft or any published version enriches from a schema.

@@ -181,7 +181,8 @@ pub fn compile(
             _ => None,
         })
         .unwrap_or(MAX_LIMIT as usize);
-    ValidationError::check(b.errors)?;
+    let policies = policies(catalog, &channels, &mut b.errors);
+    ValidationError::check(std::mem::take(&mut b.errors))?;
     let offers = offers_in
         .iter()
         .map(|&(_, offer)| {
@@ -193,7 +194,6 @@ pub fn compile(
         })
         .collect();
     let attribute_slots = attribute_slots(&b.layout);
-    let policies = policies(catalog, &channels);
     let offers: Box<[CompiledOffer]> = offers;
     let offers = with_policy_masks(offers, &policies);
     b.features.sort();
@@ -261,8 +261,10 @@ fn facts(offer: &Offer) -> OfferFacts {
     }
 }
 
-/// The tenant's active contact policies, highest priority first (then oldest first).
-fn policies(catalog: &Catalog, channels: &[ChannelInfo]) -> Box<[CompiledPolicy]> {
+/// The tenant's active contact policies, highest priority first (then oldest first). A
+/// stored policy that no longer validates, or names a channel that is gone, is an error
+/// of the compile: a live flow never silently stops applying a policy.
+fn policies(catalog: &Catalog, channels: &[ChannelInfo], errors: &mut Vec<FieldError>) -> Box<[CompiledPolicy]> {
     let mut active: Vec<&ContactPolicy> =
         catalog.policies.iter().filter(|p| p.spec.status == PolicyStatus::Active).collect();
     active
@@ -272,14 +274,24 @@ fn policies(catalog: &Catalog, channels: &[ChannelInfo]) -> Box<[CompiledPolicy]
     active
         .into_iter()
         .filter_map(|p| {
-            let rule = p.spec.validate().ok()?;
+            let path = format!("contact policy `{}` ({})", p.spec.name, p.meta.id);
+            let rule = match p.spec.validate() {
+                Ok(rule) => rule,
+                Err(ValidationError(e)) => {
+                    errors.extend(e.into_iter().map(|e| FieldError::new(format!("{path}.{}", e.path), e.message)));
+                    return None;
+                }
+            };
             let scope_id = p.spec.scope_id.as_deref().unwrap_or_default();
             let target = match p.spec.scope() {
                 PolicyScope::Global => Target::Global,
                 PolicyScope::Offer => Target::Offer(scope_id.into()),
                 PolicyScope::Category => Target::Category(scope_id.into()),
                 PolicyScope::Channel => {
-                    let c = channels.iter().find(|c| &*c.id == scope_id || &*c.name == scope_id)?;
+                    let Some(c) = channels.iter().find(|c| &*c.id == scope_id || &*c.name == scope_id) else {
+                        errors.push(FieldError::new(format!("{path}.scopeId"), format!("no channel `{scope_id}`")));
+                        return None;
+                    };
                     Target::Channel(c.name.clone())
                 }
             };
