@@ -1,6 +1,6 @@
 //! Learning throughput: durable `/respond` through the tenant actor, and uplift training.
 //!
-//! * respond: N concurrent clients (tokio tasks), each sending `Command::Respond` for
+//! * respond: N concurrent clients (tokio tasks), each sending `TenantHandle::respond` for
 //!   logged decisions and waiting for the durable reply, for a fixed time; reports
 //!   responds/s and p50/p99/max latency from every recorded respond. This is the path
 //!   `/respond` takes after JSON parsing: idempotency check, log lookup, write, group
@@ -19,11 +19,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arbiter::demo;
-use arbiter::engine::{NoSignals, RecommendRequest};
+use arbiter::engine::RecommendRequest;
 use arbiter::learn::uplift::{Learner, UpliftModel, UpliftRow};
 use arbiter::store::SledStore;
 use arbiter::tenant::interaction::RespondInput;
-use arbiter::tenant::{Command, Registry, TenantHandle};
+use arbiter::tenant::{RecommendOptions, Registry, TenantHandle};
 
 fn main() {
     let secs = std::env::var("ARBITER_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
@@ -38,7 +38,10 @@ fn respond(run_for: Duration) {
         let registry = Registry::start(Arc::new(SledStore::open(&dir).unwrap())).unwrap();
         let t = registry.ensure_tenant("bench").await.unwrap();
         tutorial(&t).await;
-        println!("respond: durable Command::Respond through the tenant actor, {} s per scenario", run_for.as_secs());
+        println!(
+            "respond: durable TenantHandle::respond through the tenant actor, {} s per scenario",
+            run_for.as_secs()
+        );
         println!("{:<10} {:>10} {:>9} {:>9} {:>9}", "clients", "responds/s", "p50", "p99", "max");
         for clients in [1, 16, 64] {
             let (mut latencies, elapsed) = run_clients(&t, clients, run_for).await;
@@ -65,12 +68,10 @@ async fn run_clients(t: &Arc<TenantHandle>, clients: usize, run_for: Duration) -
         let t = t.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
-            let flow = t.flow("cross-sell").unwrap();
             let req = RecommendRequest { customer_id: "cust_42".into(), ..demo::request() };
             let mut n = 0u64;
             while Instant::now() < deadline {
-                let d = flow.decide(&req, &NoSignals, false);
-                t.log_decision(&d);
+                let d = t.recommend(&req, RecommendOptions::default()).unwrap();
                 let input = RespondInput {
                     customer_id: "cust_42".into(),
                     recommendation_id: Some(d.recommendation_id.clone()),
@@ -81,7 +82,7 @@ async fn run_clients(t: &Arc<TenantHandle>, clients: usize, run_for: Duration) -
                 };
                 n += 1;
                 let sent = Instant::now();
-                t.command(Command::Respond(input)).await.expect("respond");
+                t.respond(input).await.expect("respond");
                 latencies.push(sent.elapsed());
             }
             latencies

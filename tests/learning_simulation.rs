@@ -18,6 +18,7 @@ use arbiter::learn::rng::SplitMix64;
 use arbiter::learn::uplift::Learner;
 use arbiter::store::SledStore;
 use arbiter::tenant::interaction::RespondInput;
+use arbiter::tenant::RecommendOptions;
 use arbiter::tenant::{measure, Command, Registry, TenantHandle};
 use serde_json::{json, Value};
 
@@ -85,10 +86,10 @@ impl Sim {
         self.t.command(cmd).await.unwrap();
     }
 
+    /// Decides, records contacts and logs: the server's own path.
     fn decide(&self, customer: &str) -> Decision {
-        let flow = self.t.flow("cross-sell").unwrap();
         let req = RecommendRequest { customer_id: customer.into(), ..demo::request() };
-        flow.decide(&req, &self.t.learning.signals(&flow), false)
+        self.t.recommend(&req, RecommendOptions::default()).unwrap()
     }
 
     /// `n` new customers each get one decision and respond as the truth says: shown
@@ -101,7 +102,6 @@ impl Sim {
         let mut outcomes = Vec::new();
         for c in &customers {
             let d = self.decide(&c.id);
-            self.t.log_decision(&d);
             let offers = if d.control_group { &d.counterfactual } else { &d.decisions };
             for o in offers {
                 let (p_t, p_c) = truth(&o.offer_name, c.tenure, c.balance);
@@ -127,7 +127,7 @@ impl Sim {
             let mut set = tokio::task::JoinSet::new();
             for input in chunk.iter().cloned() {
                 let t = self.t.clone();
-                set.spawn(async move { t.command(Command::Respond(input)).await });
+                set.spawn(async move { t.respond(input).await });
             }
             while let Some(done) = set.join_next().await {
                 done.unwrap().expect("respond is recorded");

@@ -269,3 +269,32 @@ fn concurrent_decisions_cannot_overshoot_a_cap() {
     assert_eq!(shown, 6, "24 decisions, a cap of 6 contacts");
     assert_eq!(learning.contacts_of("bench_customer").len(), 6);
 }
+
+/// `TenantHandle::recommend` is the one decision path; an unknown key and an unpublished
+/// flow are told apart from the snapshot (the call is synchronous: it cannot wait on the
+/// actor), and stay right as flows are created and published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recommend_tells_unknown_from_unpublished_flows() {
+    use arbiter::tenant::{RecommendError, RecommendOptions};
+    let store = Arc::new(SledStore::temporary().unwrap());
+    let registry = Registry::start(store).unwrap();
+    let t = registry.ensure_tenant("default").await.unwrap();
+    tutorial(&t).await;
+    let ask = |key: &str| {
+        let req = RecommendRequest { decision_flow_key: Some(key.into()), ..demo::request() };
+        t.recommend(&req, RecommendOptions::default())
+    };
+    assert!(matches!(ask("nope"), Err(RecommendError::UnknownFlow(_))));
+    let draft = json!({"key": "draft-only", "name": "Draft", "draftConfig": {"version": 2,
+        "nodes": [{"id": "inv", "type": "inventory"}]}});
+    let created = t.command(Command::CreateFlow(parse_json(draft.to_string().as_bytes()).unwrap())).await.unwrap();
+    assert!(matches!(ask("draft-only"), Err(RecommendError::Unpublished(_))));
+    t.command(Command::Publish { id: created["id"].as_str().unwrap().into(), notes: None }).await.unwrap();
+    assert_eq!(ask("draft-only").unwrap().count, 4, "no rules in that flow: all four offers");
+    let d = ask("cross-sell").unwrap();
+    assert_eq!(d.decisions[0].offer_name.as_ref(), "Rewards credit card");
+    assert_eq!(t.learning.contacts_of("cust_42").len(), 4 + 2, "each decision recorded its contacts");
+    let bad = RecommendRequest { customer_id: String::new(), ..demo::request() };
+    assert!(matches!(t.recommend(&bad, RecommendOptions::default()), Err(RecommendError::Invalid(_))));
+    registry.shutdown();
+}

@@ -3,7 +3,7 @@
 use crate::catalog::CatalogError;
 use crate::http::error::ApiError;
 use crate::model::ValidationError;
-use crate::tenant::TenantError;
+use crate::tenant::{RecommendError, TenantError};
 
 impl From<ValidationError> for ApiError {
     fn from(e: ValidationError) -> ApiError {
@@ -31,6 +31,16 @@ impl From<TenantError> for ApiError {
             TenantError::Store(s) => ApiError::internal("storage", &s),
             TenantError::Unavailable(m) => ApiError::Unavailable(m),
             TenantError::Internal(m) => ApiError::internal("tenant", &m),
+        }
+    }
+}
+
+impl From<RecommendError> for ApiError {
+    fn from(e: RecommendError) -> ApiError {
+        match e {
+            RecommendError::Invalid(v) => v.into(),
+            RecommendError::UnknownFlow(_) => ApiError::NotFound(e.to_string()),
+            RecommendError::Unpublished(_) => ApiError::Conflict(e.to_string()),
         }
     }
 }

@@ -22,7 +22,7 @@ use crate::learn::uplift::Learner;
 use crate::model::{parse_json, FieldError, ValidationError};
 use crate::tenant::interaction::{outcome_types, RespondInput};
 use crate::tenant::measure;
-use crate::tenant::{Command, Query, TenantHandle};
+use crate::tenant::{Command, Query, RecommendOptions, TenantHandle};
 
 type Reply = Result<HttpResponse, ApiError>;
 
@@ -323,16 +323,8 @@ async fn text_body(req: Request<Incoming>, limit: usize) -> Result<bytes::Bytes,
 async fn recommend(app: &App, t: &TenantHandle, req: Request<Incoming>) -> Reply {
     let explain = query_param(req.uri().query(), "explain").is_some_and(|v| v == "true" || v == "1");
     let r: RecommendRequest = body(req, app.body_limit).await?;
-    r.validate()?;
-    let key = r
-        .decision_flow_key
-        .clone()
-        .filter(|k| !k.trim().is_empty())
-        .ok_or_else(|| ApiError::BadRequest("decisionFlowKey: is required".into()))?;
-    let Some(flow) = t.flow(&key) else { return Err(missing_flow(t, &key).await) };
-    let decision = t.learning.decide(&flow, &r, explain);
-    t.log_decision(&decision);
-    app.metrics.record_decision(&key);
+    let decision = t.recommend(&r, RecommendOptions { explain })?;
+    app.metrics.record_decision(&decision.decision_flow_key);
     ok(&decision)
 }
 
@@ -383,26 +375,13 @@ fn model_uplift(t: &TenantHandle, id: String, req: &Request<Incoming>) -> Reply 
     ok(&measure::customer_uplift(&flow, models.as_deref(), &customer, learner))
 }
 
-/// 404 for an unknown flow key, 409 for a flow that has never been published.
-async fn missing_flow(t: &TenantHandle, key: &str) -> ApiError {
-    let flows = t.query(Query::List(EntityKind::Flow)).await.unwrap_or_default();
-    let exists = flows.as_array().is_some_and(|fs| fs.iter().any(|f| f["key"] == key));
-    if exists {
-        ApiError::Conflict(format!(
-            "decision flow `{key}` has no published version; publish it with POST /api/v1/decision-flows/publish"
-        ))
-    } else {
-        ApiError::NotFound(format!("decision flow `{key}` not found"))
-    }
-}
-
 async fn respond(t: &TenantHandle, req: Request<Incoming>, limit: usize) -> Reply {
     let header_key = idempotency_header(&req);
     let mut input: RespondInput = body(req, limit).await?;
     if input.idempotency_key.is_none() {
         input.idempotency_key = header_key;
     }
-    let reply = t.command(Command::Respond(input)).await?;
+    let reply = t.respond(input).await?;
     let status = if reply["duplicate"] == true { StatusCode::OK } else { StatusCode::CREATED };
     json_response(status, &reply)
 }
@@ -429,7 +408,7 @@ async fn respond_bulk(t: &TenantHandle, req: Request<Incoming>, limit: usize) ->
     let mut results = Vec::new();
     for (i, item) in b.outcomes.iter().enumerate() {
         let outcome = match crate::model::parse_value::<RespondInput>(&format!("outcomes[{i}]"), item) {
-            Ok(input) => t.command(Command::Respond(input)).await.map_err(ApiError::from),
+            Ok(input) => t.respond(input).await.map_err(ApiError::from),
             Err(e) => Err(e.into()),
         };
         match outcome {

@@ -107,7 +107,7 @@ impl TenantActor {
         for (key, e) in failed {
             tracing::error!(tenant = %id, flow = %key, error = %e, "live flow does not compile; it will refuse decisions");
         }
-        let snapshot = Arc::new(ArcSwap::from_pointee(snapshot_of(live, 1)));
+        let snapshot = Arc::new(ArcSwap::from_pointee(snapshot_of(live, unpublished(&catalog), 1)));
         let api_plugins = catalog.plugins.iter().map(|p| p.name.clone()).collect();
         let pending_disk = HashMap::new();
         let actor = TenantActor {
@@ -193,6 +193,8 @@ impl TenantActor {
         self.catalog = staged.next;
         if let Some(live) = staged.live {
             self.swap(live);
+        } else {
+            self.refresh_unpublished();
         }
         self.retry_pending();
         Ok(durable)
@@ -281,13 +283,25 @@ impl TenantActor {
         let current = self.snapshot.load();
         let mut flows = current.flows.clone();
         flows.insert(compiled.key.as_ref().into(), compiled);
-        self.snapshot.store(Arc::new(TenantSnapshot { flows, generation: current.generation + 1 }));
+        let unpublished = Arc::new(unpublished(&self.catalog));
+        self.snapshot.store(Arc::new(TenantSnapshot { flows, unpublished, generation: current.generation + 1 }));
         Ok((flow, durable))
     }
 
     fn swap(&self, live: Vec<Arc<CompiledFlow>>) {
         let generation = self.snapshot.load().generation + 1;
-        self.snapshot.store(Arc::new(snapshot_of(live, generation)));
+        self.snapshot.store(Arc::new(snapshot_of(live, unpublished(&self.catalog), generation)));
+    }
+
+    /// Keeps the snapshot's set of unpublished flow keys current after a change that
+    /// recompiled nothing (a flow created, renamed or deleted).
+    fn refresh_unpublished(&self) {
+        let current = self.snapshot.load();
+        let keys = unpublished(&self.catalog);
+        if *current.unpublished != keys {
+            let (flows, generation) = (current.flows.clone(), current.generation + 1);
+            self.snapshot.store(Arc::new(TenantSnapshot { flows, unpublished: Arc::new(keys), generation }));
+        }
     }
 
     fn put_plugin(&mut self, name: String, source: String, from_disk: bool) -> Result<Applied, TenantError> {
@@ -450,9 +464,14 @@ fn waits_for(diags: &[Diagnostic]) -> Option<Vec<String>> {
     Some(missing)
 }
 
-fn snapshot_of(live: Vec<Arc<CompiledFlow>>, generation: u64) -> TenantSnapshot {
+fn snapshot_of(live: Vec<Arc<CompiledFlow>>, unpublished: HashSet<Box<str>>, generation: u64) -> TenantSnapshot {
     let flows: HashMap<Box<str>, Arc<CompiledFlow>> = live.into_iter().map(|f| (f.key.as_ref().into(), f)).collect();
-    TenantSnapshot { flows, generation }
+    TenantSnapshot { flows, unpublished: Arc::new(unpublished), generation }
+}
+
+/// Keys of the catalog's flows that have no published version.
+fn unpublished(catalog: &Catalog) -> HashSet<Box<str>> {
+    catalog.flows.iter().filter(|f| f.published_versions.is_empty()).map(|f| f.spec.key.as_str().into()).collect()
 }
 
 fn to_json(entity: &impl serde::Serialize) -> Value {

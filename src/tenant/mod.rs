@@ -40,8 +40,30 @@ pub use registry::{Registry, TenantHandle};
 pub struct TenantSnapshot {
     /// Live flows by flow key.
     pub flows: HashMap<Box<str>, Arc<CompiledFlow>>,
+    /// Keys of flows that exist but have never been published: a recommend for one is
+    /// a 409 ("publish it"), for any other unknown key a 404 — decided here, without
+    /// asking the actor.
+    pub unpublished: Arc<std::collections::HashSet<Box<str>>>,
     /// Increases with every swap.
     pub generation: u64,
+}
+
+/// How a `/recommend` is to be run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecommendOptions {
+    /// Record why every offer left and every factor of each score.
+    pub explain: bool,
+}
+
+/// Why a recommendation could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum RecommendError {
+    #[error(transparent)]
+    Invalid(#[from] crate::model::ValidationError),
+    #[error("decision flow `{0}` not found")]
+    UnknownFlow(String),
+    #[error("decision flow `{0}` has no published version; publish it with POST /api/v1/decision-flows/publish")]
+    Unpublished(String),
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -15,12 +15,14 @@ use serde_json::Value;
 
 use super::actor::TenantActor;
 use super::command::{Command, Query};
+use super::interaction::RespondInput;
 use super::learning::{FlowUplift, Learning};
 use super::measure::{self, FlowLog};
 use super::persist::load_catalog;
-use super::{TenantError, TenantSnapshot};
+use super::{RecommendError, RecommendOptions, TenantError, TenantSnapshot};
 use crate::catalog::Catalog;
-use crate::engine::CompiledFlow;
+use crate::engine::{CompiledFlow, Decision, RecommendRequest};
+use crate::model::ValidationError;
 use crate::store::keys::{self, Kind};
 use crate::store::{Batch, Storage, StoreError};
 
@@ -45,6 +47,38 @@ impl TenantHandle {
     /// The live version of a flow, if it has been published.
     pub fn flow(&self, key: &str) -> Option<Arc<CompiledFlow>> {
         self.snapshot.load().flows.get(key).cloned()
+    }
+
+    /// The decision for one request, the one path the server, the tests and the
+    /// benchmarks take: validate, find the live flow (404 for an unknown key, 409 for
+    /// one never published — both from the snapshot, without the actor), decide with
+    /// the tenant's learned state, record the contacts it made, and log it so
+    /// `/respond` can find it.
+    pub fn recommend(&self, req: &RecommendRequest, options: RecommendOptions) -> Result<Decision, RecommendError> {
+        req.validate()?;
+        let key = req
+            .decision_flow_key
+            .as_deref()
+            .filter(|k| !k.trim().is_empty())
+            .ok_or_else(|| ValidationError::one("decisionFlowKey", "is required"))?;
+        let snapshot = self.snapshot.load();
+        let Some(flow) = snapshot.flows.get(key).cloned() else {
+            return Err(if snapshot.unpublished.contains(key) {
+                RecommendError::Unpublished(key.to_string())
+            } else {
+                RecommendError::UnknownFlow(key.to_string())
+            });
+        };
+        drop(snapshot);
+        let decision = self.learning.decide(&flow, req, options.explain);
+        self.log_decision(&decision);
+        Ok(decision)
+    }
+
+    /// Records an outcome for a logged decision; a replayed idempotency key returns the
+    /// first result (`duplicate: true`) and counts nothing twice. Resolves once durable.
+    pub async fn respond(&self, input: RespondInput) -> Result<Value, TenantError> {
+        self.command(Command::Respond(input)).await
     }
 
     /// Sends a command; resolves when the change is durable.
