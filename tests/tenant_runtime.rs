@@ -298,3 +298,29 @@ async fn recommend_tells_unknown_from_unpublished_flows() {
     assert!(matches!(t.recommend(&bad, RecommendOptions::default()), Err(RecommendError::Invalid(_))));
     registry.shutdown();
 }
+
+/// Each tenant's actor has a thread of its own: while one tenant parses and stores a
+/// large row load, another tenant's writes go through (they finish first, though they
+/// were sent after the load).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenants_row_load_does_not_hold_up_another_tenants_writes() {
+    let store = Arc::new(SledStore::temporary().unwrap());
+    let registry = Registry::start(store).unwrap();
+    let (a, b) = (registry.ensure_tenant("a").await.unwrap(), registry.ensure_tenant("b").await.unwrap());
+    let schema = parse_json(demo::SCHEMA.as_bytes()).unwrap();
+    let schema_id = a.command(Command::CreateSchema(schema)).await.unwrap()["id"].as_str().unwrap().to_string();
+    let rows: Vec<Value> = (0..100_000)
+        .map(|i| json!({"customer_id": format!("c{i}"), "tenureMonths": i % 100, "tier": "premium"}))
+        .collect();
+    let load = tokio::spawn(async move {
+        let cmd = Command::LoadRows { schema_id, rows, mode: arbiter::catalog::LoadMode::InsertOrIgnore };
+        a.command(cmd).await.map(|_| Instant::now())
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let offer = parse_json(br#"{"name": "b's offer", "status": "active"}"#).unwrap();
+    b.command(Command::CreateOffer(offer)).await.unwrap();
+    let b_done = Instant::now();
+    let a_done = load.await.unwrap().unwrap();
+    assert!(b_done < a_done, "tenant b's write waited for tenant a's row load");
+    registry.shutdown();
+}

@@ -28,6 +28,10 @@ impl From<TenantError> for ApiError {
             TenantError::NotFound(m) => ApiError::NotFound(m),
             TenantError::Conflict(m) => ApiError::Conflict(m),
             TenantError::Plugin { rendered, .. } => ApiError::BadRequest(rendered),
+            TenantError::Store(s) if s.is_disk_full() => ApiError::InsufficientStorage(
+                "the disk is full: the change was not made (reads and decisions still work); free space and retry"
+                    .into(),
+            ),
             TenantError::Store(s) => ApiError::internal("storage", &s),
             TenantError::Unavailable(m) => ApiError::Unavailable(m),
             TenantError::Internal(m) => ApiError::internal("tenant", &m),

@@ -33,6 +33,7 @@
 //! | `t/{tenant}/idem/{idempotency_key}`   | first `respond` result for that key           |
 //! | `t/{tenant}/counter/{...}`            | learning counters                             |
 
+pub mod fault;
 mod journal;
 pub mod keys;
 mod sled_store;
@@ -104,6 +105,20 @@ pub enum StoreError {
     /// The background committer thread could not be started.
     #[error("could not start the storage committer thread: {0}")]
     CommitterSpawn(Arc<std::io::Error>),
+    /// A read, write or flush failed at the disk (a full disk is `ErrorKind::StorageFull`).
+    #[error("storage I/O error: {0}")]
+    Io(Arc<std::io::Error>),
+}
+
+impl StoreError {
+    /// Whether the disk is full: the write was not made, and may succeed once space is freed.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Io(e) => e.kind() == std::io::ErrorKind::StorageFull,
+            StoreError::Sled(sled::Error::Io(e)) => e.kind() == std::io::ErrorKind::StorageFull,
+            _ => false,
+        }
+    }
 }
 
 /// One write operation of a [`Batch`].
@@ -171,6 +186,13 @@ impl Durable {
     pub(crate) fn channel() -> (oneshot::Sender<Result<(), StoreError>>, Durable) {
         let (tx, rx) = oneshot::channel();
         (tx, Durable { rx })
+    }
+
+    /// A handle that is already complete with `result` (a write refused before it was made).
+    pub fn ready(result: Result<(), StoreError>) -> Durable {
+        let (tx, durable) = Durable::channel();
+        let _ = tx.send(result);
+        durable
     }
 
     /// Blocks the current thread until the write is durable.

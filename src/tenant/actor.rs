@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use actix::{Actor, Context, Handler, ResponseFuture};
+use actix::{Actor, ActorFutureExt, AtomicResponse, Context, Handler, ResponseFuture, WrapFuture};
 use arc_swap::ArcSwap;
 use serde_json::{json, Value};
 
@@ -42,10 +42,15 @@ pub struct TenantActor {
     /// retried after every change to the tenant's entities, and live once they check.
     pending_disk: HashMap<String, String>,
     learning: Arc<Learning>,
-    /// Work to run once the command's write is durable (and only then): counting a
-    /// response in the learning counters.
-    on_durable: Option<Box<dyn FnOnce() + Send>>,
+    /// What a command changes in memory (the catalog, the live snapshot, the rule-file
+    /// bookkeeping), run only once its write is durable: until then nothing of it is
+    /// visible, and if the write fails it is dropped. The actor takes no other message
+    /// meanwhile (`AtomicResponse`), so the next command sees the state this one leaves.
+    deferred: Vec<Deferred>,
 }
+
+/// A change to memory waiting for its write to be durable.
+type Deferred = Box<dyn FnOnce(&mut TenantActor) + Send>;
 
 impl Actor for TenantActor {
     type Context = Context<Self>;
@@ -66,25 +71,77 @@ struct Staged {
 }
 
 impl Handler<Command> for TenantActor {
-    type Result = ResponseFuture<Result<Value, TenantError>>;
+    type Result = AtomicResponse<Self, Result<Value, TenantError>>;
 
     fn handle(&mut self, cmd: Command, _: &mut Self::Context) -> Self::Result {
-        // A bug must cost one request, not the thread every tenant's actor runs on.
+        // A bug must cost one request, not the actor's thread.
         let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.apply(cmd))).unwrap_or_else(|_| {
             Err(TenantError::Internal("the command failed unexpectedly; nothing was changed".into()))
         });
-        let on_durable = self.on_durable.take();
-        Box::pin(async move {
+        if applied.is_err() {
+            self.deferred.clear();
+        }
+        let written = async move {
             let (reply, durable) = applied?;
             if let Some(durable) = durable {
                 durable.await?;
             }
-            if let Some(then) = on_durable {
-                then();
-            }
             Ok(reply)
+        };
+        AtomicResponse::new(Box::pin(written.into_actor(self).map(|result, actor, _| match result {
+            Ok(reply) => actor.run_deferred().map(|()| reply),
+            Err(e) => {
+                actor.deferred.clear();
+                Err(e)
+            }
+        })))
+    }
+}
+
+/// An outcome to record: a message of its own, because responds are pipelined (the next
+/// one is taken while this one's flush runs, so they share group commits) where entity
+/// commands wait for their write.
+pub struct Respond(pub RespondInput);
+
+impl actix::Message for Respond {
+    type Result = Result<Value, TenantError>;
+}
+
+impl Handler<Respond> for TenantActor {
+    type Result = ResponseFuture<Result<Value, TenantError>>;
+
+    fn handle(&mut self, msg: Respond, _: &mut Self::Context) -> Self::Result {
+        let recorded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.respond(msg.0)))
+            .unwrap_or_else(|_| Err(TenantError::Internal("the response failed unexpectedly".into())));
+        Box::pin(async move {
+            let recorded = recorded?;
+            match recorded.durable.await {
+                Ok(()) => {
+                    if let Some(count) = recorded.on_durable {
+                        count();
+                    }
+                    Ok(recorded.reply)
+                }
+                Err(e) => {
+                    // Not acknowledged, so not kept: a retry with the same key records it.
+                    if let Some(undo) = recorded.undo {
+                        undo();
+                    }
+                    Err(e.into())
+                }
+            }
         })
     }
+}
+
+/// A respond, written (not yet durable): the reply, what to wait for, what to do after.
+struct Recorded {
+    reply: Value,
+    durable: Durable,
+    /// Counting the response in the propensity counters, once durable.
+    on_durable: Option<Box<dyn FnOnce() + Send>>,
+    /// Removing its records again if the write did not become durable.
+    undo: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl Handler<Query> for TenantActor {
@@ -118,7 +175,7 @@ impl TenantActor {
             api_plugins,
             pending_disk,
             learning,
-            on_durable: None,
+            deferred: Vec::new(),
         };
         (actor, snapshot)
     }
@@ -151,8 +208,24 @@ impl TenantActor {
             Command::Rollback { id, version, notes } => self.publish(&id.clone(), |c| c.rollback(&id, version, notes)),
             Command::PutPlugin { name, source, from_disk } => self.put_plugin(name, source, from_disk),
             Command::DeletePlugin { name, from_disk } => self.delete_plugin(&name, from_disk),
-            Command::Respond(input) => self.respond(input),
         }
+    }
+
+    /// Runs what the last command deferred until its write was durable (and what that
+    /// defers in turn: a waiting rule file going live writes nothing).
+    fn run_deferred(&mut self) -> Result<(), TenantError> {
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            while !self.deferred.is_empty() {
+                for then in std::mem::take(&mut self.deferred) {
+                    then(self);
+                }
+            }
+        }));
+        ran.map_err(|_| TenantError::Internal("applying a durable change failed unexpectedly".into()))
+    }
+
+    fn defer(&mut self, then: impl FnOnce(&mut TenantActor) + Send + 'static) {
+        self.deferred.push(Box::new(then));
     }
 
     /// Prepares a change on a copy of the catalog. With `recompile`, every live flow is
@@ -185,18 +258,19 @@ impl TenantActor {
         Ok(Staged { next, live })
     }
 
-    /// Writes the change's records first and only then makes the staged catalog current
-    /// (and its flows live): a write that fails leaves memory as it was, so what is
-    /// served never runs ahead of what is stored.
+    /// Writes the change's records and defers making the staged catalog current (and its
+    /// flows live) until they are durable: a write that fails, or whose flush fails,
+    /// leaves memory as it was, so what is served never runs ahead of what is stored.
     fn commit(&mut self, staged: Staged, batch: Batch) -> Result<Option<Durable>, TenantError> {
         let durable = if batch.is_empty() { None } else { Some(self.store.write(batch)?) };
-        self.catalog = staged.next;
-        if let Some(live) = staged.live {
-            self.swap(live);
-        } else {
-            self.refresh_unpublished();
-        }
-        self.retry_pending();
+        self.defer(move |actor| {
+            actor.catalog = staged.next;
+            match staged.live {
+                Some(live) => actor.swap(live),
+                None => actor.refresh_unpublished(),
+            }
+            actor.retry_pending();
+        });
         Ok(durable)
     }
 
@@ -247,7 +321,12 @@ impl TenantActor {
         let table = format!("ds_{}", schema.spec.name);
         let count = parsed.len();
         let durable = if b.is_empty() { None } else { Some(self.store.write(b)?) };
-        self.catalog.insert_rows(schema_id, parsed)?;
+        let schema_id = schema_id.to_string();
+        self.defer(move |actor| {
+            if let Err(e) = actor.catalog.insert_rows(&schema_id, parsed) {
+                tracing::error!(tenant = %actor.id, error = %e, "stored rows could not be made live");
+            }
+        });
         let reply = match mode {
             LoadMode::InsertOrIgnore => json!({"inserted": count, "tableName": table}),
             LoadMode::Upsert => json!({"upserted": count, "tableName": table}),
@@ -280,11 +359,13 @@ impl TenantActor {
         let mut b = Batch::new();
         persist::put_flow(&mut b, &self.id, &flow, true);
         let durable = self.commit(staged, b)?;
-        let current = self.snapshot.load();
-        let mut flows = current.flows.clone();
-        flows.insert(compiled.key.as_ref().into(), compiled);
-        let unpublished = Arc::new(unpublished(&self.catalog));
-        self.snapshot.store(Arc::new(TenantSnapshot { flows, unpublished, generation: current.generation + 1 }));
+        self.defer(move |actor| {
+            let current = actor.snapshot.load();
+            let mut flows = current.flows.clone();
+            flows.insert(compiled.key.as_ref().into(), compiled);
+            let unpublished = Arc::new(unpublished(&actor.catalog));
+            actor.snapshot.store(Arc::new(TenantSnapshot { flows, unpublished, generation: current.generation + 1 }));
+        });
         Ok((flow, durable))
     }
 
@@ -323,13 +404,15 @@ impl TenantActor {
         if !from_disk {
             b.put(keys::key(&self.id, Kind::Plugin, &[&name]), source.into_bytes());
         }
-        self.pending_disk.remove(&name);
         let durable = self.commit(staged, b)?;
-        if from_disk {
-            tracing::info!(tenant = %self.id, file = %name, rules, "rule file loaded");
-        } else {
-            self.api_plugins.insert(name);
-        }
+        self.defer(move |actor| {
+            actor.pending_disk.remove(&name);
+            if from_disk {
+                tracing::info!(tenant = %actor.id, file = %name, rules, "rule file loaded");
+            } else {
+                actor.api_plugins.insert(name);
+            }
+        });
         Ok((reply, durable))
     }
 
@@ -371,21 +454,26 @@ impl TenantActor {
             b.delete(keys::key(&self.id, Kind::Plugin, &[name]));
         }
         let durable = self.commit(staged, b)?;
-        self.api_plugins.remove(name);
-        tracing::info!(tenant = %self.id, file = %name, "rule file removed");
+        let name = name.to_string();
+        self.defer(move |actor| {
+            actor.api_plugins.remove(&name);
+            tracing::info!(tenant = %actor.id, file = %name, "rule file removed");
+        });
         Ok((Value::Null, durable))
     }
 
     /// Records a response. Runs on the actor, so the idempotency check and the write are
-    /// one step: two concurrent replays of a key cannot both record.
-    fn respond(&mut self, input: RespondInput) -> Result<Applied, TenantError> {
+    /// one step: two concurrent replays of a key cannot both record. A replay answers
+    /// only once the first is durable (it waits for the next flush, which covers it).
+    fn respond(&mut self, input: RespondInput) -> Result<Recorded, TenantError> {
         let interaction_id = input.validate()?;
         let key = input.idempotency_key.clone().unwrap_or_default();
         let idem_key = keys::key(&self.id, Kind::Idem, &[&key]);
         if let Some(first) = self.store.get(&idem_key)? {
             let mut first: Value = serde_json::from_slice(&first).map_err(|e| TenantError::Conflict(e.to_string()))?;
             first["duplicate"] = Value::Bool(true);
-            return Ok((first, None));
+            let durable = self.store.write(Batch::new())?;
+            return Ok(Recorded { reply: first, durable, on_durable: None, undo: None });
         }
         let record = self
             .store
@@ -412,16 +500,26 @@ impl TenantActor {
         let mut reply = to_json(&response);
         reply["recorded"] = Value::Bool(true);
         reply["duplicate"] = Value::Bool(false);
+        let response_key = keys::key(&self.id, Kind::Response, &[&response.response_id]);
         let mut b = Batch::new();
-        b.put(
-            keys::key(&self.id, Kind::Response, &[&response.response_id]),
-            serde_json::to_vec(&response).expect("json"),
-        );
-        b.put(idem_key, serde_json::to_vec(&reply).expect("json"));
+        b.put(response_key.clone(), serde_json::to_vec(&response).expect("json"));
+        b.put(idem_key.clone(), serde_json::to_vec(&reply).expect("json"));
         let durable = self.store.write(b)?;
         let learning = self.learning.clone();
-        self.on_durable = Some(Box::new(move || learning.count(&response)));
-        Ok((reply, Some(durable)))
+        let store = self.store.clone();
+        let undo = move || {
+            let mut b = Batch::new();
+            b.delete(idem_key).delete(response_key);
+            if let Err(e) = store.write_unacknowledged(b) {
+                tracing::error!(error = %e, "could not withdraw a response whose write failed");
+            }
+        };
+        Ok(Recorded {
+            reply,
+            durable,
+            on_durable: Some(Box::new(move || learning.count(&response))),
+            undo: Some(Box::new(undo)),
+        })
     }
 
     fn query(&self, q: Query) -> Result<Value, TenantError> {

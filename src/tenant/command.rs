@@ -71,8 +71,6 @@ pub enum Command {
         name: String,
         from_disk: bool,
     },
-    /// An outcome for a logged decision; replayed idempotency keys return the first result.
-    Respond(super::interaction::RespondInput),
 }
 
 impl Message for Command {

@@ -1,7 +1,8 @@
 //! All tenants of a process. actix actors cannot start inside a plain multi-thread
-//! tokio runtime, so the registry runs an actix System on a thread of its own and
-//! starts every tenant actor there; request handlers on the tokio runtime hold only
-//! `Addr`s (to send commands) and `ArcSwap`s (to read snapshots).
+//! tokio runtime, so the registry runs an actix System on a thread of its own, and each
+//! tenant's actor on an arbiter (thread) of that system of its own, so one tenant's
+//! compile or row load never holds up another's writes. Request handlers on the tokio
+//! runtime hold only `Addr`s (to send commands) and `ArcSwap`s (to read snapshots).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -78,7 +79,8 @@ impl TenantHandle {
     /// Records an outcome for a logged decision; a replayed idempotency key returns the
     /// first result (`duplicate: true`) and counts nothing twice. Resolves once durable.
     pub async fn respond(&self, input: RespondInput) -> Result<Value, TenantError> {
-        self.command(Command::Respond(input)).await
+        let sent = self.addr.send(super::actor::Respond(input)).timeout(COMMAND_TIMEOUT).await;
+        sent.map_err(|e| mailbox(&self.id, e))?
     }
 
     /// Sends a command; resolves when the change is durable.
@@ -144,6 +146,9 @@ pub struct Registry {
     arbiter: ArbiterHandle,
     system: System,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Each tenant's actor thread; joined at shutdown so the actors (and the store they
+    /// hold) are gone when `shutdown` returns.
+    arbiters: Mutex<Vec<actix::Arbiter>>,
     /// Tenant creation reads, extends and rewrites the tenant list: one at a time.
     creating: tokio::sync::Mutex<()>,
     stopping: AtomicBool,
@@ -159,6 +164,7 @@ impl Registry {
             arbiter,
             system,
             thread: Mutex::new(Some(thread)),
+            arbiters: Mutex::new(Vec::new()),
             creating: tokio::sync::Mutex::new(()),
             stopping: AtomicBool::new(false),
         });
@@ -184,10 +190,31 @@ impl Registry {
             tracing::error!(tenant = %id, error = %e, "could not rebuild counters and contacts from the log");
         }
         let (actor, snapshot) = TenantActor::new(id.clone(), catalog, self.store.clone(), learning.clone());
-        let addr = TenantActor::start_in_arbiter(&self.arbiter, move |_| actor);
+        let addr = TenantActor::start_in_arbiter(&self.tenant_arbiter(&id), move |_| actor);
         let handle = Arc::new(TenantHandle { id: id.clone(), snapshot, addr, store: self.store.clone(), learning });
         self.tenants.insert(id.to_string(), handle.clone());
         handle
+    }
+
+    /// A thread of the tenant's own for its actor: a tenant compiling 1,000 rules or
+    /// parsing a million rows keeps its own thread busy, never another tenant's writes.
+    /// (Falls back to the shared thread if one cannot be started.)
+    fn tenant_arbiter(&self, id: &str) -> ArbiterHandle {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let started = self.arbiter.spawn_fn(move || {
+            let _ = tx.send(actix::Arbiter::new());
+        });
+        match started.then(|| rx.recv().ok()).flatten() {
+            Some(arbiter) => {
+                let handle = arbiter.handle();
+                self.arbiters.lock().expect("not poisoned").push(arbiter);
+                handle
+            }
+            None => {
+                tracing::warn!(tenant = %id, "no thread of its own for this tenant; it shares the actor thread");
+                self.arbiter.clone()
+            }
+        }
     }
 
     /// Starts a tenant from a ready catalog (not persisted until it changes): seeding
@@ -295,6 +322,10 @@ impl Registry {
         self.stopping.store(true, Ordering::Relaxed);
         if let Err(e) = self.store.flush() {
             tracing::error!(error = %e, "final flush failed");
+        }
+        for arbiter in std::mem::take(&mut *self.arbiters.lock().expect("not poisoned")) {
+            arbiter.stop();
+            let _ = arbiter.join();
         }
         self.system.stop();
         if let Some(thread) = self.thread.lock().expect("not poisoned").take() {

@@ -1,0 +1,66 @@
+//! Fault injection for tests: a [`Storage`] that fails writes or flushes on demand, so
+//! tests can check that a failed write is neither acknowledged nor visible.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use super::{Batch, Durable, KeyValue, Storage, StoreError};
+
+/// Wraps a store; while a switch is on, writes fail before they are made
+/// (`fail_writes`) or are made but never become durable (`fail_flushes`), both with a
+/// full-disk error.
+pub struct FaultyStore {
+    inner: Arc<dyn Storage>,
+    pub fail_writes: AtomicBool,
+    pub fail_flushes: AtomicBool,
+}
+
+impl FaultyStore {
+    pub fn new(inner: Arc<dyn Storage>) -> FaultyStore {
+        FaultyStore { inner, fail_writes: AtomicBool::new(false), fail_flushes: AtomicBool::new(false) }
+    }
+
+    fn disk_full() -> StoreError {
+        StoreError::Io(Arc::new(std::io::Error::from(std::io::ErrorKind::StorageFull)))
+    }
+}
+
+impl Storage for FaultyStore {
+    fn write(&self, batch: Batch) -> Result<Durable, StoreError> {
+        if self.fail_writes.load(Ordering::SeqCst) {
+            return Err(FaultyStore::disk_full());
+        }
+        let durable = self.inner.write(batch)?;
+        if self.fail_flushes.load(Ordering::SeqCst) {
+            drop(durable);
+            return Ok(Durable::ready(Err(FaultyStore::disk_full())));
+        }
+        Ok(durable)
+    }
+
+    fn write_unacknowledged(&self, batch: Batch) -> Result<(), StoreError> {
+        if self.fail_writes.load(Ordering::SeqCst) {
+            return Err(FaultyStore::disk_full());
+        }
+        self.inner.write_unacknowledged(batch)
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(key)
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
+        self.inner.scan_prefix(prefix)
+    }
+
+    fn scan_page(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<KeyValue>, StoreError> {
+        self.inner.scan_page(prefix, after, limit)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        if self.fail_flushes.load(Ordering::SeqCst) {
+            return Err(FaultyStore::disk_full());
+        }
+        self.inner.flush()
+    }
+}

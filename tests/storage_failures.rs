@@ -1,0 +1,75 @@
+//! Acknowledged means durable and not acknowledged means not visible, also when the disk
+//! fails: writes refused at once and writes whose flush fails change nothing that is
+//! served, and a response whose write failed is not remembered as a duplicate.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use arbiter::catalog::EntityKind;
+use arbiter::demo;
+use arbiter::engine::RecommendRequest;
+use arbiter::http::ApiError;
+use arbiter::model::parse_json;
+use arbiter::store::fault::FaultyStore;
+use arbiter::store::SledStore;
+use arbiter::tenant::interaction::RespondInput;
+use arbiter::tenant::{Command, Query, RecommendOptions, Registry, TenantHandle};
+
+async fn setup() -> (Arc<Registry>, Arc<FaultyStore>, Arc<TenantHandle>) {
+    let store = Arc::new(FaultyStore::new(Arc::new(SledStore::temporary().unwrap())));
+    let registry = Registry::start(store.clone()).unwrap();
+    let t = registry.ensure_tenant("default").await.unwrap();
+    demo::send_tutorial(&t, None, demo::FLOW).await.unwrap();
+    (registry, store, t)
+}
+
+async fn offer_names(t: &TenantHandle) -> Vec<String> {
+    let offers = t.query(Query::List(EntityKind::Offer)).await.unwrap();
+    offers.as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_flush_fails_is_not_visible() {
+    let (registry, store, t) = setup().await;
+    for switch in [&store.fail_writes, &store.fail_flushes] {
+        switch.store(true, Ordering::SeqCst);
+        let offer = parse_json(br#"{"name": "Travel insurance", "status": "active", "priority": 99}"#).unwrap();
+        let err = t.command(Command::CreateOffer(offer)).await.unwrap_err();
+        assert_eq!(ApiError::from(err).status().as_u16(), 507);
+        switch.store(false, Ordering::SeqCst);
+        assert!(!offer_names(&t).await.contains(&"Travel insurance".to_string()), "the failed write is not visible");
+        let d = t.recommend(&demo::request(), RecommendOptions::default()).unwrap();
+        assert_eq!(d.count, 2, "decisions are unchanged: {:?}", d.decisions);
+    }
+    // Once the disk is back, the same change goes through.
+    let offer = parse_json(br#"{"name": "Travel insurance", "status": "active", "priority": 99}"#).unwrap();
+    t.command(Command::CreateOffer(offer)).await.unwrap();
+    assert!(offer_names(&t).await.contains(&"Travel insurance".to_string()));
+    registry.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_whose_write_fails_can_be_retried() {
+    let (registry, store, t) = setup().await;
+    let req = RecommendRequest { ..demo::request() };
+    let d = t.recommend(&req, RecommendOptions::default()).unwrap();
+    let input = RespondInput {
+        customer_id: "cust_42".into(),
+        recommendation_id: Some(d.recommendation_id.clone()),
+        rank: Some(1),
+        outcome: "convert".into(),
+        idempotency_key: Some("retry-me".into()),
+        ..RespondInput::default()
+    };
+    store.fail_flushes.store(true, Ordering::SeqCst);
+    let err = t.respond(input.clone()).await.unwrap_err();
+    assert_eq!(ApiError::from(err).status().as_u16(), 507);
+    store.fail_flushes.store(false, Ordering::SeqCst);
+    let reply = t.respond(input.clone()).await.unwrap();
+    assert_eq!(reply["duplicate"], false, "the failed attempt left no idempotency record: {reply}");
+    assert_eq!(reply["recorded"], true);
+    let replay = t.respond(input).await.unwrap();
+    assert_eq!(replay["duplicate"], true);
+    assert_eq!(replay["responseId"], reply["responseId"]);
+    registry.shutdown();
+}
