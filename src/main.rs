@@ -3,30 +3,37 @@
 use std::process::ExitCode;
 
 use arbiter::engine::NoSignals;
+use clap::{Parser, Subcommand};
 
-const USAGE: &str = "usage: arbiter <command>
+/// Real-time decisioning: next-best-offer decisions in microseconds.
+#[derive(Parser)]
+#[command(name = "arbiter", version, propagate_version = true, arg_required_else_help = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
 
-commands:
-  serve [--listen ADDR] [--data DIR] [--plugins DIR]
-                     run the server (see `arbiter serve --help`)
-  demo [--explain]   build the cross-sell tutorial in-process and print the decision for cust_42
-  check [--context FILE] [--format text|json] PATH...
-                     check rule files; exit 1 if any has an error";
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the HTTP server
+    Serve(arbiter::serve::ServeArgs),
+    /// Check rule files; exit 0 when clean, 1 with errors, 2 on bad usage
+    Check(arbiter::cli_check::CheckArgs),
+    /// Build the cross-sell tutorial in-process and print the decision for cust_42
+    Demo {
+        /// Add the score breakdown and why every other offer was removed
+        #[arg(long)]
+        explain: bool,
+    },
+}
 
+/// clap answers `--help` and `--version` with exit 0 and bad usage (including an
+/// unknown command) with a message and exit 2.
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("demo") => demo(args.iter().any(|a| a == "--explain")),
-        Some("check") => arbiter::cli_check::run(&args[1..]),
-        Some("serve") => arbiter::serve::main(&args[1..]),
-        Some("-h" | "--help" | "help") => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        _ => {
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
-        }
+    match Cli::parse().command {
+        Cmd::Serve(args) => arbiter::serve::main(&args),
+        Cmd::Check(args) => arbiter::cli_check::run(&args),
+        Cmd::Demo { explain } => demo(explain),
     }
 }
 

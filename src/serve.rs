@@ -1,11 +1,15 @@
 //! `arbiter serve`: the server on an embedded store. Options come from flags or the
-//! environment; the entry point for tests takes an already-bound listener and a
-//! shutdown future, so tests run a real server on port 0 in-process.
+//! environment ([`ServeArgs`], parsed by clap) into a plain [`Config`]; the entry point
+//! for tests takes an already-bound listener and a shutdown future, so tests run a real
+//! server on port 0 in-process.
 
 use std::future::Future;
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
@@ -15,21 +19,14 @@ use crate::http::auth::{KeyIndex, KeyRecord, Role};
 use crate::store::SledStore;
 use crate::tenant::{plugins, Registry};
 
-pub const USAGE: &str = "arbiter serve [--listen ADDR] [--data DIR] [--plugins DIR]
-  --listen   address to listen on          (ARBITER_LISTEN,  default 127.0.0.1:8080)
-  --data     sled data folder              (ARBITER_DATA,    default ./data)
-  --plugins  rule files folder, watched    (ARBITER_PLUGINS, default ./plugins)
-  --train-interval-secs  uplift retraining period, 0 = on demand only
-                         (ARBITER_TRAIN_INTERVAL_SECS, default 300)
-environment:
-  ARBITER_TENANT_ID   the default tenant's id (default `default`)
-  ARBITER_ADMIN_KEY   the admin key to accept (else one is generated on first run and printed once)
-  ARBITER_KEY_PEPPER  secret mixed into stored key hashes (else generated once and kept in the data folder)
-  RUST_LOG            log filter (default info)";
-
 /// Uplift models retrain every 5 minutes unless configured otherwise.
 pub const DEFAULT_TRAIN_INTERVAL_SECS: u64 = 300;
 
+/// Requests slower than this are logged at warn unless configured otherwise.
+pub const DEFAULT_SLOW_REQUEST_MS: u64 = crate::api::SLOW_REQUEST_MS;
+
+/// What `serve` runs with. A plain struct: the command line fills it from [`ServeArgs`],
+/// tests build it directly.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -39,40 +36,70 @@ pub struct Config {
     pub admin_key: Option<String>,
     pub pepper: Option<String>,
     /// How often uplift models retrain in the background (`None`: on demand only).
-    pub train_interval: Option<std::time::Duration>,
+    pub train_interval: Option<Duration>,
+    /// Requests that take at least this long are logged at warn.
+    pub slow_request: Duration,
 }
 
-impl Config {
-    /// Flags override the environment, which overrides the defaults.
-    pub fn from_args(args: &[String]) -> Result<Config, String> {
-        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let mut listen = env("ARBITER_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into());
-        let mut data = env("ARBITER_DATA").unwrap_or_else(|| "./data".into());
-        let mut plugins = env("ARBITER_PLUGINS").unwrap_or_else(|| "./plugins".into());
-        let mut train = env("ARBITER_TRAIN_INTERVAL_SECS").unwrap_or_else(|| DEFAULT_TRAIN_INTERVAL_SECS.to_string());
-        let mut it = args.iter();
-        while let Some(flag) = it.next() {
-            let value = it.next().ok_or_else(|| format!("{flag} needs a value"));
-            match flag.as_str() {
-                "--listen" => listen = value?.clone(),
-                "--data" => data = value?.clone(),
-                "--plugins" => plugins = value?.clone(),
-                "--train-interval-secs" => train = value?.clone(),
-                other => return Err(format!("unknown option {other}")),
-            }
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event (colours only on a terminal).
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// `arbiter serve`'s options. Flags override the environment, which overrides the defaults.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "RUST_LOG sets the log filter (default info).\n\
+On first run a tenant and an admin key are created and the key is printed once; \
+ARBITER_ADMIN_KEY=<key> arbiter serve accepts (and stores) that admin key instead.")]
+pub struct ServeArgs {
+    /// Address to listen on
+    #[arg(long, env = "ARBITER_LISTEN", value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Data folder (sled), created on first run
+    #[arg(long, env = "ARBITER_DATA", value_name = "DIR", default_value = "./data")]
+    pub data: PathBuf,
+    /// Rule files folder, loaded at start and watched
+    #[arg(long, env = "ARBITER_PLUGINS", value_name = "DIR", default_value = "./plugins")]
+    pub plugins: PathBuf,
+    /// Uplift retraining period in seconds; 0 = on demand only
+    #[arg(long, env = "ARBITER_TRAIN_INTERVAL_SECS", value_name = "N", default_value_t = DEFAULT_TRAIN_INTERVAL_SECS)]
+    pub train_interval_secs: u64,
+    /// The default (operator) tenant's id
+    #[arg(long = "tenant", env = "ARBITER_TENANT_ID", value_name = "ID", default_value = "default")]
+    pub tenant: String,
+    /// An admin key to accept (else one is generated on first run and printed once);
+    /// prefer the environment variable, which other users cannot see in `ps`
+    #[arg(long, env = "ARBITER_ADMIN_KEY", value_name = "KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+    /// Secret mixed into stored key hashes (else generated once and kept in the data folder)
+    #[arg(long = "key-pepper", env = "ARBITER_KEY_PEPPER", value_name = "SECRET", hide_env_values = true)]
+    pub pepper: Option<String>,
+    /// Log format on stderr
+    #[arg(long, env = "ARBITER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log requests that take at least this many milliseconds at warn
+    #[arg(long, env = "ARBITER_SLOW_REQUEST_MS", value_name = "MS", default_value_t = DEFAULT_SLOW_REQUEST_MS)]
+    pub slow_request_ms: u64,
+}
+
+impl ServeArgs {
+    pub fn config(&self) -> Config {
+        // An empty variable (`ARBITER_ADMIN_KEY=`) means "not set", as it did before flags.
+        let set = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+        Config {
+            listen: self.listen,
+            data: self.data.clone(),
+            plugins: self.plugins.clone(),
+            tenant: set(&Some(self.tenant.clone())).unwrap_or_else(|| "default".into()),
+            admin_key: set(&self.admin_key),
+            pepper: set(&self.pepper),
+            train_interval: (self.train_interval_secs > 0).then(|| Duration::from_secs(self.train_interval_secs)),
+            slow_request: Duration::from_millis(self.slow_request_ms),
         }
-        let listen = listen.parse().map_err(|e| format!("--listen `{listen}`: {e}"))?;
-        let train: u64 =
-            train.parse().map_err(|_| format!("--train-interval-secs `{train}`: expected whole seconds (0 = off)"))?;
-        Ok(Config {
-            listen,
-            data: data.into(),
-            plugins: plugins.into(),
-            tenant: env("ARBITER_TENANT_ID").unwrap_or_else(|| "default".into()),
-            admin_key: env("ARBITER_ADMIN_KEY"),
-            pepper: env("ARBITER_KEY_PEPPER"),
-            train_interval: (train > 0).then(|| std::time::Duration::from_secs(train)),
-        })
     }
 }
 
@@ -101,7 +128,9 @@ pub async fn start(config: &Config) -> Result<Started, String> {
             keys.insert_hash(hash, record);
         }
     }
-    let app = Arc::new(App::new(registry.clone(), keys, config.tenant.clone()));
+    let mut app = App::new(registry.clone(), keys, config.tenant.clone());
+    app.slow_request = config.slow_request;
+    let app = Arc::new(app);
     let new_admin_key = admin_key(&app, config).await?;
     let watcher = load_plugins(&registry, config).await;
     Ok(Started { app, new_admin_key, _watcher: watcher })
@@ -209,54 +238,74 @@ pub async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-/// `arbiter serve` from the command line.
-pub fn main(args: &[String]) -> std::process::ExitCode {
-    let config = match Config::from_args(args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}\n\nusage: {USAGE}");
-            return std::process::ExitCode::from(2);
+/// `arbiter serve` from the command line. The port is bound before anything else, so a
+/// busy port fails before the data folder, the tenant or a first-run key exist (a key
+/// created by a run that then exits would never be shown).
+pub fn main(args: &ServeArgs) -> ExitCode {
+    let config = args.config();
+    init_logging(args.log_format);
+    let fail = |message: String| {
+        match args.log_format {
+            LogFormat::Text => eprintln!("error: {message}"),
+            LogFormat::Json => tracing::error!("{message}"),
         }
+        ExitCode::FAILURE
     };
-    init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
+        Err(e) => return fail(format!("cannot start the runtime: {e}")),
     };
     runtime.block_on(async {
-        let started = match start(&config).await {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return std::process::ExitCode::FAILURE;
-            }
-        };
         let listener = match TcpListener::bind(config.listen).await {
             Ok(l) => l,
-            Err(e) => {
-                eprintln!("error: cannot listen on {}: {e}", config.listen);
-                return std::process::ExitCode::FAILURE;
-            }
+            Err(e) => return fail(listen_error(config.listen, &e)),
         };
-        if let Some(key) = &started.new_admin_key {
-            println!("admin API key for tenant `{}` (shown once, store it now): {key}", config.tenant);
-        }
+        let started = match start(&config).await {
+            Ok(s) => s,
+            Err(e) => return fail(e),
+        };
         let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        println!("arbiter listening on http://{addr} (tenant `{}`, data {})", config.tenant, config.data.display());
+        if let Some(key) = &started.new_admin_key {
+            say(&format!("admin API key for tenant `{}` (shown once, store it now): {key}", config.tenant));
+            say("serve keeps this terminal (stop it with Ctrl-C); if the key is lost, \
+                 `ARBITER_ADMIN_KEY=<a new secret> arbiter serve` adds that admin key");
+        }
+        // Last, and on one line: scripts wait for it and may stop reading after it.
+        say(&format!(
+            "arbiter listening on http://{addr} (tenant `{}`, data {}); stop with Ctrl-C",
+            config.tenant,
+            config.data.display()
+        ));
         match run(started, listener, shutdown_signal()).await {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                std::process::ExitCode::FAILURE
-            }
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e.to_string()),
         }
     })
 }
 
-fn init_logging() {
+/// A line on stdout; a reader that went away (`| head`) must not stop the server.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
+fn listen_error(addr: SocketAddr, e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "cannot listen on {addr}: the address is already in use (another arbiter?); \
+             stop it or choose another address with --listen or ARBITER_LISTEN"
+        ),
+        _ => format!("cannot listen on {addr}: {e}"),
+    }
+}
+
+/// Logs go to stderr: colours only when it is a terminal, JSON lines on request.
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let ansi = std::io::stderr().is_terminal();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+    };
 }

@@ -1,6 +1,6 @@
 //! Table-driven cases for the rule language: one named row per case, each
 //! `name :: source :: expected codes` (`ok` for none). Checked against the tutorial's
-//! tenant (plugins/context.json). A malformed row fails loudly, by name. `\n` in a
+//! tenant (tests/data/context.json). A malformed row fails loudly, by name. `\n` in a
 //! source is a line break.
 
 use arbiter::dsl::{check_source, Context};
@@ -60,7 +60,7 @@ all errors at once          :: rule "a" for offer "x" { customer.q > 1 } rule "b
 
 #[test]
 fn rule_language_cases() {
-    let ctx = Context::from_fixture(include_bytes!("../plugins/context.json")).unwrap();
+    let ctx = Context::from_fixture(include_bytes!("data/context.json")).unwrap();
     let mut failures = Vec::new();
     let mut count = 0;
     for line in CASES.lines().filter(|l| !l.trim().is_empty()) {

@@ -2,7 +2,7 @@
 //! `name :: source :: code :: message part :: help part :: line:column`, where the
 //! diagnostic must be the only one for the source and start at line:column (1-based,
 //! in characters). A row with code `ok` must check clean (its other columns are `-`).
-//! Checked against the tutorial's tenant (plugins/context.json). `\n` in a source is a
+//! Checked against the tutorial's tenant (tests/data/context.json). `\n` in a source is a
 //! line break. A malformed row fails loudly, by name.
 
 use arbiter::dsl::error::locate;
@@ -94,7 +94,7 @@ fn failure(case: &Case, ctx: &Context) -> Option<String> {
 
 #[test]
 fn common_mistakes_get_targeted_messages() {
-    let ctx = Context::from_fixture(include_bytes!("../plugins/context.json")).unwrap();
+    let ctx = Context::from_fixture(include_bytes!("data/context.json")).unwrap();
     let cases = cases();
     let failures: Vec<String> = cases
         .iter()
@@ -115,7 +115,7 @@ fn all_mistakes_in_a_file_at_once() {
                   rule \"b\" {\n    customer.hasSavings && customer.hasChecking\n\
                   rule \"c\" { customer.tenure > 1 }\n\
                   rule \"d\" stgae match { True }\n";
-    let ctx = Context::from_fixture(include_bytes!("../plugins/context.json")).unwrap();
+    let ctx = Context::from_fixture(include_bytes!("data/context.json")).unwrap();
     let checked = check_source("all.rules", source, &ctx);
     let got: Vec<(&str, usize, usize)> = checked
         .diagnostics

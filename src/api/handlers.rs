@@ -29,12 +29,7 @@ type Reply = Result<HttpResponse, ApiError>;
 /// Authenticates (where the route needs it) and runs the route's handler.
 pub async fn dispatch(app: &Arc<App>, route: Route, params: Params, req: Request<Incoming>) -> Reply {
     let Some(role) = route.role() else { return public(app, route) };
-    let key = app.keys.authenticate(req.headers())?;
-    key.require(role)?;
-    let tenant = app
-        .registry
-        .tenant(&key.tenant_id)
-        .ok_or_else(|| ApiError::Forbidden(format!("tenant `{}` is not available", key.tenant_id)))?;
+    let (key, tenant) = authorize(app, role, &req).inspect_err(|e| auth_failed(&req, e))?;
     let id = || params.get("id").unwrap_or_default().to_string();
     match route {
         Route::WhoAmI => ok(&json!({"tenantId": key.tenant_id, "role": key.role, "name": key.name})),
@@ -102,6 +97,7 @@ pub async fn dispatch(app: &Arc<App>, route: Route, params: Params, req: Request
         Route::Plugins => ok(&tenant.query(Query::Plugins).await?),
         Route::Plugin => ok(&tenant.query(Query::Plugin(name_of(&params))).await?),
         Route::PutPlugin => put_plugin(&tenant, name_of(&params), req, app.body_limit).await,
+        Route::CheckPlugin => check_plugin(&tenant, name_of(&params), req, app.body_limit).await,
         Route::DeletePlugin => {
             tenant.command(Command::DeletePlugin { name: name_of(&params), from_disk: false }).await?;
             Ok(no_content())
@@ -130,6 +126,28 @@ pub async fn dispatch(app: &Arc<App>, route: Route, params: Params, req: Request
         )),
         Route::Health | Route::Metrics | Route::OpenApi => public(app, route),
     }
+}
+
+/// The caller's key (at least `role`) and its tenant.
+fn authorize(app: &App, role: Role, req: &Request<Incoming>) -> Result<(KeyRecord, Arc<TenantHandle>), ApiError> {
+    let key = app.keys.authenticate(req.headers())?;
+    key.require(role)?;
+    let tenant = app
+        .registry
+        .tenant(&key.tenant_id)
+        .ok_or_else(|| ApiError::Forbidden(format!("tenant `{}` is not available", key.tenant_id)))?;
+    Ok((key, tenant))
+}
+
+/// A refused key is logged at warn for operators (a probe, a rotated key, a wrong role);
+/// the reason is the message the caller got, which never contains the presented key.
+fn auth_failed(req: &Request<Incoming>, e: &ApiError) {
+    let request_id = req.extensions().get::<crate::http::RequestId>().map(|r| r.0.as_str()).unwrap_or_default();
+    let what = if e.status() == StatusCode::UNAUTHORIZED { "authentication failed" } else { "access refused" };
+    tracing::warn!(
+        method = %req.method(), path = req.uri().path(), status = e.status().as_u16(), reason = e.to_string(),
+        request_id, "{what}"
+    );
 }
 
 fn name_of(params: &Params) -> String {
@@ -286,12 +304,7 @@ async fn versions(t: &TenantHandle, req: &Request<Incoming>) -> Reply {
 /// A rule file is sent as text. A rejected file answers 400 with every diagnostic.
 async fn put_plugin(t: &TenantHandle, name: String, req: Request<Incoming>, limit: usize) -> Reply {
     let request_id = req.extensions().get::<crate::http::RequestId>().map(|r| r.0.clone()).unwrap_or_default();
-    if !name.ends_with(".rules") || name.contains('/') || name.len() > 200 {
-        return Err(ApiError::BadRequest(format!("name: `{name}` must be a file name ending in .rules")));
-    }
-    let raw = text_body(req, limit).await?;
-    let source =
-        String::from_utf8(raw.to_vec()).map_err(|_| ApiError::BadRequest("the rule file must be UTF-8".into()))?;
+    let source = rule_file(&name, req, limit).await?;
     match t.command(Command::PutPlugin { name, source, from_disk: false }).await {
         Ok(reply) => ok(&reply),
         Err(crate::tenant::TenantError::Plugin { name, diagnostics, .. }) => {
@@ -304,6 +317,22 @@ async fn put_plugin(t: &TenantHandle, name: String, req: Request<Incoming>, limi
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Checks a rule file as `PUT` would, installing nothing: 200 with `ok` and every
+/// diagnostic whether or not the file is clean (`arbiter check --server`).
+async fn check_plugin(t: &TenantHandle, name: String, req: Request<Incoming>, limit: usize) -> Reply {
+    let source = rule_file(&name, req, limit).await?;
+    ok(&t.query(Query::CheckPlugin { name, source }).await?)
+}
+
+/// A rule file's name (from the path) and its text body.
+async fn rule_file(name: &str, req: Request<Incoming>, limit: usize) -> Result<String, ApiError> {
+    if !name.ends_with(".rules") || name.contains('/') || name.len() > 200 {
+        return Err(ApiError::BadRequest(format!("name: `{name}` must be a file name ending in .rules")));
+    }
+    let raw = text_body(req, limit).await?;
+    String::from_utf8(raw.to_vec()).map_err(|_| ApiError::BadRequest("the rule file must be UTF-8".into()))
 }
 
 /// The bytes of a response built in this process (a `Full` body).

@@ -12,7 +12,7 @@ pub mod openapi;
 pub mod routes;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::Request;
@@ -30,6 +30,9 @@ use routes::Route;
 pub const BODY_LIMIT: usize = 1 << 20;
 pub const DATA_LIMIT: usize = 64 << 20;
 
+/// Requests that take at least this long are logged at warn, unless configured otherwise.
+pub const SLOW_REQUEST_MS: u64 = 500;
+
 /// Everything handlers share. Built once at start; the parts that change (tenants,
 /// keys) are concurrent maps inside.
 pub struct App {
@@ -41,6 +44,8 @@ pub struct App {
     pub default_tenant: String,
     pub body_limit: usize,
     pub data_limit: usize,
+    /// Requests that take at least this long are logged at warn.
+    pub slow_request: Duration,
 }
 
 impl App {
@@ -53,6 +58,7 @@ impl App {
             default_tenant,
             body_limit: BODY_LIMIT,
             data_limit: DATA_LIMIT,
+            slow_request: Duration::from_millis(SLOW_REQUEST_MS),
         }
     }
 
@@ -68,7 +74,15 @@ impl App {
             Err(e) => ("unmatched", Err(e.into_api_error(&method, &path))),
         };
         let response = result.unwrap_or_else(|e| e.into_response(&request_id));
-        self.metrics.record_request(name, &method, response.status(), start.elapsed());
+        let elapsed = start.elapsed();
+        self.metrics.record_request(name, &method, response.status(), elapsed);
+        if elapsed >= self.slow_request {
+            tracing::warn!(
+                %method, route = name, status = response.status().as_u16(),
+                duration_ms = elapsed.as_millis() as u64, request_id = %request_id,
+                "slow request"
+            );
+        }
         response
     }
 }

@@ -76,11 +76,23 @@ const CHECK_STACK: usize = 256 << 20;
 
 /// Parses and checks one file (on a thread with a large stack; see `CHECK_STACK`).
 pub fn check_source(file: &str, source: &str, ctx: &Context) -> Checked {
+    on_check_stack(|| check_here(file, source, ctx, false))
+}
+
+/// Checks what needs no tenant: syntax, `let` names and the size limits, duplicate rule
+/// names and score blocks, stages, multipliers and weights. References (offers,
+/// categories, channels, flows, attributes) and types are not checked, so no `RuleDef`
+/// or `ScoreDef` is produced.
+pub fn check_syntax(file: &str, source: &str) -> Checked {
+    on_check_stack(|| check_here(file, source, &Context::default(), true))
+}
+
+fn on_check_stack(check: impl FnOnce() -> Checked + Send + Copy) -> Checked {
     std::thread::scope(|scope| {
         let worker = std::thread::Builder::new().name("arbiter-check".into()).stack_size(CHECK_STACK);
-        match worker.spawn_scoped(scope, || check_here(file, source, ctx)) {
+        match worker.spawn_scoped(scope, check) {
             Ok(handle) => handle.join().unwrap_or_else(|_| internal_failure()),
-            Err(_) => check_here(file, source, ctx),
+            Err(_) => check(),
         }
     })
 }
@@ -90,13 +102,14 @@ fn internal_failure() -> Checked {
     Checked { diagnostics: vec![d], ..Checked::default() }
 }
 
-fn check_here(file: &str, source: &str, ctx: &Context) -> Checked {
+fn check_here(file: &str, source: &str, ctx: &Context, syntax_only: bool) -> Checked {
     let (ast, mut diagnostics) = parse(source);
     let mut c = FileChecker {
         file,
         source,
         lines: LineIndex::new(source),
         ctx,
+        syntax_only,
         offers_by_name: ctx.offers.iter().map(|(id, name, _)| (name.as_str(), id.as_str())).collect(),
         offer_ids: ctx.offers.iter().map(|(id, _, _)| id.as_str()).collect(),
         categories: ctx.offers.iter().filter_map(|(_, _, c)| c.as_deref()).collect(),
@@ -125,6 +138,8 @@ struct FileChecker<'a> {
     source: &'a str,
     lines: LineIndex<'a>,
     ctx: &'a Context,
+    /// No tenant: skip references and types (see [`check_syntax`]).
+    syntax_only: bool,
     /// Targets are looked up once per rule: index them once per file.
     offers_by_name: HashMap<&'a str, &'a str>,
     offer_ids: std::collections::HashSet<&'a str>,
@@ -316,6 +331,11 @@ impl FileChecker<'_> {
     }
 
     fn rule(&mut self, r: &Rule) {
+        if self.syntax_only {
+            self.stage(r);
+            self.resolve(&r.body, false);
+            return;
+        }
         let target = self.target(r);
         let stage = self.stage(r);
         let Some(resolved) = self.resolve_counted(&r.body, false) else { return };
@@ -440,6 +460,17 @@ impl FileChecker<'_> {
     }
 
     fn score(&mut self, s: &Score) {
+        if self.syntax_only {
+            match &s.body {
+                ScoreBody::Weights(ws) => {
+                    let _ = self.weights(s, ws);
+                }
+                ScoreBody::Formula(e) => {
+                    let _ = self.resolve(e, true);
+                }
+            }
+            return;
+        }
         let ctx = self.ctx;
         let mut ok = true;
         if !ctx.flows.contains(&s.flow) {
@@ -578,7 +609,7 @@ struct Fixture {
 }
 
 impl Context {
-    /// Builds a context from a fixture file's JSON (see `plugins/context.json`).
+    /// Builds a context from a fixture file's JSON (see `tests/data/context.json`).
     pub fn from_fixture(json: &[u8]) -> Result<Context, crate::catalog::CatalogError> {
         let fixture: Fixture = crate::model::parse_json(json)?;
         let mut catalog = Catalog::new();

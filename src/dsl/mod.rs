@@ -8,5 +8,5 @@ pub mod check;
 pub mod error;
 pub mod parse;
 
-pub use check::{check_source, Checked, Context};
+pub use check::{check_source, check_syntax, Checked, Context};
 pub use error::{Diagnostic, Severity};

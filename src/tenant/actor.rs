@@ -539,8 +539,17 @@ impl TenantActor {
                 .map(|p| json!({"name": p.name, "source": p.source, "rules": p.rules.len(), "scores": p.scores.len()}))
                 .ok_or_else(|| TenantError::NotFound(format!("rule file `{name}` not found"))),
             Query::Plugins => Ok(c.plugins.iter().map(|p| json!({"name": p.name, "rules": p.rules.len()})).collect()),
+            Query::CheckPlugin { name, source } => Ok(check_plugin(c, &name, &source)),
         }
     }
+}
+
+/// What `POST /plugins/{name}/check` answers: the file checked against this catalog.
+fn check_plugin(c: &Catalog, name: &str, source: &str) -> Value {
+    let checked = crate::dsl::check_source(name, source, &crate::dsl::Context::from_catalog(c));
+    let diagnostics: Vec<_> = checked.diagnostics.iter().map(|d| locate(name, source, d)).collect();
+    json!({"name": name, "ok": !checked.has_errors(), "rules": checked.rules.len(),
+           "scores": checked.scores.len(), "diagnostics": diagnostics})
 }
 
 /// Diagnostics a file outgrows once the entities it names exist: unknown offer,

@@ -93,6 +93,11 @@ pub enum Query {
     },
     Plugin(String),
     Plugins,
+    /// Checks a rule file against the current catalog; installs nothing.
+    CheckPlugin {
+        name: String,
+        source: String,
+    },
 }
 
 impl Message for Query {

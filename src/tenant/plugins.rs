@@ -2,7 +2,7 @@
 //! `plugins/<tenant-id>/*.rules` to that tenant. Files are loaded at start and watched;
 //! a changed file is re-checked and swapped in, or — on any diagnostic — the previous
 //! version stays live and every diagnostic is logged with its location. Other files
-//! (such as `context.json`, used by `arbiter check`) are ignored.
+//! in the folder are ignored.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

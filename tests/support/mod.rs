@@ -274,6 +274,7 @@ impl TestServer {
             pepper: Some("test-pepper".into()),
             // Tests train on demand (POST …/train) so results do not depend on timing.
             train_interval: None,
+            slow_request: std::time::Duration::from_millis(arbiter::serve::DEFAULT_SLOW_REQUEST_MS),
         };
         let started = arbiter::serve::start(&config).await.expect("server starts");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
@@ -289,6 +290,23 @@ impl TestServer {
     /// A client of this server with `key` (or none).
     pub fn client(&self, key: Option<&str>) -> Client {
         Client::new(self.addr, key)
+    }
+
+    /// Stops the server and keeps its data folder, returned for the caller to use and remove.
+    pub async fn stop_keeping_data(mut self) -> PathBuf {
+        let dir = std::mem::take(&mut self.dir);
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task does not panic").expect("server stops cleanly");
+        }
+        dir
+    }
+
+    /// The data folder the server uses.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
     }
 
     /// Stops the server (in-flight requests finish), then removes its data folder.
