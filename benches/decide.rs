@@ -49,7 +49,9 @@ fn compile(c: &mut Criterion) {
     let t = demo::synthetic(1000, 3).unwrap();
     let flow = &t.catalog.flows[0];
     c.bench_function("compile/L_1000x3", |b| {
-        b.iter(|| engine::compile(&t.catalog, flow, &flow.spec.draft_config, 1).unwrap())
+        b.iter(|| {
+            engine::compile(&t.catalog.inputs(), &flow.meta.id, &flow.spec.key, &flow.spec.draft_config, 1).unwrap()
+        })
     });
 }
 
@@ -94,7 +96,7 @@ fn language_compile(c: &mut Criterion) {
             i % 100
         ));
     }
-    let ctx = arbiter::dsl::Context::from_catalog(&t.catalog);
+    let ctx = t.catalog.dsl_context();
     c.bench_function("language_1000_rules_parse_check", |b| {
         b.iter(|| arbiter::dsl::check_source("gen.rules", black_box(&text), &ctx))
     });
@@ -104,7 +106,7 @@ fn language_compile(c: &mut Criterion) {
             |mut t| {
                 t.catalog.put_plugin("gen.rules", &text).unwrap();
                 let flow = &t.catalog.flows[0];
-                engine::compile(&t.catalog, flow, &flow.spec.draft_config, 2).unwrap()
+                engine::compile(&t.catalog.inputs(), &flow.meta.id, &flow.spec.key, &flow.spec.draft_config, 2).unwrap()
             },
             criterion::BatchSize::LargeInput,
         )

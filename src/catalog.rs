@@ -4,10 +4,8 @@
 
 use std::sync::Arc;
 
-use dashmap::DashMap;
-
-use crate::dsl::{check_source, Context, Diagnostic};
-use crate::engine::{self, CompiledFlow, RuleDef, RuleOrigin, ScoreDef};
+use crate::dsl::{check_source, Context, Diagnostic, RuleDef, RuleOrigin, ScoreDef};
+use crate::engine::{self, CompiledFlow, TenantInputs};
 use crate::learn::propensity::CounterBank;
 use crate::model::flow::{FlowStatus, PublishedVersion};
 use crate::model::policy::{ContactPolicy, ContactPolicySpec, PolicyScope, PolicyStatus, MAX_ACTIVE_POLICIES};
@@ -16,13 +14,12 @@ use crate::model::{
     Channel, ChannelSpec, DecisionFlow, FieldError, FlowSpec, Meta, Offer, OfferSpec, QualificationRule, RuleSpec,
     Schema, SchemaSpec, ValidationError,
 };
-use crate::rules::check::{CheckError, Checker, Literals};
+use crate::rules::check::{Checker, Literals};
 use crate::rules::json;
 use crate::rules::{Layout, Namespace, Path};
 
-/// Rows of one schema keyed by its unique field. Shared with compiled flows, so a row
-/// loaded after publish is seen by the next decision without recompiling.
-pub type Table = DashMap<Box<str>, crate::model::schema::Row>;
+pub use crate::model::condition_error;
+pub use crate::model::schema::Table;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -510,7 +507,7 @@ impl Catalog {
             ValidationError::one("version", format!("decision flow has no published version {version}"))
         })?;
         let next = self.flows[i].published_versions.len() as u32 + 1;
-        let compiled = engine::compile(self, &self.flows[i], &old.config_snapshot, next)?;
+        let compiled = self.compile_flow(&self.inputs(), &self.flows[i], &old.config_snapshot, next)?;
         let flow = &mut self.flows[i];
         let note = format!("Rollback to v{version}: {}", notes.unwrap_or_default());
         flow.published_versions.push(PublishedVersion {
@@ -530,9 +527,10 @@ impl Catalog {
     pub fn compile_live(&self) -> (Vec<Arc<CompiledFlow>>, Vec<(String, ValidationError)>) {
         let mut live = Vec::new();
         let mut failed = Vec::new();
+        let inputs = self.inputs();
         for flow in &self.flows {
             let Some(v) = flow.published_versions.last() else { continue };
-            match engine::compile(self, flow, &v.config_snapshot, v.version) {
+            match self.compile_flow(&inputs, flow, &v.config_snapshot, v.version) {
                 Ok(c) => live.push(Arc::new(c)),
                 Err(e) => failed.push((flow.spec.key.clone(), e)),
             }
@@ -547,7 +545,7 @@ impl Catalog {
             self.flows.iter().position(|f| f.meta.id == flow_id).ok_or_else(|| not_found("decision flow", flow_id))?;
         let draft = self.flows[i].spec.draft_config.clone();
         let version = self.flows[i].published_versions.len() as u32 + 1;
-        let compiled = engine::compile(self, &self.flows[i], &draft, version)?;
+        let compiled = self.compile_flow(&self.inputs(), &self.flows[i], &draft, version)?;
         let flow = &mut self.flows[i];
         flow.published_versions.push(PublishedVersion {
             version,
@@ -580,11 +578,52 @@ impl Catalog {
         self.plugins.iter().flat_map(|p| p.scores.iter())
     }
 
+    /// The tenant as the engine compiles against it, assembled once for every flow.
+    pub fn inputs(&self) -> TenantInputs<'_> {
+        let (rules, rule_errors) = self.rule_defs();
+        TenantInputs {
+            layout: self.layout(),
+            schemas: self.schemas.iter().zip(&self.tables).map(|(s, t)| (s, t.clone())).collect(),
+            offers: &self.offers,
+            channels: &self.channels,
+            policies: &self.policies,
+            rules,
+            rule_errors,
+            scores: self.score_defs().collect(),
+            counters: &self.counters,
+        }
+    }
+
+    fn compile_flow(
+        &self,
+        inputs: &TenantInputs,
+        flow: &DecisionFlow,
+        draft: &crate::model::DraftConfig,
+        version: u32,
+    ) -> Result<CompiledFlow, ValidationError> {
+        engine::compile(inputs, &flow.meta.id, &flow.spec.key, draft, version)
+    }
+
+    /// What a rule file is checked against: this tenant's attributes, offers (with
+    /// their categories), channels and flows.
+    pub fn dsl_context(&self) -> Context {
+        Context {
+            layout: self.layout(),
+            offers: self
+                .offers
+                .iter()
+                .map(|o| (o.meta.id.clone(), o.spec.name.clone(), o.spec.category.clone()))
+                .collect(),
+            channels: self.channels.iter().map(|c| (c.meta.id.clone(), c.spec.name.clone())).collect(),
+            flows: self.flows.iter().map(|f| f.spec.key.clone()).collect(),
+        }
+    }
+
     /// Checks a rule-language file against this tenant and, when it has no error,
     /// makes it the plugin `name` (replacing an older version). Returns the warnings, or
     /// every diagnostic when rejected; a rejected file changes nothing.
     pub fn put_plugin(&mut self, name: &str, source: &str) -> Result<Vec<Diagnostic>, Vec<Diagnostic>> {
-        let checked = check_source(name, source, &Context::from_catalog(self));
+        let checked = check_source(name, source, &self.dsl_context());
         if checked.has_errors() {
             return Err(checked.diagnostics);
         }
@@ -718,8 +757,37 @@ fn json_rule_def(rule: &QualificationRule) -> Result<RuleDef, ValidationError> {
     })
 }
 
-/// Maps a checker error on a lowered JSON condition to the config key it is about.
-pub fn condition_error(prefix: &str, e: &CheckError) -> FieldError {
-    let field = if e.code == "E201" { "attribute" } else { "value" };
-    FieldError::new(format!("{prefix}.{field}"), e.to_string())
+/// A tenant description for `arbiter check --context FILE`: the same bodies the API
+/// takes for schemas, offers and channels, and flow keys (see `tests/data/context.json`).
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Fixture {
+    #[serde(default, rename = "about")]
+    _about: Option<String>,
+    #[serde(default)]
+    schemas: Vec<SchemaSpec>,
+    #[serde(default)]
+    offers: Vec<OfferSpec>,
+    #[serde(default)]
+    channels: Vec<ChannelSpec>,
+    #[serde(default)]
+    flows: Vec<String>,
+}
+
+/// The rule-file check context of a fixture file's JSON.
+pub fn fixture_context(json: &[u8]) -> Result<Context, CatalogError> {
+    let fixture: Fixture = crate::model::parse_json(json)?;
+    let mut catalog = Catalog::new();
+    for s in fixture.schemas {
+        catalog.add_schema(s)?;
+    }
+    for o in fixture.offers {
+        catalog.add_offer(o)?;
+    }
+    for c in fixture.channels {
+        catalog.add_channel(c)?;
+    }
+    let mut ctx = catalog.dsl_context();
+    ctx.flows = fixture.flows;
+    Ok(ctx)
 }

@@ -113,7 +113,8 @@ fn check(args: &CheckArgs) -> Result<bool, String> {
 fn against(args: &CheckArgs) -> Result<Against, String> {
     if let Some(path) = &args.context {
         let bytes = std::fs::read(path).map_err(|e| format!("tenant context {}: {e}", path.display()))?;
-        let ctx = Context::from_fixture(&bytes).map_err(|e| format!("tenant context {}: {e}", path.display()))?;
+        let ctx =
+            crate::catalog::fixture_context(&bytes).map_err(|e| format!("tenant context {}: {e}", path.display()))?;
         return Ok(Against::Tenant(ctx));
     }
     if let Some(dir) = &args.data {
@@ -213,7 +214,7 @@ fn stored_tenant(dir: &Path, tenant: &str) -> Result<Context, String> {
     for w in warnings {
         eprintln!("note: {w}");
     }
-    Ok(Context::from_catalog(&catalog))
+    Ok(catalog.dsl_context())
 }
 
 /// A running server, asked `POST /api/v1/plugins/{name}/check` for each file.

@@ -3,7 +3,7 @@
 //! tenant (tests/data/context.json). A malformed row fails loudly, by name. `\n` in a
 //! source is a line break.
 
-use arbiter::dsl::{check_source, Context};
+use arbiter::dsl::check_source;
 
 const CASES: &str = r#"
 simple global rule          :: rule "r" { customer.tenureMonths >= 6 }                                     :: ok
@@ -60,7 +60,7 @@ all errors at once          :: rule "a" for offer "x" { customer.q > 1 } rule "b
 
 #[test]
 fn rule_language_cases() {
-    let ctx = Context::from_fixture(include_bytes!("data/context.json")).unwrap();
+    let ctx = arbiter::catalog::fixture_context(include_bytes!("data/context.json")).unwrap();
     let mut failures = Vec::new();
     let mut count = 0;
     for line in CASES.lines().filter(|l| !l.trim().is_empty()) {

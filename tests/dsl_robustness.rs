@@ -126,8 +126,7 @@ fn let_expansion_stops_at_the_node_limit() {
     }
     source.push_str(&format!("rule \"big\" {{ {} }}\n", vec!["a13"; 60].join(" and ")));
     let started = std::time::Instant::now();
-    let checked =
-        arbiter::dsl::check_source("big.rules", &source, &arbiter::dsl::Context::from_catalog(&tutorial_catalog()));
+    let checked = arbiter::dsl::check_source("big.rules", &source, &tutorial_catalog().dsl_context());
     assert!(checked.diagnostics.iter().any(|d| d.code == "E003"), "{:?}", checked.diagnostics);
     assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
 }
@@ -147,8 +146,7 @@ fn a_file_of_many_rules_over_a_shared_let_is_bounded() {
     }
     assert!(source.len() < 25_000, "a small file: {} bytes", source.len());
     let started = std::time::Instant::now();
-    let checked =
-        arbiter::dsl::check_source("many.rules", &source, &arbiter::dsl::Context::from_catalog(&tutorial_catalog()));
+    let checked = arbiter::dsl::check_source("many.rules", &source, &tutorial_catalog().dsl_context());
     let over: Vec<_> = checked.diagnostics.iter().filter(|d| d.code == "E003").collect();
     assert!(!over.is_empty(), "the file budget is enforced");
     assert!(over[0].message.contains("the file's rules expand to more than"), "{}", over[0].message);

@@ -94,7 +94,7 @@ fn failure(case: &Case, ctx: &Context) -> Option<String> {
 
 #[test]
 fn common_mistakes_get_targeted_messages() {
-    let ctx = Context::from_fixture(include_bytes!("data/context.json")).unwrap();
+    let ctx = arbiter::catalog::fixture_context(include_bytes!("data/context.json")).unwrap();
     let cases = cases();
     let failures: Vec<String> = cases
         .iter()
@@ -115,7 +115,7 @@ fn all_mistakes_in_a_file_at_once() {
                   rule \"b\" {\n    customer.hasSavings && customer.hasChecking\n\
                   rule \"c\" { customer.tenure > 1 }\n\
                   rule \"d\" stgae match { True }\n";
-    let ctx = Context::from_fixture(include_bytes!("data/context.json")).unwrap();
+    let ctx = arbiter::catalog::fixture_context(include_bytes!("data/context.json")).unwrap();
     let checked = check_source("all.rules", source, &ctx);
     let got: Vec<(&str, usize, usize)> = checked
         .diagnostics

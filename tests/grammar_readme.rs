@@ -2,7 +2,7 @@
 //! tests/data/context.json, and ```rules-error blocks must give exactly the codes listed on
 //! their first line (`// expect: E102 E201`).
 
-use arbiter::dsl::{check_source, Context};
+use arbiter::dsl::check_source;
 
 fn blocks(markdown: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -25,7 +25,7 @@ fn blocks(markdown: &str) -> Vec<(String, String)> {
 #[test]
 fn readme_examples_check_as_documented() {
     let readme = include_str!("../grammar/README.md");
-    let ctx = Context::from_fixture(include_bytes!("data/context.json")).unwrap();
+    let ctx = arbiter::catalog::fixture_context(include_bytes!("data/context.json")).unwrap();
     let blocks = blocks(readme);
     assert!(blocks.len() >= 7, "examples went missing: {}", blocks.len());
     let mut failures = Vec::new();

@@ -7,11 +7,9 @@
 use std::collections::HashMap;
 
 use super::ast::{Factor, File, Item, Let, Rule, Score, ScoreBody, StageName, Target};
+use super::defs::{RuleDef, RuleOrigin, ScoreDef, ScoreDefBody, FACTORS};
 use super::error::{Diagnostic, LineIndex, Severity};
 use super::parse::{parse, MAX_TREE_DEPTH};
-use crate::catalog::Catalog;
-use crate::engine::defs::FACTORS;
-use crate::engine::{RuleDef, RuleOrigin, ScoreDef, ScoreDefBody};
 use crate::model::flow::Weights;
 use crate::model::rule::{Scope, DEFAULT_MATCH_MULTIPLIER};
 use crate::model::Stage;
@@ -35,21 +33,6 @@ pub struct Context {
     /// (id, name)
     pub channels: Vec<(String, String)>,
     pub flows: Vec<String>,
-}
-
-impl Context {
-    pub fn from_catalog(catalog: &Catalog) -> Context {
-        Context {
-            layout: catalog.layout(),
-            offers: catalog
-                .offers
-                .iter()
-                .map(|o| (o.meta.id.clone(), o.spec.name.clone(), o.spec.category.clone()))
-                .collect(),
-            channels: catalog.channels.iter().map(|c| (c.meta.id.clone(), c.spec.name.clone())).collect(),
-            flows: catalog.flows.iter().map(|f| f.spec.key.clone()).collect(),
-        }
-    }
 }
 
 /// The result of checking one file.
@@ -589,41 +572,4 @@ fn empty_offer() -> OfferFacts {
 /// Collapses runs of whitespace so a multi-line condition reads as one line in explain.
 fn squash(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// A tenant description for `arbiter check` when no data directory is at hand: the
-/// same bodies the API takes for schemas, offers and channels, and flow keys.
-#[derive(Debug, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Fixture {
-    #[serde(default, rename = "about")]
-    _about: Option<String>,
-    #[serde(default)]
-    schemas: Vec<crate::model::SchemaSpec>,
-    #[serde(default)]
-    offers: Vec<crate::model::OfferSpec>,
-    #[serde(default)]
-    channels: Vec<crate::model::ChannelSpec>,
-    #[serde(default)]
-    flows: Vec<String>,
-}
-
-impl Context {
-    /// Builds a context from a fixture file's JSON (see `tests/data/context.json`).
-    pub fn from_fixture(json: &[u8]) -> Result<Context, crate::catalog::CatalogError> {
-        let fixture: Fixture = crate::model::parse_json(json)?;
-        let mut catalog = Catalog::new();
-        for s in fixture.schemas {
-            catalog.add_schema(s)?;
-        }
-        for o in fixture.offers {
-            catalog.add_offer(o)?;
-        }
-        for c in fixture.channels {
-            catalog.add_channel(c)?;
-        }
-        let mut ctx = Context::from_catalog(&catalog);
-        ctx.flows = fixture.flows;
-        Ok(ctx)
-    }
 }

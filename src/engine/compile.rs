@@ -1,4 +1,5 @@
-//! Compiles a flow's draft plus the tenant catalog into an immutable `CompiledFlow`.
+//! Compiles a flow's draft plus the tenant's entities ([`TenantInputs`], plain inputs
+//! the catalog assembles) into an immutable `CompiledFlow`.
 //! Everything that does not depend on the request is decided here: which offers the
 //! inventory yields, which rules apply to which offer and in what order, which customer
 //! column lands in which slot, and the static part of every offer's score.
@@ -6,14 +7,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::catalog::{condition_error, Catalog, Table};
-use crate::engine::defs::{RuleDef, RuleOrigin, ScoreDef, ScoreDefBody, FACTORS};
+use crate::dsl::defs::{RuleDef, RuleOrigin, ScoreDef, ScoreDefBody, FACTORS};
+use crate::learn::propensity::CounterBank;
 use crate::model::flow::{
     Combinator, EnrichConfig, FilterConfig, InventoryConfig, InventoryScope, OverrideScope, PolicyMode, QualifyConfig,
     QualifyMode, ScoreConfig, ScoreMethod, Weights,
 };
 use crate::model::rule::Scope;
-use crate::model::{DecisionFlow, DraftConfig, FieldError, FlowNode, NodeKind, Offer, Stage, ValidationError};
+use crate::model::schema::{Schema, Table};
+use crate::model::{condition_error, Channel};
+use crate::model::{DraftConfig, FieldError, FlowNode, NodeKind, Offer, Stage, ValidationError};
 use crate::rules::check::{did_you_mean, Checker, Literals};
 use crate::rules::ir::{BinOp, Expr};
 use crate::rules::json;
@@ -27,6 +30,33 @@ use crate::learn::propensity::Counts;
 use crate::model::policy::{ContactPolicy, PolicyScope, PolicyStatus};
 
 pub type CompileError = ValidationError;
+
+/// What a flow compiles against: the tenant's entities and rule definitions, as plain
+/// inputs. The catalog assembles them once for all the flows it compiles; the engine
+/// knows nothing of how a tenant keeps its state, and tests can build them directly.
+pub struct TenantInputs<'a> {
+    /// The request slots and every customer field of every schema (`customer.<field>`).
+    pub layout: Layout,
+    /// The schemas an enrich node can name, with their rows.
+    pub schemas: Vec<(&'a Schema, Arc<Table>)>,
+    pub offers: &'a [Offer],
+    pub channels: &'a [Channel],
+    pub policies: &'a [ContactPolicy],
+    /// Every active rule, JSON ones then rule-file ones.
+    pub rules: Vec<RuleDef>,
+    /// Stored rules that no longer lower into the IR (an error of every compile).
+    pub rule_errors: Vec<FieldError>,
+    /// Rule-file `score` blocks (each names its flow).
+    pub scores: Vec<&'a ScoreDef>,
+    /// Outcome counters the compiled offers read their propensity from.
+    pub counters: &'a CounterBank,
+}
+
+impl TenantInputs<'_> {
+    fn schema(&self, id: &str) -> Option<(&Schema, &Arc<Table>)> {
+        self.schemas.iter().find(|(s, _)| s.meta.id == id).map(|(s, t)| (*s, t))
+    }
+}
 
 /// A published flow, ready to decide. Immutable and `Send + Sync`: requests share it
 /// through an `Arc` and never lock.
@@ -129,28 +159,28 @@ pub(super) struct CompiledRule {
     pub origin: RuleOrigin,
 }
 
-/// Compiles one version of `flow` from `draft`.
+/// Compiles version `version` of the flow `flow_key` (id `flow_id`) from `draft`.
 pub fn compile(
-    catalog: &Catalog,
-    flow: &DecisionFlow,
+    inputs: &TenantInputs,
+    flow_id: &str,
+    flow_key: &str,
     draft: &DraftConfig,
     version: u32,
 ) -> Result<CompiledFlow, CompileError> {
     let nodes = draft.nodes()?;
     let mut b = Builder {
-        catalog,
-        layout: catalog.layout(),
+        inputs,
+        layout: inputs.layout.clone(),
         compiler: Compiler::new(),
         errors: Vec::new(),
         formulas: Vec::new(),
         factor_slots: None,
         features: Vec::new(),
     };
-    let channels = channel_infos(catalog);
+    let channels = channel_infos(inputs.channels);
     let offers_in = inventory(&mut b, &nodes);
-    let (defs, rule_errors) = catalog.rule_defs();
-    b.errors.extend(rule_errors);
-    let rules = b.rules(&defs, &channels);
+    b.errors.extend(inputs.rule_errors.iter().cloned());
+    let rules = b.rules(&inputs.rules, &channels);
     let mut steps = Vec::new();
     for node in &nodes {
         let path = format!("draftConfig.nodes[{}].config", node.index);
@@ -171,7 +201,7 @@ pub fn compile(
         _ => None,
     });
     let mut plans = score_plans(score.map(|(_, c)| c));
-    for def in catalog.score_defs().filter(|d| d.flow_key == flow.spec.key) {
+    for def in inputs.scores.iter().filter(|d| d.flow_key == flow_key) {
         b.apply_score_def(def, &mut plans);
     }
     let max_candidates = nodes
@@ -181,15 +211,15 @@ pub fn compile(
             _ => None,
         })
         .unwrap_or(MAX_LIMIT as usize);
-    let policies = policies(catalog, &channels, &mut b.errors);
+    let policies = policies(inputs.policies, &channels, &mut b.errors);
     ValidationError::check(std::mem::take(&mut b.errors))?;
     let offers = offers_in
         .iter()
         .map(|&(_, offer)| {
             let facts = facts(offer);
             let static_factors = plans.plans.iter().map(|p| p.static_factor(&facts)).collect();
-            let counts = catalog.counters.offer(&facts.id);
-            let category_counts = (!facts.category.is_empty()).then(|| catalog.counters.category(&facts.category));
+            let counts = inputs.counters.offer(&facts.id);
+            let category_counts = (!facts.category.is_empty()).then(|| inputs.counters.category(&facts.category));
             CompiledOffer { facts, static_factors, counts, category_counts, policy_mask: 0 }
         })
         .collect();
@@ -201,8 +231,8 @@ pub fn compile(
     let (feature_names, features): (Vec<Arc<str>>, Vec<u32>) = b.features.into_iter().unzip();
     let experiment = draft.flow_config.experiment.as_ref();
     Ok(CompiledFlow {
-        flow_id: flow.meta.id.as_str().into(),
-        key: flow.spec.key.as_str().into(),
+        flow_id: flow_id.into(),
+        key: flow_key.into(),
         version,
         consts: b.compiler.into_consts(),
         layout: b.layout,
@@ -219,7 +249,7 @@ pub fn compile(
         score_node: score.map_or("score", |(n, _)| n.id.as_str()).into(),
         formulas: b.formulas.into(),
         factor_slots: b.factor_slots,
-        global_counts: catalog.counters.global(),
+        global_counts: inputs.counters.global(),
         policies,
         features: features.into(),
         feature_names: feature_names.into(),
@@ -235,7 +265,7 @@ struct RuleEntry {
 }
 
 struct Builder<'c> {
-    catalog: &'c Catalog,
+    inputs: &'c TenantInputs<'c>,
     layout: Layout,
     compiler: Compiler,
     errors: Vec<FieldError>,
@@ -264,9 +294,8 @@ fn facts(offer: &Offer) -> OfferFacts {
 /// The tenant's active contact policies, highest priority first (then oldest first). A
 /// stored policy that no longer validates, or names a channel that is gone, is an error
 /// of the compile: a live flow never silently stops applying a policy.
-fn policies(catalog: &Catalog, channels: &[ChannelInfo], errors: &mut Vec<FieldError>) -> Box<[CompiledPolicy]> {
-    let mut active: Vec<&ContactPolicy> =
-        catalog.policies.iter().filter(|p| p.spec.status == PolicyStatus::Active).collect();
+fn policies(all: &[ContactPolicy], channels: &[ChannelInfo], errors: &mut Vec<FieldError>) -> Box<[CompiledPolicy]> {
+    let mut active: Vec<&ContactPolicy> = all.iter().filter(|p| p.spec.status == PolicyStatus::Active).collect();
     active
         .sort_by(|a, b| b.spec.priority.cmp(&a.spec.priority).then_with(|| a.meta.created_at.cmp(&b.meta.created_at)));
     // Decisions track policies as bits of a u64; creation refuses more (catalog).
@@ -320,13 +349,13 @@ fn with_policy_masks(mut offers: Box<[CompiledOffer]>, policies: &[CompiledPolic
     offers
 }
 
-fn channel_infos(catalog: &Catalog) -> Vec<ChannelInfo> {
+fn channel_infos(channels: &[Channel]) -> Vec<ChannelInfo> {
     let info = |c: &crate::model::Channel| ChannelInfo {
         id: c.meta.id.as_str().into(),
         name: c.spec.name.as_str().into(),
         kind: c.spec.channel_type.name().into(),
     };
-    catalog.channels.iter().map(info).collect()
+    channels.iter().map(info).collect()
 }
 
 /// The inventory node: which offers are candidates, with their catalog ordinals.
@@ -339,11 +368,11 @@ fn inventory<'c>(b: &mut Builder<'c>, nodes: &[FlowNode]) -> Vec<(u32, &'c Offer
     };
     let path = format!("draftConfig.nodes[{index}].config.offerIds");
     for (j, id) in config.offer_ids.iter().enumerate() {
-        if !b.catalog.offers.iter().any(|o| &o.meta.id == id) {
+        if !b.inputs.offers.iter().any(|o| &o.meta.id == id) {
             b.errors.push(FieldError::new(format!("{path}[{j}]"), format!("no offer with id `{id}`")));
         }
     }
-    let offers = b.catalog.offers.iter().enumerate();
+    let offers = b.inputs.offers.iter().enumerate();
     offers.filter(|(_, o)| in_inventory(config, o)).map(|(i, o)| (i as u32, o)).collect()
 }
 
@@ -565,7 +594,7 @@ impl Builder<'_> {
         let mut plans = Vec::new();
         for (j, source) in c.sources.iter().enumerate() {
             let spath = format!("{path}.sources[{j}]");
-            let Ok((schema, table)) = self.catalog.schema(&source.schema_id) else {
+            let Some((schema, table)) = self.inputs.schema(&source.schema_id) else {
                 self.errors.push(FieldError::new(
                     format!("{spath}.schemaId"),
                     format!("no schema with id `{}`", source.schema_id),

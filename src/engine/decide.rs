@@ -12,12 +12,12 @@ use crate::rules::{Env, Path, Value};
 
 use super::compile::{CompiledFlow, CompiledOffer, CompiledRule, EnrichPlan, Step};
 use super::contact::{CompiledPolicy, PolicyState, Target};
-use super::defs::RuleOrigin;
 use super::response::{
     Decision, DecisionExplanation, FlowExplanation, Meta, OfferDecision, PolicyRef, RankingScores, RecommendRequest,
     Removal, RuleFailure,
 };
 use super::score::{self, ScorePlan, Signals, DEFAULT_PROPENSITY};
+use crate::dsl::defs::RuleOrigin;
 
 /// A candidate offer on its way through the flow.
 #[derive(Clone, Copy)]

@@ -26,7 +26,7 @@ pub trait Signals: Send + Sync {
 /// No learned signals: no uplift, no contacts.
 pub struct NoSignals;
 
-pub const DEFAULT_PROPENSITY: f64 = 0.5;
+pub use crate::learn::propensity::DEFAULT_PROPENSITY;
 
 impl Signals for NoSignals {
     fn uplift(&self, _: usize, _: &OfferFacts, _: &[f64]) -> Option<f64> {

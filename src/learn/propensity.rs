@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
-use crate::engine::score::DEFAULT_PROPENSITY;
+/// The propensity of an offer nothing is known about.
+pub const DEFAULT_PROPENSITY: f64 = 0.5;
 
 pub const OFFER_MATURE: u64 = 50;
 pub const CATEGORY_PRIOR_MIN: u64 = 20;

@@ -82,6 +82,12 @@ fn path_error(prefix: &str, e: serde_path_to_error::Error<serde_json::Error>) ->
     ValidationError::one(path, e.into_inner().to_string())
 }
 
+/// Maps a checker error on a lowered JSON condition to the config key it is about.
+pub fn condition_error(prefix: &str, e: &crate::rules::CheckError) -> FieldError {
+    let field = if e.code == "E201" { "attribute" } else { "value" };
+    FieldError::new(format!("{prefix}.{field}"), e.to_string())
+}
+
 /// Pushes an error unless `lo <= value <= hi`.
 pub(crate) fn in_range(errors: &mut Vec<FieldError>, path: &str, value: f64, lo: f64, hi: f64) {
     if !(lo..=hi).contains(&value) {

@@ -125,6 +125,11 @@ pub struct Schema {
 /// One row, in the schema's field order.
 pub type Row = Arc<[Value]>;
 
+/// Rows of one schema keyed by its unique field. Shared between the catalog (which loads
+/// rows) and the compiled flows (which read them), so a row loaded after publish is seen
+/// by the next decision without recompiling.
+pub type Table = dashmap::DashMap<Box<str>, Row>;
+
 impl Schema {
     pub fn field_index(&self, name: &str) -> Option<usize> {
         self.spec.fields.iter().position(|f| f.name == name)

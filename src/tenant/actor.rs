@@ -296,9 +296,7 @@ impl TenantActor {
         let ready: Vec<String> = self
             .pending_disk
             .iter()
-            .filter(|(name, source)| {
-                !crate::dsl::check_source(name, source, &crate::dsl::Context::from_catalog(&self.catalog)).has_errors()
-            })
+            .filter(|(name, source)| !crate::dsl::check_source(name, source, &self.catalog.dsl_context()).has_errors())
             .map(|(name, _)| name.clone())
             .collect();
         for name in ready {
@@ -546,7 +544,7 @@ impl TenantActor {
 
 /// What `POST /plugins/{name}/check` answers: the file checked against this catalog.
 fn check_plugin(c: &Catalog, name: &str, source: &str) -> Value {
-    let checked = crate::dsl::check_source(name, source, &crate::dsl::Context::from_catalog(c));
+    let checked = crate::dsl::check_source(name, source, &c.dsl_context());
     let diagnostics: Vec<_> = checked.diagnostics.iter().map(|d| locate(name, source, d)).collect();
     json!({"name": name, "ok": !checked.has_errors(), "rules": checked.rules.len(),
            "scores": checked.scores.len(), "diagnostics": diagnostics})

@@ -1,6 +1,8 @@
 //! What the engine compiles: rule and score definitions in the shared IR, whichever
-//! front-end wrote them. JSON qualification rules and rule-language files both become
-//! `RuleDef`s, so there is one compiler and one evaluator.
+//! front-end wrote them. Rule-language files (this module's checker) and JSON
+//! qualification rules (lowered by the catalog) both become `RuleDef`s, so there is one
+//! compiler and one evaluator. They live here, below the engine, because the language
+//! produces them and the engine only reads them.
 
 use std::sync::Arc;
 
