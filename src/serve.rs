@@ -17,7 +17,7 @@ use crate::api::handlers::issue_key;
 use crate::api::App;
 use crate::http::auth::{KeyIndex, KeyRecord, Role};
 use crate::store::SledStore;
-use crate::tenant::{plugins, Registry};
+use crate::tenant::{plugins, Registry, TenantError};
 
 /// Uplift models retrain every 5 minutes unless configured otherwise.
 pub const DEFAULT_TRAIN_INTERVAL_SECS: u64 = 300;
@@ -111,19 +111,34 @@ pub struct Started {
     _watcher: Option<notify::RecommendedWatcher>,
 }
 
+/// Why `serve` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("data folder {}: {error}", folder.display())]
+    DataFolder { folder: PathBuf, error: std::io::Error },
+    #[error("opening the store in {}: {error}", folder.display())]
+    Store { folder: PathBuf, error: crate::store::StoreError },
+    #[error(transparent)]
+    Tenant(#[from] TenantError),
+    #[error("the first admin key could not be stored: {0}")]
+    AdminKey(String),
+}
+
 /// Opens the store, restores tenants, makes sure the default tenant and an admin key
 /// exist, and loads and watches the plugins folder.
-pub async fn start(config: &Config) -> Result<Started, String> {
-    std::fs::create_dir_all(&config.data).map_err(|e| format!("data folder {}: {e}", config.data.display()))?;
-    let store = SledStore::open(&config.data).map_err(|e| format!("opening {}: {e}", config.data.display()))?;
-    let registry = Registry::start(Arc::new(store)).map_err(|e| e.to_string())?;
-    registry.ensure_tenant(&config.tenant).await.map_err(|e| e.to_string())?;
+pub async fn start(config: &Config) -> Result<Started, ServeError> {
+    let folder = |error| ServeError::DataFolder { folder: config.data.clone(), error };
+    std::fs::create_dir_all(&config.data).map_err(folder)?;
+    let store =
+        SledStore::open(&config.data).map_err(|error| ServeError::Store { folder: config.data.clone(), error })?;
+    let registry = Registry::start(Arc::new(store))?;
+    registry.ensure_tenant(&config.tenant).await?;
     if let Some(interval) = config.train_interval {
         registry.start_trainer(interval);
     }
     let pepper = pepper(&registry, config).await?;
     let keys = KeyIndex::new(pepper);
-    for (_, hash, record) in registry.api_keys().map_err(|e| e.to_string())? {
+    for (_, hash, record) in registry.api_keys()? {
         if let (Some(hash), Ok(record)) = (from_hex(&hash), serde_json::from_value::<KeyRecord>(record)) {
             keys.insert_hash(hash, record);
         }
@@ -137,24 +152,24 @@ pub async fn start(config: &Config) -> Result<Started, String> {
 }
 
 /// The pepper: from the environment, else generated on first run and kept in the store.
-async fn pepper(registry: &Registry, config: &Config) -> Result<Vec<u8>, String> {
+async fn pepper(registry: &Registry, config: &Config) -> Result<Vec<u8>, ServeError> {
     if let Some(p) = &config.pepper {
         return Ok(p.as_bytes().to_vec());
     }
     const KEY: &[u8] = b"registry/pepper";
-    if let Some(p) = registry.store().get(KEY).map_err(|e| e.to_string())? {
+    if let Some(p) = registry.store().get(KEY).map_err(TenantError::from)? {
         return Ok(p);
     }
     let p = crate::http::auth::generate_key().into_bytes();
     let mut b = crate::store::Batch::new();
     b.put(KEY.to_vec(), p.clone());
-    registry.store().write(b).map_err(|e| e.to_string())?.await.map_err(|e| e.to_string())?;
+    registry.store().write(b).map_err(TenantError::from)?.await.map_err(TenantError::from)?;
     Ok(p)
 }
 
 /// Accepts `ARBITER_ADMIN_KEY` if set; on a first run without one, issues a key and
 /// returns it to be printed once.
-async fn admin_key(app: &App, config: &Config) -> Result<Option<String>, String> {
+async fn admin_key(app: &App, config: &Config) -> Result<Option<String>, ServeError> {
     if let Some(key) = &config.admin_key {
         if app.keys.lookup(key).is_none() {
             let record = KeyRecord {
@@ -164,9 +179,9 @@ async fn admin_key(app: &App, config: &Config) -> Result<Option<String>, String>
                 created_at: crate::ids::now_rfc3339(),
             };
             let hash = app.keys.hash(key);
-            let stored = serde_json::to_value(&record).map_err(|e| e.to_string())?;
+            let stored = serde_json::to_value(&record).expect("a key record serialises");
             let hex = crate::http::auth::to_hex(&hash);
-            app.registry.put_api_key(&config.tenant, &hex, &stored).await.map_err(|e| e.to_string())?;
+            app.registry.put_api_key(&config.tenant, &hex, &stored).await?;
             app.keys.insert_hash(hash, record);
         }
         return Ok(None);
@@ -176,7 +191,7 @@ async fn admin_key(app: &App, config: &Config) -> Result<Option<String>, String>
     }
     let (secret, _) = issue_key(app, &config.tenant, Role::Admin, "admin (first run)".into())
         .await
-        .map_err(|e| e.message().to_string())?;
+        .map_err(|e| ServeError::AdminKey(e.message().to_string()))?;
     Ok(Some(secret))
 }
 
@@ -262,7 +277,7 @@ pub fn main(args: &ServeArgs) -> ExitCode {
         };
         let started = match start(&config).await {
             Ok(s) => s,
-            Err(e) => return fail(e),
+            Err(e) => return fail(e.to_string()),
         };
         let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
         if let Some(key) = &started.new_admin_key {

@@ -391,7 +391,8 @@ async fn plugins_put_get_delete_and_diagnostics() {
     let rejected = api.send("PUT", "/api/v1/plugins/cards.rules", &text, Some(BAD_RULES.as_bytes())).await;
     let body = rejected.expect(400);
     assert_eq!(body["error"]["code"], "BAD_REQUEST");
-    let diagnostics = body["diagnostics"].as_array().unwrap_or_else(|| panic!("no diagnostics: {body}"));
+    let diagnostics =
+        body["error"]["details"]["diagnostics"].as_array().unwrap_or_else(|| panic!("no diagnostics: {body}"));
     assert_eq!(diagnostics.len(), 3, "{body}");
     for d in diagnostics {
         assert!(d["line"].as_u64().is_some_and(|l| l >= 1), "{d}");
@@ -838,5 +839,20 @@ async fn tenants_keys_and_roles() {
     editor_api.create("/api/v1/offers", &offer("By editor", 1, 1, 1)).await;
     editor_api.post("/api/v1/keys", &json!({"name": "x", "role": "viewer"})).await.expect_error(403, "FORBIDDEN");
     acme_api.post("/api/v1/keys", &json!({"name": "x", "role": "owner"})).await.expect_error(400, "BAD_REQUEST");
+    server.stop().await;
+}
+
+/// Validation problems reach the client as data: `error.details.fields` with each path,
+/// besides the message that names them.
+#[tokio::test]
+async fn validation_errors_carry_their_fields_as_data() {
+    let server = TestServer::start().await;
+    let body = json!({"name": "", "priority": 120});
+    let reply = server.admin.post("/api/v1/offers", &body).await;
+    let error = reply.expect(400)["error"].clone();
+    let fields = error["details"]["fields"].as_array().unwrap_or_else(|| panic!("no fields: {error}"));
+    let paths: Vec<&str> = fields.iter().map(|f| f["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["name", "priority"], "{error}");
+    assert!(fields[1]["message"].as_str().unwrap().contains("between 0 and 100"), "{error}");
     server.stop().await;
 }

@@ -1,20 +1,20 @@
 //! Tenant, catalog and validation errors as API errors (status and code).
 
 use crate::catalog::CatalogError;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, Details};
 use crate::model::ValidationError;
 use crate::tenant::{RecommendError, TenantError};
 
 impl From<ValidationError> for ApiError {
     fn from(e: ValidationError) -> ApiError {
-        ApiError::BadRequest(e.to_string())
+        ApiError::Invalid { message: e.to_string(), details: Details::Fields(e.0) }
     }
 }
 
 impl From<CatalogError> for ApiError {
     fn from(e: CatalogError) -> ApiError {
         match e {
-            CatalogError::Invalid(v) => ApiError::BadRequest(v.to_string()),
+            CatalogError::Invalid(v) => v.into(),
             CatalogError::NotFound { .. } => ApiError::NotFound(e.to_string()),
             CatalogError::Conflict(m) => ApiError::Conflict(m),
         }
@@ -27,7 +27,10 @@ impl From<TenantError> for ApiError {
             TenantError::Catalog(c) => c.into(),
             TenantError::NotFound(m) => ApiError::NotFound(m),
             TenantError::Conflict(m) => ApiError::Conflict(m),
-            TenantError::Plugin { rendered, .. } => ApiError::BadRequest(rendered),
+            TenantError::Plugin { name, diagnostics, .. } => ApiError::Invalid {
+                message: format!("{name} has {} problem(s); nothing changed", diagnostics.len()),
+                details: Details::Diagnostics(diagnostics),
+            },
             TenantError::Store(s) if s.is_disk_full() => ApiError::InsufficientStorage(
                 "the disk is full: the change was not made (reads and decisions still work); free space and retry"
                     .into(),

@@ -303,20 +303,8 @@ async fn versions(t: &TenantHandle, req: &Request<Incoming>) -> Reply {
 
 /// A rule file is sent as text. A rejected file answers 400 with every diagnostic.
 async fn put_plugin(t: &TenantHandle, name: String, req: Request<Incoming>, limit: usize) -> Reply {
-    let request_id = req.extensions().get::<crate::http::RequestId>().map(|r| r.0.clone()).unwrap_or_default();
     let source = rule_file(&name, req, limit).await?;
-    match t.command(Command::PutPlugin { name, source, from_disk: false }).await {
-        Ok(reply) => ok(&reply),
-        Err(crate::tenant::TenantError::Plugin { name, diagnostics, .. }) => {
-            // The standard envelope (with the request id), plus every located diagnostic.
-            let message = format!("{name} has {} problem(s); nothing changed", diagnostics.len());
-            let mut response = ApiError::BadRequest(message).into_response(&request_id);
-            let mut body: Value = serde_json::from_slice(&http_body_bytes(&mut response).await).unwrap_or_default();
-            body["diagnostics"] = serde_json::to_value(&diagnostics).unwrap_or_default();
-            json_response(StatusCode::BAD_REQUEST, &body)
-        }
-        Err(e) => Err(e.into()),
-    }
+    ok(&t.command(Command::PutPlugin { name, source, from_disk: false }).await?)
 }
 
 /// Checks a rule file as `PUT` would, installing nothing: 200 with `ok` and every
@@ -333,13 +321,6 @@ async fn rule_file(name: &str, req: Request<Incoming>, limit: usize) -> Result<S
     }
     let raw = text_body(req, limit).await?;
     String::from_utf8(raw.to_vec()).map_err(|_| ApiError::BadRequest("the rule file must be UTF-8".into()))
-}
-
-/// The bytes of a response built in this process (a `Full` body).
-async fn http_body_bytes(response: &mut HttpResponse) -> bytes::Bytes {
-    use http_body_util::BodyExt;
-    let body = std::mem::take(response.body_mut());
-    body.collect().await.map(|c| c.to_bytes()).unwrap_or_default()
 }
 
 /// A non-JSON body (a rule file), bounded by `limit`.

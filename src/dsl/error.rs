@@ -45,7 +45,7 @@ impl Diagnostic {
 }
 
 /// A diagnostic located in a file, as `--format json` prints it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Located {
     pub file: String,

@@ -27,6 +27,10 @@ pub enum ApiError {
     /// 400: the request is malformed or fails validation; the message names the field.
     #[error("{0}")]
     BadRequest(String),
+    /// 400 with the problems as data in `error.details` (field paths, or a rule file's
+    /// located diagnostics), so a client need not parse the message.
+    #[error("{message}")]
+    Invalid { message: String, details: Details },
     /// 401: no API key, or one we do not know.
     #[error("{0}")]
     Unauthorized(String),
@@ -89,7 +93,7 @@ impl ApiError {
     /// The HTTP status this error is sent with.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -108,7 +112,7 @@ impl ApiError {
     /// The stable code clients switch on (`BAD_REQUEST`, ...).
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::BadRequest(_) => "BAD_REQUEST",
+            ApiError::BadRequest(_) | ApiError::Invalid { .. } => "BAD_REQUEST",
             ApiError::Unauthorized(_) => "UNAUTHORIZED",
             ApiError::Forbidden(_) => "FORBIDDEN",
             ApiError::NotFound(_) => "NOT_FOUND",
@@ -138,7 +142,9 @@ impl ApiError {
             | ApiError::Internal(m)
             | ApiError::Unavailable(m)
             | ApiError::InsufficientStorage(m) => m,
-            ApiError::MethodNotAllowed { message, .. } | ApiError::RateLimited { message, .. } => message,
+            ApiError::MethodNotAllowed { message, .. }
+            | ApiError::RateLimited { message, .. }
+            | ApiError::Invalid { message, .. } => message,
         }
     }
 
@@ -175,6 +181,10 @@ impl ApiError {
                 status: self.status().as_u16(),
                 request_id,
                 recommendation_id: request_id,
+                details: match self {
+                    ApiError::Invalid { details, .. } => Some(details),
+                    _ => None,
+                },
             },
         }
     }
@@ -200,6 +210,18 @@ struct Body<'a> {
     status: u16,
     request_id: &'a str,
     recommendation_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<&'a Details>,
+}
+
+/// The data behind a 400: `{"fields": [{"path", "message"}]}` for a body that fails
+/// validation, `{"diagnostics": [{"file", "line", "column", "code", "message", …}]}` for a
+/// rule file with errors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Details {
+    Fields(Vec<crate::model::FieldError>),
+    Diagnostics(Vec<crate::dsl::error::Located>),
 }
 
 /// `GET, POST` — the `Allow` header value.

@@ -18,7 +18,7 @@ pub use rule::{QualificationRule, RuleSpec, Stage};
 pub use schema::{DataType, Schema, SchemaSpec};
 
 /// One problem with one field of a request body.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
     pub path: String,
     pub message: String,
