@@ -81,7 +81,7 @@ async fn run_clients(t: &Arc<TenantHandle>, clients: usize, run_for: Duration) -
                 };
                 n += 1;
                 let sent = Instant::now();
-                t.command(Command::Respond(input)).await.expect("respond");
+                t.command(Command::Respond(Box::new(input))).await.expect("respond");
                 latencies.push(sent.elapsed());
             }
             latencies

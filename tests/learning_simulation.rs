@@ -127,7 +127,7 @@ impl Sim {
             let mut set = tokio::task::JoinSet::new();
             for input in chunk.iter().cloned() {
                 let t = self.t.clone();
-                set.spawn(async move { t.command(Command::Respond(input)).await });
+                set.spawn(async move { t.command(Command::Respond(Box::new(input))).await });
             }
             while let Some(done) = set.join_next().await {
                 done.unwrap().expect("respond is recorded");

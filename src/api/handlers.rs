@@ -201,15 +201,25 @@ async fn update<S: DeserializeOwned>(
     let Value::Object(changes) = changes else {
         return Err(ApiError::BadRequest("the body must be a JSON object of the fields to change".into()));
     };
-    let mut current = t.query(Query::Get(kind, id)).await?;
+    let Value::Object(mut current) = t.query(Query::Get(kind, id)).await? else {
+        return Err(ApiError::internal("update", &"a stored entity is not a JSON object"));
+    };
+    // The stored entity carries fields the spec does not (id, version, …). They are
+    // removed before the spec is parsed, so that unknown fields can only be ones the
+    // client sent; a client that sends them back (an edited GET body) is not refused.
+    let stored_only: &[&str] = match kind {
+        EntityKind::Flow => &["id", "version", "createdAt", "updatedAt", "status", "publishedVersions"],
+        _ => &["id", "version", "createdAt", "updatedAt"],
+    };
+    for field in stored_only {
+        current.remove(*field);
+    }
     for (field, value) in changes {
-        if !matches!(field.as_str(), "id" | "version" | "createdAt" | "updatedAt" | "publishedVersions" | "status")
-            || kind != EntityKind::Flow && field == "status"
-        {
-            current[field] = value;
+        if !stored_only.contains(&field.as_str()) {
+            current.insert(field, value);
         }
     }
-    let spec: S = crate::model::parse_value("", &current)?;
+    let spec: S = crate::model::parse_value("", &Value::Object(current))?;
     ok(&t.command(command(spec)).await?)
 }
 
@@ -247,7 +257,7 @@ async fn rows(t: &TenantHandle, schema_id: String, req: &Request<Incoming>) -> R
 }
 
 #[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct PublishBody {
     id: String,
     #[serde(default)]
@@ -255,7 +265,7 @@ struct PublishBody {
 }
 
 #[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RollbackBody {
     id: String,
     version: u32,
@@ -402,7 +412,7 @@ async fn respond(t: &TenantHandle, req: Request<Incoming>, limit: usize) -> Repl
     if input.idempotency_key.is_none() {
         input.idempotency_key = header_key;
     }
-    let reply = t.command(Command::Respond(input)).await?;
+    let reply = t.command(Command::Respond(Box::new(input))).await?;
     let status = if reply["duplicate"] == true { StatusCode::OK } else { StatusCode::CREATED };
     json_response(status, &reply)
 }
@@ -412,6 +422,7 @@ fn idempotency_header(req: &Request<Incoming>) -> Option<String> {
 }
 
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct BulkBody {
     outcomes: Vec<Value>,
 }
@@ -429,7 +440,7 @@ async fn respond_bulk(t: &TenantHandle, req: Request<Incoming>, limit: usize) ->
     let mut results = Vec::new();
     for (i, item) in b.outcomes.iter().enumerate() {
         let outcome = match crate::model::parse_value::<RespondInput>(&format!("outcomes[{i}]"), item) {
-            Ok(input) => t.command(Command::Respond(input)).await.map_err(ApiError::from),
+            Ok(input) => t.command(Command::Respond(Box::new(input))).await.map_err(ApiError::from),
             Err(e) => Err(e.into()),
         };
         match outcome {
@@ -444,7 +455,7 @@ async fn respond_bulk(t: &TenantHandle, req: Request<Incoming>, limit: usize) ->
 }
 
 #[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct TenantBody {
     id: String,
     #[serde(default)]
@@ -472,7 +483,7 @@ async fn create_tenant(app: &App, key: &KeyRecord, req: Request<Incoming>) -> Re
 }
 
 #[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct KeyBody {
     name: String,
     role: Role,

@@ -10,8 +10,10 @@ use crate::rules::value::num_to_json;
 pub const DEFAULT_LIMIT: u32 = 5;
 pub const MAX_LIMIT: u32 = 50;
 
+/// A `/recommend` body. Unknown fields are refused (a typo such as `customerID` is an
+/// error, not a silently ignored field).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RecommendRequest {
     pub customer_id: String,
     #[serde(default)]
@@ -27,6 +29,31 @@ pub struct RecommendRequest {
     pub attributes: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
     pub context: Option<serde_json::Value>,
+    // The platform's documented optional fields, accepted so its clients keep working,
+    // and not used by arbiter's decisions yet: `channelId`/`placements` (arbiter reads
+    // `channel`/`placement`), `sessionId`, `segments`, `locale`, `currency`,
+    // `excludeOffers`, `excludeCreatives` (no creatives here), `debug` (use `?explain=true`)
+    // and `decisionFlowId` (flows are chosen by `decisionFlowKey`).
+    #[serde(default)]
+    pub channel_id: Option<String>,
+    #[serde(default)]
+    pub placements: Option<Vec<serde_json::Value>>,
+    #[serde(default)]
+    pub session_id: Option<String>,
+    #[serde(default)]
+    pub segments: Option<Vec<String>>,
+    #[serde(default)]
+    pub locale: Option<String>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub exclude_offers: Option<Vec<String>>,
+    #[serde(default)]
+    pub exclude_creatives: Option<Vec<String>>,
+    #[serde(default)]
+    pub debug: Option<bool>,
+    #[serde(default)]
+    pub decision_flow_id: Option<String>,
 }
 
 impl RecommendRequest {

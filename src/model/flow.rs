@@ -8,7 +8,7 @@ use super::{in_range, non_blank, parse_value, FieldError, Meta, ValidationError}
 use crate::rules::json::Operator;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FlowSpec {
     pub key: String,
     pub name: String,
@@ -19,7 +19,7 @@ pub struct FlowSpec {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DraftConfig {
     pub version: u32,
     #[serde(default)]
@@ -35,14 +35,14 @@ impl Default for DraftConfig {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FlowConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub experiment: Option<ExperimentConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExperimentConfig {
     #[serde(default)]
     pub enabled: bool,
@@ -61,7 +61,7 @@ pub enum ControlGroupAction {
 
 /// A node as the client sent it; `config` is parsed by `type` in [`DraftConfig::nodes`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeSpec {
     pub id: String,
     #[serde(rename = "type")]
@@ -109,7 +109,7 @@ fn active_only() -> Vec<OfferStatus> {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InventoryConfig {
     #[serde(default)]
     pub scope: InventoryScope,
@@ -127,7 +127,7 @@ fn customer_id() -> String {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnrichSource {
     pub schema_id: String,
     #[serde(default = "customer_id")]
@@ -138,7 +138,7 @@ pub struct EnrichSource {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnrichConfig {
     pub sources: Vec<EnrichSource>,
 }
@@ -153,7 +153,7 @@ pub enum Combinator {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FilterCondition {
     pub field: String,
     pub operator: Operator,
@@ -162,7 +162,7 @@ pub struct FilterCondition {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FilterConfig {
     pub conditions: Vec<FilterCondition>,
     #[serde(default)]
@@ -180,7 +180,7 @@ pub enum QualifyMode {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct QualifyConfig {
     #[serde(default)]
     pub mode: QualifyMode,
@@ -197,7 +197,7 @@ pub enum PolicyMode {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContactPolicyConfig {
     #[serde(default)]
     pub mode: PolicyMode,
@@ -214,7 +214,7 @@ pub enum ScoreMethod {
 
 /// PRIE-U weights. Absent keys are 0 when a formula is given.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Weights {
     #[serde(default)]
     pub propensity_weight: f64,
@@ -273,7 +273,7 @@ pub enum OverrideScope {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScoreOverride {
     pub scope: OverrideScope,
     pub value: String,
@@ -284,7 +284,7 @@ pub struct ScoreOverride {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScoreConfig {
     #[serde(default)]
     pub method: ScoreMethod,
@@ -308,7 +308,7 @@ fn five() -> u32 {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RankConfig {
     #[serde(default)]
     pub method: RankMethod,
@@ -324,7 +324,7 @@ pub enum ResponseFormat {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResponseConfig {
     #[serde(default)]
     pub response_format: ResponseFormat,

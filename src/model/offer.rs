@@ -35,7 +35,7 @@ fn hundred() -> f64 {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OfferSpec {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -93,7 +93,7 @@ fn fifty() -> u32 {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContactPolicySpec {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -267,7 +267,7 @@ mod tests {
         let cases = [
             (
                 r#"{"name": "f", "ruleType": "frequency_cap", "scopeId": "o", "config": {"maxPerMoth": 1}}"#,
-                "config.maxPerMoth: unknown field `maxPerMoth`",
+                "config.maxPerMoth: unknown field (did you mean `maxPerMonth`?)",
             ),
             (
                 r#"{"name": "f", "ruleType": "frequency_cap", "config": {"maxPerDay": 1}}"#,

@@ -151,7 +151,7 @@ impl TenantActor {
             Command::Rollback { id, version, notes } => self.publish(&id.clone(), |c| c.rollback(&id, version, notes)),
             Command::PutPlugin { name, source, from_disk } => self.put_plugin(name, source, from_disk),
             Command::DeletePlugin { name, from_disk } => self.delete_plugin(&name, from_disk),
-            Command::Respond(input) => self.respond(input),
+            Command::Respond(input) => self.respond(*input),
         }
     }
 

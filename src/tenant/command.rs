@@ -72,7 +72,9 @@ pub enum Command {
         from_disk: bool,
     },
     /// An outcome for a logged decision; replayed idempotency keys return the first result.
-    Respond(super::interaction::RespondInput),
+    /// Boxed: the body carries the platform's optional fields, and is much larger than
+    /// the other commands.
+    Respond(Box<super::interaction::RespondInput>),
 }
 
 impl Message for Command {

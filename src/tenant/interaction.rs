@@ -213,9 +213,9 @@ pub fn outcome_types() -> Vec<OutcomeType> {
         .collect()
 }
 
-/// A `/respond` body.
+/// A `/respond` body (and each item of `/respond/bulk`). Unknown fields are refused.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RespondInput {
     #[serde(default)]
     pub customer_id: String,
@@ -237,6 +237,22 @@ pub struct RespondInput {
     pub timestamp: Option<String>,
     #[serde(default)]
     pub context: Option<serde_json::Value>,
+    // The platform's documented optional fields, accepted so its clients keep working and
+    // not used yet: the response is attributed through the logged decision instead.
+    #[serde(default)]
+    pub creative_id: Option<String>,
+    #[serde(default)]
+    pub treatment_id: Option<String>,
+    #[serde(default)]
+    pub direction: Option<String>,
+    #[serde(default)]
+    pub channel_id: Option<String>,
+    #[serde(default)]
+    pub placement_id: Option<String>,
+    #[serde(default)]
+    pub outcome_details: Option<serde_json::Value>,
+    #[serde(default)]
+    pub attributes: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl RespondInput {
