@@ -6,7 +6,7 @@ use std::sync::Arc;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde::de::DeserializeOwned;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::routes::Route;
 use super::App;
@@ -37,7 +37,7 @@ pub async fn dispatch(app: &Arc<App>, route: Route, params: Params, req: Request
         .ok_or_else(|| ApiError::Forbidden(format!("tenant `{}` is not available", key.tenant_id)))?;
     let id = || params.get("id").unwrap_or_default().to_string();
     match route {
-        Route::WhoAmI => ok(&json!({"tenantId": key.tenant_id, "role": key.role, "name": key.name})),
+        Route::WhoAmI => ok(&WhoAmI { tenant_id: key.tenant_id.clone(), role: key.role, name: key.name.clone() }),
         Route::CreateTenant => create_tenant(app, &key, req).await,
         Route::CreateKey => create_key(app, &key, req).await,
         Route::Schemas => list(&tenant, EntityKind::Schema, &req).await,
@@ -113,11 +113,9 @@ pub async fn dispatch(app: &Arc<App>, route: Route, params: Params, req: Request
         Route::ExperimentResults => experiment_results(tenant, id()).await,
         Route::Models => {
             let flows: Vec<_> = tenant.snapshot.load().flows.values().cloned().collect();
-            let models: Vec<Value> = flows
-                .iter()
-                .map(|f| measure::model_summary(f, tenant.learning.uplift_models(&f.key).as_deref()))
-                .collect();
-            ok(&json!({"data": models}))
+            let data =
+                flows.iter().map(|f| measure::summary(f, tenant.learning.uplift_models(&f.key).as_deref())).collect();
+            ok(&ModelList { data })
         }
         Route::Model => {
             let flow = live_flow(&tenant, &id())?;
@@ -144,7 +142,7 @@ fn public(app: &App, route: Route) -> Reply {
             Ok(bytes(StatusCode::OK, crate::http::metrics::CONTENT_TYPE, text.into()))
         }
         Route::OpenApi => ok(&super::openapi::document()),
-        _ => ok(&json!({"status": "ok"})),
+        _ => ok(&Health { status: "ok" }),
     }
 }
 
@@ -152,7 +150,7 @@ fn ok<T: serde::Serialize + ?Sized>(value: &T) -> Reply {
     json_response(StatusCode::OK, value)
 }
 
-fn created(value: &Value) -> Reply {
+fn created<T: serde::Serialize + ?Sized>(value: &T) -> Reply {
     json_response(StatusCode::CREATED, value)
 }
 
@@ -256,17 +254,17 @@ async fn rows(t: &TenantHandle, schema_id: String, req: &Request<Incoming>) -> R
     ok(&t.query(Query::Rows { schema_id, limit, offset }).await?)
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct PublishBody {
+pub struct PublishBody {
     id: String,
     #[serde(default)]
     notes: Option<String>,
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RollbackBody {
+pub struct RollbackBody {
     id: String,
     version: u32,
     #[serde(default)]
@@ -421,9 +419,11 @@ fn idempotency_header(req: &Request<Incoming>) -> Option<String> {
     req.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct BulkBody {
+pub struct BulkBody {
+    /// Each item is a `/respond` body; items are parsed one by one, so one bad item fails alone.
+    #[schemars(with = "Vec<RespondInput>")]
     outcomes: Vec<Value>,
 }
 
@@ -445,18 +445,18 @@ async fn respond_bulk(t: &TenantHandle, req: Request<Incoming>, limit: usize) ->
         };
         match outcome {
             Ok(reply) => results.push(reply),
-            Err(e) => errors.push(json!({"index": i, "error": e.message()})),
+            Err(e) => errors.push(BulkError { index: i, error: e.message().to_string() }),
         }
     }
     let status = if results.is_empty() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
-    let reply = json!({"processed": b.outcomes.len(), "succeeded": results.len(), "failed": errors.len(),
-        "errors": errors, "results": results});
+    let reply =
+        BulkReply { processed: b.outcomes.len(), succeeded: results.len(), failed: errors.len(), errors, results };
     json_response(status, &reply)
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct TenantBody {
+pub struct TenantBody {
     id: String,
     #[serde(default)]
     name: Option<String>,
@@ -479,12 +479,12 @@ async fn create_tenant(app: &App, key: &KeyRecord, req: Request<Incoming>) -> Re
     }
     app.registry.ensure_tenant(&b.id).await?;
     let (secret, record) = issue_key(app, &b.id, Role::Admin, b.name.unwrap_or_else(|| "admin".into())).await?;
-    created(&json!({"id": b.id, "apiKey": secret, "key": record}))
+    created(&NewTenant { id: b.id, api_key: secret, key: record })
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct KeyBody {
+pub struct KeyBody {
     name: String,
     role: Role,
 }
@@ -492,7 +492,7 @@ struct KeyBody {
 async fn create_key(app: &App, key: &KeyRecord, req: Request<Incoming>) -> Reply {
     let b: KeyBody = body(req, app.body_limit).await?;
     let (secret, record) = issue_key(app, &key.tenant_id, b.role, b.name).await?;
-    created(&json!({"apiKey": secret, "key": record}))
+    created(&NewKey { api_key: secret, key: record })
 }
 
 /// Creates a key, stores only its hash (durably), and returns the secret once.
@@ -504,4 +504,71 @@ pub async fn issue_key(app: &App, tenant: &str, role: Role, name: String) -> Res
     app.registry.put_api_key(tenant, &to_hex(&hash), &stored).await?;
     app.keys.insert_hash(hash, record.clone());
     Ok((secret, record))
+}
+
+// Replies built here; the OpenAPI document uses the same types.
+
+/// `GET /healthz`.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct Health {
+    pub status: &'static str,
+}
+
+/// `GET /whoami`.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WhoAmI {
+    pub tenant_id: String,
+    pub role: Role,
+    pub name: String,
+}
+
+/// `GET /algorithm-models`.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct ModelList {
+    pub data: Vec<measure::ModelSummary>,
+}
+
+/// `POST /respond/bulk`: 200 when any item succeeded, 422 when all failed.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct BulkReply {
+    pub processed: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub errors: Vec<BulkError>,
+    /// The reply of each recorded item, as `/respond` gives it.
+    #[schemars(with = "Vec<crate::tenant::command::RespondReply>")]
+    pub results: Vec<Value>,
+}
+
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct BulkError {
+    /// The item's position in `outcomes`.
+    pub index: usize,
+    pub error: String,
+}
+
+/// `POST /tenants`: the new tenant and its first admin key, shown this once.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NewTenant {
+    pub id: String,
+    pub api_key: String,
+    pub key: KeyRecord,
+}
+
+/// `POST /keys`: the secret, shown this once, and what the server keeps.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NewKey {
+    pub api_key: String,
+    pub key: KeyRecord,
+}
+
+/// `POST|PUT /schemas/{id}/data`. Not deserialised as a whole: `JsonRowStream` reads the
+/// `rows` array one row at a time; this type only describes the body.
+#[derive(schemars::JsonSchema)]
+pub struct RowsBody {
+    /// Each row as column name → value, checked against the schema's fields.
+    pub rows: Vec<serde_json::Map<String, Value>>,
 }

@@ -12,7 +12,7 @@ pub const MAX_LIMIT: u32 = 50;
 
 /// A `/recommend` body. Unknown fields are refused (a typo such as `customerID` is an
 /// error, not a silently ignored field).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RecommendRequest {
     pub customer_id: String,
@@ -82,7 +82,7 @@ pub fn as_number<S: Serializer>(n: &f64, s: S) -> Result<S::Ok, S::Error> {
     num_to_json(*n).serialize(s)
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Decision {
     pub interaction_id: String,
@@ -117,7 +117,7 @@ pub struct Decision {
     pub logged_features: Arc<[Arc<str>]>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OfferDecision {
     pub offer_id: Arc<str>,
@@ -133,8 +133,9 @@ pub struct OfferDecision {
     pub category: Arc<str>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "DecisionMeta")]
 pub struct Meta {
     pub total_candidates: usize,
     pub after_qualification: usize,
@@ -146,14 +147,14 @@ pub struct Meta {
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DecisionExplanation {
     pub ranking_scores: RankingScores,
 }
 
 /// Every factor behind one score (`?explain=true`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RankingScores {
     pub method: &'static str,
@@ -169,7 +170,7 @@ pub struct RankingScores {
 }
 
 /// Why the other offers are not in the response.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FlowExplanation {
     pub removed: Vec<Removal>,
@@ -178,7 +179,7 @@ pub struct FlowExplanation {
     pub penalties: Vec<Removal>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Removal {
     pub offer_id: Arc<str>,
@@ -194,7 +195,7 @@ pub struct Removal {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyRef {
     pub id: Arc<str>,
@@ -202,7 +203,7 @@ pub struct PolicyRef {
     pub rule_type: &'static str,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RuleFailure {
     pub id: Arc<str>,

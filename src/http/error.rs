@@ -168,13 +168,16 @@ impl From<serde_json::Error> for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Envelope<'a> {
+/// The body of every error response (4XX and 5XX); the OpenAPI document's error schema.
+#[derive(Serialize, schemars::JsonSchema)]
+#[schemars(rename = "ErrorEnvelope")]
+pub struct Envelope<'a> {
     error: Body<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "ErrorBody")]
 struct Body<'a> {
     code: &'static str,
     message: &'a str,

@@ -7,7 +7,7 @@ use super::offer::OfferStatus;
 use super::{in_range, non_blank, parse_value, FieldError, Meta, ValidationError};
 use crate::rules::json::Operator;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FlowSpec {
     pub key: String,
@@ -18,7 +18,7 @@ pub struct FlowSpec {
     pub draft_config: DraftConfig,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DraftConfig {
     pub version: u32,
@@ -34,14 +34,14 @@ impl Default for DraftConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FlowConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub experiment: Option<ExperimentConfig>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExperimentConfig {
     #[serde(default)]
@@ -52,7 +52,7 @@ pub struct ExperimentConfig {
     pub control_group_action: ControlGroupAction,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ControlGroupAction {
     #[default]
@@ -60,7 +60,7 @@ pub enum ControlGroupAction {
 }
 
 /// A node as the client sent it; `config` is parsed by `type` in [`DraftConfig::nodes`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeSpec {
     pub id: String,
@@ -213,7 +213,7 @@ pub enum ScoreMethod {
 }
 
 /// PRIE-U weights. Absent keys are 0 when a formula is given.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Weights {
     #[serde(default)]
@@ -507,7 +507,7 @@ fn check_shape(nodes: &[FlowNode], errors: &mut Vec<FieldError>) {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PublishedVersion {
     pub version: u32,
@@ -517,7 +517,7 @@ pub struct PublishedVersion {
     pub config_snapshot: DraftConfig,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FlowStatus {
     Draft,
@@ -526,7 +526,7 @@ pub enum FlowStatus {
     Archived,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DecisionFlow {
     #[serde(flatten)]

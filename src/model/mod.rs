@@ -134,7 +134,7 @@ pub(crate) fn non_blank(errors: &mut Vec<FieldError>, path: &str, value: &str) {
 }
 
 /// Fields every stored entity carries.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Meta {
     pub id: String,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{non_blank, parse_value, FieldError, Meta, ValidationError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PolicyType {
     FrequencyCap,
@@ -29,7 +29,7 @@ impl PolicyType {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PolicyScope {
     Global,
@@ -49,7 +49,7 @@ impl PolicyScope {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PolicyStatus {
     Draft,
@@ -92,7 +92,7 @@ fn fifty() -> u32 {
     50
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContactPolicySpec {
     pub name: String,
@@ -228,7 +228,7 @@ fn cap(kind: PolicyType, c: CapConfig) -> Result<PolicyRule, ValidationError> {
     Ok(PolicyRule::Cap(limits))
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ContactPolicy {
     #[serde(flatten)]
