@@ -186,6 +186,12 @@ async fn delete(t: &TenantHandle, kind: EntityKind, id: String) -> Reply {
     Ok(no_content())
 }
 
+/// Fields a stored entity carries besides its spec; a PUT body may send them back (they are
+/// ignored). The OpenAPI PUT schemas list the same fields.
+pub const STORED_FIELDS: &[&str] = &["id", "version", "createdAt", "updatedAt"];
+/// A flow's: its status and versions change only by publishing.
+pub const STORED_FLOW_FIELDS: &[&str] = &["id", "version", "createdAt", "updatedAt", "status", "publishedVersions"];
+
 /// PUT changes the fields given and keeps the rest, as the platform does.
 async fn update<S: DeserializeOwned>(
     t: &TenantHandle,
@@ -205,10 +211,7 @@ async fn update<S: DeserializeOwned>(
     // The stored entity carries fields the spec does not (id, version, …). They are
     // removed before the spec is parsed, so that unknown fields can only be ones the
     // client sent; a client that sends them back (an edited GET body) is not refused.
-    let stored_only: &[&str] = match kind {
-        EntityKind::Flow => &["id", "version", "createdAt", "updatedAt", "status", "publishedVersions"],
-        _ => &["id", "version", "createdAt", "updatedAt"],
-    };
+    let stored_only = if kind == EntityKind::Flow { STORED_FLOW_FIELDS } else { STORED_FIELDS };
     for field in stored_only {
         current.remove(*field);
     }
@@ -423,7 +426,7 @@ fn idempotency_header(req: &Request<Incoming>) -> Option<String> {
 #[serde(deny_unknown_fields)]
 pub struct BulkBody {
     /// Each item is a `/respond` body; items are parsed one by one, so one bad item fails alone.
-    #[schemars(with = "Vec<RespondInput>")]
+    #[schemars(with = "Vec<RespondInput>", length(min = 1, max = 1000))]
     outcomes: Vec<Value>,
 }
 
@@ -457,6 +460,8 @@ async fn respond_bulk(t: &TenantHandle, req: Request<Incoming>, limit: usize) ->
 #[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TenantBody {
+    /// 1-64 letters, digits, `-` or `_`.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,64}$"))]
     id: String,
     #[serde(default)]
     name: Option<String>,
@@ -570,5 +575,6 @@ pub struct NewKey {
 #[derive(schemars::JsonSchema)]
 pub struct RowsBody {
     /// Each row as column name → value, checked against the schema's fields.
+    #[schemars(length(min = 1))]
     pub rows: Vec<serde_json::Map<String, Value>>,
 }

@@ -14,8 +14,6 @@ use serde_json::{json, Map, Value};
 use super::routes::{Body, Contract, Route, TABLE};
 
 const COMPONENTS: &str = "#/components/schemas/";
-/// Fields a stored entity carries that a PUT body may send back (they are ignored).
-const STORED_ONLY: [&str; 6] = ["id", "version", "createdAt", "updatedAt", "status", "publishedVersions"];
 
 pub fn document() -> Value {
     let settings = SchemaSettings::draft2020_12().with(|s| {
@@ -34,8 +32,8 @@ pub fn document() -> Value {
     }
     let error = responses.subschema_for::<crate::http::error::Envelope>();
     let mut schemas = merge(requests.take_definitions(true), responses.take_definitions(true), &mut paths);
-    for name in patches {
-        let patch = patch_schema(&schemas, &name);
+    for (name, stored) in patches {
+        let patch = patch_schema(&schemas, &name, stored);
         schemas.insert(format!("{name}Patch"), patch);
     }
     json!({
@@ -62,7 +60,7 @@ fn operation(
     contract: &Contract,
     requests: &mut SchemaGenerator,
     responses: &mut SchemaGenerator,
-    patches: &mut Vec<String>,
+    patches: &mut Vec<(String, &'static [&'static str])>,
 ) -> Value {
     let mut op = json!({"operationId": format!("{route:?}"), "summary": summary});
     let mut params: Vec<Value> = path
@@ -71,8 +69,18 @@ fn operation(
         .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
         .collect();
     params.extend(contract.query.iter().map(|q| {
-        json!({"name": q.name, "in": "query", "required": q.required, "description": q.description,
-               "schema": {"type": q.kind}})
+        let mut schema = json!({"type": q.kind});
+        let (low, high) = match q.kind {
+            "integer" => ("minimum", "maximum"),
+            _ => ("minLength", "maxLength"),
+        };
+        if let Some((lo, hi)) = q.range {
+            schema[low] = lo.into();
+            if hi != u64::MAX {
+                schema[high] = hi.into();
+            }
+        }
+        json!({"name": q.name, "in": "query", "required": q.required, "description": q.description, "schema": schema})
     }));
     if !params.is_empty() {
         op["parameters"] = Value::Array(params);
@@ -84,10 +92,10 @@ fn operation(
             let schema = Value::from(schema(requests));
             op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": schema}}});
         }
-        Body::Patch(schema) => {
+        Body::Patch(schema, stored) => {
             let name = ref_name(&Value::from(schema(requests))).expect("a PUT body is a named type").to_string();
             let schema = json!({"$ref": format!("{COMPONENTS}{name}Patch")});
-            patches.push(name);
+            patches.push((name, *stored));
             op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": schema}}});
         }
         Body::Text(content_type) => {
@@ -117,7 +125,7 @@ fn success(status: u16, body: &Body, responses: &mut SchemaGenerator) -> Value {
     };
     match body {
         Body::None => json!({"description": description}),
-        Body::Json(schema) | Body::Patch(schema) => json!({"description": description,
+        Body::Json(schema) | Body::Patch(schema, _) => json!({"description": description,
             "content": {"application/json": {"schema": Value::from(schema(responses))}}}),
         Body::Text(content_type) => json!({"description": description,
             "content": {*content_type: {"schema": {"type": "string"}}}}),
@@ -196,14 +204,14 @@ fn rewrite_refs(value: &mut Value, names: &[String], suffix: &str) {
 
 /// A PUT body: the spec's fields, none required, plus the stored fields a client may echo
 /// back from a GET (ignored).
-fn patch_schema(schemas: &Map<String, Value>, name: &str) -> Value {
+fn patch_schema(schemas: &Map<String, Value>, name: &str, stored: &[&str]) -> Value {
     let spec = schemas.get(&format!("{name}Input")).or_else(|| schemas.get(name)).cloned().unwrap_or_default();
     let mut patch = spec;
     if let Value::Object(map) = &mut patch {
         map.remove("required");
         map.insert("description".into(), json!("The fields to change; the others keep their values."));
         let properties = map.entry("properties").or_insert_with(|| json!({}));
-        for field in STORED_ONLY {
+        for field in stored {
             if properties.get(field).is_none() {
                 properties[field] = json!({"description": "Sent back from a GET body; ignored."});
             }

@@ -184,8 +184,9 @@ pub enum Body {
     None,
     /// JSON of this type.
     Json(SchemaFn),
-    /// JSON of a `PUT`: the type's fields, all optional (the given ones change).
-    Patch(SchemaFn),
+    /// JSON of a `PUT`: the type's fields, all optional (the given ones change), and the
+    /// stored fields a client may send back from a GET (ignored).
+    Patch(SchemaFn, &'static [&'static str]),
     /// Text of this content type.
     Text(&'static str),
 }
@@ -197,7 +198,7 @@ fn json<T: schemars::JsonSchema>() -> Body {
 }
 
 fn patch<T: schemars::JsonSchema>() -> Body {
-    Body::Patch(|g| g.subschema_for::<T>())
+    Body::Patch(|g| g.subschema_for::<T>(), crate::api::handlers::STORED_FIELDS)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -206,25 +207,28 @@ pub struct QueryParam {
     /// A JSON Schema type: `string`, `integer` or `boolean`.
     pub kind: &'static str,
     pub required: bool,
+    /// The bounds the handler checks: of the value for an integer, of the length for a
+    /// string (`u64::MAX`: no upper bound).
+    pub range: Option<(u64, u64)>,
     pub description: &'static str,
 }
 
 const fn param(name: &'static str, kind: &'static str, description: &'static str) -> QueryParam {
-    QueryParam { name, kind, required: false, description }
+    QueryParam { name, kind, required: false, range: None, description }
 }
 
 const LIST: &[QueryParam] = &[
-    param("limit", "integer", "Items per page, 1 to 100 (default 25)"),
+    QueryParam { range: Some((1, 100)), ..param("limit", "integer", "Items per page, 1 to 100 (default 25)") },
     param("cursor", "string", "`pagination.cursor` of the previous page"),
 ];
 const ROWS: &[QueryParam] = &[
-    param("limit", "integer", "Rows per page, up to 500 (default 50)"),
-    param("offset", "integer", "Rows to skip, in key order"),
+    QueryParam { range: Some((0, 500)), ..param("limit", "integer", "Rows per page, up to 500 (default 50)") },
+    QueryParam { range: Some((0, u64::MAX)), ..param("offset", "integer", "Rows to skip, in key order") },
 ];
 const VERSIONS: &[QueryParam] = &[QueryParam { required: true, ..param("id", "string", "The flow id") }];
 const EXPLAIN: &[QueryParam] = &[param("explain", "boolean", "Explain each score and every removed offer")];
 const UPLIFT: &[QueryParam] = &[
-    QueryParam { required: true, ..param("customerId", "string", "The customer") },
+    QueryParam { required: true, range: Some((1, u64::MAX)), ..param("customerId", "string", "The customer") },
     param("method", "string", "`t_learner` or `x_learner` (default `t_learner`)"),
 ];
 
@@ -272,7 +276,10 @@ impl Route {
             Flows => (Body::None, &[200], json::<Page<DecisionFlow>>(), LIST),
             CreateFlow => (json::<FlowSpec>(), &[201], json::<DecisionFlow>(), &[]),
             Flow => (Body::None, &[200], json::<DecisionFlow>(), &[]),
-            UpdateFlow => (patch::<FlowSpec>(), &[200], json::<DecisionFlow>(), &[]),
+            UpdateFlow => {
+                let body = Body::Patch(|g| g.subschema_for::<FlowSpec>(), h::STORED_FLOW_FIELDS);
+                (body, &[200], json::<DecisionFlow>(), &[])
+            }
             Publish => (json::<h::PublishBody>(), &[200], json::<DecisionFlow>(), &[]),
             Versions => (Body::None, &[200], json::<c::VersionList>(), VERSIONS),
             Rollback => (json::<h::RollbackBody>(), &[200], json::<DecisionFlow>(), &[]),

@@ -15,12 +15,14 @@ pub const MAX_LIMIT: u32 = 50;
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RecommendRequest {
+    #[schemars(length(min = 1, max = 256), regex(pattern = r"\S"))]
     pub customer_id: String,
     #[serde(default)]
     pub channel: Option<String>,
     #[serde(default)]
     pub placement: Option<String>,
     #[serde(default, alias = "maxOffers")]
+    #[schemars(range(min = 1, max = 50))]
     pub limit: Option<u32>,
     #[serde(default, alias = "blueprintKey")]
     pub decision_flow_key: Option<String>,

@@ -64,18 +64,21 @@ fn one() -> u32 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PlacementSpec {
+    #[schemars(length(min = 1, max = 255), regex(pattern = r"\S"))]
     pub name: String,
     #[serde(default)]
     pub key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(default = "one")]
+    #[schemars(range(min = 1))]
     pub max_slots: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChannelSpec {
+    #[schemars(length(min = 1, max = 255), regex(pattern = r"\S"))]
     pub name: String,
     #[serde(default = "email")]
     pub channel_type: ChannelType,
@@ -103,6 +106,7 @@ impl ChannelSpec {
     }
 }
 
+/// A channel as stored and returned: its spec and the stored fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Channel {

@@ -10,7 +10,9 @@ use crate::rules::json::Operator;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FlowSpec {
+    #[schemars(length(min = 1, max = 255), regex(pattern = r"\S"))]
     pub key: String,
+    #[schemars(length(min = 1, max = 255), regex(pattern = r"\S"))]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -21,6 +23,8 @@ pub struct FlowSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DraftConfig {
+    /// Always 2.
+    #[schemars(range(min = 2, max = 2))]
     pub version: u32,
     #[serde(default)]
     pub flow_config: FlowConfig,
@@ -47,6 +51,7 @@ pub struct ExperimentConfig {
     #[serde(default)]
     pub enabled: bool,
     #[serde(default)]
+    #[schemars(range(min = 0, max = 100))]
     pub holdout_percent: f64,
     #[serde(default)]
     pub control_group_action: ControlGroupAction,
@@ -217,14 +222,19 @@ pub enum ScoreMethod {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Weights {
     #[serde(default)]
+    #[schemars(range(min = 0, max = 1))]
     pub propensity_weight: f64,
     #[serde(default)]
+    #[schemars(range(min = 0, max = 1))]
     pub relevance_weight: f64,
     #[serde(default)]
+    #[schemars(range(min = 0, max = 1))]
     pub impact_weight: f64,
     #[serde(default)]
+    #[schemars(range(min = 0, max = 1))]
     pub emphasis_weight: f64,
     #[serde(default)]
+    #[schemars(range(min = 0, max = 2))]
     pub uplift_weight: f64,
 }
 
@@ -526,6 +536,7 @@ pub enum FlowStatus {
     Archived,
 }
 
+/// A decision flow as stored and returned: its spec, status, published versions and the stored fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DecisionFlow {

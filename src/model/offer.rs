@@ -37,6 +37,7 @@ fn hundred() -> f64 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OfferSpec {
+    #[schemars(length(min = 1, max = 255), regex(pattern = r"\S"))]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -46,16 +47,20 @@ pub struct OfferSpec {
     pub category: Option<String>,
     /// 0–100: the Emphasis factor and the priority_weighted input.
     #[serde(default = "fifty")]
+    #[schemars(range(min = 0, max = 100))]
     pub priority: f64,
     /// 0–100: the Impact factor.
     #[serde(default = "fifty")]
+    #[schemars(range(min = 0, max = 100))]
     pub business_value: f64,
     #[serde(default)]
+    #[schemars(range(min = 0))]
     pub revenue_value: Option<f64>,
     #[serde(default)]
     pub margin: Option<f64>,
     /// 0–100, used by priority_weighted.
     #[serde(default = "hundred")]
+    #[schemars(range(min = 0, max = 100))]
     pub weight: f64,
     /// Mandatory offers skip qualification rules.
     #[serde(default)]
@@ -76,6 +81,7 @@ impl OfferSpec {
     }
 }
 
+/// An offer as stored and returned: its spec and the stored fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Offer {

@@ -95,6 +95,7 @@ fn fifty() -> u32 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContactPolicySpec {
+    #[schemars(length(min = 1, max = 255), regex(pattern = r"\S"))]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -111,6 +112,7 @@ pub struct ContactPolicySpec {
     pub config: serde_json::Value,
     /// Higher runs first (0–100).
     #[serde(default = "fifty")]
+    #[schemars(range(max = 100))]
     pub priority: u32,
 }
 
@@ -228,6 +230,7 @@ fn cap(kind: PolicyType, c: CapConfig) -> Result<PolicyRule, ValidationError> {
     Ok(PolicyRule::Cap(limits))
 }
 
+/// A contact policy as stored and returned: its spec and the stored fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ContactPolicy {

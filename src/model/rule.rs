@@ -95,6 +95,7 @@ fn eligibility() -> Stage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RuleSpec {
+    #[schemars(length(min = 1, max = 255), regex(pattern = r"\S"))]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -160,6 +161,7 @@ impl RuleSpec {
     }
 }
 
+/// A qualification rule as stored and returned: its spec and the stored fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QualificationRule {
