@@ -32,6 +32,9 @@ pub fn document() -> Value {
     }
     let error = responses.subschema_for::<crate::http::error::Envelope>();
     let mut schemas = merge(requests.take_definitions(true), responses.take_definitions(true), &mut paths);
+    for schema in schemas.values_mut() {
+        tidy_defaults(schema);
+    }
     for (name, stored) in patches {
         let patch = patch_schema(&schemas, &name, stored);
         schemas.insert(format!("{name}Patch"), patch);
@@ -218,4 +221,32 @@ fn patch_schema(schemas: &Map<String, Value>, name: &str, stored: &[&str]) -> Va
         }
     }
     patch
+}
+
+/// Removes `default`s a client can never use and validators reject: on required fields
+/// (`customerId` is defaulted to "" only so that its absence is reported with the other
+/// problems), and `null` beside a `$ref` that does not allow null (a raw `config`).
+fn tidy_defaults(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if map.contains_key("$ref") && map.get("default") == Some(&Value::Null) {
+                map.remove("default");
+            }
+            let required: Vec<String> = map
+                .get("required")
+                .and_then(Value::as_array)
+                .map(|r| r.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .unwrap_or_default();
+            if let Some(Value::Object(properties)) = map.get_mut("properties") {
+                for name in &required {
+                    if let Some(Value::Object(p)) = properties.get_mut(name) {
+                        p.remove("default");
+                    }
+                }
+            }
+            map.values_mut().for_each(tidy_defaults);
+        }
+        Value::Array(items) => items.iter_mut().for_each(tidy_defaults),
+        _ => {}
+    }
 }

@@ -14,6 +14,7 @@ pub const MAX_LIMIT: u32 = 50;
 /// error, not a silently ignored field).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("required" = ["customerId", "decisionFlowKey"]))]
 pub struct RecommendRequest {
     #[schemars(length(min = 1, max = 256), regex(pattern = r"\S"))]
     pub customer_id: String,
@@ -24,7 +25,9 @@ pub struct RecommendRequest {
     #[serde(default, alias = "maxOffers")]
     #[schemars(range(min = 1, max = 50))]
     pub limit: Option<u32>,
+    /// Required (an `Option` so that its absence is a named 400, not a serde error).
     #[serde(default, alias = "blueprintKey")]
+    #[schemars(length(min = 1), regex(pattern = r"\S"))]
     pub decision_flow_key: Option<String>,
     /// Request-time attributes, readable by rules as `attributes.<name>`.
     #[serde(default)]

@@ -75,8 +75,25 @@ pub struct NodeSpec {
     pub phase: Option<u8>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<i64>,
+    /// By `type`: see [`NodeConfig`].
     #[serde(default)]
+    #[schemars(with = "super::RequestOnly<NodeConfig>")]
     pub config: serde_json::Value,
+}
+
+/// What `config` holds for each node `type` (parsed by `type` in [`DraftConfig::nodes`]);
+/// the API description's union of the node configs.
+#[derive(schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum NodeConfig {
+    Inventory(InventoryConfig),
+    Enrich(EnrichConfig),
+    Filter(FilterConfig),
+    Qualify(QualifyConfig),
+    ContactPolicy(ContactPolicyConfig),
+    Score(ScoreConfig),
+    Rank(RankConfig),
+    Response(ResponseConfig),
 }
 
 /// A validated node, in execution order.
@@ -101,7 +118,7 @@ pub enum NodeKind {
     Response(ResponseConfig),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum InventoryScope {
     #[default]
@@ -113,7 +130,7 @@ fn active_only() -> Vec<OfferStatus> {
     vec![OfferStatus::Active]
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InventoryConfig {
     #[serde(default)]
@@ -131,7 +148,7 @@ fn customer_id() -> String {
     "customer_id".to_string()
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnrichSource {
     pub schema_id: String,
@@ -142,13 +159,13 @@ pub struct EnrichSource {
     pub fields: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnrichConfig {
     pub sources: Vec<EnrichSource>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Combinator {
     #[default]
     #[serde(rename = "AND", alias = "and")]
@@ -157,7 +174,7 @@ pub enum Combinator {
     Or,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FilterCondition {
     pub field: String,
@@ -166,7 +183,7 @@ pub struct FilterCondition {
     pub value: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FilterConfig {
     pub conditions: Vec<FilterCondition>,
@@ -174,7 +191,7 @@ pub struct FilterConfig {
     pub combinator: Combinator,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum QualifyMode {
     #[default]
@@ -184,7 +201,7 @@ pub enum QualifyMode {
     Selected,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct QualifyConfig {
     #[serde(default)]
@@ -193,7 +210,7 @@ pub struct QualifyConfig {
     pub rule_ids: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PolicyMode {
     #[default]
@@ -201,14 +218,14 @@ pub enum PolicyMode {
     Skip,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContactPolicyConfig {
     #[serde(default)]
     pub mode: PolicyMode,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ScoreMethod {
     #[default]
@@ -276,13 +293,13 @@ fn round6(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OverrideScope {
     Channel,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScoreOverride {
     pub scope: OverrideScope,
@@ -293,7 +310,7 @@ pub struct ScoreOverride {
     pub formula: Option<Weights>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScoreConfig {
     #[serde(default)]
@@ -306,7 +323,7 @@ pub struct ScoreConfig {
     pub model_key: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum RankMethod {
     #[default]
     #[serde(rename = "topN", alias = "top_n")]
@@ -317,7 +334,7 @@ fn five() -> u32 {
     5
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RankConfig {
     #[serde(default)]
@@ -326,14 +343,14 @@ pub struct RankConfig {
     pub max_candidates: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ResponseFormat {
     #[default]
     Standard,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResponseConfig {
     #[serde(default)]

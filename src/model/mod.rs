@@ -133,6 +133,28 @@ pub(crate) fn non_blank(errors: &mut Vec<FieldError>, path: &str, value: &str) {
     }
 }
 
+/// The schema of a field kept as raw JSON and parsed later by another field (`config` by
+/// `type`): `T` for a request, any JSON in a response (the entity returns what was sent).
+pub struct RequestOnly<T>(std::marker::PhantomData<T>);
+
+impl<T: schemars::JsonSchema> schemars::JsonSchema for RequestOnly<T> {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        format!("RequestOnly_{}", T::schema_name()).into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        if generator.contract().is_deserialize() {
+            generator.subschema_for::<T>()
+        } else {
+            schemars::Schema::default()
+        }
+    }
+}
+
 /// Fields every stored entity carries.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -61,7 +61,7 @@ pub enum PolicyStatus {
 
 /// A UTC calendar period: a day from 00:00, an ISO week from Monday 00:00, a month from
 /// the 1st 00:00.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Period {
     Daily,
@@ -108,7 +108,10 @@ pub struct ContactPolicySpec {
     pub scope: Option<PolicyScope>,
     #[serde(default)]
     pub scope_id: Option<String>,
+    /// By `ruleType`: caps (`maxPerDay`, …, or `maxTotal` with `periodType`), a cooldown
+    /// (`cooldownHours`), or nothing for `allow_override`.
     #[serde(default)]
+    #[schemars(with = "super::RequestOnly<PolicyConfig>")]
     pub config: serde_json::Value,
     /// Higher runs first (0–100).
     #[serde(default = "fifty")]
@@ -127,7 +130,7 @@ pub enum PolicyRule {
     AllowOverride,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CapConfig {
     max_per_day: Option<u32>,
@@ -137,15 +140,25 @@ struct CapConfig {
     period_type: Option<Period>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CooldownConfig {
     cooldown_hours: f64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct EmptyConfig {}
+
+/// The API description's union of the policy configs.
+#[derive(schemars::JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum PolicyConfig {
+    Cap(CapConfig),
+    Cooldown(CooldownConfig),
+    AllowOverride(EmptyConfig),
+}
 
 impl ContactPolicySpec {
     pub fn scope(&self) -> PolicyScope {

@@ -111,11 +111,13 @@ pub struct RuleSpec {
     /// Higher runs first.
     #[serde(default)]
     pub priority: i64,
+    /// For `attribute_condition`: an [`AttributeCondition`].
+    #[schemars(with = "super::RequestOnly<AttributeCondition>")]
     pub config: serde_json::Value,
 }
 
 /// `config` of an `attribute_condition` rule.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AttributeCondition {
     pub attribute: String,

@@ -216,8 +216,11 @@ pub fn outcome_types() -> Vec<OutcomeType> {
 /// A `/respond` body (and each item of `/respond/bulk`). Unknown fields are refused.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("required" = ["customerId", "outcome"]))]
 pub struct RespondInput {
+    /// Required; defaulted so that its absence is a named 400 with the other problems.
     #[serde(default)]
+    #[schemars(length(min = 1))]
     pub customer_id: String,
     #[serde(default)]
     pub recommendation_id: Option<String>,
@@ -227,7 +230,9 @@ pub struct RespondInput {
     pub rank: Option<u32>,
     #[serde(default)]
     pub offer_id: Option<String>,
+    /// Required: one of the `GET /outcome-types` keys.
     #[serde(default, alias = "interactionType")]
+    #[schemars(length(min = 1))]
     pub outcome: String,
     #[serde(default)]
     pub idempotency_key: Option<String>,
