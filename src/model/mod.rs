@@ -87,7 +87,8 @@ fn path_error(prefix: &str, e: serde_path_to_error::Error<serde_json::Error>) ->
                     format!("; expected one of {}", names.join(", "))
                 }
             };
-            // serde_path_to_error's path already ends at the unknown key; make sure.
+            // serde_path_to_error's path already ends at the unknown key (`config.operatr`,
+            // not `config`); append it only if a future version stops doing so.
             let named = path == field || path.ends_with(&format!(".{field}"));
             let path = if named { path } else { join_path(&path, field) };
             ValidationError::one(path, format!("unknown field{hint}"))
