@@ -175,11 +175,15 @@ pub fn tutorial_with(eligibility: Eligibility) -> Result<Tutorial, CatalogError>
     for name in CHANNELS {
         catalog.add_channel(parse_json(channel_body(name).as_bytes())?)?;
     }
-    let mut flow_body = FLOW.replace("$SCHEMA_ID", &schema_id);
+    let mut flow: serde_json::Value = parse_json(FLOW.replace("$SCHEMA_ID", &schema_id).as_bytes())?;
     if let Eligibility::Rules(_) = eligibility {
-        flow_body = flow_body.replace(r#""method": "formula", "formula": {"#, r#""method": "formula", "unused": {"#);
+        // The rule file's score block gives the weights: the score node has none. (This
+        // used to rename `formula` to an unknown field, which is now refused.)
+        let nodes = flow["draftConfig"]["nodes"].as_array_mut().expect("the tutorial flow has nodes");
+        let score = nodes.iter_mut().find(|n| n["type"] == "score").expect("the tutorial flow has a score node");
+        score["config"].as_object_mut().expect("score config").remove("formula");
     }
-    let flow_id = catalog.add_flow(parse_json(flow_body.as_bytes())?)?.meta.id.clone();
+    let flow_id = catalog.add_flow(crate::model::parse_value("", &flow)?)?.meta.id.clone();
     if let Eligibility::Rules(source) = eligibility {
         catalog.put_plugin("cross_sell.rules", source).map_err(|diags| {
             let text = crate::dsl::error::render("cross_sell.rules", source, &diags);
