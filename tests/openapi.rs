@@ -153,12 +153,14 @@ async fn schemathesis_finds_no_failures() {
     .map(|s| s.to_string())
     .collect();
     let started = Instant::now();
-    let out = tokio::task::spawn_blocking(move || run_bounded("schemathesis", &args, Duration::from_secs(110)))
+    // Run in the report folder: schemathesis keeps a cache in its working directory.
+    std::fs::create_dir_all(&report).expect("create the report folder");
+    let cwd = report.clone();
+    let out = tokio::task::spawn_blocking(move || run_bounded("schemathesis", &args, &cwd, Duration::from_secs(110)))
         .await
         .expect("schemathesis runner");
     let _ = std::fs::remove_dir_all(&report);
     let text = format!("{}\n{}", out.1, out.2);
-    std::fs::write(std::env::temp_dir().join("arbiter-schemathesis.log"), &text).ok();
     assert!(out.0, "schemathesis reported failures ({:?}):\n{}", started.elapsed(), tail(&text, 12_000));
     server.stop().await;
 }
@@ -166,12 +168,13 @@ async fn schemathesis_finds_no_failures() {
 /// Runs a command with a deadline; (success, stdout, stderr). A run over the deadline is
 /// killed and counts as a failure. Output goes to files, so a chatty child never blocks
 /// on a full pipe.
-fn run_bounded(program: &str, args: &[String], limit: Duration) -> (bool, String, String) {
+fn run_bounded(program: &str, args: &[String], cwd: &std::path::Path, limit: Duration) -> (bool, String, String) {
     let base = support::temp_path("child");
     let (out_path, err_path) = (base.with_extension("out"), base.with_extension("err"));
     let file = |p: &std::path::Path| std::fs::File::create(p).expect("create an output file");
     let mut child = Command::new(program)
         .args(args)
+        .current_dir(cwd)
         .env("NO_COLOR", "1")
         .stdout(file(&out_path))
         .stderr(file(&err_path))
