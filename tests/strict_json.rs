@@ -54,6 +54,13 @@ fn cases(t: &Tutorial) -> Vec<Case> {
             "fields[1].dataTyp: unknown field (did you mean `dataType`?)",
         ),
         case(
+            "rows load",
+            "POST",
+            format!("/api/v1/schemas/{}/data", t.schema),
+            json!({"row": []}),
+            "row: unknown field (did you mean `rows`?)",
+        ),
+        case(
             "schema top level",
             "POST",
             "/api/v1/schemas",

@@ -573,6 +573,7 @@ pub struct NewKey {
 /// `POST|PUT /schemas/{id}/data`. Not deserialised as a whole: `JsonRowStream` reads the
 /// `rows` array one row at a time; this type only describes the body.
 #[derive(schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct RowsBody {
     /// Each row as column name → value, checked against the schema's fields.
     #[schemars(length(min = 1))]

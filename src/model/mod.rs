@@ -79,22 +79,27 @@ fn path_error(prefix: &str, e: serde_path_to_error::Error<serde_json::Error>) ->
     let message = e.into_inner().to_string();
     match unknown_field(&message) {
         Some((field, expected)) => {
-            let hint = match crate::rules::check::did_you_mean(field, expected.iter().copied()) {
-                Some(best) => format!(" (did you mean `{best}`?)"),
-                None if expected.is_empty() => " (this object takes no fields)".to_string(),
-                None => {
-                    let names: Vec<String> = expected.iter().map(|n| format!("`{n}`")).collect();
-                    format!("; expected one of {}", names.join(", "))
-                }
-            };
             // serde_path_to_error's path already ends at the unknown key (`config.operatr`,
             // not `config`); append it only if a future version stops doing so.
             let named = path == field || path.ends_with(&format!(".{field}"));
             let path = if named { path } else { join_path(&path, field) };
-            ValidationError::one(path, format!("unknown field{hint}"))
+            unknown_field_error(path, field, &expected)
         }
         None => ValidationError::one(path, message),
     }
+}
+
+/// `path: unknown field (did you mean `x`?)`, or the expected names when none is close.
+pub fn unknown_field_error(path: String, field: &str, expected: &[&str]) -> ValidationError {
+    let hint = match crate::rules::check::did_you_mean(field, expected.iter().copied()) {
+        Some(best) => format!(" (did you mean `{best}`?)"),
+        None if expected.is_empty() => " (this object takes no fields)".to_string(),
+        None => {
+            let names: Vec<String> = expected.iter().map(|n| format!("`{n}`")).collect();
+            format!("; expected one of {}", names.join(", "))
+        }
+    };
+    ValidationError::one(path, format!("unknown field{hint}"))
 }
 
 /// `prefix` and a serde_path_to_error path (`.` is the root) joined as a JSON path.
