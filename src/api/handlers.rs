@@ -6,7 +6,7 @@ use std::sync::Arc;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde::de::DeserializeOwned;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::routes::Route;
 use super::App;
@@ -32,7 +32,7 @@ pub async fn dispatch(app: &Arc<App>, route: Route, params: Params, req: Request
     let (key, tenant) = authorize(app, role, &req).inspect_err(|e| auth_failed(&req, e))?;
     let id = || params.get("id").unwrap_or_default().to_string();
     match route {
-        Route::WhoAmI => ok(&json!({"tenantId": key.tenant_id, "role": key.role, "name": key.name})),
+        Route::WhoAmI => ok(&WhoAmI { tenant_id: key.tenant_id.clone(), role: key.role, name: key.name.clone() }),
         Route::CreateTenant => create_tenant(app, &key, req).await,
         Route::CreateKey => create_key(app, &key, req).await,
         Route::Schemas => list(&tenant, EntityKind::Schema, &req).await,
@@ -109,11 +109,9 @@ pub async fn dispatch(app: &Arc<App>, route: Route, params: Params, req: Request
         Route::ExperimentResults => experiment_results(tenant, id()).await,
         Route::Models => {
             let flows: Vec<_> = tenant.snapshot.load().flows.values().cloned().collect();
-            let models: Vec<Value> = flows
-                .iter()
-                .map(|f| measure::model_summary(f, tenant.learning.uplift_models(&f.key).as_deref()))
-                .collect();
-            ok(&json!({"data": models}))
+            let data =
+                flows.iter().map(|f| measure::summary(f, tenant.learning.uplift_models(&f.key).as_deref())).collect();
+            ok(&ModelList { data })
         }
         Route::Model => {
             let flow = live_flow(&tenant, &id())?;
@@ -162,7 +160,7 @@ fn public(app: &App, route: Route) -> Reply {
             Ok(bytes(StatusCode::OK, crate::http::metrics::CONTENT_TYPE, text.into()))
         }
         Route::OpenApi => ok(&super::openapi::document()),
-        _ => ok(&json!({"status": "ok"})),
+        _ => ok(&Health { status: "ok" }),
     }
 }
 
@@ -170,7 +168,7 @@ fn ok<T: serde::Serialize + ?Sized>(value: &T) -> Reply {
     json_response(StatusCode::OK, value)
 }
 
-fn created(value: &Value) -> Reply {
+fn created<T: serde::Serialize + ?Sized>(value: &T) -> Reply {
     json_response(StatusCode::CREATED, value)
 }
 
@@ -206,6 +204,12 @@ async fn delete(t: &TenantHandle, kind: EntityKind, id: String) -> Reply {
     Ok(no_content())
 }
 
+/// Fields a stored entity carries besides its spec; a PUT body may send them back (they are
+/// ignored). The OpenAPI PUT schemas list the same fields.
+pub const STORED_FIELDS: &[&str] = &["id", "version", "createdAt", "updatedAt"];
+/// A flow's: its status and versions change only by publishing.
+pub const STORED_FLOW_FIELDS: &[&str] = &["id", "version", "createdAt", "updatedAt", "status", "publishedVersions"];
+
 /// PUT changes the fields given and keeps the rest, as the platform does.
 async fn update<S: DeserializeOwned>(
     t: &TenantHandle,
@@ -219,15 +223,22 @@ async fn update<S: DeserializeOwned>(
     let Value::Object(changes) = changes else {
         return Err(ApiError::BadRequest("the body must be a JSON object of the fields to change".into()));
     };
-    let mut current = t.query(Query::Get(kind, id)).await?;
+    let Value::Object(mut current) = t.query(Query::Get(kind, id)).await? else {
+        return Err(ApiError::internal("update", &"a stored entity is not a JSON object"));
+    };
+    // The stored entity carries fields the spec does not (id, version, …). They are
+    // removed before the spec is parsed, so that unknown fields can only be ones the
+    // client sent; a client that sends them back (an edited GET body) is not refused.
+    let stored_only = if kind == EntityKind::Flow { STORED_FLOW_FIELDS } else { STORED_FIELDS };
+    for field in stored_only {
+        current.remove(*field);
+    }
     for (field, value) in changes {
-        if !matches!(field.as_str(), "id" | "version" | "createdAt" | "updatedAt" | "publishedVersions" | "status")
-            || kind != EntityKind::Flow && field == "status"
-        {
-            current[field] = value;
+        if !stored_only.contains(&field.as_str()) {
+            current.insert(field, value);
         }
     }
-    let spec: S = crate::model::parse_value("", &current)?;
+    let spec: S = crate::model::parse_value("", &Value::Object(current))?;
     ok(&t.command(command(spec)).await?)
 }
 
@@ -264,17 +275,17 @@ async fn rows(t: &TenantHandle, schema_id: String, req: &Request<Incoming>) -> R
     ok(&t.query(Query::Rows { schema_id, limit, offset }).await?)
 }
 
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PublishBody {
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PublishBody {
     id: String,
     #[serde(default)]
     notes: Option<String>,
 }
 
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RollbackBody {
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RollbackBody {
     id: String,
     version: u32,
     #[serde(default)]
@@ -400,8 +411,11 @@ fn idempotency_header(req: &Request<Incoming>) -> Option<String> {
     req.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
-#[derive(serde::Deserialize)]
-struct BulkBody {
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkBody {
+    /// Each item is a `/respond` body; items are parsed one by one, so one bad item fails alone.
+    #[schemars(with = "Vec<RespondInput>", length(min = 1, max = 1000))]
     outcomes: Vec<Value>,
 }
 
@@ -423,18 +437,20 @@ async fn respond_bulk(t: &TenantHandle, req: Request<Incoming>, limit: usize) ->
         };
         match outcome {
             Ok(reply) => results.push(reply),
-            Err(e) => errors.push(json!({"index": i, "error": e.message()})),
+            Err(e) => errors.push(BulkError { index: i, error: e.message().to_string() }),
         }
     }
     let status = if results.is_empty() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
-    let reply = json!({"processed": b.outcomes.len(), "succeeded": results.len(), "failed": errors.len(),
-        "errors": errors, "results": results});
+    let reply =
+        BulkReply { processed: b.outcomes.len(), succeeded: results.len(), failed: errors.len(), errors, results };
     json_response(status, &reply)
 }
 
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TenantBody {
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TenantBody {
+    /// 1-64 letters, digits, `-` or `_`.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,64}$"))]
     id: String,
     #[serde(default)]
     name: Option<String>,
@@ -457,12 +473,12 @@ async fn create_tenant(app: &App, key: &KeyRecord, req: Request<Incoming>) -> Re
     }
     app.registry.ensure_tenant(&b.id).await?;
     let (secret, record) = issue_key(app, &b.id, Role::Admin, b.name.unwrap_or_else(|| "admin".into())).await?;
-    created(&json!({"id": b.id, "apiKey": secret, "key": record}))
+    created(&NewTenant { id: b.id, api_key: secret, key: record })
 }
 
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct KeyBody {
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyBody {
     name: String,
     role: Role,
 }
@@ -470,7 +486,7 @@ struct KeyBody {
 async fn create_key(app: &App, key: &KeyRecord, req: Request<Incoming>) -> Reply {
     let b: KeyBody = body(req, app.body_limit).await?;
     let (secret, record) = issue_key(app, &key.tenant_id, b.role, b.name).await?;
-    created(&json!({"apiKey": secret, "key": record}))
+    created(&NewKey { api_key: secret, key: record })
 }
 
 /// Creates a key, stores only its hash (durably), and returns the secret once.
@@ -482,4 +498,73 @@ pub async fn issue_key(app: &App, tenant: &str, role: Role, name: String) -> Res
     app.registry.put_api_key(tenant, &to_hex(&hash), &stored).await?;
     app.keys.insert_hash(hash, record.clone());
     Ok((secret, record))
+}
+
+// Replies built here; the OpenAPI document uses the same types.
+
+/// `GET /healthz`.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct Health {
+    pub status: &'static str,
+}
+
+/// `GET /whoami`.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WhoAmI {
+    pub tenant_id: String,
+    pub role: Role,
+    pub name: String,
+}
+
+/// `GET /algorithm-models`.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct ModelList {
+    pub data: Vec<measure::ModelSummary>,
+}
+
+/// `POST /respond/bulk`: 200 when any item succeeded, 422 when all failed.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct BulkReply {
+    pub processed: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub errors: Vec<BulkError>,
+    /// The reply of each recorded item, as `/respond` gives it.
+    #[schemars(with = "Vec<crate::tenant::command::RespondReply>")]
+    pub results: Vec<Value>,
+}
+
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct BulkError {
+    /// The item's position in `outcomes`.
+    pub index: usize,
+    pub error: String,
+}
+
+/// `POST /tenants`: the new tenant and its first admin key, shown this once.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NewTenant {
+    pub id: String,
+    pub api_key: String,
+    pub key: KeyRecord,
+}
+
+/// `POST /keys`: the secret, shown this once, and what the server keeps.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NewKey {
+    pub api_key: String,
+    pub key: KeyRecord,
+}
+
+/// `POST|PUT /schemas/{id}/data`. Not deserialised as a whole: `JsonRowStream` reads the
+/// `rows` array one row at a time; this type only describes the body.
+#[derive(schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RowsBody {
+    /// Each row as column name → value, checked against the schema's fields.
+    #[schemars(length(min = 1))]
+    pub rows: Vec<serde_json::Map<String, Value>>,
 }

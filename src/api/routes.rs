@@ -175,3 +175,143 @@ pub fn router() -> Router<Route> {
     }
     router
 }
+
+/// What a route takes and answers, for the OpenAPI document. The types are the ones the
+/// handler parses and serialises, so the document follows the code.
+pub struct Contract {
+    pub request: Body,
+    /// The success statuses, all with the `success` body.
+    pub statuses: &'static [u16],
+    pub success: Body,
+    pub query: &'static [QueryParam],
+}
+
+/// A request or response body.
+pub enum Body {
+    None,
+    /// JSON of this type.
+    Json(SchemaFn),
+    /// JSON of a `PUT`: the type's fields, all optional (the given ones change), and the
+    /// stored fields a client may send back from a GET (ignored).
+    Patch(SchemaFn, &'static [&'static str]),
+    /// Text of this content type.
+    Text(&'static str),
+}
+
+pub type SchemaFn = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
+
+fn json<T: schemars::JsonSchema>() -> Body {
+    Body::Json(|g| g.subschema_for::<T>())
+}
+
+fn patch<T: schemars::JsonSchema>() -> Body {
+    Body::Patch(|g| g.subschema_for::<T>(), crate::api::handlers::STORED_FIELDS)
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct QueryParam {
+    pub name: &'static str,
+    /// A JSON Schema type: `string`, `integer` or `boolean`.
+    pub kind: &'static str,
+    pub required: bool,
+    /// The bounds the handler checks: of the value for an integer, of the length for a
+    /// string (`u64::MAX`: no upper bound).
+    pub range: Option<(u64, u64)>,
+    pub description: &'static str,
+}
+
+const fn param(name: &'static str, kind: &'static str, description: &'static str) -> QueryParam {
+    QueryParam { name, kind, required: false, range: None, description }
+}
+
+const LIST: &[QueryParam] = &[
+    QueryParam { range: Some((1, 100)), ..param("limit", "integer", "Items per page, 1 to 100 (default 25)") },
+    param("cursor", "string", "`pagination.cursor` of the previous page"),
+];
+const ROWS: &[QueryParam] = &[
+    QueryParam { range: Some((0, 500)), ..param("limit", "integer", "Rows per page, up to 500 (default 50)") },
+    QueryParam { range: Some((0, u64::MAX)), ..param("offset", "integer", "Rows to skip, in key order") },
+];
+const VERSIONS: &[QueryParam] = &[QueryParam { required: true, ..param("id", "string", "The flow id") }];
+const EXPLAIN: &[QueryParam] = &[param("explain", "boolean", "Explain each score and every removed offer")];
+const UPLIFT: &[QueryParam] = &[
+    QueryParam { required: true, range: Some((1, u64::MAX)), ..param("customerId", "string", "The customer") },
+    param("method", "string", "`t_learner` or `x_learner` (default `t_learner`)"),
+];
+
+impl Route {
+    /// The route's request and response bodies and query parameters.
+    pub fn contract(self) -> Contract {
+        use crate::api::handlers as h;
+        use crate::http::pagination::Paginated;
+        use crate::model::policy::{ContactPolicy, ContactPolicySpec};
+        use crate::model::{
+            Channel as ChannelEntity, ChannelSpec, DecisionFlow, FlowSpec, Offer as OfferEntity, OfferSpec,
+        };
+        use crate::model::{QualificationRule as RuleEntity, RuleSpec, Schema as SchemaEntity, SchemaSpec};
+        use crate::tenant::command as c;
+        type Page<T> = Paginated<'static, T>;
+        let (request, statuses, success, query): (Body, &'static [u16], Body, &'static [QueryParam]) = match self {
+            Health => (Body::None, &[200], json::<h::Health>(), &[]),
+            Metrics => (Body::None, &[200], Body::Text(crate::http::metrics::CONTENT_TYPE), &[]),
+            OpenApi => (Body::None, &[200], json::<serde_json::Map<String, serde_json::Value>>(), &[]),
+            WhoAmI => (Body::None, &[200], json::<h::WhoAmI>(), &[]),
+            CreateTenant => (json::<h::TenantBody>(), &[201], json::<h::NewTenant>(), &[]),
+            CreateKey => (json::<h::KeyBody>(), &[201], json::<h::NewKey>(), &[]),
+            Schemas => (Body::None, &[200], json::<Page<SchemaEntity>>(), LIST),
+            CreateSchema => (json::<SchemaSpec>(), &[201], json::<SchemaEntity>(), &[]),
+            Schema => (Body::None, &[200], json::<SchemaEntity>(), &[]),
+            UpdateSchema => (patch::<SchemaSpec>(), &[200], json::<SchemaEntity>(), &[]),
+            InsertRows | UpsertRows => (json::<h::RowsBody>(), &[201], json::<c::LoadReply>(), &[]),
+            Rows => (Body::None, &[200], json::<c::RowsPage>(), ROWS),
+            Offers => (Body::None, &[200], json::<Page<OfferEntity>>(), LIST),
+            CreateOffer => (json::<OfferSpec>(), &[201], json::<OfferEntity>(), &[]),
+            Offer => (Body::None, &[200], json::<OfferEntity>(), &[]),
+            UpdateOffer => (patch::<OfferSpec>(), &[200], json::<OfferEntity>(), &[]),
+            Rules => (Body::None, &[200], json::<Page<RuleEntity>>(), LIST),
+            CreateRule => (json::<RuleSpec>(), &[201], json::<RuleEntity>(), &[]),
+            Rule => (Body::None, &[200], json::<RuleEntity>(), &[]),
+            UpdateRule => (patch::<RuleSpec>(), &[200], json::<RuleEntity>(), &[]),
+            Channels => (Body::None, &[200], json::<Page<ChannelEntity>>(), LIST),
+            CreateChannel => (json::<ChannelSpec>(), &[201], json::<ChannelEntity>(), &[]),
+            Channel => (Body::None, &[200], json::<ChannelEntity>(), &[]),
+            UpdateChannel => (patch::<ChannelSpec>(), &[200], json::<ChannelEntity>(), &[]),
+            Policies => (Body::None, &[200], json::<Page<ContactPolicy>>(), LIST),
+            CreatePolicy => (json::<ContactPolicySpec>(), &[201], json::<ContactPolicy>(), &[]),
+            Policy => (Body::None, &[200], json::<ContactPolicy>(), &[]),
+            UpdatePolicy => (patch::<ContactPolicySpec>(), &[200], json::<ContactPolicy>(), &[]),
+            Flows => (Body::None, &[200], json::<Page<DecisionFlow>>(), LIST),
+            CreateFlow => (json::<FlowSpec>(), &[201], json::<DecisionFlow>(), &[]),
+            Flow => (Body::None, &[200], json::<DecisionFlow>(), &[]),
+            UpdateFlow => {
+                let body = Body::Patch(|g| g.subschema_for::<FlowSpec>(), h::STORED_FLOW_FIELDS);
+                (body, &[200], json::<DecisionFlow>(), &[])
+            }
+            Publish => (json::<h::PublishBody>(), &[200], json::<DecisionFlow>(), &[]),
+            Versions => (Body::None, &[200], json::<c::VersionList>(), VERSIONS),
+            Rollback => (json::<h::RollbackBody>(), &[200], json::<DecisionFlow>(), &[]),
+            Plugins => (Body::None, &[200], json::<Vec<c::PluginSummary>>(), &[]),
+            Plugin => (Body::None, &[200], json::<c::PluginSource>(), &[]),
+            PutPlugin => (Body::Text("text/plain"), &[200], json::<c::PluginInstalled>(), &[]),
+            CheckPlugin => (Body::Text("text/plain"), &[200], json::<c::PluginCheck>(), &[]),
+            Recommend => {
+                (json::<crate::engine::RecommendRequest>(), &[200], json::<crate::engine::Decision>(), EXPLAIN)
+            }
+            // 201 when recorded, 200 when the idempotency key was seen (`duplicate: true`).
+            Respond => {
+                (json::<crate::tenant::interaction::RespondInput>(), &[201, 200], json::<c::RespondReply>(), &[])
+            }
+            // 200 when any item was recorded, 422 when every item failed.
+            RespondBulk => (json::<h::BulkBody>(), &[200, 422], json::<h::BulkReply>(), &[]),
+            OutcomeTypes => (Body::None, &[200], json::<Vec<crate::tenant::interaction::OutcomeType>>(), &[]),
+            ExperimentResults => (Body::None, &[200], json::<crate::tenant::measure::ExperimentResults>(), &[]),
+            Models => (Body::None, &[200], json::<h::ModelList>(), &[]),
+            Model | TrainModel => (Body::None, &[200], json::<crate::tenant::measure::ModelSummary>(), &[]),
+            ModelUplift => (Body::None, &[200], json::<crate::tenant::measure::CustomerUplift>(), UPLIFT),
+            DeleteSchema | DeleteOffer | DeleteRule | DeleteChannel | DeletePolicy | DeleteFlow | DeletePlugin => {
+                (Body::None, &[204], Body::None, &[])
+            }
+        };
+        Contract { request, statuses, success, query }
+    }
+}

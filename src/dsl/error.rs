@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::rules::ir::Span;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Error,
@@ -45,7 +45,7 @@ impl Diagnostic {
 }
 
 /// A diagnostic located in a file, as `--format json` prints it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Located {
     pub file: String,

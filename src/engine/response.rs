@@ -10,23 +10,55 @@ use crate::rules::value::num_to_json;
 pub const DEFAULT_LIMIT: u32 = 5;
 pub const MAX_LIMIT: u32 = 50;
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// A `/recommend` body. Unknown fields are refused (a typo such as `customerID` is an
+/// error, not a silently ignored field).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("required" = ["customerId", "decisionFlowKey"]))]
 pub struct RecommendRequest {
+    #[schemars(length(min = 1, max = 256), regex(pattern = r"\S"))]
     pub customer_id: String,
     #[serde(default)]
     pub channel: Option<String>,
     #[serde(default)]
     pub placement: Option<String>,
     #[serde(default, alias = "maxOffers")]
+    #[schemars(range(min = 1, max = 50))]
     pub limit: Option<u32>,
+    /// Required (an `Option` so that its absence is a named 400, not a serde error).
     #[serde(default, alias = "blueprintKey")]
+    #[schemars(length(min = 1), regex(pattern = r"\S"))]
     pub decision_flow_key: Option<String>,
     /// Request-time attributes, readable by rules as `attributes.<name>`.
     #[serde(default)]
     pub attributes: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
     pub context: Option<serde_json::Value>,
+    // The platform's documented optional fields, accepted so its clients keep working,
+    // and not used by arbiter's decisions yet: `channelId`/`placements` (arbiter reads
+    // `channel`/`placement`), `sessionId`, `segments`, `locale`, `currency`,
+    // `excludeOffers`, `excludeCreatives` (no creatives here), `debug` (use `?explain=true`)
+    // and `decisionFlowId` (flows are chosen by `decisionFlowKey`).
+    #[serde(default)]
+    pub channel_id: Option<String>,
+    #[serde(default)]
+    pub placements: Option<Vec<serde_json::Value>>,
+    #[serde(default)]
+    pub session_id: Option<String>,
+    #[serde(default)]
+    pub segments: Option<Vec<String>>,
+    #[serde(default)]
+    pub locale: Option<String>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub exclude_offers: Option<Vec<String>>,
+    #[serde(default)]
+    pub exclude_creatives: Option<Vec<String>>,
+    #[serde(default)]
+    pub debug: Option<bool>,
+    #[serde(default)]
+    pub decision_flow_id: Option<String>,
 }
 
 impl RecommendRequest {
@@ -55,7 +87,7 @@ pub fn as_number<S: Serializer>(n: &f64, s: S) -> Result<S::Ok, S::Error> {
     num_to_json(*n).serialize(s)
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Decision {
     pub interaction_id: String,
@@ -90,7 +122,7 @@ pub struct Decision {
     pub logged_features: Arc<[Arc<str>]>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OfferDecision {
     pub offer_id: Arc<str>,
@@ -106,8 +138,9 @@ pub struct OfferDecision {
     pub category: Arc<str>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "DecisionMeta")]
 pub struct Meta {
     pub total_candidates: usize,
     pub after_qualification: usize,
@@ -119,14 +152,14 @@ pub struct Meta {
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DecisionExplanation {
     pub ranking_scores: RankingScores,
 }
 
 /// Every factor behind one score (`?explain=true`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RankingScores {
     pub method: &'static str,
@@ -145,7 +178,7 @@ pub struct RankingScores {
 }
 
 /// Why the other offers are not in the response.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FlowExplanation {
     pub removed: Vec<Removal>,
@@ -154,7 +187,7 @@ pub struct FlowExplanation {
     pub penalties: Vec<Removal>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Removal {
     pub offer_id: Arc<str>,
@@ -170,7 +203,7 @@ pub struct Removal {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyRef {
     pub id: Arc<str>,
@@ -178,7 +211,7 @@ pub struct PolicyRef {
     pub rule_type: &'static str,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RuleFailure {
     pub id: Arc<str>,

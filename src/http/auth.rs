@@ -178,7 +178,7 @@ pub fn check_tenant_header(headers: &HeaderMap, key_tenant: &str) -> Result<(), 
 }
 
 /// What a key may do; ordered so `role >= Role::Editor` reads as "at least editor".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Read-only access.
@@ -201,7 +201,7 @@ impl Role {
 }
 
 /// What the server knows about a key (never the key itself).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyRecord {
     /// The one tenant this key acts for.

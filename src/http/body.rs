@@ -131,8 +131,8 @@ where
 
 /// The elements of a body shaped `{"rows": [ ... ], ...}`, one at a time.
 ///
-/// Other top-level members are allowed (and skipped; they are only checked for balanced
-/// brackets). The body is validated to its end before the stream reports `Ok(None)`, so a
+/// Other top-level members are refused as unknown fields, like those of every other body.
+/// The body is validated to its end before the stream reports `Ok(None)`, so a
 /// handler that commits only after `None` never commits a truncated upload.
 #[derive(Debug)]
 pub struct JsonRowStream<B> {
@@ -257,12 +257,10 @@ enum State {
     MemberStart { first: bool },
     /// Inside a member name; `mark` is its opening quote.
     Key,
-    /// After a member name; `rows` says whether it was `"rows"`.
-    Colon { rows: bool },
+    /// After the member name `"rows"` (any other name is refused as an unknown field).
+    Colon,
     /// After `"rows":`, expecting `[`.
     RowsOpen,
-    /// Inside another member's value, which is skipped.
-    SkipValue,
     /// After a member's value: `,` or `}`.
     MemberEnd,
     /// After `[` or `,` in the rows array: a row (or `]` right after `[`).
@@ -299,11 +297,18 @@ struct RowScanner {
 struct ScanError {
     offset: u64,
     expected: &'static str,
+    /// A top-level member other than `rows`.
+    unknown: Option<String>,
 }
 
 impl ScanError {
     fn into_api_error(self) -> ApiError {
-        ApiError::BadRequest(format!("malformed rows body at byte {}: expected {}", self.offset, self.expected))
+        match self.unknown {
+            Some(name) => crate::model::unknown_field_error(name.clone(), &name, &["rows"]).into(),
+            None => {
+                ApiError::BadRequest(format!("malformed rows body at byte {}: expected {}", self.offset, self.expected))
+            }
+        }
     }
 }
 
@@ -321,7 +326,7 @@ impl RowScanner {
 
     /// Handles one byte: moves `pos` on (or leaves it for the next state to re-read).
     fn advance(&mut self, byte: u8, buffer: &[u8]) -> Result<Option<Range<usize>>, ScanError> {
-        let structural = !matches!(self.state, State::Key | State::SkipValue | State::Row);
+        let structural = !matches!(self.state, State::Key | State::Row);
         if structural && is_whitespace(byte) {
             self.pos += 1;
             return Ok(None);
@@ -332,11 +337,10 @@ impl RowScanner {
             }
             State::MemberStart { first } => self.member_start(byte, first)?,
             State::Key => self.key(byte, buffer)?,
-            State::Colon { rows } => self.colon(byte, rows)?,
+            State::Colon => self.colon(byte)?,
             State::RowsOpen => {
                 self.expect(byte == b'[', State::RowStart { first: true }, "`[`: `rows` must be an array")?
             }
-            State::SkipValue => self.skip_value(byte)?,
             State::MemberEnd => self.member_end(byte)?,
             State::RowStart { first } => self.row_start(byte, first)?,
             State::Row => return self.row(byte),
@@ -371,25 +375,21 @@ impl RowScanner {
             return Ok(());
         }
         let name = &buffer[self.mark + 1..self.pos - 1];
-        self.state = State::Colon { rows: name == b"rows" };
+        if name != b"rows" {
+            let unknown = Some(String::from_utf8_lossy(name).into_owned());
+            return Err(ScanError { unknown, ..self.error("the member `rows`") });
+        }
+        self.state = State::Colon;
         Ok(())
     }
 
-    fn colon(&mut self, byte: u8, rows: bool) -> Result<(), ScanError> {
-        if rows && self.seen_rows {
+    fn colon(&mut self, byte: u8) -> Result<(), ScanError> {
+        if self.seen_rows {
             return Err(self.error("only one `rows` member"));
         }
-        self.seen_rows |= rows;
-        let next = if rows { State::RowsOpen } else { State::SkipValue };
-        self.expect(byte == b':', next, "`:` after a member name")?;
+        self.seen_rows = true;
+        self.expect(byte == b':', State::RowsOpen, "`:` after a member name")?;
         self.value = ValueScan::default();
-        Ok(())
-    }
-
-    fn skip_value(&mut self, byte: u8) -> Result<(), ScanError> {
-        if self.feed(byte)? != Feed::More {
-            self.state = State::MemberEnd;
-        }
         Ok(())
     }
 
@@ -486,7 +486,7 @@ impl RowScanner {
     }
 
     fn error(&self, expected: &'static str) -> ScanError {
-        ScanError { offset: self.dropped + self.pos as u64, expected }
+        ScanError { offset: self.dropped + self.pos as u64, expected, unknown: None }
     }
 }
 
@@ -681,7 +681,7 @@ mod tests {
     }
 
     fn big_body(rows: usize) -> Vec<u8> {
-        let mut body = String::from("{\"mode\": {\"a\": [1, \"]}\"]},\n \"rows\" : [\n");
+        let mut body = String::from("{\n \"rows\" : [\n");
         for i in 0..rows {
             if i > 0 {
                 body.push_str(",\n");
@@ -689,7 +689,7 @@ mod tests {
             // Names contain every character the scanner must not mistake for structure.
             body.push_str(&format!(r#"{{"id":{i},"name":"n\"{i},]}}[\\","tags":[{i},7]}}"#));
         }
-        body.push_str("\n], \"after\": null}\n");
+        body.push_str("\n]}\n");
         body.into_bytes()
     }
 
@@ -736,7 +736,8 @@ mod tests {
         let cases = [
             ("[]", "byte 0: expected `{`"),
             (r#"{"rows": {}}"#, "`rows` must be an array"),
-            (r#"{"other": 1}"#, "a `rows` array"),
+            (r#"{"other": 1}"#, "other: unknown field; expected one of `rows`"),
+            (r#"{"rows": [], "row": 1}"#, "row: unknown field (did you mean `rows`?)"),
             (r#"{"rows": [1,]}"#, "no trailing commas"),
             (r#"{"rows": [1 2]}"#, "`,` or `]`"),
             (r#"{"rows": [1], "rows": [2]}"#, "only one `rows`"),

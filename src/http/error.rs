@@ -197,13 +197,16 @@ impl From<serde_json::Error> for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Envelope<'a> {
+/// The body of every error response (4XX and 5XX); the OpenAPI document's error schema.
+#[derive(Serialize, schemars::JsonSchema)]
+#[schemars(rename = "ErrorEnvelope")]
+pub struct Envelope<'a> {
     error: Body<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "ErrorBody")]
 struct Body<'a> {
     code: &'static str,
     message: &'a str,
@@ -217,7 +220,7 @@ struct Body<'a> {
 /// The data behind a 400: `{"fields": [{"path", "message"}]}` for a body that fails
 /// validation, `{"diagnostics": [{"file", "line", "column", "code", "message", …}]}` for a
 /// rule file with errors.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Details {
     Fields(Vec<crate::model::FieldError>),

@@ -54,7 +54,8 @@ fn parse_limit(text: &str) -> Result<usize, ApiError> {
 }
 
 /// One page of a list, serializing to the `{"data": ..., "pagination": ...}` response body.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "{T}Page")]
 pub struct Paginated<'a, T> {
     /// The items of this page, newest first.
     pub data: Vec<&'a T>,
@@ -63,7 +64,7 @@ pub struct Paginated<'a, T> {
 }
 
 /// The `pagination` object of a list response.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PageInfo {
     /// The page size used.

@@ -9,7 +9,9 @@
 //! * a parameter never matches an empty segment (`/schemas//data` is a 404);
 //! * when several patterns match, the one with a literal at the first position where they
 //!   differ wins, independent of registration order (`/decision-flows/versions` beats
-//!   `/decision-flows/{id}`);
+//!   `/decision-flows/{id}`) — and it wins for every method: `DELETE
+//!   /decision-flows/versions` is a 405 listing the methods of `versions`, not a delete of
+//!   the flow `versions`, so a path is one resource and `Allow` lists its methods only;
 //! * one trailing slash is ignored;
 //! * `HEAD` falls back to the `GET` route (hyper sends no body for `HEAD`);
 //! * a path that matches only under other methods is a 405 listing them, not a 404.
@@ -134,15 +136,17 @@ impl<R: Copy> Router<R> {
         let Some(segments) = split_path(path, &mut storage) else {
             return Err(RouteError::NotFound);
         };
-        let found = self.best(segments, |m| m == method).or_else(|| self.head_fallback(method, segments));
+        // The resource: the most specific pattern that matches, whatever the method.
+        let Some(resource) = self.best(segments, |_| true).map(|r| &r.segments) else {
+            return Err(RouteError::NotFound);
+        };
+        let on_resource = |m: &Method| self.routes.iter().find(|r| r.method == *m && same_shape(&r.segments, resource));
+        let found =
+            on_resource(method).or_else(|| (*method == Method::HEAD).then(|| on_resource(&Method::GET)).flatten());
         match found {
             Some(route) => Ok((route.id, extract_params(&route.segments, segments))),
-            None => Err(self.not_matched(segments)),
+            None => Err(self.not_allowed(resource)),
         }
-    }
-
-    fn head_fallback(&self, method: &Method, segments: &[&str]) -> Option<&Route<R>> {
-        (*method == Method::HEAD).then(|| self.best(segments, |m| *m == Method::GET)).flatten()
     }
 
     /// The most specific route accepted by `method_ok` whose pattern matches `segments`.
@@ -154,18 +158,15 @@ impl<R: Copy> Router<R> {
         })
     }
 
-    fn not_matched(&self, segments: &[&str]) -> RouteError {
+    /// 405 listing the methods of the resource's pattern.
+    fn not_allowed(&self, resource: &[Segment]) -> RouteError {
         let mut allowed: Vec<Method> = Vec::new();
-        for route in self.routes.iter().filter(|r| pattern_matches(&r.segments, segments)) {
+        for route in self.routes.iter().filter(|r| same_shape(&r.segments, resource)) {
             if !allowed.contains(&route.method) {
                 allowed.push(route.method.clone());
             }
         }
-        if allowed.is_empty() {
-            RouteError::NotFound
-        } else {
-            RouteError::MethodNotAllowed { allowed }
-        }
+        RouteError::MethodNotAllowed { allowed }
     }
 }
 
@@ -327,6 +328,15 @@ mod tests {
     fn literal_beats_parameter_regardless_of_order() {
         assert_eq!(ok(Method::GET, "/api/v1/decision-flows/versions").0, R::FlowVersions);
         assert_eq!(ok(Method::GET, "/api/v1/decision-flows/f1").0, R::GetFlow);
+    }
+
+    #[test]
+    fn a_literal_path_is_its_own_resource_for_every_method() {
+        let mut router = router();
+        router.add(Method::DELETE, "/api/v1/decision-flows/{id}", R::DeleteSchema);
+        let error = router.match_route(&Method::DELETE, "/api/v1/decision-flows/versions").unwrap_err();
+        assert_eq!(error, RouteError::MethodNotAllowed { allowed: vec![Method::GET] });
+        assert_eq!(router.match_route(&Method::DELETE, "/api/v1/decision-flows/f1").unwrap().0, R::DeleteSchema);
     }
 
     #[test]

@@ -59,7 +59,7 @@ pub struct ArmTotals {
 }
 
 /// A closed interval `[lower, upper]`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Interval {
     pub lower: f64,
@@ -76,7 +76,7 @@ pub struct ZTest {
 }
 
 /// Conversion statistics for one arm.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ArmStats {
     pub samples: u64,
@@ -87,7 +87,7 @@ pub struct ArmStats {
 }
 
 /// Revenue per customer in each arm and what the treatment added.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RevenueUplift {
     pub per_customer_treated: Option<f64>,

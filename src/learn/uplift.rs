@@ -122,7 +122,7 @@ struct XStage {
 /// | `sure_thing`   | `μ_C ≥ SURE_THING_BASE_RATE` (0.3)           | converts anyway                |
 /// | `lost_cause`   | `μ_T < LOST_CAUSE_TREATED_RATE` (0.05)       | won't convert either way       |
 /// | `uncertain`    | anything else, or a NaN input                | no clear call                  |
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Segment {
     Persuadable,

@@ -7,10 +7,12 @@ use super::offer::OfferStatus;
 use super::{in_range, non_blank, parse_value, FieldError, Meta, ValidationError};
 use crate::rules::json::Operator;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FlowSpec {
+    #[schemars(length(min = 1, max = 255), regex(pattern = r"\S"))]
     pub key: String,
+    #[schemars(length(min = 1, max = 255), regex(pattern = r"\S"))]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -18,9 +20,11 @@ pub struct FlowSpec {
     pub draft_config: DraftConfig,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DraftConfig {
+    /// Always 2.
+    #[schemars(range(min = 2, max = 2))]
     pub version: u32,
     #[serde(default)]
     pub flow_config: FlowConfig,
@@ -34,25 +38,26 @@ impl Default for DraftConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FlowConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub experiment: Option<ExperimentConfig>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExperimentConfig {
     #[serde(default)]
     pub enabled: bool,
     #[serde(default)]
+    #[schemars(range(min = 0, max = 100))]
     pub holdout_percent: f64,
     #[serde(default)]
     pub control_group_action: ControlGroupAction,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ControlGroupAction {
     #[default]
@@ -60,8 +65,8 @@ pub enum ControlGroupAction {
 }
 
 /// A node as the client sent it; `config` is parsed by `type` in [`DraftConfig::nodes`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeSpec {
     pub id: String,
     #[serde(rename = "type")]
@@ -70,8 +75,25 @@ pub struct NodeSpec {
     pub phase: Option<u8>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<i64>,
+    /// By `type`: see [`NodeConfig`].
     #[serde(default)]
+    #[schemars(with = "super::RequestOnly<NodeConfig>")]
     pub config: serde_json::Value,
+}
+
+/// What `config` holds for each node `type` (parsed by `type` in [`DraftConfig::nodes`]);
+/// the API description's union of the node configs.
+#[derive(schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum NodeConfig {
+    Inventory(InventoryConfig),
+    Enrich(EnrichConfig),
+    Filter(FilterConfig),
+    Qualify(QualifyConfig),
+    ContactPolicy(ContactPolicyConfig),
+    Score(ScoreConfig),
+    Rank(RankConfig),
+    Response(ResponseConfig),
 }
 
 /// A validated node, in execution order.
@@ -96,7 +118,7 @@ pub enum NodeKind {
     Response(ResponseConfig),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum InventoryScope {
     #[default]
@@ -108,8 +130,8 @@ fn active_only() -> Vec<OfferStatus> {
     vec![OfferStatus::Active]
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InventoryConfig {
     #[serde(default)]
     pub scope: InventoryScope,
@@ -126,8 +148,8 @@ fn customer_id() -> String {
     "customer_id".to_string()
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnrichSource {
     pub schema_id: String,
     #[serde(default = "customer_id")]
@@ -137,13 +159,13 @@ pub struct EnrichSource {
     pub fields: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnrichConfig {
     pub sources: Vec<EnrichSource>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Combinator {
     #[default]
     #[serde(rename = "AND", alias = "and")]
@@ -152,8 +174,8 @@ pub enum Combinator {
     Or,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FilterCondition {
     pub field: String,
     pub operator: Operator,
@@ -161,15 +183,15 @@ pub struct FilterCondition {
     pub value: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FilterConfig {
     pub conditions: Vec<FilterCondition>,
     #[serde(default)]
     pub combinator: Combinator,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum QualifyMode {
     #[default]
@@ -179,8 +201,8 @@ pub enum QualifyMode {
     Selected,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct QualifyConfig {
     #[serde(default)]
     pub mode: QualifyMode,
@@ -188,7 +210,7 @@ pub struct QualifyConfig {
     pub rule_ids: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PolicyMode {
     #[default]
@@ -196,14 +218,14 @@ pub enum PolicyMode {
     Skip,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContactPolicyConfig {
     #[serde(default)]
     pub mode: PolicyMode,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ScoreMethod {
     #[default]
@@ -213,18 +235,23 @@ pub enum ScoreMethod {
 }
 
 /// PRIE-U weights. Absent keys are 0 when a formula is given.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Weights {
     #[serde(default)]
+    #[schemars(range(min = 0, max = 1))]
     pub propensity_weight: f64,
     #[serde(default)]
+    #[schemars(range(min = 0, max = 1))]
     pub relevance_weight: f64,
     #[serde(default)]
+    #[schemars(range(min = 0, max = 1))]
     pub impact_weight: f64,
     #[serde(default)]
+    #[schemars(range(min = 0, max = 1))]
     pub emphasis_weight: f64,
     #[serde(default)]
+    #[schemars(range(min = 0, max = 2))]
     pub uplift_weight: f64,
 }
 
@@ -270,15 +297,15 @@ fn round6(x: f64) -> f64 {
 /// `channelType` matches every channel of a type (`email`, `in_app` …). They are kept
 /// apart because channels created without a `channelType` are all `email`: an override
 /// for the channel named `email` must not also change `in_app` and `branch`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum OverrideScope {
     Channel,
     ChannelType,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScoreOverride {
     pub scope: OverrideScope,
     pub value: String,
@@ -288,8 +315,8 @@ pub struct ScoreOverride {
     pub formula: Option<Weights>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScoreConfig {
     #[serde(default)]
     pub method: ScoreMethod,
@@ -301,7 +328,7 @@ pub struct ScoreConfig {
     pub model_key: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum RankMethod {
     #[default]
     #[serde(rename = "topN", alias = "top_n")]
@@ -312,8 +339,8 @@ fn five() -> u32 {
     5
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RankConfig {
     #[serde(default)]
     pub method: RankMethod,
@@ -321,15 +348,15 @@ pub struct RankConfig {
     pub max_candidates: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ResponseFormat {
     #[default]
     Standard,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResponseConfig {
     #[serde(default)]
     pub response_format: ResponseFormat,
@@ -512,7 +539,7 @@ fn check_shape(nodes: &[FlowNode], errors: &mut Vec<FieldError>) {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PublishedVersion {
     pub version: u32,
@@ -522,7 +549,7 @@ pub struct PublishedVersion {
     pub config_snapshot: DraftConfig,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FlowStatus {
     Draft,
@@ -531,7 +558,8 @@ pub enum FlowStatus {
     Archived,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A decision flow as stored and returned: its spec, status, published versions and the stored fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DecisionFlow {
     #[serde(flatten)]

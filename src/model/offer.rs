@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{in_range, non_blank, Meta, ValidationError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OfferStatus {
     Draft,
@@ -34,9 +34,10 @@ fn hundred() -> f64 {
     100.0
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OfferSpec {
+    #[schemars(length(min = 1, max = 255), regex(pattern = r"\S"))]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -46,16 +47,20 @@ pub struct OfferSpec {
     pub category: Option<String>,
     /// 0–100: the Emphasis factor and the priority_weighted input.
     #[serde(default = "fifty")]
+    #[schemars(range(min = 0, max = 100))]
     pub priority: f64,
     /// 0–100: the Impact factor.
     #[serde(default = "fifty")]
+    #[schemars(range(min = 0, max = 100))]
     pub business_value: f64,
     #[serde(default)]
+    #[schemars(range(min = 0))]
     pub revenue_value: Option<f64>,
     #[serde(default)]
     pub margin: Option<f64>,
     /// 0–100, used by priority_weighted.
     #[serde(default = "hundred")]
+    #[schemars(range(min = 0, max = 100))]
     pub weight: f64,
     /// Mandatory offers skip qualification rules.
     #[serde(default)]
@@ -76,7 +81,8 @@ impl OfferSpec {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// An offer as stored and returned: its spec and the stored fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Offer {
     #[serde(flatten)]

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{non_blank, parse_value, FieldError, Meta, ValidationError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PolicyType {
     FrequencyCap,
@@ -29,7 +29,7 @@ impl PolicyType {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PolicyScope {
     Global,
@@ -49,7 +49,7 @@ impl PolicyScope {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PolicyStatus {
     Draft,
@@ -61,7 +61,7 @@ pub enum PolicyStatus {
 
 /// A UTC calendar period: a day from 00:00, an ISO week from Monday 00:00, a month from
 /// the 1st 00:00.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Period {
     Daily,
@@ -92,9 +92,10 @@ fn fifty() -> u32 {
     50
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContactPolicySpec {
+    #[schemars(length(min = 1, max = 255), regex(pattern = r"\S"))]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -107,10 +108,14 @@ pub struct ContactPolicySpec {
     pub scope: Option<PolicyScope>,
     #[serde(default)]
     pub scope_id: Option<String>,
+    /// By `ruleType`: caps (`maxPerDay`, …, or `maxTotal` with `periodType`), a cooldown
+    /// (`cooldownHours`), or nothing for `allow_override`.
     #[serde(default)]
+    #[schemars(with = "super::RequestOnly<PolicyConfig>")]
     pub config: serde_json::Value,
     /// Higher runs first (0–100).
     #[serde(default = "fifty")]
+    #[schemars(range(max = 100))]
     pub priority: u32,
 }
 
@@ -125,7 +130,7 @@ pub enum PolicyRule {
     AllowOverride,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CapConfig {
     max_per_day: Option<u32>,
@@ -135,15 +140,25 @@ struct CapConfig {
     period_type: Option<Period>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CooldownConfig {
     cooldown_hours: f64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct EmptyConfig {}
+
+/// The API description's union of the policy configs.
+#[derive(schemars::JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum PolicyConfig {
+    Cap(CapConfig),
+    Cooldown(CooldownConfig),
+    AllowOverride(EmptyConfig),
+}
 
 impl ContactPolicySpec {
     pub fn scope(&self) -> PolicyScope {
@@ -228,7 +243,8 @@ fn cap(kind: PolicyType, c: CapConfig) -> Result<PolicyRule, ValidationError> {
     Ok(PolicyRule::Cap(limits))
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A contact policy as stored and returned: its spec and the stored fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ContactPolicy {
     #[serde(flatten)]
@@ -267,7 +283,7 @@ mod tests {
         let cases = [
             (
                 r#"{"name": "f", "ruleType": "frequency_cap", "scopeId": "o", "config": {"maxPerMoth": 1}}"#,
-                "config.maxPerMoth: unknown field `maxPerMoth`",
+                "config.maxPerMoth: unknown field (did you mean `maxPerMonth`?)",
             ),
             (
                 r#"{"name": "f", "ruleType": "frequency_cap", "config": {"maxPerDay": 1}}"#,

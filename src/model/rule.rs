@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::{in_range, non_blank, parse_value, FieldError, Meta, ValidationError};
 use crate::rules::json::Operator;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RuleType {
     AttributeCondition,
@@ -16,7 +16,7 @@ pub enum RuleType {
     OfferAttribute,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     Global,
@@ -46,7 +46,7 @@ impl Scope {
 
 /// Eligibility and fit remove an offer; match multiplies its score (`fitMultiplier`);
 /// ranking-stage rules are stored but not applied, as on the platform.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     #[serde(alias = "qualification")]
@@ -73,7 +73,7 @@ impl Stage {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RuleStatus {
     Draft,
@@ -92,9 +92,10 @@ fn eligibility() -> Stage {
     Stage::Eligibility
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RuleSpec {
+    #[schemars(length(min = 1, max = 255), regex(pattern = r"\S"))]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -110,12 +111,14 @@ pub struct RuleSpec {
     /// Higher runs first.
     #[serde(default)]
     pub priority: i64,
+    /// For `attribute_condition`: an [`AttributeCondition`].
+    #[schemars(with = "super::RequestOnly<AttributeCondition>")]
     pub config: serde_json::Value,
 }
 
 /// `config` of an `attribute_condition` rule.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AttributeCondition {
     pub attribute: String,
     pub operator: Operator,
@@ -160,7 +163,8 @@ impl RuleSpec {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A qualification rule as stored and returned: its spec and the stored fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QualificationRule {
     #[serde(flatten)]

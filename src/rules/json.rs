@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ir::{BinOp, Expr, ExprKind, Func, Path, Span};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Operator {
     #[serde(rename = "eq", alias = "=", alias = "==")]
     Eq,

@@ -11,9 +11,12 @@ use std::sync::Arc;
 
 use actix::{Actor, ActorFutureExt, AtomicResponse, Context, Handler, ResponseFuture, WrapFuture};
 use arc_swap::ArcSwap;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::command::{Command, Query};
+use super::command::{
+    Command, LoadReply, PluginCheck, PluginInstalled, PluginSource, PluginSummary, Query, RespondReply, RowsPage,
+    VersionList, VersionShape, VersionSummary,
+};
 use super::interaction::{classification_of, resolve_offer, Interaction, RespondInput, Response};
 use super::learning::Learning;
 use super::persist::{self, put_entity};
@@ -326,9 +329,10 @@ impl TenantActor {
             }
         });
         let reply = match mode {
-            LoadMode::InsertOrIgnore => json!({"inserted": count, "tableName": table}),
-            LoadMode::Upsert => json!({"upserted": count, "tableName": table}),
+            LoadMode::InsertOrIgnore => LoadReply { inserted: Some(count), upserted: None, table_name: table },
+            LoadMode::Upsert => LoadReply { inserted: None, upserted: Some(count), table_name: table },
         };
+        let reply = to_json(&reply);
         Ok((reply, durable))
     }
 
@@ -391,11 +395,11 @@ impl TenantActor {
         };
         let staged = self.prepared(next, true)?;
         let plugin = staged.next.plugins.iter().find(|p| p.name == name).expect("just stored");
-        let reply = json!({
-            "name": name,
-            "rules": plugin.rules.len(),
-            "scores": plugin.scores.len(),
-            "warnings": warnings.iter().map(|d| locate(&name, &source, d)).collect::<Vec<_>>(),
+        let reply = to_json(&PluginInstalled {
+            name: name.clone(),
+            rules: plugin.rules.len(),
+            scores: plugin.scores.len(),
+            warnings: warnings.iter().map(|d| locate(&name, &source, d)).collect(),
         });
         let rules = plugin.rules.len();
         let mut b = Batch::new();
@@ -495,9 +499,8 @@ impl TenantActor {
             timestamp: input.timestamp.clone().unwrap_or_else(crate::ids::now_rfc3339),
             idempotency_key: key,
         };
-        let mut reply = to_json(&response);
-        reply["recorded"] = Value::Bool(true);
-        reply["duplicate"] = Value::Bool(false);
+        let reply = RespondReply { response, recorded: true, duplicate: false };
+        let (reply, response) = (to_json(&reply), reply.response);
         let response_key = keys::key(&self.id, Kind::Response, &[&response.response_id]);
         let mut b = Batch::new();
         b.put(response_key.clone(), serde_json::to_vec(&response).expect("json"));
@@ -534,9 +537,20 @@ impl TenantActor {
                 .plugins
                 .iter()
                 .find(|p| p.name == name)
-                .map(|p| json!({"name": p.name, "source": p.source, "rules": p.rules.len(), "scores": p.scores.len()}))
+                .map(|p| {
+                    to_json(&PluginSource {
+                        name: p.name.clone(),
+                        source: p.source.clone(),
+                        rules: p.rules.len(),
+                        scores: p.scores.len(),
+                    })
+                })
                 .ok_or_else(|| TenantError::NotFound(format!("rule file `{name}` not found"))),
-            Query::Plugins => Ok(c.plugins.iter().map(|p| json!({"name": p.name, "rules": p.rules.len()})).collect()),
+            Query::Plugins => Ok(c
+                .plugins
+                .iter()
+                .map(|p| to_json(&PluginSummary { name: p.name.clone(), rules: p.rules.len() }))
+                .collect()),
             Query::CheckPlugin { name, source } => Ok(check_plugin(c, &name, &source)),
         }
     }
@@ -546,8 +560,13 @@ impl TenantActor {
 fn check_plugin(c: &Catalog, name: &str, source: &str) -> Value {
     let checked = crate::dsl::check_source(name, source, &c.dsl_context());
     let diagnostics: Vec<_> = checked.diagnostics.iter().map(|d| locate(name, source, d)).collect();
-    json!({"name": name, "ok": !checked.has_errors(), "rules": checked.rules.len(),
-           "scores": checked.scores.len(), "diagnostics": diagnostics})
+    to_json(&PluginCheck {
+        name: name.to_string(),
+        ok: !checked.has_errors(),
+        rules: checked.rules.len(),
+        scores: checked.scores.len(),
+        diagnostics,
+    })
 }
 
 /// Diagnostics a file outgrows once the entities it names exist: unknown offer,
@@ -619,17 +638,14 @@ fn rows(c: &Catalog, schema_id: &str, limit: usize, offset: usize) -> Result<Val
     let (schema, table) = c.schema(schema_id)?;
     let mut keys: Vec<Box<str>> = table.iter().map(|e| e.key().clone()).collect();
     keys.sort_unstable();
-    let rows: Vec<Value> = keys
+    let rows = keys
         .iter()
         .skip(offset)
         .take(limit)
         .filter_map(|k| table.get(k.as_ref()))
-        .map(|row| {
-            let fields = schema.spec.fields.iter().zip(row.iter()).map(|(f, v)| (f.name.clone(), v.to_json()));
-            Value::Object(fields.collect())
-        })
+        .map(|row| schema.spec.fields.iter().zip(row.iter()).map(|(f, v)| (f.name.clone(), v.to_json())).collect())
         .collect();
-    Ok(json!({"total": keys.len(), "limit": limit, "offset": offset, "rows": rows}))
+    Ok(to_json(&RowsPage { total: keys.len(), limit, offset, rows }))
 }
 
 fn versions(c: &Catalog, flow_id: &str) -> Result<Value, TenantError> {
@@ -638,18 +654,23 @@ fn versions(c: &Catalog, flow_id: &str) -> Result<Value, TenantError> {
         .iter()
         .find(|f| f.meta.id == flow_id)
         .ok_or_else(|| TenantError::NotFound(format!("decision flow `{flow_id}` not found")))?;
-    let versions: Vec<Value> = flow
+    let versions = flow
         .published_versions
         .iter()
         .map(|v| {
             let method = v.config_snapshot.nodes.iter().find(|n| n.kind == "score").map(|n| n.config["method"].clone());
-            json!({
-                "version": v.version, "publishedAt": v.published_at, "notes": v.notes,
-                "summary": {"nodeCount": v.config_snapshot.nodes.len(), "scoringMethod": method.unwrap_or(Value::Null)},
-            })
+            VersionSummary {
+                version: v.version,
+                published_at: v.published_at.clone(),
+                notes: v.notes.clone(),
+                summary: VersionShape {
+                    node_count: v.config_snapshot.nodes.len(),
+                    scoring_method: method.unwrap_or(Value::Null),
+                },
+            }
         })
         .collect();
-    Ok(json!({"flowId": flow.meta.id, "versions": versions}))
+    Ok(to_json(&VersionList { flow_id: flow.meta.id.clone(), versions }))
 }
 
 impl From<ValidationError> for TenantError {

@@ -103,3 +103,99 @@ pub enum Query {
 impl Message for Query {
     type Result = Result<Value, TenantError>;
 }
+
+// The replies that are not entities. The actor serialises these types into its JSON
+// reply, and the OpenAPI document is generated from the same types, so the two agree.
+
+/// `POST|PUT /schemas/{id}/data`: how many rows were written (`inserted` for a POST,
+/// `upserted` for a PUT).
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadReply {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inserted: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upserted: Option<usize>,
+    pub table_name: String,
+}
+
+/// `GET /schemas/{id}/data`: one page of rows in key order.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct RowsPage {
+    pub total: usize,
+    pub limit: usize,
+    pub offset: usize,
+    /// Each row as column name → value.
+    pub rows: Vec<serde_json::Map<String, Value>>,
+}
+
+/// `GET /decision-flows/versions`.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionList {
+    pub flow_id: String,
+    pub versions: Vec<VersionSummary>,
+}
+
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionSummary {
+    pub version: u32,
+    pub published_at: String,
+    pub notes: Option<String>,
+    pub summary: VersionShape,
+}
+
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionShape {
+    pub node_count: usize,
+    /// The score node's `method`, as configured (`null` without a score node).
+    pub scoring_method: Value,
+}
+
+/// An item of `GET /plugins`.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct PluginSummary {
+    pub name: String,
+    pub rules: usize,
+}
+
+/// `GET /plugins/{name}`.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct PluginSource {
+    pub name: String,
+    pub source: String,
+    pub rules: usize,
+    pub scores: usize,
+}
+
+/// `PUT /plugins/{name}`: the installed file and its warnings.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct PluginInstalled {
+    pub name: String,
+    pub rules: usize,
+    pub scores: usize,
+    pub warnings: Vec<crate::dsl::error::Located>,
+}
+
+/// `POST /plugins/{name}/check`: the file checked against the tenant, installed nowhere.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct PluginCheck {
+    pub name: String,
+    /// No errors (warnings allowed).
+    pub ok: bool,
+    pub rules: usize,
+    pub scores: usize,
+    pub diagnostics: Vec<crate::dsl::error::Located>,
+}
+
+/// `POST /respond`: the recorded response. A replayed idempotency key returns the first
+/// reply with `duplicate: true`.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct RespondReply {
+    #[serde(flatten)]
+    pub response: super::interaction::Response,
+    pub recorded: bool,
+    pub duplicate: bool,
+}

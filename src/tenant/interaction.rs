@@ -158,7 +158,7 @@ impl Interaction {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Classification {
     Positive,
@@ -166,14 +166,14 @@ pub enum Classification {
     Neutral,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OutcomeCategory {
     Impression,
     Response,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OutcomeType {
     pub key: &'static str,
@@ -213,11 +213,14 @@ pub fn outcome_types() -> Vec<OutcomeType> {
         .collect()
 }
 
-/// A `/respond` body.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// A `/respond` body (and each item of `/respond/bulk`). Unknown fields are refused.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("required" = ["customerId", "outcome"]))]
 pub struct RespondInput {
+    /// Required; defaulted so that its absence is a named 400 with the other problems.
     #[serde(default)]
+    #[schemars(length(min = 1))]
     pub customer_id: String,
     #[serde(default)]
     pub recommendation_id: Option<String>,
@@ -227,7 +230,9 @@ pub struct RespondInput {
     pub rank: Option<u32>,
     #[serde(default)]
     pub offer_id: Option<String>,
+    /// Required: one of the `GET /outcome-types` keys.
     #[serde(default, alias = "interactionType")]
+    #[schemars(length(min = 1))]
     pub outcome: String,
     #[serde(default)]
     pub idempotency_key: Option<String>,
@@ -237,6 +242,22 @@ pub struct RespondInput {
     pub timestamp: Option<String>,
     #[serde(default)]
     pub context: Option<serde_json::Value>,
+    // The platform's documented optional fields, accepted so its clients keep working and
+    // not used yet: the response is attributed through the logged decision instead.
+    #[serde(default)]
+    pub creative_id: Option<String>,
+    #[serde(default)]
+    pub treatment_id: Option<String>,
+    #[serde(default)]
+    pub direction: Option<String>,
+    #[serde(default)]
+    pub channel_id: Option<String>,
+    #[serde(default)]
+    pub placement_id: Option<String>,
+    #[serde(default)]
+    pub outcome_details: Option<serde_json::Value>,
+    #[serde(default)]
+    pub attributes: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl RespondInput {
@@ -278,7 +299,7 @@ impl RespondInput {
 }
 
 /// A recorded response, as stored and returned.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Response {
     pub response_id: String,

@@ -11,15 +11,16 @@
 //!   been shown; converted when a positive response names that offer. Features are the
 //!   ones logged with the decision.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::interaction::{Classification, Interaction, Response};
 use super::learning::{FlowUplift, OfferUplift};
 use crate::engine::CompiledFlow;
-use crate::learn::stats::{experiment_stats, ArmTotals};
+use crate::learn::stats::{experiment_stats, ArmStats, ArmTotals, ExperimentStats, Interval};
 use crate::learn::uplift::{Learner, UpliftModel, UpliftRow};
 use crate::store::keys::{self, Kind};
 use crate::store::{Storage, StoreError};
@@ -125,45 +126,104 @@ pub fn for_each_record(store: &dyn Storage, prefix: &[u8], mut each: impl FnMut(
     }
 }
 
+/// The `/experiments/{flowKey}/results` body: the report, or why there is none.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum ExperimentResults {
+    Report(Box<ExperimentReport>),
+    Unavailable {
+        #[serde(rename = "flowKey")]
+        flow_key: String,
+        /// Why the arms' totals could not be compared.
+        error: String,
+    },
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExperimentReport {
+    pub flow_key: String,
+    pub flow_id: String,
+    pub holdout_percent: Option<f64>,
+    /// Always `customer`.
+    pub unit: &'static str,
+    pub conversion: &'static str,
+    pub customers_in_both_arms: usize,
+    pub treated: ArmStats,
+    pub control: ArmStats,
+    pub treatment_conversion_rate: Option<f64>,
+    pub holdout_conversion_rate: Option<f64>,
+    pub uplift: Option<f64>,
+    pub relative_uplift: Option<f64>,
+    pub uplift_interval95: Option<Interval>,
+    pub z_score: Option<f64>,
+    pub p_value: Option<f64>,
+    pub significant: Option<bool>,
+    pub insufficient_data: bool,
+    pub min_samples_per_arm: u64,
+    pub revenue: RevenueReport,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RevenueReport {
+    pub per_customer_treated: Option<f64>,
+    pub per_customer_control: Option<f64>,
+    pub incremental_per_treated_customer: Option<f64>,
+    pub incremental_per_treated_customer_interval95: Option<Interval>,
+    pub incremental_total: Option<f64>,
+    pub incremental_total_interval95: Option<Interval>,
+}
+
 /// The `/experiments/{flowKey}/results` body.
 pub fn experiment_results(flow: &CompiledFlow, log: &FlowLog) -> Value {
     let (treated, control, in_both_arms) = log.arm_totals();
-    let stats = match experiment_stats(&treated, &control) {
-        Ok(s) => s,
-        Err(e) => return json!({"flowKey": &*flow.key, "error": e.to_string()}),
+    let results = match experiment_stats(&treated, &control) {
+        Ok(stats) => ExperimentResults::Report(Box::new(report(flow, &stats, in_both_arms))),
+        Err(e) => ExperimentResults::Unavailable { flow_key: flow.key.to_string(), error: e.to_string() },
     };
+    to_json(&results)
+}
+
+fn report(flow: &CompiledFlow, stats: &ExperimentStats, in_both_arms: usize) -> ExperimentReport {
     let significant = stats.p_value.map(|p| !stats.insufficient_data && p < 0.05);
     let n = stats.treated.samples as f64;
     let r = &stats.revenue;
-    json!({
-        "flowKey": &*flow.key,
-        "flowId": &*flow.flow_id,
-        "holdoutPercent": flow.holdout_percent(),
-        "unit": "customer",
-        "conversion": "a customer with at least one positive outcome in this flow",
-        "customersInBothArms": in_both_arms,
-        "treated": stats.treated,
-        "control": stats.control,
-        "treatmentConversionRate": stats.treated.conversion_rate,
-        "holdoutConversionRate": stats.control.conversion_rate,
-        "uplift": stats.absolute_uplift,
-        "relativeUplift": stats.relative_uplift,
-        "upliftInterval95": stats.uplift_interval,
-        "zScore": stats.z,
-        "pValue": stats.p_value,
-        "significant": significant,
-        "insufficientData": stats.insufficient_data,
-        "minSamplesPerArm": stats.min_samples_per_arm,
-        "revenue": {
-            "perCustomerTreated": r.per_customer_treated,
-            "perCustomerControl": r.per_customer_control,
-            "incrementalPerTreatedCustomer": r.per_customer_diff,
-            "incrementalPerTreatedCustomerInterval95": r.per_customer_diff_interval,
-            "incrementalTotal": r.incremental_revenue,
-            "incrementalTotalInterval95": r.per_customer_diff_interval
-                .map(|i| json!({"lower": i.lower * n, "upper": i.upper * n})),
+    ExperimentReport {
+        flow_key: flow.key.to_string(),
+        flow_id: flow.flow_id.to_string(),
+        holdout_percent: flow.holdout_percent(),
+        unit: "customer",
+        conversion: "a customer with at least one positive outcome in this flow",
+        customers_in_both_arms: in_both_arms,
+        treated: stats.treated,
+        control: stats.control,
+        treatment_conversion_rate: stats.treated.conversion_rate,
+        holdout_conversion_rate: stats.control.conversion_rate,
+        uplift: stats.absolute_uplift,
+        relative_uplift: stats.relative_uplift,
+        uplift_interval95: stats.uplift_interval,
+        z_score: stats.z,
+        p_value: stats.p_value,
+        significant,
+        insufficient_data: stats.insufficient_data,
+        min_samples_per_arm: stats.min_samples_per_arm,
+        revenue: RevenueReport {
+            per_customer_treated: r.per_customer_treated,
+            per_customer_control: r.per_customer_control,
+            incremental_per_treated_customer: r.per_customer_diff,
+            incremental_per_treated_customer_interval95: r.per_customer_diff_interval,
+            incremental_total: r.incremental_revenue,
+            incremental_total_interval95: r
+                .per_customer_diff_interval
+                .map(|i| Interval { lower: i.lower * n, upper: i.upper * n }),
         },
-    })
+    }
+}
+
+/// A reply type as JSON (they are plain data: serialising cannot fail).
+fn to_json<T: Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).expect("reply types serialise")
 }
 
 /// The learner whose τ the score's U factor uses: the X-learner, built for designs
@@ -192,74 +252,183 @@ pub fn train(flow: &Arc<CompiledFlow>, log: &FlowLog) -> FlowUplift {
     FlowUplift::new(flow, offers, skipped, log.decisions.len(), SCORING)
 }
 
+/// An algorithm-model record: a flow's uplift models.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelSummary {
+    pub id: String,
+    pub key: String,
+    pub name: String,
+    /// Always `uplift`.
+    pub model_type: &'static str,
+    pub flow_key: String,
+    /// `trained` or `untrained`.
+    pub status: &'static str,
+    pub trained_at: Option<String>,
+    pub interactions: Option<usize>,
+    pub features: Vec<String>,
+    pub scoring_method: &'static str,
+    pub offers: Vec<OfferModel>,
+}
+
+/// One offer's model within a [`ModelSummary`].
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OfferModel {
+    pub offer_id: String,
+    pub offer_name: String,
+    pub trained: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_treated: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_control: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub x_learner: Option<bool>,
+    /// Why an untrained offer has no model (`null` when not known).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Option<String>>,
+}
+
 /// The algorithm-model record of a flow's uplift models.
 pub fn model_summary(flow: &CompiledFlow, models: Option<&FlowUplift>) -> Value {
-    let offers: Vec<Value> = match models {
+    to_json(&summary(flow, models))
+}
+
+/// [`model_summary`], typed.
+pub fn summary(flow: &CompiledFlow, models: Option<&FlowUplift>) -> ModelSummary {
+    let offers: Vec<OfferModel> = match models {
         None => Vec::new(),
         Some(m) => flow
             .offer_ids()
-            .map(|(id, name)| match m.offers.get(id) {
-                Some(o) => json!({"offerId": &**id, "offerName": &**name, "trained": true,
-                    "nTreated": o.t_learner.n_treated(), "nControl": o.t_learner.n_control(),
-                    "xLearner": o.x_learner.is_some()}),
-                None => {
-                    let why = m.skipped.iter().find(|(s, _)| s == id).map(|(_, w)| w.as_str());
-                    json!({"offerId": &**id, "offerName": &**name, "trained": false, "reason": why})
+            .map(|(id, name)| {
+                let (offer_id, offer_name) = (id.to_string(), name.to_string());
+                match m.offers.get(id) {
+                    Some(o) => OfferModel {
+                        offer_id,
+                        offer_name,
+                        trained: true,
+                        n_treated: Some(o.t_learner.n_treated()),
+                        n_control: Some(o.t_learner.n_control()),
+                        x_learner: Some(o.x_learner.is_some()),
+                        reason: None,
+                    },
+                    None => {
+                        let why = m.skipped.iter().find(|(s, _)| s == id).map(|(_, w)| w.clone());
+                        OfferModel {
+                            offer_id,
+                            offer_name,
+                            trained: false,
+                            n_treated: None,
+                            n_control: None,
+                            x_learner: None,
+                            reason: Some(why),
+                        }
+                    }
                 }
             })
             .collect(),
     };
-    json!({
-        "id": &*flow.flow_id,
-        "key": format!("uplift:{}", flow.key),
-        "name": format!("Uplift — {}", flow.key),
-        "modelType": "uplift",
-        "flowKey": &*flow.key,
-        "status": if models.is_some() { "trained" } else { "untrained" },
-        "trainedAt": models.map(|m| m.trained_at.clone()),
-        "interactions": models.map(|m| m.interactions),
-        "features": &*flow.feature_names.iter().map(|f| f.to_string()).collect::<Vec<_>>(),
-        "scoringMethod": "x_learner",
-        "offers": offers,
-    })
+    ModelSummary {
+        id: flow.flow_id.to_string(),
+        key: format!("uplift:{}", flow.key),
+        name: format!("Uplift — {}", flow.key),
+        model_type: "uplift",
+        flow_key: flow.key.to_string(),
+        status: if models.is_some() { "trained" } else { "untrained" },
+        trained_at: models.map(|m| m.trained_at.clone()),
+        interactions: models.map(|m| m.interactions),
+        features: flow.feature_names.iter().map(|f| f.to_string()).collect(),
+        scoring_method: "x_learner",
+        offers,
+    }
+}
+
+/// `/algorithm-models/{id}/uplift`: per offer τ, μ_T, μ_C and segment for one customer.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerUplift {
+    pub model_id: String,
+    pub flow_key: String,
+    pub customer_id: String,
+    pub method: &'static str,
+    pub trained_at: Option<String>,
+    /// The customer's feature values now (`null` where missing).
+    pub features: BTreeMap<String, Option<f64>>,
+    pub offers: Vec<OfferUpliftReply>,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OfferUpliftReply {
+    pub offer_id: String,
+    pub offer_name: String,
+    pub tau: Option<f64>,
+    pub mu_t: Option<f64>,
+    pub mu_c: Option<f64>,
+    pub segment: crate::learn::uplift::Segment,
+    pub method: &'static str,
+    pub n_treated: usize,
+    pub n_control: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Per offer τ, μ_T, μ_C and segment for one customer.
 pub fn customer_uplift(flow: &CompiledFlow, models: Option<&FlowUplift>, customer_id: &str, learner: Learner) -> Value {
     let x = flow.current_features(customer_id);
-    let features: serde_json::Map<String, Value> = flow
-        .feature_names
-        .iter()
-        .zip(&x)
-        .map(|(n, v)| (n.to_string(), if v.is_finite() { json!(v) } else { Value::Null }))
-        .collect();
+    let features = flow.feature_names.iter().zip(&x).map(|(n, v)| (n.to_string(), v.is_finite().then_some(*v)));
     let method = match learner {
         Learner::TLearner => "t_learner",
         Learner::XLearner => "x_learner",
     };
-    let offers: Vec<Value> = flow
+    let offers = flow
         .offer_ids()
-        .map(|(id, name)| match models.and_then(|m| m.offers.get(id)) {
-            Some(o) => {
-                let model = o.model(learner);
-                let p = model.predict(&x);
-                json!({"offerId": &**id, "offerName": &**name, "tau": p.tau, "muT": p.mu_t, "muC": p.mu_c,
-                    "segment": p.segment(), "method": method,
-                    "nTreated": model.n_treated(), "nControl": model.n_control()})
+        .map(|(id, name)| {
+            let (offer_id, offer_name) = (id.to_string(), name.to_string());
+            match models.and_then(|m| m.offers.get(id)) {
+                Some(o) => {
+                    let model = o.model(learner);
+                    let p = model.predict(&x);
+                    OfferUpliftReply {
+                        offer_id,
+                        offer_name,
+                        tau: Some(p.tau),
+                        mu_t: Some(p.mu_t),
+                        mu_c: Some(p.mu_c),
+                        segment: p.segment(),
+                        method,
+                        n_treated: model.n_treated(),
+                        n_control: model.n_control(),
+                        reason: None,
+                    }
+                }
+                None => OfferUpliftReply {
+                    offer_id,
+                    offer_name,
+                    tau: None,
+                    mu_t: None,
+                    mu_c: None,
+                    segment: crate::learn::uplift::Segment::Uncertain,
+                    method,
+                    n_treated: 0,
+                    n_control: 0,
+                    reason: Some(
+                        models
+                            .and_then(|m| m.skipped.iter().find(|(s, _)| s == id))
+                            .map(|(_, w)| w.clone())
+                            .unwrap_or_else(|| "not trained yet".into()),
+                    ),
+                },
             }
-            None => json!({"offerId": &**id, "offerName": &**name, "tau": null, "muT": null, "muC": null,
-                "segment": "uncertain", "method": method, "nTreated": 0, "nControl": 0,
-                "reason": models.and_then(|m| m.skipped.iter().find(|(s, _)| s == id)).map(|(_, w)| w.clone())
-                    .unwrap_or_else(|| "not trained yet".into())}),
         })
         .collect();
-    json!({
-        "modelId": &*flow.flow_id,
-        "flowKey": &*flow.key,
-        "customerId": customer_id,
-        "method": method,
-        "trainedAt": models.map(|m| m.trained_at.clone()),
-        "features": features,
-        "offers": offers,
+    to_json(&CustomerUplift {
+        model_id: flow.flow_id.to_string(),
+        flow_key: flow.key.to_string(),
+        customer_id: customer_id.to_string(),
+        method,
+        trained_at: models.map(|m| m.trained_at.clone()),
+        features: features.collect(),
+        offers,
     })
 }
