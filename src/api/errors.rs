@@ -27,6 +27,7 @@ impl From<TenantError> for ApiError {
             TenantError::Catalog(c) => c.into(),
             TenantError::NotFound(m) => ApiError::NotFound(m),
             TenantError::Conflict(m) => ApiError::Conflict(m),
+            TenantError::VersionMismatch(m) => ApiError::PreconditionFailed(m),
             TenantError::Plugin { name, diagnostics, .. } => ApiError::Invalid {
                 message: format!("{name} has {} problem(s); nothing changed", diagnostics.len()),
                 details: Details::Diagnostics(diagnostics),

@@ -38,7 +38,7 @@ pub async fn dispatch(app: &Arc<App>, route: Route, params: Params, req: Request
         Route::Schemas => list(&tenant, EntityKind::Schema, &req).await,
         Route::CreateSchema => create(&tenant, req, app.body_limit, Command::CreateSchema).await,
         Route::Schema => get(&tenant, EntityKind::Schema, id()).await,
-        Route::UpdateSchema => update_schema(&tenant, id(), req, app.body_limit).await,
+        Route::UpdateSchema => update(&tenant, EntityKind::Schema, id(), req, app.body_limit).await,
         Route::DeleteSchema => delete(&tenant, EntityKind::Schema, id()).await,
         Route::InsertRows => load_rows(&tenant, id(), req, app.data_limit, LoadMode::InsertOrIgnore).await,
         Route::UpsertRows => load_rows(&tenant, id(), req, app.data_limit, LoadMode::Upsert).await,
@@ -46,50 +46,27 @@ pub async fn dispatch(app: &Arc<App>, route: Route, params: Params, req: Request
         Route::Offers => list(&tenant, EntityKind::Offer, &req).await,
         Route::CreateOffer => create(&tenant, req, app.body_limit, Command::CreateOffer).await,
         Route::Offer => get(&tenant, EntityKind::Offer, id()).await,
-        Route::UpdateOffer => {
-            let id = id();
-            update(&tenant, EntityKind::Offer, id.clone(), req, app.body_limit, |spec| Command::UpdateOffer {
-                id,
-                spec,
-            })
-            .await
-        }
+        Route::UpdateOffer => update(&tenant, EntityKind::Offer, id(), req, app.body_limit).await,
         Route::DeleteOffer => delete(&tenant, EntityKind::Offer, id()).await,
         Route::Rules => list(&tenant, EntityKind::Rule, &req).await,
         Route::CreateRule => create(&tenant, req, app.body_limit, Command::CreateRule).await,
         Route::Rule => get(&tenant, EntityKind::Rule, id()).await,
-        Route::UpdateRule => {
-            let id = id();
-            update(&tenant, EntityKind::Rule, id.clone(), req, app.body_limit, |spec| Command::UpdateRule { id, spec })
-                .await
-        }
+        Route::UpdateRule => update(&tenant, EntityKind::Rule, id(), req, app.body_limit).await,
         Route::DeleteRule => delete(&tenant, EntityKind::Rule, id()).await,
         Route::Channels => list(&tenant, EntityKind::Channel, &req).await,
         Route::CreateChannel => create(&tenant, req, app.body_limit, Command::CreateChannel).await,
         Route::Channel => get(&tenant, EntityKind::Channel, id()).await,
-        Route::UpdateChannel => {
-            let id = id();
-            let make = |spec| Command::UpdateChannel { id: id.clone(), spec };
-            update(&tenant, EntityKind::Channel, id.clone(), req, app.body_limit, make).await
-        }
+        Route::UpdateChannel => update(&tenant, EntityKind::Channel, id(), req, app.body_limit).await,
         Route::DeleteChannel => delete(&tenant, EntityKind::Channel, id()).await,
         Route::Policies => list(&tenant, EntityKind::Policy, &req).await,
         Route::CreatePolicy => create(&tenant, req, app.body_limit, Command::CreatePolicy).await,
         Route::Policy => get(&tenant, EntityKind::Policy, id()).await,
-        Route::UpdatePolicy => {
-            let id = id();
-            let make = |spec| Command::UpdatePolicy { id: id.clone(), spec };
-            update(&tenant, EntityKind::Policy, id.clone(), req, app.body_limit, make).await
-        }
+        Route::UpdatePolicy => update(&tenant, EntityKind::Policy, id(), req, app.body_limit).await,
         Route::DeletePolicy => delete(&tenant, EntityKind::Policy, id()).await,
         Route::Flows => list(&tenant, EntityKind::Flow, &req).await,
         Route::CreateFlow => create(&tenant, req, app.body_limit, Command::CreateFlow).await,
         Route::Flow => get(&tenant, EntityKind::Flow, id()).await,
-        Route::UpdateFlow => {
-            let id = id();
-            update(&tenant, EntityKind::Flow, id.clone(), req, app.body_limit, |spec| Command::UpdateFlow { id, spec })
-                .await
-        }
+        Route::UpdateFlow => update(&tenant, EntityKind::Flow, id(), req, app.body_limit).await,
         Route::DeleteFlow => delete(&tenant, EntityKind::Flow, id()).await,
         Route::Publish => publish(app, &tenant, req).await,
         Route::Versions => versions(&tenant, &req).await,
@@ -204,47 +181,28 @@ async fn delete(t: &TenantHandle, kind: EntityKind, id: String) -> Reply {
     Ok(no_content())
 }
 
-/// Fields a stored entity carries besides its spec; a PUT body may send them back (they are
-/// ignored). The OpenAPI PUT schemas list the same fields.
-pub const STORED_FIELDS: &[&str] = &["id", "version", "createdAt", "updatedAt"];
-/// A flow's: its status and versions change only by publishing.
-pub const STORED_FLOW_FIELDS: &[&str] = &["id", "version", "createdAt", "updatedAt", "status", "publishedVersions"];
+pub use crate::tenant::command::{STORED_FIELDS, STORED_FLOW_FIELDS};
 
-/// PUT changes the fields given and keeps the rest, as the platform does.
-async fn update<S: DeserializeOwned>(
-    t: &TenantHandle,
-    kind: EntityKind,
-    id: String,
-    req: Request<Incoming>,
-    limit: usize,
-    command: impl FnOnce(S) -> Command,
-) -> Reply {
+/// PUT changes the fields given and keeps the rest, as the platform does. The merge is
+/// the actor's (`Command::Patch`); `If-Match: "<version>"` (or `version` in the body)
+/// makes it conditional: 412 when the entity has moved on.
+async fn update(t: &TenantHandle, kind: EntityKind, id: String, req: Request<Incoming>, limit: usize) -> Reply {
+    let if_version = if_match(&req)?;
     let changes: Value = body(req, limit).await?;
     let Value::Object(changes) = changes else {
         return Err(ApiError::BadRequest("the body must be a JSON object of the fields to change".into()));
     };
-    let Value::Object(mut current) = t.query(Query::Get(kind, id)).await? else {
-        return Err(ApiError::internal("update", &"a stored entity is not a JSON object"));
-    };
-    // The stored entity carries fields the spec does not (id, version, …). They are
-    // removed before the spec is parsed, so that unknown fields can only be ones the
-    // client sent; a client that sends them back (an edited GET body) is not refused.
-    let stored_only = if kind == EntityKind::Flow { STORED_FLOW_FIELDS } else { STORED_FIELDS };
-    for field in stored_only {
-        current.remove(*field);
-    }
-    for (field, value) in changes {
-        if !stored_only.contains(&field.as_str()) {
-            current.insert(field, value);
-        }
-    }
-    let spec: S = crate::model::parse_value("", &Value::Object(current))?;
-    ok(&t.command(command(spec)).await?)
+    ok(&t.command(Command::Patch { kind, id, changes, if_version }).await?)
 }
 
-async fn update_schema(t: &TenantHandle, id: String, req: Request<Incoming>, limit: usize) -> Reply {
-    let make = |spec| Command::UpdateSchema { id: id.clone(), spec };
-    update(t, EntityKind::Schema, id.clone(), req, limit, make).await
+/// The version an `If-Match` header names (`"3"`, `3` or `W/"3"`); 400 for anything else.
+fn if_match(req: &Request<Incoming>) -> Result<Option<u64>, ApiError> {
+    let Some(value) = req.headers().get(hyper::header::IF_MATCH) else { return Ok(None) };
+    let text = value.to_str().unwrap_or_default().trim();
+    let tag = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+    tag.parse()
+        .map(Some)
+        .map_err(|_| ApiError::BadRequest(format!("If-Match: expected the entity's version, e.g. \"3\", got `{text}`")))
 }
 
 async fn load_rows(t: &TenantHandle, schema_id: String, req: Request<Incoming>, limit: usize, mode: LoadMode) -> Reply {

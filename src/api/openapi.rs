@@ -146,6 +146,9 @@ fn error_statuses(route: Route, path: &str, takes_body: bool) -> Vec<&'static st
     if path.contains('{') || route.role().is_some() {
         out.push("404");
     }
+    if matches!(route.contract().request, Body::Patch(..)) {
+        out.push("412");
+    }
     if takes_body {
         out.extend(["409", "413", "415"]);
     } else if path.contains('{') {

@@ -51,6 +51,10 @@ pub enum ApiError {
     /// 409: the request conflicts with current state (duplicate name, unpublished flow, ...).
     #[error("{0}")]
     Conflict(String),
+    /// 412: a conditional change (`If-Match`, or `version` in the body) for a version the
+    /// entity is no longer at.
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// 413: the body is larger than the endpoint accepts.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -99,6 +103,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -118,6 +123,7 @@ impl ApiError {
             ApiError::NotFound(_) => "NOT_FOUND",
             ApiError::MethodNotAllowed { .. } => "METHOD_NOT_ALLOWED",
             ApiError::Conflict(_) => "CONFLICT",
+            ApiError::PreconditionFailed(_) => "PRECONDITION_FAILED",
             ApiError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             ApiError::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
             ApiError::RequestTimeout(_) => "REQUEST_TIMEOUT",
@@ -136,6 +142,7 @@ impl ApiError {
             | ApiError::Forbidden(m)
             | ApiError::NotFound(m)
             | ApiError::Conflict(m)
+            | ApiError::PreconditionFailed(m)
             | ApiError::PayloadTooLarge(m)
             | ApiError::UnsupportedMediaType(m)
             | ApiError::RequestTimeout(m)
@@ -265,6 +272,7 @@ mod tests {
             (ApiError::NotFound(s()), 404, "NOT_FOUND"),
             (ApiError::MethodNotAllowed { message: s(), allowed: vec![] }, 405, "METHOD_NOT_ALLOWED"),
             (ApiError::Conflict(s()), 409, "CONFLICT"),
+            (ApiError::PreconditionFailed(s()), 412, "PRECONDITION_FAILED"),
             (ApiError::PayloadTooLarge(s()), 413, "PAYLOAD_TOO_LARGE"),
             (ApiError::UnsupportedMediaType(s()), 415, "UNSUPPORTED_MEDIA_TYPE"),
             (ApiError::RateLimited { message: s(), retry_after_secs: 1 }, 429, "RATE_LIMITED"),

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::command::{
     Command, LoadReply, PluginCheck, PluginInstalled, PluginSource, PluginSummary, Query, RespondReply, RowsPage,
-    VersionList, VersionShape, VersionSummary,
+    VersionList, VersionShape, VersionSummary, STORED_FIELDS, STORED_FLOW_FIELDS,
 };
 use super::interaction::{classification_of, resolve_offer, Interaction, RespondInput, Response};
 use super::learning::Learning;
@@ -211,7 +211,52 @@ impl TenantActor {
             Command::Rollback { id, version, notes } => self.publish(&id.clone(), |c| c.rollback(&id, version, notes)),
             Command::PutPlugin { name, source, from_disk } => self.put_plugin(name, source, from_disk),
             Command::DeletePlugin { name, from_disk } => self.delete_plugin(&name, from_disk),
+            Command::Patch { kind, id, changes, if_version } => {
+                let update = self.merged(kind, id, changes, if_version)?;
+                self.apply(update)
+            }
         }
+    }
+
+    /// The update a patch makes: the stored entity with the patch's fields in place of its
+    /// own, as the spec the kind takes, for exactly the version `if_version` names (or
+    /// the `version` sent in the body).
+    fn merged(
+        &self,
+        kind: EntityKind,
+        id: String,
+        changes: serde_json::Map<String, Value>,
+        if_version: Option<u64>,
+    ) -> Result<Command, TenantError> {
+        let Some(Value::Object(mut current)) = list(&self.catalog, kind).into_iter().find(|e| e["id"] == id.as_str())
+        else {
+            return Err(TenantError::NotFound(format!("{} `{id}` not found", kind_name(kind))));
+        };
+        let stored = current.get("version").and_then(Value::as_u64);
+        let wanted = if_version.or_else(|| changes.get("version").and_then(Value::as_u64));
+        if let Some(wanted) = wanted.filter(|w| Some(*w) != stored) {
+            return Err(TenantError::VersionMismatch(format!(
+                "{} `{id}` is at version {}, not {wanted}: read it again and reapply the change",
+                kind_name(kind),
+                stored.unwrap_or_default()
+            )));
+        }
+        // The stored-only fields go before the spec is parsed, so an unknown field can
+        // only be one the client sent; sent back, they are ignored.
+        let stored_only = if kind == EntityKind::Flow { STORED_FLOW_FIELDS } else { STORED_FIELDS };
+        for field in stored_only {
+            current.remove(*field);
+        }
+        current.extend(changes.into_iter().filter(|(field, _)| !stored_only.contains(&field.as_str())));
+        let merged = Value::Object(current);
+        Ok(match kind {
+            EntityKind::Schema => Command::UpdateSchema { id, spec: crate::model::parse_value("", &merged)? },
+            EntityKind::Offer => Command::UpdateOffer { id, spec: crate::model::parse_value("", &merged)? },
+            EntityKind::Rule => Command::UpdateRule { id, spec: crate::model::parse_value("", &merged)? },
+            EntityKind::Channel => Command::UpdateChannel { id, spec: crate::model::parse_value("", &merged)? },
+            EntityKind::Policy => Command::UpdatePolicy { id, spec: crate::model::parse_value("", &merged)? },
+            EntityKind::Flow => Command::UpdateFlow { id, spec: crate::model::parse_value("", &merged)? },
+        })
     }
 
     /// Runs what the last command deferred until its write was durable (and what that

@@ -71,7 +71,24 @@ pub enum Command {
         name: String,
         from_disk: bool,
     },
+    /// A `PUT`: the fields given replace the stored entity's, the rest stay. The merge
+    /// happens here, on the actor, so two concurrent patches to different fields both
+    /// land. With `if_version` (`If-Match`, or `version` in the body) the patch applies
+    /// only to that version of the entity, else it is refused (412).
+    Patch {
+        kind: EntityKind,
+        id: String,
+        /// A JSON merge patch: the fields to change, as the client sent them.
+        changes: serde_json::Map<String, Value>,
+        if_version: Option<u64>,
+    },
 }
+
+/// Fields a stored entity carries besides its spec; a `PUT` body may send them back
+/// (`version` then says which version the change is for; the others are ignored).
+pub const STORED_FIELDS: &[&str] = &["id", "version", "createdAt", "updatedAt"];
+/// A flow's: its status and versions change only by publishing.
+pub const STORED_FLOW_FIELDS: &[&str] = &["id", "version", "createdAt", "updatedAt", "status", "publishedVersions"];
 
 impl Message for Command {
     type Result = Result<Value, TenantError>;

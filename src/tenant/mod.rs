@@ -79,6 +79,9 @@ pub enum TenantError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A conditional change for a version the entity is no longer at.
+    #[error("{0}")]
+    VersionMismatch(String),
     #[error("tenant is unavailable: {0}")]
     Unavailable(String),
     /// A bug: the command panicked (and changed nothing).
