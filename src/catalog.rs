@@ -62,6 +62,9 @@ pub struct Plugin {
     pub scores: Vec<ScoreDef>,
 }
 
+/// A validated row: its key, its index in the load, its values.
+pub type ParsedRow = (String, usize, crate::model::schema::Row);
+
 /// How a row load treats an existing key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoadMode {
@@ -174,17 +177,46 @@ impl Catalog {
         schema_id: &str,
         rows: &[serde_json::Value],
         mode: LoadMode,
-    ) -> Result<Vec<(String, usize, crate::model::schema::Row)>, CatalogError> {
+    ) -> Result<Vec<ParsedRow>, CatalogError> {
+        self.parse_rows_with(schema_id, rows.len(), mode, |i| Ok(std::borrow::Cow::Borrowed(&rows[i])))
+    }
+
+    /// As `parse_rows`, from each row's raw JSON as the client sent it: one row's JSON
+    /// tree exists at a time, so a large load holds its bytes and its parsed rows, not a
+    /// JSON tree of the whole body besides.
+    pub fn parse_raw_rows(
+        &self,
+        schema_id: &str,
+        rows: &[bytes::Bytes],
+        mode: LoadMode,
+    ) -> Result<Vec<ParsedRow>, CatalogError> {
+        self.parse_rows_with(schema_id, rows.len(), mode, |i| {
+            let row =
+                serde_json::from_slice(&rows[i]).map_err(|e| FieldError::new(format!("rows[{i}]"), e.to_string()))?;
+            Ok(std::borrow::Cow::Owned(row))
+        })
+    }
+
+    fn parse_rows_with<'r>(
+        &self,
+        schema_id: &str,
+        count: usize,
+        mode: LoadMode,
+        row: impl Fn(usize) -> Result<std::borrow::Cow<'r, serde_json::Value>, FieldError>,
+    ) -> Result<Vec<ParsedRow>, CatalogError> {
         let (schema, table) = self.schema(schema_id)?;
-        if rows.is_empty() {
+        if count == 0 {
             return Err(ValidationError::one("rows", "needs at least one row").into());
         }
-        let mut parsed = Vec::with_capacity(rows.len());
+        let mut parsed = Vec::with_capacity(count);
         let mut errors = Vec::new();
-        for (i, row) in rows.iter().enumerate() {
-            match schema.parse_row(&format!("rows[{i}]"), row) {
+        for i in 0..count {
+            let checked = row(i)
+                .map_err(|e| vec![e])
+                .and_then(|value| schema.parse_row(&format!("rows[{i}]"), &value).map_err(|ValidationError(e)| e));
+            match checked {
                 Ok((key, values)) => parsed.push((key, i, values)),
-                Err(ValidationError(e)) => errors.extend(e),
+                Err(e) => errors.extend(e),
             }
         }
         ValidationError::check(errors)?;
@@ -196,11 +228,7 @@ impl Catalog {
     }
 
     /// Stores parsed rows in the schema's table (seen by the next decision).
-    pub fn insert_rows(
-        &self,
-        schema_id: &str,
-        parsed: Vec<(String, usize, crate::model::schema::Row)>,
-    ) -> Result<(), CatalogError> {
+    pub fn insert_rows(&self, schema_id: &str, parsed: Vec<ParsedRow>) -> Result<(), CatalogError> {
         let (_, table) = self.schema(schema_id)?;
         for (key, _, values) in parsed {
             table.insert(key.into(), values);

@@ -236,7 +236,12 @@ pub async fn send_tutorial(
         }
     };
     if !rows.is_empty() {
-        t.command(Command::LoadRows { schema_id: schema_id.clone(), rows, mode: LoadMode::InsertOrIgnore }).await?;
+        t.command(Command::LoadRows {
+            schema_id: schema_id.clone(),
+            rows: crate::tenant::command::json_rows(&rows),
+            mode: LoadMode::InsertOrIgnore,
+        })
+        .await?;
     }
     let mut offer_ids = Vec::new();
     for body in OFFERS {

@@ -81,7 +81,7 @@ impl Sim {
     }
 
     async fn load(&self, customers: &[Customer]) {
-        let rows = customers.iter().map(row).collect();
+        let rows = arbiter::tenant::command::json_rows(&customers.iter().map(row).collect::<Vec<_>>());
         let cmd = Command::LoadRows { schema_id: self.schema.clone(), rows, mode: LoadMode::InsertOrIgnore };
         self.t.command(cmd).await.unwrap();
     }

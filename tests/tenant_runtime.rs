@@ -313,6 +313,7 @@ async fn one_tenants_row_load_does_not_hold_up_another_tenants_writes() {
         .map(|i| json!({"customer_id": format!("c{i}"), "tenureMonths": i % 100, "tier": "premium"}))
         .collect();
     let load = tokio::spawn(async move {
+        let rows = arbiter::tenant::command::json_rows(&rows);
         let cmd = Command::LoadRows { schema_id, rows, mode: arbiter::catalog::LoadMode::InsertOrIgnore };
         a.command(cmd).await.map(|_| Instant::now())
     });

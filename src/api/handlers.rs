@@ -206,11 +206,11 @@ fn if_match(req: &Request<Incoming>) -> Result<Option<u64>, ApiError> {
 }
 
 async fn load_rows(t: &TenantHandle, schema_id: String, req: Request<Incoming>, limit: usize, mode: LoadMode) -> Reply {
-    // Rows are parsed one at a time from the body stream, so a large load holds the
-    // parsed rows once, never the raw body as well.
+    // Rows are cut from the body stream one at a time and sent as raw JSON; the actor
+    // parses each against the schema, so no JSON tree of the whole body is ever held.
     let mut stream = JsonRowStream::new(req, limit)?;
     let mut rows = Vec::new();
-    while let Some(row) = stream.next_row::<Value>().await? {
+    while let Some(row) = stream.next_raw().await? {
         rows.push(row);
     }
     let reply = t.command(Command::LoadRows { schema_id, rows, mode }).await?;

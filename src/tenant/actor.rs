@@ -190,7 +190,7 @@ impl TenantActor {
             Command::UpdateSchema { id, spec } => {
                 self.entity(Schema, true, |c| Ok(to_json(c.update_schema(&id, spec)?)))
             }
-            Command::LoadRows { schema_id, rows, mode } => self.load_rows(&schema_id, &rows, mode),
+            Command::LoadRows { schema_id, rows, mode } => self.load_rows(&schema_id, rows, mode),
             Command::CreateOffer(spec) => self.entity(Offer, true, |c| Ok(to_json(c.add_offer(spec)?))),
             Command::UpdateOffer { id, spec } => self.entity(Offer, true, |c| Ok(to_json(c.update_offer(&id, spec)?))),
             Command::CreateRule(spec) => self.entity(Rule, true, |c| Ok(to_json(c.add_rule(spec)?))),
@@ -356,13 +356,14 @@ impl TenantActor {
     }
 
     /// Rows go to the shared customer tables only after their records are written.
-    fn load_rows(&mut self, schema_id: &str, rows: &[Value], mode: LoadMode) -> Result<Applied, TenantError> {
-        let parsed = self.catalog.parse_rows(schema_id, rows, mode)?;
+    fn load_rows(&mut self, schema_id: &str, rows: Vec<bytes::Bytes>, mode: LoadMode) -> Result<Applied, TenantError> {
+        let parsed = self.catalog.parse_raw_rows(schema_id, &rows, mode)?;
         let mut b = Batch::new();
+        // The row is stored as the client sent it (the bytes, not a re-serialisation).
         for (key, index, _) in &parsed {
-            let value = serde_json::to_vec(&rows[*index]).expect("rows serialise");
-            b.put(persist::row_key(&self.id, schema_id, key), value);
+            b.put(persist::row_key(&self.id, schema_id, key), rows[*index].to_vec());
         }
+        drop(rows);
         let (schema, _) = self.catalog.schema(schema_id)?;
         let table = format!("ds_{}", schema.spec.name);
         let count = parsed.len();

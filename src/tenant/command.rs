@@ -17,9 +17,11 @@ pub enum Command {
         id: String,
         spec: SchemaSpec,
     },
+    /// Each row's JSON as sent: parsed one at a time on the actor (`json_rows` makes them
+    /// from values).
     LoadRows {
         schema_id: String,
-        rows: Vec<Value>,
+        rows: Vec<bytes::Bytes>,
         mode: LoadMode,
     },
     CreateOffer(OfferSpec),
@@ -82,6 +84,11 @@ pub enum Command {
         changes: serde_json::Map<String, Value>,
         if_version: Option<u64>,
     },
+}
+
+/// Rows for `Command::LoadRows` from JSON values.
+pub fn json_rows(rows: &[Value]) -> Vec<bytes::Bytes> {
+    rows.iter().map(|r| serde_json::to_vec(r).expect("JSON values serialise").into()).collect()
 }
 
 /// Fields a stored entity carries besides its spec; a `PUT` body may send them back
