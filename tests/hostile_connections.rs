@@ -110,3 +110,25 @@ async fn past_the_connection_limit_a_new_connection_gets_503() {
     drop(server);
     let _ = std::fs::remove_dir_all(&work);
 }
+
+/// The idle clock stops while a request is handled: a row load that takes far longer
+/// than the idle timeout still gets its answer.
+#[tokio::test]
+async fn a_request_that_takes_longer_than_the_idle_timeout_completes() {
+    let work = support::temp_path("hostile-long");
+    std::fs::create_dir_all(&work).unwrap();
+    let env = [("ARBITER_IDLE_TIMEOUT_MS", "300")];
+    let server = BinaryServer::start_with_env(&work, &["--data", "data", "--plugins", "none"], KEY, &env, None);
+    let api = Client::new(server.addr, Some(KEY));
+    let schema = api.create("/api/v1/schemas", &support::customer_schema()).await;
+    let rows: Vec<_> =
+        (0..60_000).map(|i| serde_json::json!({"customer_id": format!("c{i}"), "tier": "gold"})).collect();
+    let started = Instant::now();
+    let path = format!("/api/v1/schemas/{}/data", schema["id"].as_str().unwrap());
+    let reply = api.post(&path, &serde_json::json!({"rows": rows})).await;
+    let took = started.elapsed();
+    assert_eq!(reply.expect(201)["inserted"], 60_000);
+    assert!(took > Duration::from_millis(300), "the load should outlast the idle timeout to test anything: {took:?}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&work);
+}

@@ -294,9 +294,7 @@ async fn rule_file(name: &str, req: Request<Incoming>, limit: usize) -> Result<S
 
 /// A non-JSON body (a rule file), bounded by `limit`.
 async fn text_body(req: Request<Incoming>, limit: usize) -> Result<bytes::Bytes, ApiError> {
-    use http_body_util::BodyExt;
-    let collected = http_body_util::Limited::new(req.into_body(), limit).collect().await;
-    collected.map(|c| c.to_bytes()).map_err(|_| ApiError::PayloadTooLarge(format!("the body is over {limit} bytes")))
+    crate::http::body::read_body(req, limit).await
 }
 
 async fn recommend(app: &App, t: &TenantHandle, req: Request<Incoming>) -> Reply {

@@ -13,11 +13,12 @@
 
 use std::fmt::Display;
 use std::ops::Range;
-use std::pin::pin;
+use std::pin::{pin, Pin};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::BodyExt;
-use hyper::body::Body;
+use hyper::body::{Body, Frame};
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{HeaderMap, Request};
 use serde::de::DeserializeOwned;
@@ -40,12 +41,13 @@ where
     B::Error: Display,
 {
     let (parts, body) = req.into_parts();
+    let idle = idle_of(&parts.extensions);
     let typed = check_content_type(&parts.headers)?;
     check_declared_length(&parts.headers, body.size_hint().lower(), limit)?;
     if !typed && body.size_hint().lower() > 0 {
         return Err(missing_content_type());
     }
-    let bytes = tokio::time::timeout(BODY_DEADLINE, collect_limited(body, limit)).await.map_err(|_| {
+    let bytes = tokio::time::timeout(BODY_DEADLINE, collect_limited(body, limit, idle)).await.map_err(|_| {
         ApiError::RequestTimeout(format!("the request body did not arrive within {} s", BODY_DEADLINE.as_secs()))
     })??;
     if !typed && !bytes.is_empty() {
@@ -100,7 +102,7 @@ fn read_error(e: impl Display) -> ApiError {
 
 /// Collects data frames, failing as soon as the total passes `limit`. A single-frame body
 /// (the common case) is returned without copying.
-async fn collect_limited<B>(body: B, limit: usize) -> Result<Bytes, ApiError>
+async fn collect_limited<B>(body: B, limit: usize, idle: Option<Duration>) -> Result<Bytes, ApiError>
 where
     B: Body<Data = Bytes>,
     B::Error: Display,
@@ -109,7 +111,7 @@ where
     let mut first = Bytes::new();
     let mut more: Option<BytesMut> = None;
     let mut total = 0usize;
-    while let Some(frame) = body.as_mut().frame().await {
+    while let Some(frame) = next_frame(body.as_mut(), idle).await? {
         let Ok(chunk) = frame.map_err(read_error)?.into_data() else { continue };
         total = total.saturating_add(chunk.len());
         if total > limit {
@@ -129,6 +131,39 @@ where
     Ok(more.map_or(first, BytesMut::freeze))
 }
 
+/// How long a body may go without a byte (the connection's idle timeout, when served).
+fn idle_of(extensions: &hyper::http::Extensions) -> Option<Duration> {
+    extensions.get::<super::idle::BodyTimeout>().map(|t| t.0)
+}
+
+/// The next frame of a body, or 408 when none arrives within `idle`.
+async fn next_frame<B>(
+    mut body: Pin<&mut B>,
+    idle: Option<Duration>,
+) -> Result<Option<Result<Frame<Bytes>, B::Error>>, ApiError>
+where
+    B: Body<Data = Bytes> + ?Sized,
+{
+    let Some(idle) = idle else { return Ok(body.frame().await) };
+    tokio::time::timeout(idle, body.frame()).await.map_err(|_| {
+        ApiError::RequestTimeout(format!("the request body stalled: nothing arrived for {} ms", idle.as_millis()))
+    })
+}
+
+/// A whole body of any type (a rule file's text), at most `limit` bytes, timed like the others.
+pub async fn read_body<B>(req: Request<B>, limit: usize) -> Result<Bytes, ApiError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Display,
+{
+    let (parts, body) = req.into_parts();
+    let idle = idle_of(&parts.extensions);
+    check_declared_length(&parts.headers, body.size_hint().lower(), limit)?;
+    tokio::time::timeout(BODY_DEADLINE, collect_limited(body, limit, idle)).await.map_err(|_| {
+        ApiError::RequestTimeout(format!("the request body did not arrive within {} s", BODY_DEADLINE.as_secs()))
+    })?
+}
+
 /// The elements of a body shaped `{"rows": [ ... ], ...}`, one at a time.
 ///
 /// Other top-level members are refused as unknown fields, like those of every other body.
@@ -136,6 +171,8 @@ where
 /// handler that commits only after `None` never commits a truncated upload.
 #[derive(Debug)]
 pub struct JsonRowStream<B> {
+    /// How long the body may go without a byte.
+    idle: Option<Duration>,
     body: B,
     buffer: BytesMut,
     scanner: RowScanner,
@@ -161,6 +198,7 @@ where
         }
         check_declared_length(&parts.headers, body.size_hint().lower(), limit)?;
         Ok(JsonRowStream {
+            idle: idle_of(&parts.extensions),
             body,
             buffer: BytesMut::new(),
             scanner: RowScanner::default(),
@@ -221,7 +259,7 @@ where
 
     /// Appends the next data frame; `false` at the end of the body.
     async fn read_chunk(&mut self) -> Result<bool, ApiError> {
-        while let Some(frame) = self.body.frame().await {
+        while let Some(frame) = next_frame(Pin::new(&mut self.body), self.idle).await? {
             let Ok(chunk) = frame.map_err(read_error)?.into_data() else { continue };
             self.received = self.received.saturating_add(chunk.len());
             if self.received > self.limit {

@@ -15,6 +15,7 @@
 pub mod auth;
 pub mod body;
 pub mod error;
+pub mod idle;
 pub mod metrics;
 pub mod pagination;
 pub mod percent;

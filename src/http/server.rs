@@ -31,6 +31,7 @@ use tokio::sync::watch;
 use tokio::task::{JoinError, JoinSet};
 
 use super::error::{ApiError, INTERNAL_MESSAGE};
+use super::idle::{BodyTimeout, IdleStream, InFlight};
 use super::response::HttpResponse;
 use crate::ids::new_id;
 
@@ -236,15 +237,24 @@ async fn serve_connection<H, F>(
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
     }
-    let service = service_fn(move |req| {
+    let in_flight = InFlight::default();
+    let requests = in_flight.clone();
+    let service = service_fn(move |mut req: Request<Incoming>| {
         let handler = handler.clone();
-        async move { Ok::<_, Infallible>(respond(handler, req).await) }
+        // The connection's idle clock stops while the request is handled; its body is
+        // timed by the body readers (`BodyTimeout`).
+        let guard = requests.start();
+        req.extensions_mut().insert(BodyTimeout(idle));
+        async move {
+            let response = respond(handler, req).await;
+            drop(guard);
+            Ok::<_, Infallible>(response)
+        }
     });
     let mut builder = http1::Builder::new();
     builder.keep_alive(true).timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
-    let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
-    stream.set_read_timeout(Some(idle));
-    let mut connection = pin!(builder.serve_connection(TokioIo::new(Box::pin(stream)), service));
+    let stream = IdleStream::new(stream, idle, in_flight);
+    let mut connection = pin!(builder.serve_connection(TokioIo::new(stream), service));
     let result = tokio::select! {
         result = connection.as_mut() => result,
         () = stopped(&mut stop) => {
