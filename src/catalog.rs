@@ -538,13 +538,13 @@ impl Catalog {
         let compiled = self.compile_flow(&self.inputs(), &self.flows[i], &old.config_snapshot, next)?;
         let flow = &mut self.flows[i];
         let note = format!("Rollback to v{version}: {}", notes.unwrap_or_default());
-        flow.published_versions.push(PublishedVersion {
+        flow.published_versions.push(Arc::new(PublishedVersion {
             version: next,
             published_at: crate::ids::now_rfc3339(),
             notes: Some(note.trim_end_matches([' ', ':']).to_string()),
             config_snapshot: old.config_snapshot.clone(),
-        });
-        flow.spec.draft_config = old.config_snapshot;
+        }));
+        flow.spec.draft_config = old.config_snapshot.clone();
         flow.status = FlowStatus::Active;
         flow.meta.touch();
         Ok(Arc::new(compiled))
@@ -575,12 +575,12 @@ impl Catalog {
         let version = self.flows[i].published_versions.len() as u32 + 1;
         let compiled = self.compile_flow(&self.inputs(), &self.flows[i], &draft, version)?;
         let flow = &mut self.flows[i];
-        flow.published_versions.push(PublishedVersion {
+        flow.published_versions.push(Arc::new(PublishedVersion {
             version,
             published_at: crate::ids::now_rfc3339(),
             notes,
             config_snapshot: draft,
-        });
+        }));
         flow.status = FlowStatus::Active;
         flow.meta.touch();
         Ok(Arc::new(compiled))

@@ -106,7 +106,7 @@ async fn readers_never_see_a_torn_version() {
         let spec = parse_json(versioned_draft(&schema_id, v).to_string().as_bytes()).unwrap();
         t.command(Command::UpdateFlow { id: flow_id.clone(), spec }).await.unwrap();
         let published = t.command(Command::Publish { id: flow_id.clone(), notes: None }).await.unwrap();
-        assert_eq!(published["publishedVersions"].as_array().unwrap().len(), v as usize);
+        assert_eq!(published["versionCount"], v as usize);
     }
     done.store(true, Ordering::Relaxed);
     let checked: u64 = readers.into_iter().map(|r| r.join().expect("reader saw a torn version")).sum();
@@ -242,7 +242,7 @@ async fn a_failed_write_changes_nothing() {
     store.failing.store(false, Ordering::Relaxed);
     t.command(Command::CreateOffer(new_offer())).await.expect("the retry is not a duplicate");
     let published = t.command(Command::Publish { id: flow_id, notes: None }).await.unwrap();
-    assert_eq!(published["publishedVersions"].as_array().unwrap().len(), 2);
+    assert_eq!(published["versionCount"], 2);
     registry.shutdown();
 }
 

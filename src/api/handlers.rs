@@ -267,7 +267,14 @@ async fn rollback(app: &App, t: &TenantHandle, req: Request<Incoming>) -> Reply 
 async fn versions(t: &TenantHandle, req: &Request<Incoming>) -> Reply {
     let id = query_param(req.uri().query(), "id")
         .ok_or_else(|| ApiError::BadRequest("id: the flow id is required (?id=...)".into()))?;
-    ok(&t.query(Query::Versions { flow_id: id }).await?)
+    let page = Page::from_query(req.uri().query())?;
+    let after = match page.cursor {
+        None => None,
+        Some(c) => Some(c.parse::<u32>().map_err(|_| {
+            ApiError::BadRequest(format!("cursor: expected a version number (pagination.cursor), got `{c}`"))
+        })?),
+    };
+    ok(&t.query(Query::Versions { flow_id: id, limit: page.limit, after }).await?)
 }
 
 /// A rule file is sent as text. A rejected file answers 400 with every diagnostic.

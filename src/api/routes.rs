@@ -232,7 +232,11 @@ const ROWS: &[QueryParam] = &[
     QueryParam { range: Some((0, 500)), ..param("limit", "integer", "Rows per page, up to 500 (default 50)") },
     QueryParam { range: Some((0, u64::MAX)), ..param("offset", "integer", "Rows to skip, in key order") },
 ];
-const VERSIONS: &[QueryParam] = &[QueryParam { required: true, ..param("id", "string", "The flow id") }];
+const VERSIONS: &[QueryParam] = &[
+    QueryParam { required: true, ..param("id", "string", "The flow id") },
+    QueryParam { range: Some((1, 100)), ..param("limit", "integer", "Versions per page, 1 to 100 (default 25)") },
+    param("cursor", "string", "`pagination.cursor` of the previous page (a version number)"),
+];
 const EXPLAIN: &[QueryParam] = &[param("explain", "boolean", "Explain each score and every removed offer")];
 const UPLIFT: &[QueryParam] = &[
     QueryParam { required: true, range: Some((1, u64::MAX)), ..param("customerId", "string", "The customer") },
@@ -244,10 +248,9 @@ impl Route {
     pub fn contract(self) -> Contract {
         use crate::api::handlers as h;
         use crate::http::pagination::Paginated;
+        use crate::model::flow::FlowView;
         use crate::model::policy::{ContactPolicy, ContactPolicySpec};
-        use crate::model::{
-            Channel as ChannelEntity, ChannelSpec, DecisionFlow, FlowSpec, Offer as OfferEntity, OfferSpec,
-        };
+        use crate::model::{Channel as ChannelEntity, ChannelSpec, FlowSpec, Offer as OfferEntity, OfferSpec};
         use crate::model::{QualificationRule as RuleEntity, RuleSpec, Schema as SchemaEntity, SchemaSpec};
         use crate::tenant::command as c;
         type Page<T> = Paginated<'static, T>;
@@ -280,16 +283,16 @@ impl Route {
             CreatePolicy => (json::<ContactPolicySpec>(), &[201], json::<ContactPolicy>(), &[]),
             Policy => (Body::None, &[200], json::<ContactPolicy>(), &[]),
             UpdatePolicy => (patch::<ContactPolicySpec>(), &[200], json::<ContactPolicy>(), &[]),
-            Flows => (Body::None, &[200], json::<Page<DecisionFlow>>(), LIST),
-            CreateFlow => (json::<FlowSpec>(), &[201], json::<DecisionFlow>(), &[]),
-            Flow => (Body::None, &[200], json::<DecisionFlow>(), &[]),
+            Flows => (Body::None, &[200], json::<Page<FlowView>>(), LIST),
+            CreateFlow => (json::<FlowSpec>(), &[201], json::<FlowView>(), &[]),
+            Flow => (Body::None, &[200], json::<FlowView>(), &[]),
             UpdateFlow => {
                 let body = Body::Patch(|g| g.subschema_for::<FlowSpec>(), h::STORED_FLOW_FIELDS);
-                (body, &[200], json::<DecisionFlow>(), &[])
+                (body, &[200], json::<FlowView>(), &[])
             }
-            Publish => (json::<h::PublishBody>(), &[200], json::<DecisionFlow>(), &[]),
+            Publish => (json::<h::PublishBody>(), &[200], json::<FlowView>(), &[]),
             Versions => (Body::None, &[200], json::<c::VersionList>(), VERSIONS),
-            Rollback => (json::<h::RollbackBody>(), &[200], json::<DecisionFlow>(), &[]),
+            Rollback => (json::<h::RollbackBody>(), &[200], json::<FlowView>(), &[]),
             Plugins => (Body::None, &[200], json::<Vec<c::PluginSummary>>(), &[]),
             Plugin => (Body::None, &[200], json::<c::PluginSource>(), &[]),
             PutPlugin => (Body::Text("text/plain"), &[200], json::<c::PluginInstalled>(), &[]),

@@ -567,8 +567,38 @@ pub struct DecisionFlow {
     #[serde(flatten)]
     pub spec: FlowSpec,
     pub status: FlowStatus,
+    /// Every published version, oldest first. Shared (`Arc`), so copying the catalog to
+    /// stage a change copies pointers, not every version's config.
     #[serde(default)]
-    pub published_versions: Vec<PublishedVersion>,
+    pub published_versions: Vec<std::sync::Arc<PublishedVersion>>,
+}
+
+/// A flow as the API returns it: the draft, the live version whole, and how many
+/// versions there are (`GET /decision-flows/versions` pages through them). Its size does
+/// not grow with the flow's history, so a flow read back with GET can be PUT.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FlowView {
+    #[serde(flatten)]
+    pub meta: Meta,
+    #[serde(flatten)]
+    pub spec: FlowSpec,
+    pub status: FlowStatus,
+    /// The latest published version (what decisions run), if any.
+    pub live_version: Option<std::sync::Arc<PublishedVersion>>,
+    pub version_count: usize,
+}
+
+impl DecisionFlow {
+    pub fn view(&self) -> FlowView {
+        FlowView {
+            meta: self.meta.clone(),
+            spec: self.spec.clone(),
+            status: self.status,
+            live_version: self.published_versions.last().cloned(),
+            version_count: self.published_versions.len(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::command::{
     Command, LoadReply, PluginCheck, PluginInstalled, PluginSource, PluginSummary, Query, RespondReply, RowsPage,
-    VersionList, VersionShape, VersionSummary, STORED_FIELDS, STORED_FLOW_FIELDS,
+    VersionList, VersionPage, VersionShape, VersionSummary, STORED_FIELDS, STORED_FLOW_FIELDS,
 };
 use super::interaction::{classification_of, resolve_offer, Interaction, RespondInput, Response};
 use super::learning::Learning;
@@ -204,8 +204,10 @@ impl TenantActor {
                 self.entity(Policy, true, |c| Ok(to_json(c.update_policy(&id, spec)?)))
             }
             // Drafts do not change what live flows decide.
-            Command::CreateFlow(spec) => self.entity(Flow, false, |c| Ok(to_json(c.add_flow(spec)?))),
-            Command::UpdateFlow { id, spec } => self.entity(Flow, false, |c| Ok(to_json(c.update_flow(&id, spec)?))),
+            Command::CreateFlow(spec) => self.entity(Flow, false, |c| Ok(to_json(&c.add_flow(spec)?.view()))),
+            Command::UpdateFlow { id, spec } => {
+                self.entity(Flow, false, |c| Ok(to_json(&c.update_flow(&id, spec)?.view())))
+            }
             Command::Delete { kind, id } => self.delete(kind, &id),
             Command::Publish { id, notes } => self.publish(&id.clone(), |c| c.publish(&id, notes)),
             Command::Rollback { id, version, notes } => self.publish(&id.clone(), |c| c.rollback(&id, version, notes)),
@@ -332,7 +334,11 @@ impl TenantActor {
         let (staged, reply) = self.stage(recompile, change)?;
         let mut b = Batch::new();
         match kind {
-            EntityKind::Flow => persist::put_flow(&mut b, &self.id, &reply, false),
+            EntityKind::Flow => {
+                let id = reply["id"].as_str().unwrap_or_default();
+                let flow = staged.next.flows.iter().find(|f| f.meta.id == id).expect("just changed");
+                persist::put_flow(&mut b, &self.id, flow, false)
+            }
             _ => put_entity(&mut b, &self.id, kind, reply["id"].as_str().unwrap_or_default(), &reply),
         }
         let durable = self.commit(staged, b)?;
@@ -403,9 +409,10 @@ impl TenantActor {
         publish: impl FnOnce(&mut Catalog) -> Result<Arc<CompiledFlow>, CatalogError>,
     ) -> Result<Applied, TenantError> {
         let (staged, compiled) = self.stage(false, publish)?;
-        let flow = to_json(staged.next.flows.iter().find(|f| f.meta.id == flow_id).expect("just published"));
+        let published = staged.next.flows.iter().find(|f| f.meta.id == flow_id).expect("just published");
+        let flow = to_json(&published.view());
         let mut b = Batch::new();
-        persist::put_flow(&mut b, &self.id, &flow, true);
+        persist::put_flow(&mut b, &self.id, published, true);
         let durable = self.commit(staged, b)?;
         self.defer(move |actor| {
             let current = actor.snapshot.load();
@@ -578,7 +585,7 @@ impl TenantActor {
                 .find(|e| e["id"] == id.as_str())
                 .ok_or_else(|| TenantError::NotFound(format!("{} `{id}` not found", kind_name(kind)))),
             Query::Rows { schema_id, limit, offset } => rows(c, &schema_id, limit, offset),
-            Query::Versions { flow_id } => versions(c, &flow_id),
+            Query::Versions { flow_id, limit, after } => versions(c, &flow_id, limit, after),
             Query::Plugin(name) => c
                 .plugins
                 .iter()
@@ -674,7 +681,7 @@ fn list(c: &Catalog, kind: EntityKind) -> Vec<Value> {
             });
             p.into_iter().map(to_json).collect()
         }
-        EntityKind::Flow => c.flows.iter().map(to_json).collect(),
+        EntityKind::Flow => c.flows.iter().map(|f| to_json(&f.view())).collect(),
     };
     out.reverse();
     out
@@ -694,14 +701,18 @@ fn rows(c: &Catalog, schema_id: &str, limit: usize, offset: usize) -> Result<Val
     Ok(to_json(&RowsPage { total: keys.len(), limit, offset, rows }))
 }
 
-fn versions(c: &Catalog, flow_id: &str) -> Result<Value, TenantError> {
+fn versions(c: &Catalog, flow_id: &str, limit: usize, after: Option<u32>) -> Result<Value, TenantError> {
     let flow = c
         .flows
         .iter()
         .find(|f| f.meta.id == flow_id)
         .ok_or_else(|| TenantError::NotFound(format!("decision flow `{flow_id}` not found")))?;
-    let versions = flow
-        .published_versions
+    let all = &flow.published_versions;
+    // Versions are numbered 1, 2, … in order, so the one after `after` is at index `after`.
+    let start = after.map_or(0, |v| v as usize).min(all.len());
+    let page = &all[start..(start + limit).min(all.len())];
+    let has_more = start + page.len() < all.len();
+    let versions = page
         .iter()
         .map(|v| {
             let method = v.config_snapshot.nodes.iter().find(|n| n.kind == "score").map(|n| n.config["method"].clone());
@@ -716,7 +727,9 @@ fn versions(c: &Catalog, flow_id: &str) -> Result<Value, TenantError> {
             }
         })
         .collect();
-    Ok(to_json(&VersionList { flow_id: flow.meta.id.clone(), versions }))
+    let cursor = has_more.then(|| page.last().map(|v| v.version.to_string())).flatten();
+    let pagination = VersionPage { limit, cursor, has_more, total: all.len() };
+    Ok(to_json(&VersionList { flow_id: flow.meta.id.clone(), versions, pagination }))
 }
 
 impl From<ValidationError> for TenantError {

@@ -95,7 +95,8 @@ pub fn json_rows(rows: &[Value]) -> Vec<bytes::Bytes> {
 /// (`version` then says which version the change is for; the others are ignored).
 pub const STORED_FIELDS: &[&str] = &["id", "version", "createdAt", "updatedAt"];
 /// A flow's: its status and versions change only by publishing.
-pub const STORED_FLOW_FIELDS: &[&str] = &["id", "version", "createdAt", "updatedAt", "status", "publishedVersions"];
+pub const STORED_FLOW_FIELDS: &[&str] =
+    &["id", "version", "createdAt", "updatedAt", "status", "publishedVersions", "liveVersion", "versionCount"];
 
 impl Message for Command {
     type Result = Result<Value, TenantError>;
@@ -112,8 +113,11 @@ pub enum Query {
         limit: usize,
         offset: usize,
     },
+    /// A page of a flow's versions, oldest first: up to `limit` after version `after`.
     Versions {
         flow_id: String,
+        limit: usize,
+        after: Option<u32>,
     },
     Plugin(String),
     Plugins,
@@ -159,6 +163,19 @@ pub struct RowsPage {
 pub struct VersionList {
     pub flow_id: String,
     pub versions: Vec<VersionSummary>,
+    pub pagination: VersionPage,
+}
+
+/// Where the next page of versions starts.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionPage {
+    pub limit: usize,
+    /// The `cursor` for the next page (the last version of this one); null on the last page.
+    pub cursor: Option<String>,
+    pub has_more: bool,
+    /// Versions in all.
+    pub total: usize,
 }
 
 #[derive(Debug, serde::Serialize, schemars::JsonSchema)]

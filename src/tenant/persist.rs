@@ -31,14 +31,12 @@ pub fn put_entity(batch: &mut Batch, tenant: &str, kind: EntityKind, id: &str, e
 /// A flow is stored as its record without versions, plus one record per published
 /// version written once at publish: a publish writes one small record, however many
 /// versions the flow already has.
-pub fn put_flow(batch: &mut Batch, tenant: &str, flow: &serde_json::Value, new_version: bool) {
-    let id = flow["id"].as_str().unwrap_or_default();
-    let mut record = flow.clone();
-    record["publishedVersions"] = serde_json::Value::Array(Vec::new());
+pub fn put_flow(batch: &mut Batch, tenant: &str, flow: &DecisionFlow, new_version: bool) {
+    let id = &flow.meta.id;
+    let record = DecisionFlow { published_versions: Vec::new(), ..flow.clone() };
     batch.put(keys::key(tenant, Kind::Flow, &[id]), serde_json::to_vec(&record).expect("json"));
-    if let (true, Some(latest)) = (new_version, flow["publishedVersions"].as_array().and_then(|v| v.last())) {
-        let n = latest["version"].as_u64().unwrap_or_default();
-        batch.put(version_key(tenant, id, n), serde_json::to_vec(latest).expect("json"));
+    if let (true, Some(latest)) = (new_version, flow.published_versions.last()) {
+        batch.put(version_key(tenant, id, u64::from(latest.version)), serde_json::to_vec(&**latest).expect("json"));
     }
 }
 
@@ -95,7 +93,7 @@ fn flows(store: &dyn Storage, tenant: &str, warnings: &mut Vec<String>) -> Resul
             [_] => serde_json::from_slice(&value).map(|f| flows.push(f)),
             [id, _, _] => serde_json::from_slice::<PublishedVersion>(&value).map(|v| {
                 if let Some(f) = flows.iter_mut().find(|f| &f.meta.id == id) {
-                    f.published_versions.push(v);
+                    f.published_versions.push(std::sync::Arc::new(v));
                 }
             }),
             _ => Ok(()),
