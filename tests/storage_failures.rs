@@ -36,6 +36,7 @@ async fn a_write_whose_flush_fails_is_not_visible() {
         let offer = parse_json(br#"{"name": "Travel insurance", "status": "active", "priority": 99}"#).unwrap();
         let err = t.command(Command::CreateOffer(offer)).await.unwrap_err();
         assert_eq!(ApiError::from(err).status().as_u16(), 507);
+        assert!(registry.store().degraded().is_some(), "health says degraded while writes fail");
         switch.store(false, Ordering::SeqCst);
         assert!(!offer_names(&t).await.contains(&"Travel insurance".to_string()), "the failed write is not visible");
         let d = t.recommend(&demo::request(), RecommendOptions::default()).unwrap();
@@ -45,6 +46,7 @@ async fn a_write_whose_flush_fails_is_not_visible() {
     let offer = parse_json(br#"{"name": "Travel insurance", "status": "active", "priority": 99}"#).unwrap();
     t.command(Command::CreateOffer(offer)).await.unwrap();
     assert!(offer_names(&t).await.contains(&"Travel insurance".to_string()));
+    assert_eq!(registry.store().degraded(), None, "healthy again without a restart");
     registry.shutdown();
 }
 

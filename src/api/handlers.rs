@@ -137,7 +137,10 @@ fn public(app: &App, route: Route) -> Reply {
             Ok(bytes(StatusCode::OK, crate::http::metrics::CONTENT_TYPE, text.into()))
         }
         Route::OpenApi => ok(&super::openapi::document()),
-        _ => ok(&Health { status: "ok" }),
+        _ => {
+            let storage = app.registry.store().degraded();
+            ok(&Health { status: if storage.is_some() { "degraded" } else { "ok" }, storage })
+        }
     }
 }
 
@@ -468,7 +471,11 @@ pub async fn issue_key(app: &App, tenant: &str, role: Role, name: String) -> Res
 /// `GET /healthz`.
 #[derive(serde::Serialize, schemars::JsonSchema)]
 pub struct Health {
+    /// `ok`, or `degraded` while the store's writes fail (decisions and reads go on).
     pub status: &'static str,
+    /// Why the store is degraded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
 }
 
 /// `GET /whoami`.

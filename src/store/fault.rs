@@ -13,11 +13,18 @@ pub struct FaultyStore {
     inner: Arc<dyn Storage>,
     pub fail_writes: AtomicBool,
     pub fail_flushes: AtomicBool,
+    /// The last write failed (until one goes through), as a real store's health says.
+    failing: AtomicBool,
 }
 
 impl FaultyStore {
     pub fn new(inner: Arc<dyn Storage>) -> FaultyStore {
-        FaultyStore { inner, fail_writes: AtomicBool::new(false), fail_flushes: AtomicBool::new(false) }
+        FaultyStore {
+            inner,
+            fail_writes: AtomicBool::new(false),
+            fail_flushes: AtomicBool::new(false),
+            failing: AtomicBool::new(false),
+        }
     }
 
     fn disk_full() -> StoreError {
@@ -28,14 +35,21 @@ impl FaultyStore {
 impl Storage for FaultyStore {
     fn write(&self, batch: Batch) -> Result<Durable, StoreError> {
         if self.fail_writes.load(Ordering::SeqCst) {
+            self.failing.store(true, Ordering::SeqCst);
             return Err(FaultyStore::disk_full());
         }
         let durable = self.inner.write(batch)?;
         if self.fail_flushes.load(Ordering::SeqCst) {
             drop(durable);
+            self.failing.store(true, Ordering::SeqCst);
             return Ok(Durable::ready(Err(FaultyStore::disk_full())));
         }
+        self.failing.store(false, Ordering::SeqCst);
         Ok(durable)
+    }
+
+    fn degraded(&self) -> Option<String> {
+        self.failing.load(Ordering::SeqCst).then(|| FaultyStore::disk_full().to_string())
     }
 
     fn write_unacknowledged(&self, batch: Batch) -> Result<(), StoreError> {

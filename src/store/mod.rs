@@ -82,6 +82,12 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Makes every write applied so far durable, blocking until it is. For graceful shutdown.
     fn flush(&self) -> Result<(), StoreError>;
+
+    /// Why writes are failing now (the last flush failed, the disk is full), if they are:
+    /// `/healthz` reports the store degraded while decisions and reads go on.
+    fn degraded(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A stored `(key, value)` pair.

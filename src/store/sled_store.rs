@@ -59,6 +59,8 @@ struct Shared {
     /// Set by unacknowledged writes; the committer flushes them within
     /// `UNACKNOWLEDGED_FLUSH` when no acknowledged write brings a flush sooner.
     dirty: Arc<AtomicBool>,
+    /// The error of the last flush, until a flush succeeds again (health).
+    failing: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// The write side of the committer thread.
@@ -98,9 +100,11 @@ impl SledStore {
         }
         let flushes = Arc::new(AtomicU64::new(0));
         let dirty = Arc::new(AtomicBool::new(false));
-        let committer = Committer::spawn(db.clone(), flushes.clone(), dirty.clone())?;
+        let failing = Arc::new(std::sync::Mutex::new(None));
+        let committer = Committer::spawn(db.clone(), flushes.clone(), dirty.clone(), failing.clone())?;
         let (apply_lock, halted) = (RwLock::new(()), AtomicBool::new(false));
-        Ok(SledStore { shared: Arc::new(Shared { committer, db, apply_lock, journal, halted, flushes, dirty }) })
+        let shared = Shared { committer, db, apply_lock, journal, halted, flushes, dirty, failing };
+        Ok(SledStore { shared: Arc::new(shared) })
     }
 }
 
@@ -194,6 +198,10 @@ impl Storage for SledStore {
     fn flush(&self) -> Result<(), StoreError> {
         flush_counted(&self.shared.db, &self.shared.flushes)
     }
+
+    fn degraded(&self) -> Option<String> {
+        self.shared.failing.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
 }
 
 fn flush_counted(db: &sled::Db, flushes: &AtomicU64) -> Result<(), StoreError> {
@@ -203,11 +211,16 @@ fn flush_counted(db: &sled::Db, flushes: &AtomicU64) -> Result<(), StoreError> {
 }
 
 impl Committer {
-    fn spawn(db: sled::Db, flushes: Arc<AtomicU64>, dirty: Arc<AtomicBool>) -> Result<Committer, StoreError> {
+    fn spawn(
+        db: sled::Db,
+        flushes: Arc<AtomicU64>,
+        dirty: Arc<AtomicBool>,
+        failing: Arc<std::sync::Mutex<Option<String>>>,
+    ) -> Result<Committer, StoreError> {
         let (sender, receiver) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("arbiter-store-commit".into())
-            .spawn(move || run_committer(&db, &receiver, &flushes, &dirty))
+            .spawn(move || run_committer(&db, &receiver, &flushes, &dirty, &failing))
             .map_err(|err| StoreError::CommitterSpawn(Arc::new(err)))?;
         Ok(Committer { waiters: Some(sender), thread: Some(thread) })
     }
@@ -249,7 +262,16 @@ fn injected_flush_delay() -> Option<std::time::Duration> {
 }
 
 /// The committer loop: one flush per group of queued waiters, until the queue is closed.
-fn run_committer(db: &sled::Db, waiters: &mpsc::Receiver<Waiter>, flushes: &AtomicU64, dirty: &AtomicBool) {
+fn run_committer(
+    db: &sled::Db,
+    waiters: &mpsc::Receiver<Waiter>,
+    flushes: &AtomicU64,
+    dirty: &AtomicBool,
+    failing: &std::sync::Mutex<Option<String>>,
+) {
+    let note = |result: &Result<(), StoreError>| {
+        *failing.lock().unwrap_or_else(PoisonError::into_inner) = result.as_ref().err().map(|e| e.to_string());
+    };
     let mut group = Vec::new();
     let delay = injected_flush_delay();
     loop {
@@ -257,9 +279,11 @@ fn run_committer(db: &sled::Db, waiters: &mpsc::Receiver<Waiter>, flushes: &Atom
             Ok(first) => first,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if dirty.swap(false, Ordering::AcqRel) {
-                    if let Err(err) = flush_counted(db, flushes) {
+                    let result = flush_counted(db, flushes);
+                    if let Err(err) = &result {
                         tracing::error!(error = %err, "flushing unacknowledged writes failed");
                     }
+                    note(&result);
                 }
                 continue;
             }
@@ -276,6 +300,7 @@ fn run_committer(db: &sled::Db, waiters: &mpsc::Receiver<Waiter>, flushes: &Atom
         if let Err(err) = &result {
             tracing::error!(error = %err, writes = group.len(), "group commit flush failed");
         }
+        note(&result);
         for waiter in group.drain(..) {
             // The writer may have stopped waiting; its write is durable (or not) all the same.
             let _ = waiter.send(result.clone());
@@ -465,6 +490,7 @@ mod tests {
                 halted,
                 flushes,
                 dirty: Arc::new(AtomicBool::new(false)),
+                failing: Arc::default(),
             }),
         };
         let result = dead.write(put("k", "v")).unwrap().wait();
