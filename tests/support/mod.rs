@@ -276,7 +276,19 @@ impl TestServer {
             train_interval: None,
             slow_request: std::time::Duration::from_millis(arbiter::serve::DEFAULT_SLOW_REQUEST_MS),
         };
-        let started = arbiter::serve::start(&config).await.expect("server starts");
+        // After a restart in the same process, sled's background writers may hold the
+        // folder's lock for a moment longer than the store: retry briefly.
+        let mut attempts = 0;
+        let started = loop {
+            match arbiter::serve::start(&config).await {
+                Ok(started) => break started,
+                Err(e) if attempts < 50 && e.to_string().contains("could not acquire lock") => {
+                    attempts += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("server starts: {e}"),
+            }
+        };
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let addr = listener.local_addr().expect("local address");
         let (stop, stopped) = oneshot::channel::<()>();
