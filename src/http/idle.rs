@@ -55,16 +55,30 @@ pub struct IdleStream<S> {
     inner: S,
     idle: Duration,
     in_flight: InFlight,
+    /// When a byte last moved. Kept apart from the timer, which is moved to
+    /// `last + idle` only when a read waits: resetting a registered timer takes the time
+    /// driver's lock, too dear on every read and write of every request.
+    last: Instant,
     timer: Pin<Box<Sleep>>,
 }
 
 impl<S> IdleStream<S> {
     pub fn new(inner: S, idle: Duration, in_flight: InFlight) -> IdleStream<S> {
-        IdleStream { inner, idle, in_flight, timer: Box::pin(tokio::time::sleep(idle)) }
+        IdleStream { inner, idle, in_flight, last: Instant::now(), timer: Box::pin(tokio::time::sleep(idle)) }
     }
 
     fn touch(&mut self) {
-        self.timer.as_mut().reset(Instant::now() + self.idle);
+        self.last = Instant::now();
+    }
+
+    /// Polls the idle timer, first moving it to `last + idle` if traffic came since it
+    /// was set; ready when the connection has really been idle that long.
+    fn idle_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let deadline = self.last + self.idle;
+        if self.timer.deadline() != deadline {
+            self.timer.as_mut().reset(deadline);
+        }
+        self.timer.as_mut().poll(cx).is_ready()
     }
 }
 
@@ -77,10 +91,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for IdleStream<S> {
                 Poll::Ready(result)
             }
             Poll::Pending if this.in_flight.busy() => Poll::Pending,
-            Poll::Pending => match this.timer.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "connection idle"))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending if this.idle_expired(cx) => {
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "connection idle")))
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 }
