@@ -15,6 +15,30 @@ use tokio::net::TcpStream;
 
 const KEY: &str = "hostile-admin-key";
 
+/// A server of its own (folder removed on drop) with extra environment and, optionally,
+/// a soft open-files limit.
+struct Hostile {
+    server: BinaryServer,
+    work: std::path::PathBuf,
+}
+
+impl Hostile {
+    fn start(tag: &str, env: &[(&str, &str)], soft_nofile: Option<u32>) -> Hostile {
+        let work = support::temp_path(tag);
+        std::fs::create_dir_all(&work).unwrap();
+        let server =
+            BinaryServer::start_with_env(&work, &["--data", "data", "--plugins", "none"], KEY, env, soft_nofile);
+        Hostile { server, work }
+    }
+}
+
+impl Drop for Hostile {
+    fn drop(&mut self) {
+        let _ = self.server.child.kill();
+        let _ = std::fs::remove_dir_all(&self.work);
+    }
+}
+
 /// Request headers and the start of a body that never comes.
 fn stalled_request() -> String {
     format!(
@@ -53,14 +77,12 @@ async fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_stalled_connections_leave_healthy_clients_working() {
     arbiter::http::server::raise_fd_limit();
-    let work = support::temp_path("hostile");
-    std::fs::create_dir_all(&work).unwrap();
     // Long enough that none of them times out while they are being opened. Started with
     // a shell's default soft limit of 1,024 open files: the server raises it itself.
-    let env = [("ARBITER_IDLE_TIMEOUT_MS", "120000")];
-    let server = BinaryServer::start_with_env(&work, &["--data", "data", "--plugins", "none"], KEY, &env, Some(1024));
+    let hostile = Hostile::start("hostile", &[("ARBITER_IDLE_TIMEOUT_MS", "120000")], Some(1024));
+    let server = &hostile.server;
     let opened = Instant::now();
-    let stalled = open_stalled(&server, 10_000).await;
+    let stalled = open_stalled(server, 10_000).await;
     eprintln!("opened 10,000 stalled connections in {:?}", opened.elapsed());
     let api = Client::new(server.addr, Some(KEY));
     for i in 0..50 {
@@ -74,51 +96,39 @@ async fn ten_thousand_stalled_connections_leave_healthy_clients_working() {
         tokio::time::timeout(Duration::from_secs(10), healthy).await.expect("a healthy client was locked out");
     }
     drop(stalled);
-    drop(server);
-    let _ = std::fs::remove_dir_all(&work);
 }
 
 #[tokio::test]
 async fn a_stalled_body_is_closed_after_the_idle_timeout() {
-    let work = support::temp_path("hostile-idle");
-    std::fs::create_dir_all(&work).unwrap();
-    let env = [("ARBITER_IDLE_TIMEOUT_MS", "1500")];
-    let server = BinaryServer::start_with_env(&work, &["--data", "data", "--plugins", "none"], KEY, &env, None);
+    let hostile = Hostile::start("hostile-idle", &[("ARBITER_IDLE_TIMEOUT_MS", "1500")], None);
+    let server = &hostile.server;
     let started = Instant::now();
-    let mut stalled = open_stalled(&server, 20).await;
+    let mut stalled = open_stalled(server, 20).await;
     for s in stalled.iter_mut() {
         assert!(closed_within(s, Duration::from_secs(10)).await, "a stalled connection was never closed");
     }
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(1400), "closed before the idle timeout: {took:?}");
-    drop(server);
-    let _ = std::fs::remove_dir_all(&work);
 }
 
 #[tokio::test]
 async fn past_the_connection_limit_a_new_connection_gets_503() {
-    let work = support::temp_path("hostile-cap");
-    std::fs::create_dir_all(&work).unwrap();
-    let env = [("ARBITER_MAX_CONNECTIONS", "20")];
-    let server = BinaryServer::start_with_env(&work, &["--data", "data", "--plugins", "none"], KEY, &env, None);
-    let _stalled = open_stalled(&server, 20).await;
+    let hostile = Hostile::start("hostile-cap", &[("ARBITER_MAX_CONNECTIONS", "20")], None);
+    let server = &hostile.server;
+    let _stalled = open_stalled(server, 20).await;
     // Give the server a moment to accept all of them.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let reply = Client::new(server.addr, Some(KEY)).get("/healthz").await;
     let message = reply.expect_error(503, "SERVICE_UNAVAILABLE");
     assert!(message.contains("too many open connections"), "{message}");
-    drop(server);
-    let _ = std::fs::remove_dir_all(&work);
 }
 
 /// The idle clock stops while a request is handled: a row load that takes far longer
 /// than the idle timeout still gets its answer.
 #[tokio::test]
 async fn a_request_that_takes_longer_than_the_idle_timeout_completes() {
-    let work = support::temp_path("hostile-long");
-    std::fs::create_dir_all(&work).unwrap();
-    let env = [("ARBITER_IDLE_TIMEOUT_MS", "300")];
-    let server = BinaryServer::start_with_env(&work, &["--data", "data", "--plugins", "none"], KEY, &env, None);
+    let hostile = Hostile::start("hostile-long", &[("ARBITER_IDLE_TIMEOUT_MS", "300")], None);
+    let server = &hostile.server;
     let api = Client::new(server.addr, Some(KEY));
     let schema = api.create("/api/v1/schemas", &support::customer_schema()).await;
     let rows: Vec<_> =
@@ -129,6 +139,4 @@ async fn a_request_that_takes_longer_than_the_idle_timeout_completes() {
     let took = started.elapsed();
     assert_eq!(reply.expect(201)["inserted"], 60_000);
     assert!(took > Duration::from_millis(300), "the load should outlast the idle timeout to test anything: {took:?}");
-    drop(server);
-    let _ = std::fs::remove_dir_all(&work);
 }
