@@ -47,9 +47,7 @@ where
     if !typed && body.size_hint().lower() > 0 {
         return Err(missing_content_type());
     }
-    let bytes = tokio::time::timeout(BODY_DEADLINE, collect_limited(body, limit, idle)).await.map_err(|_| {
-        ApiError::RequestTimeout(format!("the request body did not arrive within {} s", BODY_DEADLINE.as_secs()))
-    })??;
+    let bytes = collect_in_time(body, limit, idle).await?;
     if !typed && !bytes.is_empty() {
         return Err(missing_content_type());
     }
@@ -159,6 +157,15 @@ where
     let (parts, body) = req.into_parts();
     let idle = idle_of(&parts.extensions);
     check_declared_length(&parts.headers, body.size_hint().lower(), limit)?;
+    collect_in_time(body, limit, idle).await
+}
+
+/// `collect_limited` within `BODY_DEADLINE` as a whole (408 past it).
+async fn collect_in_time<B>(body: B, limit: usize, idle: Option<Duration>) -> Result<Bytes, ApiError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Display,
+{
     tokio::time::timeout(BODY_DEADLINE, collect_limited(body, limit, idle)).await.map_err(|_| {
         ApiError::RequestTimeout(format!("the request body did not arrive within {} s", BODY_DEADLINE.as_secs()))
     })?
