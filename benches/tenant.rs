@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use arbiter::demo;
 use arbiter::store::SledStore;
-use arbiter::tenant::{Command, Registry};
+use arbiter::tenant::command::Publish;
+use arbiter::tenant::Registry;
 use criterion::{criterion_group, criterion_main, Criterion};
 
 fn tenant(c: &mut Criterion) {
@@ -21,7 +22,7 @@ fn tenant(c: &mut Criterion) {
     let flow_id = synthetic.flow_id.clone();
     let handle = registry.adopt("bench", synthetic.catalog);
     c.bench_function("publish_1000_rules_to_live", |b| {
-        b.iter(|| runtime.block_on(handle.command(Command::Publish { id: flow_id.clone(), notes: None })).unwrap())
+        b.iter(|| runtime.block_on(handle.ask(Publish { id: flow_id.clone(), notes: None })).unwrap())
     });
     c.bench_function("snapshot_load_flow", |b| b.iter(|| handle.flow(black_box("synthetic")).unwrap()));
     registry.shutdown();

@@ -9,7 +9,7 @@ use crate::engine::{self, CompiledFlow, TenantInputs};
 use crate::learn::propensity::CounterBank;
 use crate::model::flow::{FlowStatus, PublishedVersion};
 use crate::model::policy::{ContactPolicy, ContactPolicySpec, PolicyScope, PolicyStatus, MAX_ACTIVE_POLICIES};
-use crate::model::rule::RuleStatus;
+use crate::model::rule::{RuleStatus, Scope};
 use crate::model::{
     Channel, ChannelSpec, DecisionFlow, FieldError, FlowSpec, Meta, Offer, OfferSpec, QualificationRule, RuleSpec,
     Schema, SchemaSpec, ValidationError,
@@ -18,8 +18,11 @@ use crate::rules::check::{Checker, Literals};
 use crate::rules::json;
 use crate::rules::{Layout, Namespace, Path};
 
+pub mod entity;
+
 pub use crate::model::condition_error;
 pub use crate::model::schema::Table;
+pub use entity::Entity;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -273,7 +276,6 @@ impl Catalog {
     /// An offer or channel named by name is stored by id, so renaming it later does not
     /// silently detach its rules.
     fn resolve_scope(&self, spec: &mut RuleSpec) {
-        use crate::model::rule::Scope;
         let Some(name) = spec.scope_id.clone() else { return };
         let id = match spec.scope {
             Scope::Offer => self.offers.iter().find(|o| o.spec.name == name && o.meta.id != name).map(|o| &o.meta.id),
@@ -288,7 +290,6 @@ impl Catalog {
     }
 
     fn check_scope(&self, spec: &RuleSpec, errors: &mut Vec<FieldError>) {
-        use crate::model::rule::Scope;
         let id = spec.scope_id.as_deref().unwrap_or_default();
         let found = match spec.scope {
             Scope::Offer => self.offers.iter().any(|o| o.meta.id == id || o.spec.name == id),
@@ -443,57 +444,24 @@ impl Catalog {
         Ok(flow)
     }
 
-    /// Removes an entity by kind; a published flow, or a schema a flow enriches from,
-    /// cannot be deleted (409).
-    pub fn delete(&mut self, kind: EntityKind, id: &str) -> Result<(), CatalogError> {
-        let dependants = self.dependants(kind, id);
-        if !dependants.is_empty() {
-            let what = if kind == EntityKind::Offer { "offer" } else { "channel" };
-            return Err(CatalogError::Conflict(format!(
-                "this {what} is used by {}; change or delete them first",
-                dependants.join(", ")
-            )));
+    /// Removes a schema and its table; refused while a flow enriches from it (409).
+    pub fn remove_schema(&mut self, id: &str) -> Result<(), CatalogError> {
+        let i = self.schemas.iter().position(|s| s.meta.id == id).ok_or_else(|| not_found("schema", id))?;
+        if self.flows.iter().any(|f| flow_mentions(f, id)) {
+            return Err(CatalogError::Conflict(format!("schema `{id}` is used by a decision flow's enrich node")));
         }
-        match kind {
-            EntityKind::Offer => remove_by_id(&mut self.offers, id, |o| &o.meta.id, "offer"),
-            EntityKind::Rule => remove_by_id(&mut self.rules, id, |r| &r.meta.id, "qualification rule"),
-            EntityKind::Channel => remove_by_id(&mut self.channels, id, |c| &c.meta.id, "channel"),
-            EntityKind::Policy => remove_by_id(&mut self.policies, id, |p| &p.meta.id, "contact policy"),
-            EntityKind::Flow => {
-                let flow = self.flows.iter().find(|f| f.meta.id == id).ok_or_else(|| not_found("decision flow", id))?;
-                if !flow.published_versions.is_empty() {
-                    return Err(CatalogError::Conflict(format!(
-                        "decision flow `{}` is published and protected",
-                        flow.spec.key
-                    )));
-                }
-                remove_by_id(&mut self.flows, id, |f| &f.meta.id, "decision flow")
-            }
-            EntityKind::Schema => {
-                let i = self.schemas.iter().position(|s| s.meta.id == id).ok_or_else(|| not_found("schema", id))?;
-                let used = self.flows.iter().any(|f| flow_mentions(f, id));
-                if used {
-                    return Err(CatalogError::Conflict(format!(
-                        "schema `{id}` is used by a decision flow's enrich node"
-                    )));
-                }
-                self.schemas.remove(i);
-                self.tables.remove(i);
-                Ok(())
-            }
-        }
+        self.schemas.remove(i);
+        self.tables.remove(i);
+        Ok(())
     }
 
     /// What would silently stop applying if the offer or channel `id` went away: rules
     /// (JSON and rule-file) and contact policies scoped to it, flows whose inventory
     /// lists the offer, and score overrides and rule-file score blocks for the channel.
-    pub fn dependants(&self, kind: EntityKind, id: &str) -> Vec<String> {
-        use crate::model::rule::Scope;
-        let (scope, name) = match kind {
-            EntityKind::Offer => (Scope::Offer, self.offers.iter().find(|o| o.meta.id == id).map(|o| &o.spec.name)),
-            EntityKind::Channel => {
-                (Scope::Channel, self.channels.iter().find(|c| c.meta.id == id).map(|c| &c.spec.name))
-            }
+    pub fn dependants(&self, scope: Scope, id: &str) -> Vec<String> {
+        let name = match scope {
+            Scope::Offer => self.offers.iter().find(|o| o.meta.id == id).map(|o| &o.spec.name),
+            Scope::Channel => self.channels.iter().find(|c| c.meta.id == id).map(|c| &c.spec.name),
             _ => return Vec::new(),
         };
         let names = |s: &str| s == id || name.is_some_and(|n| n == s);
@@ -505,7 +473,7 @@ impl Catalog {
             for r in p.rules.iter().filter(|r| r.scope == scope && names(&r.scope_id)) {
                 out.push(format!("rule `{}` in {}", r.name, p.name));
             }
-            if kind == EntityKind::Channel {
+            if scope == Scope::Channel {
                 for sc in p.scores.iter().filter(|sc| sc.channel.as_deref().is_some_and(names)) {
                     out.push(format!("the score block at {}", sc.location));
                 }
@@ -515,7 +483,7 @@ impl Catalog {
             out.push(format!("contact policy `{}`", p.spec.name));
         }
         for f in &self.flows {
-            if flow_depends_on(f, kind, &names) {
+            if flow_depends_on(f, scope, &names) {
                 out.push(format!("decision flow `{}`", f.spec.key));
             }
         }
@@ -683,39 +651,17 @@ impl Catalog {
     }
 }
 
-/// The entity kinds that can be deleted by id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EntityKind {
-    Schema,
-    Offer,
-    Rule,
-    Channel,
-    Policy,
-    Flow,
-}
-
-fn remove_by_id<T>(
-    items: &mut Vec<T>,
-    id: &str,
-    id_of: impl Fn(&T) -> &String,
-    kind: &'static str,
-) -> Result<(), CatalogError> {
-    let i = items.iter().position(|x| id_of(x) == id).ok_or_else(|| not_found(kind, id))?;
-    items.remove(i);
-    Ok(())
-}
-
 /// Whether a flow's draft or live version lists the offer in its inventory or has a
 /// score override for the channel (`names` recognises its id and name).
-fn flow_depends_on(flow: &DecisionFlow, kind: EntityKind, names: &dyn Fn(&str) -> bool) -> bool {
+fn flow_depends_on(flow: &DecisionFlow, scope: Scope, names: &dyn Fn(&str) -> bool) -> bool {
     let configs =
         std::iter::once(&flow.spec.draft_config).chain(flow.published_versions.last().map(|v| &v.config_snapshot));
     configs.into_iter().any(|c| {
-        c.nodes.iter().any(|n| match (kind, n.kind.as_str()) {
-            (EntityKind::Offer, "inventory") => {
+        c.nodes.iter().any(|n| match (scope, n.kind.as_str()) {
+            (Scope::Offer, "inventory") => {
                 n.config["offerIds"].as_array().is_some_and(|ids| ids.iter().any(|i| i.as_str().is_some_and(names)))
             }
-            (EntityKind::Channel, "score") => n.config["overrides"]
+            (Scope::Channel, "score") => n.config["overrides"]
                 .as_array()
                 .is_some_and(|os| os.iter().any(|o| o["scope"] == "channel" && o["value"].as_str().is_some_and(names))),
             _ => false,

@@ -225,9 +225,9 @@ pub async fn send_tutorial(
     rows: Option<Vec<serde_json::Value>>,
     flow: &str,
 ) -> Result<SentTutorial, crate::tenant::TenantError> {
-    use crate::tenant::Command;
-    let id = |v: serde_json::Value| v["id"].as_str().unwrap_or_default().to_string();
-    let schema_id = id(t.command(Command::CreateSchema(parse_json(SCHEMA.as_bytes())?)).await?);
+    use crate::model::{Channel, DecisionFlow, Offer, QualificationRule, Schema};
+    use crate::tenant::command::{json_rows, Create, LoadRows, Publish};
+    let schema_id = t.ask(Create::<Schema>(parse_json(SCHEMA.as_bytes())?)).await?.meta.id;
     let rows = match rows {
         Some(rows) => rows,
         None => {
@@ -236,27 +236,23 @@ pub async fn send_tutorial(
         }
     };
     if !rows.is_empty() {
-        t.command(Command::LoadRows {
-            schema_id: schema_id.clone(),
-            rows: crate::tenant::command::json_rows(&rows),
-            mode: LoadMode::InsertOrIgnore,
-        })
-        .await?;
+        let load = LoadRows { schema_id: schema_id.clone(), rows: json_rows(&rows), mode: LoadMode::InsertOrIgnore };
+        t.ask(load).await?;
     }
     let mut offer_ids = Vec::new();
     for body in OFFERS {
-        offer_ids.push(id(t.command(Command::CreateOffer(parse_json(body.as_bytes())?)).await?));
+        offer_ids.push(t.ask(Create::<Offer>(parse_json(body.as_bytes())?)).await?.meta.id);
     }
     for (offer, body) in RULES {
         let spec = parse_json(body.replace("$OFFER", &offer_ids[offer]).as_bytes())?;
-        t.command(Command::CreateRule(spec)).await?;
+        t.ask(Create::<QualificationRule>(spec)).await?;
     }
     for name in CHANNELS {
-        t.command(Command::CreateChannel(parse_json(channel_body(name).as_bytes())?)).await?;
+        t.ask(Create::<Channel>(parse_json(channel_body(name).as_bytes())?)).await?;
     }
     let flow = flow.replace("$SCHEMA_ID", &schema_id);
-    let flow_id = id(t.command(Command::CreateFlow(parse_json(flow.as_bytes())?)).await?);
-    t.command(Command::Publish { id: flow_id.clone(), notes: None }).await?;
+    let flow_id = t.ask(Create::<DecisionFlow>(parse_json(flow.as_bytes())?)).await?.meta.id;
+    t.ask(Publish { id: flow_id.clone(), notes: None }).await?;
     Ok(SentTutorial { schema_id, offer_ids, flow_id })
 }
 

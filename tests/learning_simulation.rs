@@ -17,9 +17,10 @@ use arbiter::learn::logistic::sigmoid;
 use arbiter::learn::rng::SplitMix64;
 use arbiter::learn::uplift::Learner;
 use arbiter::store::SledStore;
+use arbiter::tenant::command::{LoadRows, Patch, Publish};
 use arbiter::tenant::interaction::RespondInput;
 use arbiter::tenant::RecommendOptions;
-use arbiter::tenant::{measure, Command, Registry, TenantHandle};
+use arbiter::tenant::{measure, Registry, TenantHandle};
 use serde_json::{json, Value};
 
 const SAVINGS: &str = "High-yield savings";
@@ -82,8 +83,8 @@ impl Sim {
 
     async fn load(&self, customers: &[Customer]) {
         let rows = arbiter::tenant::command::json_rows(&customers.iter().map(row).collect::<Vec<_>>());
-        let cmd = Command::LoadRows { schema_id: self.schema.clone(), rows, mode: LoadMode::InsertOrIgnore };
-        self.t.command(cmd).await.unwrap();
+        let cmd = LoadRows { schema_id: self.schema.clone(), rows, mode: LoadMode::InsertOrIgnore };
+        self.t.ask(cmd).await.unwrap();
     }
 
     /// Decides, records contacts and logs: the server's own path.
@@ -224,9 +225,9 @@ async fn uplift_converges_reorders_the_tutorial_and_the_z_test_sees_the_effect()
     let mut no_uplift: Value = serde_json::from_str(&demo::FLOW.replace("$SCHEMA_ID", &sim.schema)).unwrap();
     no_uplift["draftConfig"]["nodes"].as_array_mut().unwrap().iter_mut().find(|n| n["type"] == "score").unwrap()
         ["config"]["formula"]["upliftWeight"] = json!(0);
-    let spec = arbiter::model::parse_value("", &no_uplift).unwrap();
-    sim.t.command(Command::UpdateFlow { id: sim.flow.clone(), spec }).await.unwrap();
-    sim.t.command(Command::Publish { id: sim.flow.clone(), notes: None }).await.unwrap();
+    let Value::Object(changes) = no_uplift else { panic!("a flow is an object") };
+    sim.t.ask(Patch::<arbiter::model::DecisionFlow>::new(&sim.flow, changes, None)).await.unwrap();
+    sim.t.ask(Publish { id: sim.flow.clone(), notes: None }).await.unwrap();
     assert_eq!(sim.order(&persuadable.id), [SAVINGS, CARD]);
 
     // The holdout report: treated customers convert more, and the z-test says so.

@@ -56,8 +56,9 @@ async fn every_route_has_its_request_and_response_schemas() {
     let server = TestServer::start().await;
     let doc = document(&server).await;
     let mut problems = Vec::new();
-    for &(method, path, route, _) in arbiter::api::routes::TABLE {
-        let name = format!("{method} {path} ({route:?})");
+    for row in arbiter::api::routes::table() {
+        let (method, path, route) = (row.method, row.path, row.route);
+        let name = format!("{method} {path} ({})", route.operation_id());
         let op = &doc["paths"][path][method.to_lowercase()];
         if !op.is_object() {
             problems.push(format!("{name}: missing"));

@@ -5,15 +5,16 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use arbiter::catalog::EntityKind;
 use arbiter::demo;
 use arbiter::engine::RecommendRequest;
 use arbiter::http::ApiError;
 use arbiter::model::parse_json;
+use arbiter::model::Offer;
 use arbiter::store::fault::FaultyStore;
 use arbiter::store::SledStore;
+use arbiter::tenant::command::{Create, List};
 use arbiter::tenant::interaction::RespondInput;
-use arbiter::tenant::{Command, Query, RecommendOptions, Registry, TenantHandle};
+use arbiter::tenant::{RecommendOptions, Registry, TenantHandle};
 
 async fn setup() -> (Arc<Registry>, Arc<FaultyStore>, Arc<TenantHandle>) {
     let store = Arc::new(FaultyStore::new(Arc::new(SledStore::temporary().unwrap())));
@@ -24,8 +25,7 @@ async fn setup() -> (Arc<Registry>, Arc<FaultyStore>, Arc<TenantHandle>) {
 }
 
 async fn offer_names(t: &TenantHandle) -> Vec<String> {
-    let offers = t.query(Query::List(EntityKind::Offer)).await.unwrap();
-    offers.as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap().to_string()).collect()
+    t.ask(List::<Offer>::new()).await.unwrap().into_iter().map(|o| o.spec.name).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -34,7 +34,7 @@ async fn a_write_whose_flush_fails_is_not_visible() {
     for switch in [&store.fail_writes, &store.fail_flushes] {
         switch.store(true, Ordering::SeqCst);
         let offer = parse_json(br#"{"name": "Travel insurance", "status": "active", "priority": 99}"#).unwrap();
-        let err = t.command(Command::CreateOffer(offer)).await.unwrap_err();
+        let err = t.ask(Create::<Offer>(offer)).await.unwrap_err();
         assert_eq!(ApiError::from(err).status().as_u16(), 507);
         assert!(registry.store().degraded().is_some(), "health says degraded while writes fail");
         switch.store(false, Ordering::SeqCst);
@@ -44,7 +44,7 @@ async fn a_write_whose_flush_fails_is_not_visible() {
     }
     // Once the disk is back, the same change goes through.
     let offer = parse_json(br#"{"name": "Travel insurance", "status": "active", "priority": 99}"#).unwrap();
-    t.command(Command::CreateOffer(offer)).await.unwrap();
+    t.ask(Create::<Offer>(offer)).await.unwrap();
     assert!(offer_names(&t).await.contains(&"Travel insurance".to_string()));
     assert_eq!(registry.store().degraded(), None, "healthy again without a restart");
     registry.shutdown();
@@ -68,10 +68,10 @@ async fn a_response_whose_write_fails_can_be_retried() {
     assert_eq!(ApiError::from(err).status().as_u16(), 507);
     store.fail_flushes.store(false, Ordering::SeqCst);
     let reply = t.respond(input.clone()).await.unwrap();
-    assert_eq!(reply["duplicate"], false, "the failed attempt left no idempotency record: {reply}");
-    assert_eq!(reply["recorded"], true);
+    assert!(!reply.duplicate, "the failed attempt left no idempotency record: {reply:?}");
+    assert!(reply.recorded);
     let replay = t.respond(input).await.unwrap();
-    assert_eq!(replay["duplicate"], true);
-    assert_eq!(replay["responseId"], reply["responseId"]);
+    assert!(replay.duplicate);
+    assert_eq!(replay.response.response_id, reply.response.response_id);
     registry.shutdown();
 }

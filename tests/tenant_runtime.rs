@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 use arbiter::demo;
 use arbiter::engine::{NoSignals, RecommendRequest};
 use arbiter::model::parse_json;
+use arbiter::model::{DecisionFlow, Offer, Schema};
 use arbiter::store::SledStore;
-use arbiter::tenant::{Command, Registry, TenantHandle};
+use arbiter::tenant::command::{Create, Delete, List, LoadRows, Patch, Plugins, Publish, PutPlugin};
+use arbiter::tenant::{Registry, TenantHandle};
 use serde_json::{json, Value};
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -41,9 +43,9 @@ async fn restart_serves_the_same_decisions() {
         let t = registry.ensure_tenant("default").await.unwrap();
         let flow = tutorial(&t).await;
         // A second version and a rule file, so restart must rebuild both.
-        t.command(Command::Publish { id: flow, notes: Some("again".into()) }).await.unwrap();
+        t.ask(Publish { id: flow, notes: Some("again".into()) }).await.unwrap();
         let rules = "rule \"no basic\" for all { customer.tier != \"basic\" }\n".to_string();
-        t.command(Command::PutPlugin { name: "extra.rules".into(), source: rules, from_disk: false }).await.unwrap();
+        t.ask(PutPlugin { name: "extra.rules".into(), source: rules, from_disk: false }).await.unwrap();
         let before = customers.iter().map(|c| decide(&t, c)).collect();
         registry.shutdown();
         before
@@ -77,10 +79,7 @@ async fn readers_never_see_a_torn_version() {
     let registry = Registry::start(store).unwrap();
     let t = registry.ensure_tenant("default").await.unwrap();
     let flow_id = tutorial(&t).await;
-    let schema_id = t.query(arbiter::tenant::Query::List(arbiter::catalog::EntityKind::Schema)).await.unwrap()[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let schema_id = t.ask(List::<Schema>::new()).await.unwrap()[0].meta.id.clone();
     let done = Arc::new(AtomicBool::new(false));
     let mut readers = Vec::new();
     for _ in 0..2 {
@@ -103,10 +102,10 @@ async fn readers_never_see_a_torn_version() {
         }));
     }
     for v in 2..=201u32 {
-        let spec = parse_json(versioned_draft(&schema_id, v).to_string().as_bytes()).unwrap();
-        t.command(Command::UpdateFlow { id: flow_id.clone(), spec }).await.unwrap();
-        let published = t.command(Command::Publish { id: flow_id.clone(), notes: None }).await.unwrap();
-        assert_eq!(published["versionCount"], v as usize);
+        let Value::Object(changes) = versioned_draft(&schema_id, v) else { panic!("a draft is an object") };
+        t.ask(Patch::<DecisionFlow>::new(&flow_id, changes, None)).await.unwrap();
+        let published = t.ask(Publish { id: flow_id.clone(), notes: None }).await.unwrap();
+        assert_eq!(published.version_count, v as usize);
     }
     done.store(true, Ordering::Relaxed);
     let checked: u64 = readers.into_iter().map(|r| r.join().expect("reader saw a torn version")).sum();
@@ -121,9 +120,8 @@ async fn a_change_that_would_break_a_live_flow_is_refused() {
     let registry = Registry::start(store).unwrap();
     let t = registry.ensure_tenant("default").await.unwrap();
     tutorial(&t).await;
-    let schema = t.query(arbiter::tenant::Query::List(arbiter::catalog::EntityKind::Schema)).await.unwrap();
-    let id = schema[0]["id"].as_str().unwrap().to_string();
-    let err = t.command(Command::Delete { kind: arbiter::catalog::EntityKind::Schema, id }).await.unwrap_err();
+    let schema = t.ask(List::<Schema>::new()).await.unwrap();
+    let err = t.ask(Delete::<Schema>::new(&schema[0].meta.id)).await.unwrap_err();
     assert!(err.to_string().contains("used by a decision flow"), "{err}");
     assert_eq!(decide(&t, "cust_42")["offers"].as_array().unwrap().len(), 2);
     registry.shutdown();
@@ -182,9 +180,9 @@ async fn a_folder_file_waits_for_the_entities_it_names() {
     assert_eq!(arbiter::tenant::plugins::load_all(&registry, &plugins, "default").await.unwrap(), 0);
     let t = registry.tenant("default").unwrap();
     tutorial(&t).await;
-    let files = t.query(arbiter::tenant::Query::Plugins).await.unwrap();
-    assert_eq!(files[0]["name"], "cross_sell.rules", "{files}");
-    assert_eq!(files[0]["rules"], 4);
+    let files = t.ask(Plugins).await.unwrap();
+    assert_eq!(files[0].name, "cross_sell.rules", "{files:?}");
+    assert_eq!(files[0].rules, 4);
     // Its rules and the JSON rules agree, so the tutorial's decision is unchanged.
     let names: Vec<Value> = decide(&t, "cust_42")["offers"].as_array().unwrap().iter().map(|o| o[0].clone()).collect();
     assert_eq!(names, [json!("Rewards credit card"), json!("High-yield savings")]);
@@ -228,21 +226,21 @@ async fn a_failed_write_changes_nothing() {
     let t = registry.ensure_tenant("default").await.unwrap();
     let flow_id = tutorial(&t).await;
     let generation = t.snapshot.load().generation;
-    let offers = || async { t.query(arbiter::tenant::Query::List(arbiter::catalog::EntityKind::Offer)).await.unwrap() };
+    let offers = || async { serde_json::to_value(t.ask(List::<Offer>::new()).await.unwrap()).unwrap() };
     let before = offers().await;
 
     store.failing.store(true, Ordering::Relaxed);
     let new_offer = || parse_json(br#"{"name": "Travel card", "status": "active", "priority": 99}"#).unwrap();
-    assert!(t.command(Command::CreateOffer(new_offer())).await.is_err());
-    assert!(t.command(Command::Publish { id: flow_id.clone(), notes: None }).await.is_err());
+    assert!(t.ask(Create::<Offer>(new_offer())).await.is_err());
+    assert!(t.ask(Publish { id: flow_id.clone(), notes: None }).await.is_err());
     assert_eq!(offers().await, before);
     assert_eq!(t.snapshot.load().generation, generation);
     assert_eq!(t.flow("cross-sell").unwrap().version, 1);
 
     store.failing.store(false, Ordering::Relaxed);
-    t.command(Command::CreateOffer(new_offer())).await.expect("the retry is not a duplicate");
-    let published = t.command(Command::Publish { id: flow_id, notes: None }).await.unwrap();
-    assert_eq!(published["versionCount"], 2);
+    t.ask(Create::<Offer>(new_offer())).await.expect("the retry is not a duplicate");
+    let published = t.ask(Publish { id: flow_id, notes: None }).await.unwrap();
+    assert_eq!(published.version_count, 2);
     registry.shutdown();
 }
 
@@ -287,9 +285,9 @@ async fn recommend_tells_unknown_from_unpublished_flows() {
     assert!(matches!(ask("nope"), Err(RecommendError::UnknownFlow(_))));
     let draft = json!({"key": "draft-only", "name": "Draft", "draftConfig": {"version": 2,
         "nodes": [{"id": "inv", "type": "inventory"}]}});
-    let created = t.command(Command::CreateFlow(parse_json(draft.to_string().as_bytes()).unwrap())).await.unwrap();
+    let created = t.ask(Create::<DecisionFlow>(parse_json(draft.to_string().as_bytes()).unwrap())).await.unwrap();
     assert!(matches!(ask("draft-only"), Err(RecommendError::Unpublished(_))));
-    t.command(Command::Publish { id: created["id"].as_str().unwrap().into(), notes: None }).await.unwrap();
+    t.ask(Publish { id: created.meta.id.clone(), notes: None }).await.unwrap();
     assert_eq!(ask("draft-only").unwrap().count, 4, "no rules in that flow: all four offers");
     let d = ask("cross-sell").unwrap();
     assert_eq!(d.decisions[0].offer_name.as_ref(), "Rewards credit card");
@@ -308,18 +306,18 @@ async fn one_tenants_row_load_does_not_hold_up_another_tenants_writes() {
     let registry = Registry::start(store).unwrap();
     let (a, b) = (registry.ensure_tenant("a").await.unwrap(), registry.ensure_tenant("b").await.unwrap());
     let schema = parse_json(demo::SCHEMA.as_bytes()).unwrap();
-    let schema_id = a.command(Command::CreateSchema(schema)).await.unwrap()["id"].as_str().unwrap().to_string();
+    let schema_id = a.ask(Create::<Schema>(schema)).await.unwrap().meta.id;
     let rows: Vec<Value> = (0..100_000)
         .map(|i| json!({"customer_id": format!("c{i}"), "tenureMonths": i % 100, "tier": "premium"}))
         .collect();
     let load = tokio::spawn(async move {
         let rows = arbiter::tenant::command::json_rows(&rows);
-        let cmd = Command::LoadRows { schema_id, rows, mode: arbiter::catalog::LoadMode::InsertOrIgnore };
-        a.command(cmd).await.map(|_| Instant::now())
+        let cmd = LoadRows { schema_id, rows, mode: arbiter::catalog::LoadMode::InsertOrIgnore };
+        a.ask(cmd).await.map(|_| Instant::now())
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
     let offer = parse_json(br#"{"name": "b's offer", "status": "active"}"#).unwrap();
-    b.command(Command::CreateOffer(offer)).await.unwrap();
+    b.ask(Create::<Offer>(offer)).await.unwrap();
     let b_done = Instant::now();
     let a_done = load.await.unwrap().unwrap();
     assert!(b_done < a_done, "tenant b's write waited for tenant a's row load");

@@ -8,21 +8,23 @@ use hyper::{Request, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::routes::Route;
+use super::entity::EntityApi;
+use super::routes::{Op, Route, ENTITIES};
 use super::App;
-use crate::catalog::{EntityKind, LoadMode};
+use crate::catalog::LoadMode;
 use crate::engine::RecommendRequest;
 use crate::http::auth::{generate_key, to_hex, KeyRecord, Role};
 use crate::http::body::{read_json_body, JsonRowStream};
 use crate::http::error::ApiError;
-use crate::http::pagination::{paginate, query_param, Page};
+use crate::http::pagination::{query_param, Page};
 use crate::http::response::{bytes, json as json_response, no_content, HttpResponse};
 use crate::http::router::Params;
 use crate::learn::uplift::Learner;
 use crate::model::{parse_json, FieldError, ValidationError};
+use crate::tenant::command as c;
 use crate::tenant::interaction::{outcome_types, RespondInput};
 use crate::tenant::measure;
-use crate::tenant::{Command, Query, RecommendOptions, TenantHandle};
+use crate::tenant::{RecommendOptions, TenantHandle};
 
 type Reply = Result<HttpResponse, ApiError>;
 
@@ -35,48 +37,19 @@ pub async fn dispatch(app: &Arc<App>, route: Route, params: Params, req: Request
         Route::WhoAmI => ok(&WhoAmI { tenant_id: key.tenant_id.clone(), role: key.role, name: key.name.clone() }),
         Route::CreateTenant => create_tenant(app, &key, req).await,
         Route::CreateKey => create_key(app, &key, req).await,
-        Route::Schemas => list(&tenant, EntityKind::Schema, &req).await,
-        Route::CreateSchema => create(&tenant, req, app.body_limit, Command::CreateSchema).await,
-        Route::Schema => get(&tenant, EntityKind::Schema, id()).await,
-        Route::UpdateSchema => update(&tenant, EntityKind::Schema, id(), req, app.body_limit).await,
-        Route::DeleteSchema => delete(&tenant, EntityKind::Schema, id()).await,
+        Route::Entity(kind, op) => entity(ENTITIES[kind].api, op, &tenant, id(), req, app.body_limit).await,
         Route::InsertRows => load_rows(&tenant, id(), req, app.data_limit, LoadMode::InsertOrIgnore).await,
         Route::UpsertRows => load_rows(&tenant, id(), req, app.data_limit, LoadMode::Upsert).await,
         Route::Rows => rows(&tenant, id(), &req).await,
-        Route::Offers => list(&tenant, EntityKind::Offer, &req).await,
-        Route::CreateOffer => create(&tenant, req, app.body_limit, Command::CreateOffer).await,
-        Route::Offer => get(&tenant, EntityKind::Offer, id()).await,
-        Route::UpdateOffer => update(&tenant, EntityKind::Offer, id(), req, app.body_limit).await,
-        Route::DeleteOffer => delete(&tenant, EntityKind::Offer, id()).await,
-        Route::Rules => list(&tenant, EntityKind::Rule, &req).await,
-        Route::CreateRule => create(&tenant, req, app.body_limit, Command::CreateRule).await,
-        Route::Rule => get(&tenant, EntityKind::Rule, id()).await,
-        Route::UpdateRule => update(&tenant, EntityKind::Rule, id(), req, app.body_limit).await,
-        Route::DeleteRule => delete(&tenant, EntityKind::Rule, id()).await,
-        Route::Channels => list(&tenant, EntityKind::Channel, &req).await,
-        Route::CreateChannel => create(&tenant, req, app.body_limit, Command::CreateChannel).await,
-        Route::Channel => get(&tenant, EntityKind::Channel, id()).await,
-        Route::UpdateChannel => update(&tenant, EntityKind::Channel, id(), req, app.body_limit).await,
-        Route::DeleteChannel => delete(&tenant, EntityKind::Channel, id()).await,
-        Route::Policies => list(&tenant, EntityKind::Policy, &req).await,
-        Route::CreatePolicy => create(&tenant, req, app.body_limit, Command::CreatePolicy).await,
-        Route::Policy => get(&tenant, EntityKind::Policy, id()).await,
-        Route::UpdatePolicy => update(&tenant, EntityKind::Policy, id(), req, app.body_limit).await,
-        Route::DeletePolicy => delete(&tenant, EntityKind::Policy, id()).await,
-        Route::Flows => list(&tenant, EntityKind::Flow, &req).await,
-        Route::CreateFlow => create(&tenant, req, app.body_limit, Command::CreateFlow).await,
-        Route::Flow => get(&tenant, EntityKind::Flow, id()).await,
-        Route::UpdateFlow => update(&tenant, EntityKind::Flow, id(), req, app.body_limit).await,
-        Route::DeleteFlow => delete(&tenant, EntityKind::Flow, id()).await,
         Route::Publish => publish(app, &tenant, req).await,
         Route::Versions => versions(&tenant, &req).await,
         Route::Rollback => rollback(app, &tenant, req).await,
-        Route::Plugins => ok(&tenant.query(Query::Plugins).await?),
-        Route::Plugin => ok(&tenant.query(Query::Plugin(name_of(&params))).await?),
+        Route::Plugins => ok(&tenant.ask(c::Plugins).await?),
+        Route::Plugin => ok(&tenant.ask(c::Plugin(name_of(&params))).await?),
         Route::PutPlugin => put_plugin(&tenant, name_of(&params), req, app.body_limit).await,
         Route::CheckPlugin => check_plugin(&tenant, name_of(&params), req, app.body_limit).await,
         Route::DeletePlugin => {
-            tenant.command(Command::DeletePlugin { name: name_of(&params), from_disk: false }).await?;
+            tenant.ask(c::DeletePlugin { name: name_of(&params), from_disk: false }).await?;
             Ok(no_content())
         }
         Route::Recommend => recommend(app, &tenant, req).await,
@@ -158,44 +131,32 @@ async fn body<T: DeserializeOwned>(req: Request<Incoming>, limit: usize) -> Resu
     Ok(parse_json(&bytes)?)
 }
 
-async fn create<S: DeserializeOwned>(
+/// An entity kind's endpoint: the input parsed here, the rest is the kind's `EntityApi`.
+async fn entity(
+    api: &dyn EntityApi,
+    op: Op,
     t: &TenantHandle,
+    id: String,
     req: Request<Incoming>,
     limit: usize,
-    command: impl FnOnce(S) -> Command,
 ) -> Reply {
-    let spec = body(req, limit).await?;
-    created(&t.command(command(spec)).await?)
-}
-
-async fn list(t: &TenantHandle, kind: EntityKind, req: &Request<Incoming>) -> Reply {
-    let page = Page::from_query(req.uri().query())?;
-    let items = t.query(Query::List(kind)).await?;
-    let items = items.as_array().cloned().unwrap_or_default();
-    ok(&paginate(&items, |v| v["id"].as_str().unwrap_or_default(), &page)?)
-}
-
-async fn get(t: &TenantHandle, kind: EntityKind, id: String) -> Reply {
-    ok(&t.query(Query::Get(kind, id)).await?)
-}
-
-async fn delete(t: &TenantHandle, kind: EntityKind, id: String) -> Reply {
-    t.command(Command::Delete { kind, id }).await?;
-    Ok(no_content())
-}
-
-pub use crate::tenant::command::{STORED_FIELDS, STORED_FLOW_FIELDS};
-
-/// PUT changes the fields given and keeps the rest, as the platform does. The merge is
-/// the actor's (`Command::Patch`); `If-Match: "<version>"` (or `version` in the body)
-/// makes it conditional: 412 when the entity has moved on.
-async fn update(t: &TenantHandle, kind: EntityKind, id: String, req: Request<Incoming>, limit: usize) -> Reply {
-    let if_version = if_match(&req)?;
-    let changes: Value = body(req, limit).await?;
-    let Value::Object(changes) = changes else {
-        return Err(ApiError::BadRequest("the body must be a JSON object of the fields to change".into()));
-    };
-    ok(&t.command(Command::Patch { kind, id, changes, if_version }).await?)
+    match op {
+        Op::List => api.list(t, Page::from_query(req.uri().query())?).await,
+        Op::Create => api.create(t, read_json_body(req, limit).await?).await,
+        Op::Get => api.get(t, id).await,
+        // PUT changes the fields given and keeps the rest, as the platform does. The merge
+        // is the actor's; `If-Match: "<version>"` (or `version` in the body) makes it
+        // conditional: 412 when the entity has moved on.
+        Op::Update => {
+            let if_version = if_match(&req)?;
+            let changes: Value = body(req, limit).await?;
+            let Value::Object(changes) = changes else {
+                return Err(ApiError::BadRequest("the body must be a JSON object of the fields to change".into()));
+            };
+            api.update(t, id, changes, if_version).await
+        }
+        Op::Delete => api.delete(t, id).await,
+    }
 }
 
 /// The version an `If-Match` header names (`"3"`, `3` or `W/"3"`); 400 for anything else.
@@ -216,8 +177,7 @@ async fn load_rows(t: &TenantHandle, schema_id: String, req: Request<Incoming>, 
     while let Some(row) = stream.next_raw().await? {
         rows.push(row);
     }
-    let reply = t.command(Command::LoadRows { schema_id, rows, mode }).await?;
-    created(&reply)
+    created(&t.ask(c::LoadRows { schema_id, rows, mode }).await?)
 }
 
 async fn rows(t: &TenantHandle, schema_id: String, req: &Request<Incoming>) -> Reply {
@@ -233,7 +193,7 @@ async fn rows(t: &TenantHandle, schema_id: String, req: &Request<Incoming>) -> R
     };
     let limit = number("limit", 50, 500)?.max(1);
     let offset = number("offset", 0, usize::MAX)?;
-    ok(&t.query(Query::Rows { schema_id, limit, offset }).await?)
+    ok(&t.ask(c::Rows { schema_id, limit, offset }).await?)
 }
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]
@@ -255,14 +215,14 @@ pub struct RollbackBody {
 
 async fn publish(app: &App, t: &TenantHandle, req: Request<Incoming>) -> Reply {
     let b: PublishBody = body(req, app.body_limit).await?;
-    let flow = t.command(Command::Publish { id: b.id, notes: b.notes }).await?;
+    let flow = t.ask(c::Publish { id: b.id, notes: b.notes }).await?;
     app.metrics.record_publish();
     ok(&flow)
 }
 
 async fn rollback(app: &App, t: &TenantHandle, req: Request<Incoming>) -> Reply {
     let b: RollbackBody = body(req, app.body_limit).await?;
-    let flow = t.command(Command::Rollback { id: b.id, version: b.version, notes: b.notes }).await?;
+    let flow = t.ask(c::Rollback { id: b.id, version: b.version, notes: b.notes }).await?;
     app.metrics.record_publish();
     ok(&flow)
 }
@@ -277,20 +237,20 @@ async fn versions(t: &TenantHandle, req: &Request<Incoming>) -> Reply {
             ApiError::BadRequest(format!("cursor: expected a version number (pagination.cursor), got `{c}`"))
         })?),
     };
-    ok(&t.query(Query::Versions { flow_id: id, limit: page.limit, after }).await?)
+    ok(&t.ask(c::Versions { flow_id: id, limit: page.limit, after }).await?)
 }
 
 /// A rule file is sent as text. A rejected file answers 400 with every diagnostic.
 async fn put_plugin(t: &TenantHandle, name: String, req: Request<Incoming>, limit: usize) -> Reply {
     let source = rule_file(&name, req, limit).await?;
-    ok(&t.command(Command::PutPlugin { name, source, from_disk: false }).await?)
+    ok(&t.ask(c::PutPlugin { name, source, from_disk: false }).await?)
 }
 
 /// Checks a rule file as `PUT` would, installing nothing: 200 with `ok` and every
 /// diagnostic whether or not the file is clean (`arbiter check --server`).
 async fn check_plugin(t: &TenantHandle, name: String, req: Request<Incoming>, limit: usize) -> Reply {
     let source = rule_file(&name, req, limit).await?;
-    ok(&t.query(Query::CheckPlugin { name, source }).await?)
+    ok(&t.ask(c::CheckPlugin { name, source }).await?)
 }
 
 /// A rule file's name (from the path) and its text body.
@@ -369,7 +329,7 @@ async fn respond(t: &TenantHandle, req: Request<Incoming>, limit: usize) -> Repl
         input.idempotency_key = header_key;
     }
     let reply = t.respond(input).await?;
-    let status = if reply["duplicate"] == true { StatusCode::OK } else { StatusCode::CREATED };
+    let status = if reply.duplicate { StatusCode::OK } else { StatusCode::CREATED };
     json_response(status, &reply)
 }
 
@@ -501,8 +461,7 @@ pub struct BulkReply {
     pub failed: usize,
     pub errors: Vec<BulkError>,
     /// The reply of each recorded item, as `/respond` gives it.
-    #[schemars(with = "Vec<crate::tenant::command::RespondReply>")]
-    pub results: Vec<Value>,
+    pub results: Vec<crate::tenant::command::RespondReply>,
 }
 
 #[derive(serde::Serialize, schemars::JsonSchema)]

@@ -2,10 +2,12 @@
 //! (server loop, routing, auth, bodies, pagination, metrics, errors) is in `http`.
 //!
 //! * `routes` — the route table and the role each route needs.
+//! * `entity` — the five endpoints of every entity kind, written once.
 //! * `handlers` — one small function per endpoint.
 //! * `openapi` — the OpenAPI 3 document, generated from the route table.
 //! * `errors` — mapping tenant and catalog errors to API errors.
 
+pub mod entity;
 pub mod errors;
 pub mod handlers;
 pub mod openapi;

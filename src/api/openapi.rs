@@ -11,7 +11,7 @@ use schemars::generate::SchemaSettings;
 use schemars::SchemaGenerator;
 use serde_json::{json, Map, Value};
 
-use super::routes::{Body, Contract, Route, TABLE};
+use super::routes::{table, Body, Contract, Route};
 
 const COMPONENTS: &str = "#/components/schemas/";
 
@@ -24,11 +24,11 @@ pub fn document() -> Value {
     let mut responses = settings.for_serialize().into_generator();
     let mut patches = Vec::new();
     let mut paths: Map<String, Value> = Map::new();
-    for &(method, path, route, summary) in TABLE {
-        let contract = route.contract();
-        let op = operation(route, path, summary, &contract, &mut requests, &mut responses, &mut patches);
-        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
-        entry[method.to_lowercase()] = op;
+    for row in table() {
+        let contract = row.route.contract();
+        let op = operation(row.route, row.path, &row.summary, &contract, &mut requests, &mut responses, &mut patches);
+        let entry = paths.entry(row.path.to_string()).or_insert_with(|| json!({}));
+        entry[row.method.to_lowercase()] = op;
     }
     let error = responses.subschema_for::<crate::http::error::Envelope>();
     let mut schemas = merge(requests.take_definitions(true), responses.take_definitions(true), &mut paths);
@@ -65,7 +65,7 @@ fn operation(
     responses: &mut SchemaGenerator,
     patches: &mut Vec<(String, &'static [&'static str])>,
 ) -> Value {
-    let mut op = json!({"operationId": format!("{route:?}"), "summary": summary});
+    let mut op = json!({"operationId": route.operation_id(), "summary": summary});
     let mut params: Vec<Value> = path
         .split('/')
         .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))

@@ -5,6 +5,9 @@ use hyper::Method;
 use crate::http::auth::Role;
 use crate::http::router::Router;
 
+pub use super::entity::Op;
+use super::entity::{Api, EntityApi};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Route {
     Health,
@@ -13,39 +16,11 @@ pub enum Route {
     WhoAmI,
     CreateTenant,
     CreateKey,
-    Schemas,
-    CreateSchema,
-    Schema,
-    UpdateSchema,
-    DeleteSchema,
+    /// An operation on the entity kind `ENTITIES[kind]`.
+    Entity(usize, Op),
     InsertRows,
     UpsertRows,
     Rows,
-    Offers,
-    CreateOffer,
-    Offer,
-    UpdateOffer,
-    DeleteOffer,
-    Rules,
-    CreateRule,
-    Rule,
-    UpdateRule,
-    DeleteRule,
-    Channels,
-    CreateChannel,
-    Channel,
-    UpdateChannel,
-    DeleteChannel,
-    Policies,
-    CreatePolicy,
-    Policy,
-    UpdatePolicy,
-    DeletePolicy,
-    Flows,
-    CreateFlow,
-    Flow,
-    UpdateFlow,
-    DeleteFlow,
     Publish,
     Versions,
     Rollback,
@@ -67,50 +42,131 @@ pub enum Route {
 
 use Route::*;
 
-/// (method, path, route, summary). The OpenAPI document is generated from this table.
-pub const TABLE: &[(&str, &str, Route, &str)] = &[
+/// An entity kind's row: its endpoints are `GET|POST {path}` and `GET|PUT|DELETE
+/// {path}/{id}`, all served by `api` (one generic implementation per kind).
+pub struct EntityRoutes {
+    pub path: &'static str,
+    /// `{path}/{id}`.
+    pub item: &'static str,
+    /// In operation ids (`CreateOffer`, `Offers`) and summaries ("Create an offer").
+    pub one: &'static str,
+    pub many: &'static str,
+    pub a_one: &'static str,
+    pub plural: &'static str,
+    /// The least role that may create, change or delete one (reading needs a viewer).
+    pub writes: Role,
+    /// Summaries that say more than the generic one.
+    pub notes: &'static [(Op, &'static str)],
+    pub api: &'static dyn EntityApi,
+}
+
+/// Every entity kind. As on the platform, qualification rules and contact policies are
+/// admin work; the rest needs an editor.
+pub const ENTITIES: &[EntityRoutes] = &[
+    EntityRoutes {
+        path: "/api/v1/schemas",
+        item: "/api/v1/schemas/{id}",
+        one: "Schema",
+        many: "Schemas",
+        a_one: "a schema",
+        plural: "schemas",
+        writes: Role::Editor,
+        notes: &[
+            (Op::Update, "Update a schema (fields may only be added)"),
+            (Op::Delete, "Delete a schema and its rows"),
+        ],
+        api: &Api::<crate::model::Schema>::NEW,
+    },
+    EntityRoutes {
+        path: "/api/v1/offers",
+        item: "/api/v1/offers/{id}",
+        one: "Offer",
+        many: "Offers",
+        a_one: "an offer",
+        plural: "offers",
+        writes: Role::Editor,
+        notes: &[(Op::Update, "Update an offer (given fields change)")],
+        api: &Api::<crate::model::Offer>::NEW,
+    },
+    EntityRoutes {
+        path: "/api/v1/qualification-rules",
+        item: "/api/v1/qualification-rules/{id}",
+        one: "Rule",
+        many: "Rules",
+        a_one: "a qualification rule",
+        plural: "qualification rules",
+        writes: Role::Admin,
+        notes: &[],
+        api: &Api::<crate::model::QualificationRule>::NEW,
+    },
+    EntityRoutes {
+        path: "/api/v1/channels",
+        item: "/api/v1/channels/{id}",
+        one: "Channel",
+        many: "Channels",
+        a_one: "a channel",
+        plural: "channels",
+        writes: Role::Editor,
+        notes: &[],
+        api: &Api::<crate::model::Channel>::NEW,
+    },
+    EntityRoutes {
+        path: "/api/v1/contact-policies",
+        item: "/api/v1/contact-policies/{id}",
+        one: "Policy",
+        many: "Policies",
+        a_one: "a contact policy",
+        plural: "contact policies",
+        writes: Role::Admin,
+        notes: &[(Op::List, "List contact policies (highest priority first)")],
+        api: &Api::<crate::model::policy::ContactPolicy>::NEW,
+    },
+    EntityRoutes {
+        path: "/api/v1/decision-flows",
+        item: "/api/v1/decision-flows/{id}",
+        one: "Flow",
+        many: "Flows",
+        a_one: "a decision flow",
+        plural: "decision flows",
+        writes: Role::Editor,
+        notes: &[
+            (Op::Create, "Create a decision flow (draft)"),
+            (Op::Update, "Update a flow's draft"),
+            (Op::Delete, "Delete an unpublished flow"),
+        ],
+        api: &Api::<crate::model::DecisionFlow>::NEW,
+    },
+];
+
+impl EntityRoutes {
+    fn summary(&self, op: Op) -> String {
+        if let Some((_, note)) = self.notes.iter().find(|(o, _)| *o == op) {
+            return note.to_string();
+        }
+        match op {
+            Op::List => format!("List {}", self.plural),
+            Op::Create => format!("Create {}", self.a_one),
+            Op::Get => format!("Get {}", self.a_one),
+            Op::Update => format!("Update {}", self.a_one),
+            Op::Delete => format!("Delete {}", self.a_one),
+        }
+    }
+}
+
+/// The endpoints that are not an entity kind's: (method, path, route, summary).
+const FIXED: &[(&str, &str, Route, &str)] = &[
     ("GET", "/healthz", Health, "Liveness"),
     ("GET", "/metrics", Metrics, "Prometheus metrics (operator admin keys)"),
     ("GET", "/api/v1/openapi.json", OpenApi, "This API description"),
     ("GET", "/api/v1/whoami", WhoAmI, "The calling key's tenant and role"),
     ("POST", "/api/v1/tenants", CreateTenant, "Create a tenant and its first admin key (operators)"),
     ("POST", "/api/v1/keys", CreateKey, "Create an API key for the caller's tenant"),
-    ("GET", "/api/v1/schemas", Schemas, "List schemas"),
-    ("POST", "/api/v1/schemas", CreateSchema, "Create a schema"),
-    ("GET", "/api/v1/schemas/{id}", Schema, "Get a schema"),
-    ("PUT", "/api/v1/schemas/{id}", UpdateSchema, "Update a schema (fields may only be added)"),
-    ("DELETE", "/api/v1/schemas/{id}", DeleteSchema, "Delete a schema and its rows"),
     ("POST", "/api/v1/schemas/{id}/data", InsertRows, "Insert rows; existing keys are skipped"),
     ("PUT", "/api/v1/schemas/{id}/data", UpsertRows, "Insert or replace rows by the unique field"),
     ("GET", "/api/v1/schemas/{id}/data", Rows, "Read rows (limit, offset)"),
-    ("GET", "/api/v1/offers", Offers, "List offers"),
-    ("POST", "/api/v1/offers", CreateOffer, "Create an offer"),
-    ("GET", "/api/v1/offers/{id}", Offer, "Get an offer"),
-    ("PUT", "/api/v1/offers/{id}", UpdateOffer, "Update an offer (given fields change)"),
-    ("DELETE", "/api/v1/offers/{id}", DeleteOffer, "Delete an offer"),
-    ("GET", "/api/v1/qualification-rules", Rules, "List qualification rules"),
-    ("POST", "/api/v1/qualification-rules", CreateRule, "Create a qualification rule"),
-    ("GET", "/api/v1/qualification-rules/{id}", Rule, "Get a qualification rule"),
-    ("PUT", "/api/v1/qualification-rules/{id}", UpdateRule, "Update a qualification rule"),
-    ("DELETE", "/api/v1/qualification-rules/{id}", DeleteRule, "Delete a qualification rule"),
-    ("GET", "/api/v1/channels", Channels, "List channels"),
-    ("POST", "/api/v1/channels", CreateChannel, "Create a channel"),
-    ("GET", "/api/v1/channels/{id}", Channel, "Get a channel"),
-    ("PUT", "/api/v1/channels/{id}", UpdateChannel, "Update a channel"),
-    ("DELETE", "/api/v1/channels/{id}", DeleteChannel, "Delete a channel"),
-    ("GET", "/api/v1/contact-policies", Policies, "List contact policies (highest priority first)"),
-    ("POST", "/api/v1/contact-policies", CreatePolicy, "Create a contact policy"),
-    ("GET", "/api/v1/contact-policies/{id}", Policy, "Get a contact policy"),
-    ("PUT", "/api/v1/contact-policies/{id}", UpdatePolicy, "Update a contact policy"),
-    ("DELETE", "/api/v1/contact-policies/{id}", DeletePolicy, "Delete a contact policy"),
-    ("GET", "/api/v1/decision-flows", Flows, "List decision flows"),
-    ("POST", "/api/v1/decision-flows", CreateFlow, "Create a decision flow (draft)"),
     ("POST", "/api/v1/decision-flows/publish", Publish, "Publish a flow's draft as a new version"),
     ("GET", "/api/v1/decision-flows/versions", Versions, "A flow's published versions (?id=)"),
     ("POST", "/api/v1/decision-flows/rollback", Rollback, "Publish an old version again"),
-    ("GET", "/api/v1/decision-flows/{id}", Flow, "Get a decision flow"),
-    ("PUT", "/api/v1/decision-flows/{id}", UpdateFlow, "Update a flow's draft"),
-    ("DELETE", "/api/v1/decision-flows/{id}", DeleteFlow, "Delete an unpublished flow"),
     ("GET", "/api/v1/plugins", Plugins, "List rule files"),
     ("GET", "/api/v1/plugins/{name}", Plugin, "Get a rule file's source"),
     ("PUT", "/api/v1/plugins/{name}", PutPlugin, "Check and install a rule file (text body)"),
@@ -142,6 +198,37 @@ pub const TABLE: &[(&str, &str, Route, &str)] = &[
     ),
 ];
 
+/// One endpoint: the router, the OpenAPI document and the metrics labels read these.
+#[derive(Debug, Clone)]
+pub struct RouteRow {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub route: Route,
+    pub summary: String,
+}
+
+/// Every endpoint: each entity kind's five, then the others.
+pub fn table() -> &'static [RouteRow] {
+    static TABLE: std::sync::LazyLock<Vec<RouteRow>> = std::sync::LazyLock::new(|| {
+        let entities = ENTITIES.iter().enumerate().flat_map(|(kind, e)| {
+            Op::ALL.into_iter().map(move |op| RouteRow {
+                method: op.method(),
+                path: if op.on_item() { e.item } else { e.path },
+                route: Entity(kind, op),
+                summary: e.summary(op),
+            })
+        });
+        let fixed = FIXED.iter().map(|&(method, path, route, summary)| RouteRow {
+            method,
+            path,
+            route,
+            summary: summary.to_string(),
+        });
+        entities.chain(fixed).collect()
+    });
+    &TABLE
+}
+
 impl Route {
     /// The least role that may call the route; `None` for unauthenticated routes.
     pub fn role(self) -> Option<Role> {
@@ -149,29 +236,47 @@ impl Route {
             Health | OpenApi => None,
             // Metrics name every tenant's flows: operators only (checked in the handler).
             Metrics => Some(Role::Admin),
-            // As on the platform: keys, qualification rules and rollback are admin work;
-            // reading versions needs an editor.
-            CreateTenant | CreateKey | CreateRule | UpdateRule | DeleteRule | Rollback | CreatePolicy
-            | UpdatePolicy | DeletePolicy => Some(Role::Admin),
-            Versions => Some(Role::Editor),
-            WhoAmI | Schemas | Schema | Rows | Offers | Offer | Rules | Rule | Channels | Channel | Policies
-            | Policy | Flows | Flow | Plugins | Plugin | OutcomeTypes | Recommend | Respond | RespondBulk
-            | ExperimentResults | Models | Model | ModelUplift => Some(Role::Viewer),
-            _ => Some(Role::Editor),
+            // As on the platform: keys and rollback are admin work; reading versions
+            // needs an editor.
+            CreateTenant | CreateKey | Rollback => Some(Role::Admin),
+            Entity(_, Op::List | Op::Get) => Some(Role::Viewer),
+            Entity(kind, Op::Create | Op::Update | Op::Delete) => Some(ENTITIES[kind].writes),
+            InsertRows | UpsertRows | Publish | Versions | PutPlugin | DeletePlugin | CheckPlugin | TrainModel => {
+                Some(Role::Editor)
+            }
+            WhoAmI | Rows | Plugins | Plugin | OutcomeTypes | Recommend | Respond | RespondBulk | ExperimentResults
+            | Models | Model | ModelUplift => Some(Role::Viewer),
         }
     }
 
-    /// A stable name for metrics labels.
+    /// A stable name for metrics labels: the route's path pattern.
     pub fn name(self) -> &'static str {
-        TABLE.iter().find(|(_, _, r, _)| *r == self).map_or("unknown", |(_, path, _, _)| path)
+        table().iter().find(|r| r.route == self).map_or("unknown", |r| r.path)
+    }
+
+    /// The OpenAPI `operationId`: `CreateOffer`, `Offers`, `Recommend`.
+    pub fn operation_id(self) -> String {
+        match self {
+            Entity(kind, op) => {
+                let e = &ENTITIES[kind];
+                match op {
+                    Op::List => e.many.to_string(),
+                    Op::Get => e.one.to_string(),
+                    Op::Create => format!("Create{}", e.one),
+                    Op::Update => format!("Update{}", e.one),
+                    Op::Delete => format!("Delete{}", e.one),
+                }
+            }
+            other => format!("{other:?}"),
+        }
     }
 }
 
 pub fn router() -> Router<Route> {
     let mut router = Router::new();
-    for &(method, path, route, _) in TABLE {
-        let method = Method::from_bytes(method.as_bytes()).expect("valid method");
-        router.add(method, path, route);
+    for row in table() {
+        let method = Method::from_bytes(row.method.as_bytes()).expect("valid method");
+        router.add(method, row.path, row.route);
     }
     router
 }
@@ -200,12 +305,8 @@ pub enum Body {
 
 pub type SchemaFn = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
 
-fn json<T: schemars::JsonSchema>() -> Body {
+pub(super) fn json<T: schemars::JsonSchema>() -> Body {
     Body::Json(|g| g.subschema_for::<T>())
-}
-
-fn patch<T: schemars::JsonSchema>() -> Body {
-    Body::Patch(|g| g.subschema_for::<T>(), crate::api::handlers::STORED_FIELDS)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -224,7 +325,7 @@ const fn param(name: &'static str, kind: &'static str, description: &'static str
     QueryParam { name, kind, required: false, range: None, description }
 }
 
-const LIST: &[QueryParam] = &[
+pub(super) const LIST: &[QueryParam] = &[
     QueryParam { range: Some((1, 100)), ..param("limit", "integer", "Items per page, 1 to 100 (default 25)") },
     param("cursor", "string", "`pagination.cursor` of the previous page"),
 ];
@@ -247,49 +348,18 @@ impl Route {
     /// The route's request and response bodies and query parameters.
     pub fn contract(self) -> Contract {
         use crate::api::handlers as h;
-        use crate::http::pagination::Paginated;
         use crate::model::flow::FlowView;
-        use crate::model::policy::{ContactPolicy, ContactPolicySpec};
-        use crate::model::{Channel as ChannelEntity, ChannelSpec, FlowSpec, Offer as OfferEntity, OfferSpec};
-        use crate::model::{QualificationRule as RuleEntity, RuleSpec, Schema as SchemaEntity, SchemaSpec};
         use crate::tenant::command as c;
-        type Page<T> = Paginated<'static, T>;
         let (request, statuses, success, query): (Body, &'static [u16], Body, &'static [QueryParam]) = match self {
+            Entity(kind, op) => return ENTITIES[kind].api.contract(op),
             Health => (Body::None, &[200], json::<h::Health>(), &[]),
             Metrics => (Body::None, &[200], Body::Text(crate::http::metrics::CONTENT_TYPE), &[]),
             OpenApi => (Body::None, &[200], json::<serde_json::Map<String, serde_json::Value>>(), &[]),
             WhoAmI => (Body::None, &[200], json::<h::WhoAmI>(), &[]),
             CreateTenant => (json::<h::TenantBody>(), &[201], json::<h::NewTenant>(), &[]),
             CreateKey => (json::<h::KeyBody>(), &[201], json::<h::NewKey>(), &[]),
-            Schemas => (Body::None, &[200], json::<Page<SchemaEntity>>(), LIST),
-            CreateSchema => (json::<SchemaSpec>(), &[201], json::<SchemaEntity>(), &[]),
-            Schema => (Body::None, &[200], json::<SchemaEntity>(), &[]),
-            UpdateSchema => (patch::<SchemaSpec>(), &[200], json::<SchemaEntity>(), &[]),
             InsertRows | UpsertRows => (json::<h::RowsBody>(), &[201], json::<c::LoadReply>(), &[]),
             Rows => (Body::None, &[200], json::<c::RowsPage>(), ROWS),
-            Offers => (Body::None, &[200], json::<Page<OfferEntity>>(), LIST),
-            CreateOffer => (json::<OfferSpec>(), &[201], json::<OfferEntity>(), &[]),
-            Offer => (Body::None, &[200], json::<OfferEntity>(), &[]),
-            UpdateOffer => (patch::<OfferSpec>(), &[200], json::<OfferEntity>(), &[]),
-            Rules => (Body::None, &[200], json::<Page<RuleEntity>>(), LIST),
-            CreateRule => (json::<RuleSpec>(), &[201], json::<RuleEntity>(), &[]),
-            Rule => (Body::None, &[200], json::<RuleEntity>(), &[]),
-            UpdateRule => (patch::<RuleSpec>(), &[200], json::<RuleEntity>(), &[]),
-            Channels => (Body::None, &[200], json::<Page<ChannelEntity>>(), LIST),
-            CreateChannel => (json::<ChannelSpec>(), &[201], json::<ChannelEntity>(), &[]),
-            Channel => (Body::None, &[200], json::<ChannelEntity>(), &[]),
-            UpdateChannel => (patch::<ChannelSpec>(), &[200], json::<ChannelEntity>(), &[]),
-            Policies => (Body::None, &[200], json::<Page<ContactPolicy>>(), LIST),
-            CreatePolicy => (json::<ContactPolicySpec>(), &[201], json::<ContactPolicy>(), &[]),
-            Policy => (Body::None, &[200], json::<ContactPolicy>(), &[]),
-            UpdatePolicy => (patch::<ContactPolicySpec>(), &[200], json::<ContactPolicy>(), &[]),
-            Flows => (Body::None, &[200], json::<Page<FlowView>>(), LIST),
-            CreateFlow => (json::<FlowSpec>(), &[201], json::<FlowView>(), &[]),
-            Flow => (Body::None, &[200], json::<FlowView>(), &[]),
-            UpdateFlow => {
-                let body = Body::Patch(|g| g.subschema_for::<FlowSpec>(), h::STORED_FLOW_FIELDS);
-                (body, &[200], json::<FlowView>(), &[])
-            }
             Publish => (json::<h::PublishBody>(), &[200], json::<FlowView>(), &[]),
             Versions => (Body::None, &[200], json::<c::VersionList>(), VERSIONS),
             Rollback => (json::<h::RollbackBody>(), &[200], json::<FlowView>(), &[]),
@@ -311,10 +381,36 @@ impl Route {
             Models => (Body::None, &[200], json::<h::ModelList>(), &[]),
             Model | TrainModel => (Body::None, &[200], json::<crate::tenant::measure::ModelSummary>(), &[]),
             ModelUplift => (Body::None, &[200], json::<crate::tenant::measure::CustomerUplift>(), UPLIFT),
-            DeleteSchema | DeleteOffer | DeleteRule | DeleteChannel | DeletePolicy | DeleteFlow | DeletePlugin => {
-                (Body::None, &[204], Body::None, &[])
-            }
+            DeletePlugin => (Body::None, &[204], Body::None, &[]),
         };
         Contract { request, statuses, success, query }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An entity kind is one row: its five endpoints are routed to it, reads need a viewer
+    /// and writes the row's role, and every operation id is distinct.
+    #[test]
+    fn each_entity_row_gives_its_kind_five_routed_endpoints() {
+        let router = router();
+        for (kind, e) in ENTITIES.iter().enumerate() {
+            for op in Op::ALL {
+                let path = if op.on_item() { e.item.replace("{id}", "x1") } else { e.path.to_string() };
+                let method = Method::from_bytes(op.method().as_bytes()).unwrap();
+                let (route, _) =
+                    router.match_route(&method, &path).unwrap_or_else(|_| panic!("{} {path}", op.method()));
+                assert_eq!(route, Entity(kind, op), "{} {path}", op.method());
+                let role = if matches!(op, Op::List | Op::Get) { Role::Viewer } else { e.writes };
+                assert_eq!(route.role(), Some(role), "{} {path}", op.method());
+            }
+        }
+        let mut ids: Vec<String> = table().iter().map(|r| r.route.operation_id()).collect();
+        let all = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), all, "operation ids repeat");
     }
 }

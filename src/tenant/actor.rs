@@ -14,19 +14,24 @@ use arc_swap::ArcSwap;
 use serde_json::Value;
 
 use super::command::{
-    Command, LoadReply, PluginCheck, PluginInstalled, PluginSource, PluginSummary, Query, RespondReply, RowsPage,
-    VersionList, VersionPage, VersionShape, VersionSummary, STORED_FIELDS, STORED_FLOW_FIELDS,
+    CheckPlugin, Create, Delete, DeletePlugin, Get, List, LoadReply, LoadRows, Patch, PluginCheck, PluginInstalled,
+    PluginSource, PluginSummary, Plugins, Publish, RespondReply, Rollback, Rows, RowsPage, VersionList, VersionPage,
+    VersionShape, VersionSummary, Versions,
 };
 use super::interaction::{classification_of, resolve_offer, Interaction, RespondInput, Response};
 use super::learning::Learning;
-use super::persist::{self, put_entity};
+use super::persist;
 use super::{TenantError, TenantSnapshot};
-use crate::catalog::{Catalog, CatalogError, EntityKind, LoadMode};
+use crate::catalog::entity::put_flow;
+use crate::catalog::{Catalog, CatalogError, Entity, LoadMode};
 use crate::dsl::error::{locate, render};
 use crate::dsl::Diagnostic;
 use crate::engine::CompiledFlow;
+use crate::model::flow::FlowView;
 use crate::model::ValidationError;
 use crate::store::keys::{self, Kind};
+
+type Reply<T> = Result<T, TenantError>;
 use crate::store::{Batch, Durable, Storage};
 
 /// Commands queue here; beyond it senders wait (and time out), never grow memory.
@@ -64,7 +69,7 @@ impl Actor for TenantActor {
 }
 
 /// What a command produced: the reply, and the write to wait for before sending it.
-type Applied = (Value, Option<Durable>);
+type Applied<R> = (R, Option<Durable>);
 
 /// A change prepared on a copy of the catalog, not yet current.
 struct Staged {
@@ -73,12 +78,16 @@ struct Staged {
     live: Option<Vec<Arc<CompiledFlow>>>,
 }
 
-impl Handler<Command> for TenantActor {
-    type Result = AtomicResponse<Self, Result<Value, TenantError>>;
-
-    fn handle(&mut self, cmd: Command, _: &mut Self::Context) -> Self::Result {
+impl TenantActor {
+    /// Runs a command: `apply` changes a copy and writes its records; the reply goes once
+    /// they are durable, and only then does the change become visible (`deferred`). The
+    /// actor takes no other message meanwhile, so the next command sees this one's state.
+    fn run<R: Send + 'static>(
+        &mut self,
+        apply: impl FnOnce(&mut TenantActor) -> Result<Applied<R>, TenantError>,
+    ) -> AtomicResponse<Self, Reply<R>> {
         // A bug must cost one request, not the actor's thread.
-        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.apply(cmd))).unwrap_or_else(|_| {
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply(self))).unwrap_or_else(|_| {
             Err(TenantError::Internal("the command failed unexpectedly; nothing was changed".into()))
         });
         if applied.is_err() {
@@ -101,17 +110,86 @@ impl Handler<Command> for TenantActor {
     }
 }
 
+impl<E: Entity> Handler<Create<E>> for TenantActor {
+    type Result = AtomicResponse<Self, Reply<E::View>>;
+
+    fn handle(&mut self, msg: Create<E>, _: &mut Self::Context) -> Self::Result {
+        self.run(move |a| a.entity::<E>(move |c| E::add(c, msg.0).map(|e| e.meta().id.clone())))
+    }
+}
+
+impl<E: Entity> Handler<Patch<E>> for TenantActor {
+    type Result = AtomicResponse<Self, Reply<E::View>>;
+
+    fn handle(&mut self, msg: Patch<E>, _: &mut Self::Context) -> Self::Result {
+        self.run(move |a| {
+            let spec = a.merged::<E>(&msg.id, msg.changes, msg.if_version)?;
+            a.entity::<E>(move |c| E::update(c, &msg.id, spec).map(|e| e.meta().id.clone()))
+        })
+    }
+}
+
+impl<E: Entity> Handler<Delete<E>> for TenantActor {
+    type Result = AtomicResponse<Self, Reply<()>>;
+
+    fn handle(&mut self, msg: Delete<E>, _: &mut Self::Context) -> Self::Result {
+        self.run(move |a| Ok(((), a.delete::<E>(&msg.0)?)))
+    }
+}
+
+impl Handler<LoadRows> for TenantActor {
+    type Result = AtomicResponse<Self, Reply<LoadReply>>;
+
+    fn handle(&mut self, msg: LoadRows, _: &mut Self::Context) -> Self::Result {
+        self.run(move |a| a.load_rows(&msg.schema_id, msg.rows, msg.mode))
+    }
+}
+
+impl Handler<Publish> for TenantActor {
+    type Result = AtomicResponse<Self, Reply<FlowView>>;
+
+    fn handle(&mut self, msg: Publish, _: &mut Self::Context) -> Self::Result {
+        let Publish { id, notes } = msg;
+        self.run(move |a| a.publish(&id.clone(), |c| c.publish(&id, notes)))
+    }
+}
+
+impl Handler<Rollback> for TenantActor {
+    type Result = AtomicResponse<Self, Reply<FlowView>>;
+
+    fn handle(&mut self, msg: Rollback, _: &mut Self::Context) -> Self::Result {
+        let Rollback { id, version, notes } = msg;
+        self.run(move |a| a.publish(&id.clone(), |c| c.rollback(&id, version, notes)))
+    }
+}
+
+impl Handler<super::command::PutPlugin> for TenantActor {
+    type Result = AtomicResponse<Self, Reply<PluginInstalled>>;
+
+    fn handle(&mut self, msg: super::command::PutPlugin, _: &mut Self::Context) -> Self::Result {
+        self.run(move |a| a.put_plugin(msg.name, msg.source, msg.from_disk))
+    }
+}
+
+impl Handler<DeletePlugin> for TenantActor {
+    type Result = AtomicResponse<Self, Reply<()>>;
+
+    fn handle(&mut self, msg: DeletePlugin, _: &mut Self::Context) -> Self::Result {
+        self.run(move |a| a.delete_plugin(&msg.name, msg.from_disk))
+    }
+}
+
 /// An outcome to record: a message of its own, because responds are pipelined (the next
 /// one is taken while this one's flush runs, so they share group commits) where entity
 /// commands wait for their write.
 pub struct Respond(pub RespondInput);
 
 impl actix::Message for Respond {
-    type Result = Result<Value, TenantError>;
+    type Result = Reply<RespondReply>;
 }
 
 impl Handler<Respond> for TenantActor {
-    type Result = ResponseFuture<Result<Value, TenantError>>;
+    type Result = ResponseFuture<Reply<RespondReply>>;
 
     fn handle(&mut self, msg: Respond, _: &mut Self::Context) -> Self::Result {
         let recorded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.respond(msg.0)))
@@ -139,7 +217,7 @@ impl Handler<Respond> for TenantActor {
 
 /// A respond, written (not yet durable): the reply, what to wait for, what to do after.
 struct Recorded {
-    reply: Value,
+    reply: RespondReply,
     durable: Durable,
     /// Counting the response in the propensity counters, once durable.
     on_durable: Option<Box<dyn FnOnce() + Send>>,
@@ -147,11 +225,67 @@ struct Recorded {
     undo: Option<Box<dyn FnOnce() + Send>>,
 }
 
-impl Handler<Query> for TenantActor {
-    type Result = Result<Value, TenantError>;
+impl<E: Entity> Handler<List<E>> for TenantActor {
+    type Result = Reply<Vec<E::View>>;
 
-    fn handle(&mut self, q: Query, _: &mut Self::Context) -> Self::Result {
-        self.query(q)
+    fn handle(&mut self, _: List<E>, _: &mut Self::Context) -> Self::Result {
+        Ok(E::listed(&self.catalog).into_iter().map(E::view).collect())
+    }
+}
+
+impl<E: Entity> Handler<Get<E>> for TenantActor {
+    type Result = Reply<E::View>;
+
+    fn handle(&mut self, msg: Get<E>, _: &mut Self::Context) -> Self::Result {
+        Ok(E::find(&self.catalog, &msg.0)?.view())
+    }
+}
+
+impl Handler<Rows> for TenantActor {
+    type Result = Reply<RowsPage>;
+
+    fn handle(&mut self, q: Rows, _: &mut Self::Context) -> Self::Result {
+        rows(&self.catalog, &q.schema_id, q.limit, q.offset)
+    }
+}
+
+impl Handler<Versions> for TenantActor {
+    type Result = Reply<VersionList>;
+
+    fn handle(&mut self, q: Versions, _: &mut Self::Context) -> Self::Result {
+        versions(&self.catalog, &q.flow_id, q.limit, q.after)
+    }
+}
+
+impl Handler<super::command::Plugin> for TenantActor {
+    type Result = Reply<PluginSource>;
+
+    fn handle(&mut self, q: super::command::Plugin, _: &mut Self::Context) -> Self::Result {
+        let p = self.catalog.plugins.iter().find(|p| p.name == q.0);
+        let p = p.ok_or_else(|| TenantError::NotFound(format!("rule file `{}` not found", q.0)))?;
+        Ok(PluginSource {
+            name: p.name.clone(),
+            source: p.source.clone(),
+            rules: p.rules.len(),
+            scores: p.scores.len(),
+        })
+    }
+}
+
+impl Handler<Plugins> for TenantActor {
+    type Result = Reply<Vec<PluginSummary>>;
+
+    fn handle(&mut self, _: Plugins, _: &mut Self::Context) -> Self::Result {
+        let files = self.catalog.plugins.iter();
+        Ok(files.map(|p| PluginSummary { name: p.name.clone(), rules: p.rules.len() }).collect())
+    }
+}
+
+impl Handler<CheckPlugin> for TenantActor {
+    type Result = Reply<PluginCheck>;
+
+    fn handle(&mut self, q: CheckPlugin, _: &mut Self::Context) -> Self::Result {
+        Ok(check_plugin(&self.catalog, &q.name, &q.source))
     }
 }
 
@@ -183,82 +317,33 @@ impl TenantActor {
         (actor, snapshot)
     }
 
-    fn apply(&mut self, cmd: Command) -> Result<Applied, TenantError> {
-        use EntityKind::*;
-        match cmd {
-            Command::CreateSchema(spec) => self.entity(Schema, false, |c| Ok(to_json(c.add_schema(spec)?))),
-            Command::UpdateSchema { id, spec } => {
-                self.entity(Schema, true, |c| Ok(to_json(c.update_schema(&id, spec)?)))
-            }
-            Command::LoadRows { schema_id, rows, mode } => self.load_rows(&schema_id, rows, mode),
-            Command::CreateOffer(spec) => self.entity(Offer, true, |c| Ok(to_json(c.add_offer(spec)?))),
-            Command::UpdateOffer { id, spec } => self.entity(Offer, true, |c| Ok(to_json(c.update_offer(&id, spec)?))),
-            Command::CreateRule(spec) => self.entity(Rule, true, |c| Ok(to_json(c.add_rule(spec)?))),
-            Command::UpdateRule { id, spec } => self.entity(Rule, true, |c| Ok(to_json(c.update_rule(&id, spec)?))),
-            Command::CreateChannel(spec) => self.entity(Channel, true, |c| Ok(to_json(c.add_channel(spec)?))),
-            Command::UpdateChannel { id, spec } => {
-                self.entity(Channel, true, |c| Ok(to_json(c.update_channel(&id, spec)?)))
-            }
-            Command::CreatePolicy(spec) => self.entity(Policy, true, |c| Ok(to_json(c.add_policy(spec)?))),
-            Command::UpdatePolicy { id, spec } => {
-                self.entity(Policy, true, |c| Ok(to_json(c.update_policy(&id, spec)?)))
-            }
-            // Drafts do not change what live flows decide.
-            Command::CreateFlow(spec) => self.entity(Flow, false, |c| Ok(to_json(&c.add_flow(spec)?.view()))),
-            Command::UpdateFlow { id, spec } => {
-                self.entity(Flow, false, |c| Ok(to_json(&c.update_flow(&id, spec)?.view())))
-            }
-            Command::Delete { kind, id } => self.delete(kind, &id),
-            Command::Publish { id, notes } => self.publish(&id.clone(), |c| c.publish(&id, notes)),
-            Command::Rollback { id, version, notes } => self.publish(&id.clone(), |c| c.rollback(&id, version, notes)),
-            Command::PutPlugin { name, source, from_disk } => self.put_plugin(name, source, from_disk),
-            Command::DeletePlugin { name, from_disk } => self.delete_plugin(&name, from_disk),
-            Command::Patch { kind, id, changes, if_version } => {
-                let update = self.merged(kind, id, changes, if_version)?;
-                self.apply(update)
-            }
-        }
-    }
-
-    /// The update a patch makes: the stored entity with the patch's fields in place of its
-    /// own, as the spec the kind takes, for exactly the version `if_version` names (or
-    /// the `version` sent in the body).
-    fn merged(
+    /// The spec a patch makes: the stored entity with the patch's fields in place of its
+    /// own, for exactly the version `if_version` names (or the `version` sent in the body).
+    fn merged<E: Entity>(
         &self,
-        kind: EntityKind,
-        id: String,
+        id: &str,
         changes: serde_json::Map<String, Value>,
         if_version: Option<u64>,
-    ) -> Result<Command, TenantError> {
-        let Some(Value::Object(mut current)) = list(&self.catalog, kind).into_iter().find(|e| e["id"] == id.as_str())
-        else {
-            return Err(TenantError::NotFound(format!("{} `{id}` not found", kind_name(kind))));
-        };
-        let stored = current.get("version").and_then(Value::as_u64);
+    ) -> Result<E::Spec, TenantError> {
+        let current = E::find(&self.catalog, id)?;
+        let stored = current.meta().version;
         let wanted = if_version.or_else(|| changes.get("version").and_then(Value::as_u64));
-        if let Some(wanted) = wanted.filter(|w| Some(*w) != stored) {
+        if let Some(wanted) = wanted.filter(|w| *w != stored) {
             return Err(TenantError::VersionMismatch(format!(
-                "{} `{id}` is at version {}, not {wanted}: read it again and reapply the change",
-                kind_name(kind),
-                stored.unwrap_or_default()
+                "{} `{id}` is at version {stored}, not {wanted}: read it again and reapply the change",
+                E::NAME
             )));
         }
+        let Value::Object(mut fields) = to_json(&current.view()) else {
+            return Err(TenantError::Internal(format!("{} `{id}` is not a JSON object", E::NAME)));
+        };
         // The stored-only fields go before the spec is parsed, so an unknown field can
         // only be one the client sent; sent back, they are ignored.
-        let stored_only = if kind == EntityKind::Flow { STORED_FLOW_FIELDS } else { STORED_FIELDS };
-        for field in stored_only {
-            current.remove(*field);
+        for field in E::STORED_FIELDS {
+            fields.remove(*field);
         }
-        current.extend(changes.into_iter().filter(|(field, _)| !stored_only.contains(&field.as_str())));
-        let merged = Value::Object(current);
-        Ok(match kind {
-            EntityKind::Schema => Command::UpdateSchema { id, spec: crate::model::parse_value("", &merged)? },
-            EntityKind::Offer => Command::UpdateOffer { id, spec: crate::model::parse_value("", &merged)? },
-            EntityKind::Rule => Command::UpdateRule { id, spec: crate::model::parse_value("", &merged)? },
-            EntityKind::Channel => Command::UpdateChannel { id, spec: crate::model::parse_value("", &merged)? },
-            EntityKind::Policy => Command::UpdatePolicy { id, spec: crate::model::parse_value("", &merged)? },
-            EntityKind::Flow => Command::UpdateFlow { id, spec: crate::model::parse_value("", &merged)? },
-        })
+        fields.extend(changes.into_iter().filter(|(field, _)| !E::STORED_FIELDS.contains(&field.as_str())));
+        Ok(crate::model::parse_value("", &Value::Object(fields))?)
     }
 
     /// Runs what the last command deferred until its write was durable (and what that
@@ -324,25 +409,18 @@ impl TenantActor {
         Ok(durable)
     }
 
-    /// Creates or updates one entity and stores the JSON the change returned.
-    fn entity(
+    /// Creates or updates one entity (`change` returns its id) and stores its record(s).
+    fn entity<E: Entity>(
         &mut self,
-        kind: EntityKind,
-        recompile: bool,
-        change: impl FnOnce(&mut Catalog) -> Result<Value, CatalogError>,
-    ) -> Result<Applied, TenantError> {
-        let (staged, reply) = self.stage(recompile, change)?;
+        change: impl FnOnce(&mut Catalog) -> Result<String, CatalogError>,
+    ) -> Result<Applied<E::View>, TenantError> {
+        let (staged, id) = self.stage(E::LIVE, change)?;
+        let entity = E::find(&staged.next, &id)?;
+        let view = entity.view();
         let mut b = Batch::new();
-        match kind {
-            EntityKind::Flow => {
-                let id = reply["id"].as_str().unwrap_or_default();
-                let flow = staged.next.flows.iter().find(|f| f.meta.id == id).expect("just changed");
-                persist::put_flow(&mut b, &self.id, flow, false)
-            }
-            _ => put_entity(&mut b, &self.id, kind, reply["id"].as_str().unwrap_or_default(), &reply),
-        }
+        entity.store(&mut b, &self.id);
         let durable = self.commit(staged, b)?;
-        Ok((reply, durable))
+        Ok((view, durable))
     }
 
     /// Installs pending folder files that now check against the changed catalog.
@@ -362,7 +440,12 @@ impl TenantActor {
     }
 
     /// Rows go to the shared customer tables only after their records are written.
-    fn load_rows(&mut self, schema_id: &str, rows: Vec<bytes::Bytes>, mode: LoadMode) -> Result<Applied, TenantError> {
+    fn load_rows(
+        &mut self,
+        schema_id: &str,
+        rows: Vec<bytes::Bytes>,
+        mode: LoadMode,
+    ) -> Result<Applied<LoadReply>, TenantError> {
         let parsed = self.catalog.parse_raw_rows(schema_id, &rows, mode)?;
         let mut b = Batch::new();
         // The row is stored as the client sent it (the bytes, not a re-serialisation).
@@ -384,21 +467,21 @@ impl TenantActor {
             LoadMode::InsertOrIgnore => LoadReply { inserted: Some(count), upserted: None, table_name: table },
             LoadMode::Upsert => LoadReply { inserted: None, upserted: Some(count), table_name: table },
         };
-        let reply = to_json(&reply);
         Ok((reply, durable))
     }
 
-    fn delete(&mut self, kind: EntityKind, id: &str) -> Result<Applied, TenantError> {
-        let (staged, ()) = self.stage(true, |c| c.delete(kind, id))?;
+    /// Removes one entity and the records it owns. Every live flow is compiled without it
+    /// first: a delete that would break one is refused.
+    fn delete<E: Entity>(&mut self, id: &str) -> Result<Option<Durable>, TenantError> {
+        let (staged, ()) = self.stage(true, |c| E::remove(c, id))?;
         let mut b = Batch::new();
-        b.delete(keys::key(&self.id, persist::kind_of(kind), &[id]));
-        if kind == EntityKind::Schema {
-            for (key, _) in self.store.scan_prefix(&keys::sub_prefix(&self.id, Kind::Row, &[id]))? {
+        b.delete(keys::key(&self.id, E::RECORD, &[id]));
+        if let Some(prefix) = E::owned_records(&self.id, id) {
+            for (key, _) in self.store.scan_prefix(&prefix)? {
                 b.delete(key);
             }
         }
-        let durable = self.commit(staged, b)?;
-        Ok((Value::Null, durable))
+        self.commit(staged, b)
     }
 
     /// Publishes (or rolls back): the new version is written, then made live. The other
@@ -407,12 +490,12 @@ impl TenantActor {
         &mut self,
         flow_id: &str,
         publish: impl FnOnce(&mut Catalog) -> Result<Arc<CompiledFlow>, CatalogError>,
-    ) -> Result<Applied, TenantError> {
+    ) -> Result<Applied<FlowView>, TenantError> {
         let (staged, compiled) = self.stage(false, publish)?;
         let published = staged.next.flows.iter().find(|f| f.meta.id == flow_id).expect("just published");
-        let flow = to_json(&published.view());
+        let flow = published.view();
         let mut b = Batch::new();
-        persist::put_flow(&mut b, &self.id, published, true);
+        put_flow(&mut b, &self.id, published, true);
         let durable = self.commit(staged, b)?;
         self.defer(move |actor| {
             let current = actor.snapshot.load();
@@ -440,7 +523,12 @@ impl TenantActor {
         }
     }
 
-    fn put_plugin(&mut self, name: String, source: String, from_disk: bool) -> Result<Applied, TenantError> {
+    fn put_plugin(
+        &mut self,
+        name: String,
+        source: String,
+        from_disk: bool,
+    ) -> Result<Applied<PluginInstalled>, TenantError> {
         let mut next = self.catalog.clone();
         let warnings = match next.put_plugin(&name, &source) {
             Ok(warnings) => warnings,
@@ -448,12 +536,12 @@ impl TenantActor {
         };
         let staged = self.prepared(next, true)?;
         let plugin = staged.next.plugins.iter().find(|p| p.name == name).expect("just stored");
-        let reply = to_json(&PluginInstalled {
+        let reply = PluginInstalled {
             name: name.clone(),
             rules: plugin.rules.len(),
             scores: plugin.scores.len(),
             warnings: warnings.iter().map(|d| locate(&name, &source, d)).collect(),
-        });
+        };
         let rules = plugin.rules.len();
         let mut b = Batch::new();
         if !from_disk {
@@ -494,10 +582,10 @@ impl TenantActor {
         TenantError::Plugin { name, rendered, diagnostics }
     }
 
-    fn delete_plugin(&mut self, name: &str, from_disk: bool) -> Result<Applied, TenantError> {
+    fn delete_plugin(&mut self, name: &str, from_disk: bool) -> Result<Applied<()>, TenantError> {
         if from_disk && self.pending_disk.remove(name).is_some() && !self.catalog.plugins.iter().any(|p| p.name == name)
         {
-            return Ok((Value::Null, None));
+            return Ok(((), None));
         }
         let (staged, removed) = self.stage(true, |c| Ok(c.remove_plugin(name)))?;
         if removed.is_none() {
@@ -514,7 +602,7 @@ impl TenantActor {
             actor.api_plugins.remove(&name);
             tracing::info!(tenant = %actor.id, file = %name, "rule file removed");
         });
-        Ok((Value::Null, durable))
+        Ok(((), durable))
     }
 
     /// Records a response. Runs on the actor, so the idempotency check and the write are
@@ -525,8 +613,9 @@ impl TenantActor {
         let key = input.idempotency_key.clone().unwrap_or_default();
         let idem_key = keys::key(&self.id, Kind::Idem, &[&key]);
         if let Some(first) = self.store.get(&idem_key)? {
-            let mut first: Value = serde_json::from_slice(&first).map_err(|e| TenantError::Conflict(e.to_string()))?;
-            first["duplicate"] = Value::Bool(true);
+            let mut first: RespondReply = serde_json::from_slice(&first)
+                .map_err(|e| TenantError::Internal(format!("the stored reply for idempotency key `{key}`: {e}")))?;
+            first.duplicate = true;
             let durable = self.store.write(Batch::new())?;
             return Ok(Recorded { reply: first, durable, on_durable: None, undo: None });
         }
@@ -553,7 +642,7 @@ impl TenantActor {
             idempotency_key: key,
         };
         let reply = RespondReply { response, recorded: true, duplicate: false };
-        let (reply, response) = (to_json(&reply), reply.response);
+        let response = reply.response.clone();
         let response_key = keys::key(&self.id, Kind::Response, &[&response.response_id]);
         let mut b = Batch::new();
         b.put(response_key.clone(), serde_json::to_vec(&response).expect("json"));
@@ -575,51 +664,19 @@ impl TenantActor {
             undo: Some(Box::new(undo)),
         })
     }
-
-    fn query(&self, q: Query) -> Result<Value, TenantError> {
-        let c = &self.catalog;
-        match q {
-            Query::List(kind) => Ok(Value::Array(list(c, kind))),
-            Query::Get(kind, id) => list(c, kind)
-                .into_iter()
-                .find(|e| e["id"] == id.as_str())
-                .ok_or_else(|| TenantError::NotFound(format!("{} `{id}` not found", kind_name(kind)))),
-            Query::Rows { schema_id, limit, offset } => rows(c, &schema_id, limit, offset),
-            Query::Versions { flow_id, limit, after } => versions(c, &flow_id, limit, after),
-            Query::Plugin(name) => c
-                .plugins
-                .iter()
-                .find(|p| p.name == name)
-                .map(|p| {
-                    to_json(&PluginSource {
-                        name: p.name.clone(),
-                        source: p.source.clone(),
-                        rules: p.rules.len(),
-                        scores: p.scores.len(),
-                    })
-                })
-                .ok_or_else(|| TenantError::NotFound(format!("rule file `{name}` not found"))),
-            Query::Plugins => Ok(c
-                .plugins
-                .iter()
-                .map(|p| to_json(&PluginSummary { name: p.name.clone(), rules: p.rules.len() }))
-                .collect()),
-            Query::CheckPlugin { name, source } => Ok(check_plugin(c, &name, &source)),
-        }
-    }
 }
 
 /// What `POST /plugins/{name}/check` answers: the file checked against this catalog.
-fn check_plugin(c: &Catalog, name: &str, source: &str) -> Value {
+fn check_plugin(c: &Catalog, name: &str, source: &str) -> PluginCheck {
     let checked = crate::dsl::check_source(name, source, &c.dsl_context());
     let diagnostics: Vec<_> = checked.diagnostics.iter().map(|d| locate(name, source, d)).collect();
-    to_json(&PluginCheck {
+    PluginCheck {
         name: name.to_string(),
         ok: !checked.has_errors(),
         rules: checked.rules.len(),
         scores: checked.scores.len(),
         diagnostics,
-    })
+    }
 }
 
 /// Diagnostics a file outgrows once the entities it names exist: unknown offer,
@@ -655,39 +712,7 @@ fn to_json(entity: &impl serde::Serialize) -> Value {
     serde_json::to_value(entity).expect("entities serialise")
 }
 
-pub fn kind_name(kind: EntityKind) -> &'static str {
-    match kind {
-        EntityKind::Schema => "schema",
-        EntityKind::Offer => "offer",
-        EntityKind::Rule => "qualification rule",
-        EntityKind::Channel => "channel",
-        EntityKind::Policy => "contact policy",
-        EntityKind::Flow => "decision flow",
-    }
-}
-
-/// Entities of a kind as JSON, newest first.
-fn list(c: &Catalog, kind: EntityKind) -> Vec<Value> {
-    let mut out: Vec<Value> = match kind {
-        EntityKind::Schema => c.schemas.iter().map(to_json).collect(),
-        EntityKind::Offer => c.offers.iter().map(to_json).collect(),
-        EntityKind::Rule => c.rules.iter().map(to_json).collect(),
-        EntityKind::Channel => c.channels.iter().map(to_json).collect(),
-        EntityKind::Policy => {
-            // The platform lists policies by priority (highest first), then newest first.
-            let mut p: Vec<&crate::model::policy::ContactPolicy> = c.policies.iter().collect();
-            p.sort_by(|a, b| {
-                a.spec.priority.cmp(&b.spec.priority).then_with(|| a.meta.created_at.cmp(&b.meta.created_at))
-            });
-            p.into_iter().map(to_json).collect()
-        }
-        EntityKind::Flow => c.flows.iter().map(|f| to_json(&f.view())).collect(),
-    };
-    out.reverse();
-    out
-}
-
-fn rows(c: &Catalog, schema_id: &str, limit: usize, offset: usize) -> Result<Value, TenantError> {
+fn rows(c: &Catalog, schema_id: &str, limit: usize, offset: usize) -> Result<RowsPage, TenantError> {
     let (schema, table) = c.schema(schema_id)?;
     let mut keys: Vec<Box<str>> = table.iter().map(|e| e.key().clone()).collect();
     keys.sort_unstable();
@@ -698,10 +723,10 @@ fn rows(c: &Catalog, schema_id: &str, limit: usize, offset: usize) -> Result<Val
         .filter_map(|k| table.get(k.as_ref()))
         .map(|row| schema.spec.fields.iter().zip(row.iter()).map(|(f, v)| (f.name.clone(), v.to_json())).collect())
         .collect();
-    Ok(to_json(&RowsPage { total: keys.len(), limit, offset, rows }))
+    Ok(RowsPage { total: keys.len(), limit, offset, rows })
 }
 
-fn versions(c: &Catalog, flow_id: &str, limit: usize, after: Option<u32>) -> Result<Value, TenantError> {
+fn versions(c: &Catalog, flow_id: &str, limit: usize, after: Option<u32>) -> Result<VersionList, TenantError> {
     let flow = c
         .flows
         .iter()
@@ -729,7 +754,7 @@ fn versions(c: &Catalog, flow_id: &str, limit: usize, after: Option<u32>) -> Res
         .collect();
     let cursor = has_more.then(|| page.last().map(|v| v.version.to_string())).flatten();
     let pagination = VersionPage { limit, cursor, has_more, total: all.len() };
-    Ok(to_json(&VersionList { flow_id: flow.meta.id.clone(), versions, pagination }))
+    Ok(VersionList { flow_id: flow.meta.id.clone(), versions, pagination })
 }
 
 impl From<ValidationError> for TenantError {

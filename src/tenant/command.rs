@@ -1,139 +1,188 @@
-//! Messages to a tenant actor. Commands change state and reply once the change is
-//! durable; queries read the catalog. Replies are the entities' JSON, as the API
-//! returns them.
+//! Messages to a tenant actor, each with its own typed reply. Commands change state and
+//! reply once the change is durable; queries read the catalog. The entity messages are
+//! generic over [`Entity`], so every entity kind gets create, patch, delete, list and get
+//! from its one trait impl.
+
+use std::marker::PhantomData;
 
 use actix::Message;
 use serde_json::Value;
 
 use super::TenantError;
-use crate::catalog::{EntityKind, LoadMode};
-use crate::model::policy::ContactPolicySpec;
-use crate::model::{ChannelSpec, FlowSpec, OfferSpec, RuleSpec, SchemaSpec};
+use crate::catalog::{Entity, LoadMode};
+use crate::model::flow::FlowView;
 
-#[derive(Debug)]
-pub enum Command {
-    CreateSchema(SchemaSpec),
-    UpdateSchema {
-        id: String,
-        spec: SchemaSpec,
-    },
-    /// Each row's JSON as sent: parsed one at a time on the actor (`json_rows` makes them
-    /// from values).
-    LoadRows {
-        schema_id: String,
-        rows: Vec<bytes::Bytes>,
-        mode: LoadMode,
-    },
-    CreateOffer(OfferSpec),
-    UpdateOffer {
-        id: String,
-        spec: OfferSpec,
-    },
-    CreateRule(RuleSpec),
-    UpdateRule {
-        id: String,
-        spec: RuleSpec,
-    },
-    CreateChannel(ChannelSpec),
-    UpdateChannel {
-        id: String,
-        spec: ChannelSpec,
-    },
-    CreatePolicy(ContactPolicySpec),
-    UpdatePolicy {
-        id: String,
-        spec: ContactPolicySpec,
-    },
-    CreateFlow(FlowSpec),
-    UpdateFlow {
-        id: String,
-        spec: FlowSpec,
-    },
-    Delete {
-        kind: EntityKind,
-        id: String,
-    },
-    Publish {
-        id: String,
-        notes: Option<String>,
-    },
-    Rollback {
-        id: String,
-        version: u32,
-        notes: Option<String>,
-    },
-    /// A rule file from the API (persisted) or from the plugins folder (not persisted:
-    /// the folder is its source of truth).
-    PutPlugin {
-        name: String,
-        source: String,
-        from_disk: bool,
-    },
-    DeletePlugin {
-        name: String,
-        from_disk: bool,
-    },
-    /// A `PUT`: the fields given replace the stored entity's, the rest stay. The merge
-    /// happens here, on the actor, so two concurrent patches to different fields both
-    /// land. With `if_version` (`If-Match`, or `version` in the body) the patch applies
-    /// only to that version of the entity, else it is refused (412).
-    Patch {
-        kind: EntityKind,
-        id: String,
-        /// A JSON merge patch: the fields to change, as the client sent them.
-        changes: serde_json::Map<String, Value>,
-        if_version: Option<u64>,
-    },
+type Reply<T> = Result<T, TenantError>;
+
+/// Creates an entity from its spec.
+pub struct Create<E: Entity>(pub E::Spec);
+
+/// A `PUT`: the fields given replace the stored entity's, the rest stay. The merge
+/// happens on the actor, so two concurrent patches to different fields both land. With
+/// `if_version` (`If-Match`, or `version` in the body) the patch applies only to that
+/// version of the entity, else it is refused (412).
+pub struct Patch<E> {
+    pub id: String,
+    /// A JSON merge patch: the fields to change, as the client sent them.
+    pub changes: serde_json::Map<String, Value>,
+    pub if_version: Option<u64>,
+    pub kind: PhantomData<fn() -> E>,
 }
 
-/// Rows for `Command::LoadRows` from JSON values.
+impl<E> Patch<E> {
+    pub fn new(id: impl Into<String>, changes: serde_json::Map<String, Value>, if_version: Option<u64>) -> Self {
+        Patch { id: id.into(), changes, if_version, kind: PhantomData }
+    }
+}
+
+/// Deletes an entity; refused (409) while something depends on it.
+pub struct Delete<E>(pub String, pub PhantomData<fn() -> E>);
+
+impl<E> Delete<E> {
+    pub fn new(id: impl Into<String>) -> Self {
+        Delete(id.into(), PhantomData)
+    }
+}
+
+/// Every entity of a kind, in listing order.
+pub struct List<E>(pub PhantomData<fn() -> E>);
+
+impl<E> List<E> {
+    pub fn new() -> Self {
+        List(PhantomData)
+    }
+}
+
+impl<E> Default for List<E> {
+    fn default() -> Self {
+        List::new()
+    }
+}
+
+/// One entity by id.
+pub struct Get<E>(pub String, pub PhantomData<fn() -> E>);
+
+impl<E> Get<E> {
+    pub fn new(id: impl Into<String>) -> Self {
+        Get(id.into(), PhantomData)
+    }
+}
+
+impl<E: Entity> Message for Create<E> {
+    type Result = Reply<E::View>;
+}
+impl<E: Entity> Message for Patch<E> {
+    type Result = Reply<E::View>;
+}
+impl<E: Entity> Message for Delete<E> {
+    type Result = Reply<()>;
+}
+impl<E: Entity> Message for List<E> {
+    type Result = Reply<Vec<E::View>>;
+}
+impl<E: Entity> Message for Get<E> {
+    type Result = Reply<E::View>;
+}
+
+/// Rows for a schema, each row's JSON as sent: parsed one at a time on the actor
+/// (`json_rows` makes them from values).
+pub struct LoadRows {
+    pub schema_id: String,
+    pub rows: Vec<bytes::Bytes>,
+    pub mode: LoadMode,
+}
+
+/// Rows for `LoadRows` from JSON values.
 pub fn json_rows(rows: &[Value]) -> Vec<bytes::Bytes> {
     rows.iter().map(|r| serde_json::to_vec(r).expect("JSON values serialise").into()).collect()
 }
 
-/// Fields a stored entity carries besides its spec; a `PUT` body may send them back
-/// (`version` then says which version the change is for; the others are ignored).
-pub const STORED_FIELDS: &[&str] = &["id", "version", "createdAt", "updatedAt"];
-/// A flow's: its status and versions change only by publishing.
-pub const STORED_FLOW_FIELDS: &[&str] =
-    &["id", "version", "createdAt", "updatedAt", "status", "publishedVersions", "liveVersion", "versionCount"];
-
-impl Message for Command {
-    type Result = Result<Value, TenantError>;
+/// Publishes a flow's draft as its next version.
+pub struct Publish {
+    pub id: String,
+    pub notes: Option<String>,
 }
 
-#[derive(Debug)]
-pub enum Query {
-    /// Every entity of a kind, newest first.
-    List(EntityKind),
-    Get(EntityKind, String),
-    /// Rows of a schema, in key order.
-    Rows {
-        schema_id: String,
-        limit: usize,
-        offset: usize,
-    },
-    /// A page of a flow's versions, oldest first: up to `limit` after version `after`.
-    Versions {
-        flow_id: String,
-        limit: usize,
-        after: Option<u32>,
-    },
-    Plugin(String),
-    Plugins,
-    /// Checks a rule file against the current catalog; installs nothing.
-    CheckPlugin {
-        name: String,
-        source: String,
-    },
+/// Publishes an old version again, as the next version.
+pub struct Rollback {
+    pub id: String,
+    pub version: u32,
+    pub notes: Option<String>,
 }
 
-impl Message for Query {
-    type Result = Result<Value, TenantError>;
+/// A rule file from the API (persisted) or from the plugins folder (not persisted: the
+/// folder is its source of truth).
+pub struct PutPlugin {
+    pub name: String,
+    pub source: String,
+    pub from_disk: bool,
 }
 
-// The replies that are not entities. The actor serialises these types into its JSON
-// reply, and the OpenAPI document is generated from the same types, so the two agree.
+pub struct DeletePlugin {
+    pub name: String,
+    pub from_disk: bool,
+}
+
+impl Message for LoadRows {
+    type Result = Reply<LoadReply>;
+}
+impl Message for Publish {
+    type Result = Reply<FlowView>;
+}
+impl Message for Rollback {
+    type Result = Reply<FlowView>;
+}
+impl Message for PutPlugin {
+    type Result = Reply<PluginInstalled>;
+}
+impl Message for DeletePlugin {
+    type Result = Reply<()>;
+}
+
+/// Rows of a schema, in key order.
+pub struct Rows {
+    pub schema_id: String,
+    pub limit: usize,
+    pub offset: usize,
+}
+
+/// A page of a flow's versions, oldest first: up to `limit` after version `after`.
+pub struct Versions {
+    pub flow_id: String,
+    pub limit: usize,
+    pub after: Option<u32>,
+}
+
+/// One rule file's source.
+pub struct Plugin(pub String);
+
+/// Every rule file.
+pub struct Plugins;
+
+/// Checks a rule file against the current catalog; installs nothing.
+pub struct CheckPlugin {
+    pub name: String,
+    pub source: String,
+}
+
+impl Message for Rows {
+    type Result = Reply<RowsPage>;
+}
+impl Message for Versions {
+    type Result = Reply<VersionList>;
+}
+impl Message for Plugin {
+    type Result = Reply<PluginSource>;
+}
+impl Message for Plugins {
+    type Result = Reply<Vec<PluginSummary>>;
+}
+impl Message for CheckPlugin {
+    type Result = Reply<PluginCheck>;
+}
+
+// The replies that are not entities. The handlers serialise these types, and the OpenAPI
+// document is generated from the same types, so the two agree.
 
 /// `POST|PUT /schemas/{id}/data`: how many rows were written (`inserted` for a POST,
 /// `upserted` for a PUT).
@@ -233,7 +282,7 @@ pub struct PluginCheck {
 
 /// `POST /respond`: the recorded response. A replayed idempotency key returns the first
 /// reply with `duplicate: true`.
-#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct RespondReply {
     #[serde(flatten)]
     pub response: super::interaction::Response,

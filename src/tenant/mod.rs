@@ -6,7 +6,7 @@
 //! waits on a mailbox; a request that started on the old snapshot finishes on it.
 //!
 //! * `actor` — the single writer: commands, persistence, recompile and swap.
-//! * `command` — the messages the actor takes and their replies.
+//! * `command` — the messages the actor takes, each with its typed reply.
 //! * `interaction` — the decision log, outcome types and responses.
 //! * `learning` — counters, contacts and uplift models shared with the read path.
 //! * `measure` — experiment results and uplift training from the stored log.
@@ -30,7 +30,6 @@ use crate::catalog::CatalogError;
 use crate::engine::CompiledFlow;
 use crate::store::StoreError;
 
-pub use command::{Command, Query};
 pub use registry::{Registry, TenantHandle};
 
 /// What requests read: the live compiled flows of one tenant, all compiled from one

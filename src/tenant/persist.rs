@@ -3,46 +3,12 @@
 //! catalog is rebuilt kind by kind, in dependency order.
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 
-use crate::catalog::{Catalog, EntityKind};
+use crate::catalog::Catalog;
 use crate::model::flow::PublishedVersion;
 use crate::model::DecisionFlow;
 use crate::store::keys::{self, Kind};
-use crate::store::{Batch, Storage, StoreError};
-
-pub fn kind_of(kind: EntityKind) -> Kind {
-    match kind {
-        EntityKind::Schema => Kind::Schema,
-        EntityKind::Offer => Kind::Offer,
-        EntityKind::Rule => Kind::Rule,
-        EntityKind::Channel => Kind::Channel,
-        EntityKind::Policy => Kind::Policy,
-        EntityKind::Flow => Kind::Flow,
-    }
-}
-
-/// Puts one entity's JSON under its key.
-pub fn put_entity(batch: &mut Batch, tenant: &str, kind: EntityKind, id: &str, entity: &impl Serialize) {
-    let value = serde_json::to_vec(entity).expect("entities serialise");
-    batch.put(keys::key(tenant, kind_of(kind), &[id]), value);
-}
-
-/// A flow is stored as its record without versions, plus one record per published
-/// version written once at publish: a publish writes one small record, however many
-/// versions the flow already has.
-pub fn put_flow(batch: &mut Batch, tenant: &str, flow: &DecisionFlow, new_version: bool) {
-    let id = &flow.meta.id;
-    let record = DecisionFlow { published_versions: Vec::new(), ..flow.clone() };
-    batch.put(keys::key(tenant, Kind::Flow, &[id]), serde_json::to_vec(&record).expect("json"));
-    if let (true, Some(latest)) = (new_version, flow.published_versions.last()) {
-        batch.put(version_key(tenant, id, u64::from(latest.version)), serde_json::to_vec(&**latest).expect("json"));
-    }
-}
-
-fn version_key(tenant: &str, flow_id: &str, version: u64) -> Vec<u8> {
-    keys::key(tenant, Kind::Flow, &[flow_id, "v", &format!("{version:010}")])
-}
+use crate::store::{Storage, StoreError};
 
 pub fn row_key(tenant: &str, schema_id: &str, row_key: &str) -> Vec<u8> {
     keys::key(tenant, Kind::Row, &[schema_id, row_key])

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
 
-use super::command::Command;
+use super::command::{DeletePlugin, PutPlugin};
 use super::registry::Registry;
 use super::TenantError;
 
@@ -78,7 +78,7 @@ pub async fn load_all(registry: &Registry, dir: &Path, default_tenant: &str) -> 
         let Ok((tenant, name)) = owner(&root, &file, default_tenant) else { continue };
         let Ok(source) = std::fs::read_to_string(&file) else { continue };
         let handle = registry.ensure_tenant(&tenant).await?;
-        match handle.command(Command::PutPlugin { name, source, from_disk: true }).await {
+        match handle.ask(PutPlugin { name, source, from_disk: true }).await {
             Ok(_) => loaded += 1,
             // The tenant logged it: one line for a file waiting for entities, every
             // diagnostic for a broken one.
@@ -136,8 +136,8 @@ fn apply_changes(registry: &Registry, dir: &Path, default_tenant: &str, rx: &mps
                 continue;
             };
             match std::fs::read_to_string(&file) {
-                Ok(source) => handle.notify(Command::PutPlugin { name, source, from_disk: true }),
-                Err(_) if !file.exists() => handle.notify(Command::DeletePlugin { name, from_disk: true }),
+                Ok(source) => handle.notify(PutPlugin { name, source, from_disk: true }),
+                Err(_) if !file.exists() => handle.notify(DeletePlugin { name, from_disk: true }),
                 Err(e) => tracing::warn!(file = %file.display(), "cannot read rule file: {e}"),
             }
         }

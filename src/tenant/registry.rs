@@ -15,7 +15,7 @@ use dashmap::DashMap;
 use serde_json::Value;
 
 use super::actor::TenantActor;
-use super::command::{Command, Query};
+use super::command::RespondReply;
 use super::interaction::RespondInput;
 use super::learning::{FlowUplift, Learning};
 use super::measure::{self, FlowLog};
@@ -78,18 +78,19 @@ impl TenantHandle {
 
     /// Records an outcome for a logged decision; a replayed idempotency key returns the
     /// first result (`duplicate: true`) and counts nothing twice. Resolves once durable.
-    pub async fn respond(&self, input: RespondInput) -> Result<Value, TenantError> {
-        let sent = self.addr.send(super::actor::Respond(input)).timeout(COMMAND_TIMEOUT).await;
-        sent.map_err(|e| mailbox(&self.id, e))?
+    pub async fn respond(&self, input: RespondInput) -> Result<RespondReply, TenantError> {
+        self.ask(super::actor::Respond(input)).await
     }
 
-    /// Sends a command; resolves when the change is durable.
-    pub async fn command(&self, cmd: Command) -> Result<Value, TenantError> {
-        self.addr.send(cmd).timeout(COMMAND_TIMEOUT).await.map_err(|e| mailbox(&self.id, e))?
-    }
-
-    pub async fn query(&self, q: Query) -> Result<Value, TenantError> {
-        self.addr.send(q).timeout(COMMAND_TIMEOUT).await.map_err(|e| mailbox(&self.id, e))?
+    /// Sends a command or query (`tenant::command`) to the tenant's actor and waits for
+    /// its typed reply; 503 (`Unavailable`) when the actor is gone or does not answer.
+    pub async fn ask<M, R>(&self, msg: M) -> Result<R, TenantError>
+    where
+        M: actix::Message<Result = Result<R, TenantError>> + Send + 'static,
+        R: Send + 'static,
+        TenantActor: actix::Handler<M>,
+    {
+        self.addr.send(msg).timeout(COMMAND_TIMEOUT).await.map_err(|e| mailbox(&self.id, e))?
     }
 
     /// Logs a decision so `/respond` can find it. A recommendation is not an acknowledged
@@ -126,8 +127,14 @@ impl TenantHandle {
     }
 
     /// Sends a command without waiting for it (the plugins watcher; the actor logs).
-    pub fn notify(&self, cmd: Command) {
-        if let Err(e) = self.addr.try_send(cmd) {
+    /// Sends a command without waiting for its reply (the plugins watcher).
+    pub fn notify<M, R>(&self, msg: M)
+    where
+        M: actix::Message<Result = Result<R, TenantError>> + Send + 'static,
+        R: Send + 'static,
+        TenantActor: actix::Handler<M>,
+    {
+        if let Err(e) = self.addr.try_send(msg) {
             tracing::error!(tenant = %self.id, error = %e, "tenant mailbox refused a command");
         }
     }
