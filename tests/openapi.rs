@@ -157,7 +157,7 @@ async fn schemathesis_finds_no_failures() {
     // Run in the report folder: schemathesis keeps a cache in its working directory.
     std::fs::create_dir_all(&report).expect("create the report folder");
     let cwd = report.clone();
-    let out = tokio::task::spawn_blocking(move || run_bounded("schemathesis", &args, &cwd, Duration::from_secs(110)))
+    let out = tokio::task::spawn_blocking(move || run_bounded("schemathesis", &args, &cwd, Duration::from_secs(240)))
         .await
         .expect("schemathesis runner");
     let _ = std::fs::remove_dir_all(&report);

@@ -14,6 +14,16 @@
 //! journal entry is therefore either absent — the prefix ends before step 1 (none of the batch)
 //! or after step 3 (all of it) — or present, and then no later write survived either: replaying
 //! the entry on open completes the batch without overwriting anything newer.
+//!
+//! A *large* batch (a row load of a million rows) would hold the lock, and every other
+//! tenant's writes, for seconds that way. It is applied in chunks instead, the lock released
+//! between them. Each chunk goes in as above together with its undo record — the previous
+//! value (or absence) of every key it writes — under `undo/{batch}/{chunk}`; when every chunk
+//! is in, one more journaled step removes the batch's undo records. After a crash, undo
+//! records still present belong to a batch that did not finish: they are applied newest
+//! first, which puts back what the batch overwrote, so it leaves none of its operations. The
+//! keys of a large batch must not be written by anyone else while it runs (a tenant's rows
+//! are written only by its own actor, which is busy with the load); readers may see a prefix.
 
 use super::{Op, StoreError};
 
@@ -21,6 +31,13 @@ use super::{Op, StoreError};
 const TREE: &[u8] = b"arbiter/journal";
 /// The one journal key: batches are applied one at a time, so at most one is pending.
 const PENDING: &[u8] = b"pending";
+
+/// Undo records of the large batches being applied, in the data tree beside the records
+/// they restore (outside every tenant's prefix): `arbiter/undo/{batch:016x}/{chunk:08x}`.
+const UNDO: &[u8] = b"arbiter/undo/";
+
+/// Operations per chunk of a large batch: a few milliseconds of the apply lock.
+pub(super) const CHUNK: usize = 2048;
 
 const TAG_PUT: u8 = 1;
 const TAG_DELETE: u8 = 2;
@@ -44,14 +61,50 @@ impl Journal {
         Ok(())
     }
 
-    /// Completes a batch a crash interrupted; returns whether there was one. Call on open,
-    /// before the store serves anything.
-    pub(super) fn recover(&self, db: &sled::Db) -> Result<bool, StoreError> {
-        let Some(entry) = self.tree.get(PENDING)? else { return Ok(false) };
-        apply_all(db, decode(&entry)?)?;
-        self.tree.remove(PENDING)?;
-        Ok(true)
+    /// Applies chunk `n` of the large batch `batch`, with its undo record. The caller must
+    /// hold the apply lock exclusively.
+    pub(super) fn apply_chunk(&self, db: &sled::Db, batch: u64, n: usize, ops: Vec<Op>) -> Result<(), StoreError> {
+        let mut undo = Vec::with_capacity(ops.len());
+        for op in &ops {
+            let key = op.key().to_vec();
+            undo.push(match db.get(&key)? {
+                Some(value) => Op::Put { key, value: value.to_vec() },
+                None => Op::Delete { key },
+            });
+        }
+        let mut entry = Vec::with_capacity(ops.len() + 1);
+        entry.push(Op::Put { key: undo_key(batch, n), value: encode(&undo) });
+        entry.extend(ops);
+        self.apply(db, entry)
     }
+
+    /// Ends the large batch `batch` of `chunks` chunks: its undo records go, atomically.
+    pub(super) fn finish_chunks(&self, db: &sled::Db, batch: u64, chunks: usize) -> Result<(), StoreError> {
+        self.apply(db, (0..chunks).map(|n| Op::Delete { key: undo_key(batch, n) }).collect())
+    }
+
+    /// Completes a batch a crash interrupted and takes back large batches that did not
+    /// finish; returns whether there was anything to do. Call on open, before the store
+    /// serves anything.
+    pub(super) fn recover(&self, db: &sled::Db) -> Result<bool, StoreError> {
+        let mut found = false;
+        if let Some(entry) = self.tree.get(PENDING)? {
+            found = true;
+            apply_all(db, decode(&entry)?)?;
+            self.tree.remove(PENDING)?;
+        }
+        let undo: Vec<(sled::IVec, sled::IVec)> = db.scan_prefix(UNDO).collect::<Result<_, _>>()?;
+        for (key, entry) in undo.into_iter().rev() {
+            found = true;
+            apply_all(db, decode(&entry)?)?;
+            db.remove(key)?;
+        }
+        Ok(found)
+    }
+}
+
+fn undo_key(batch: u64, chunk: usize) -> Vec<u8> {
+    [UNDO, format!("{batch:016x}/{chunk:08x}").as_bytes()].concat()
 }
 
 fn apply_all(db: &sled::Db, ops: Vec<Op>) -> Result<(), StoreError> {
@@ -165,5 +218,51 @@ mod tests {
         assert_eq!(journal.tree.get(PENDING).unwrap(), None);
         assert_eq!(db.get(b"a").unwrap().as_deref(), Some(&b"1"[..]));
         assert_eq!(db.iter().count(), 3, "journal entries stay out of the data tree");
+    }
+}
+
+#[cfg(test)]
+mod large_batches {
+    use super::*;
+
+    fn db() -> sled::Db {
+        sled::Config::new().temporary(true).open().unwrap()
+    }
+
+    fn contents(db: &sled::Db) -> Vec<(Vec<u8>, Vec<u8>)> {
+        db.iter().map(|e| e.unwrap()).map(|(k, v)| (k.to_vec(), v.to_vec())).collect()
+    }
+
+    fn put(key: &str, value: &str) -> Op {
+        Op::Put { key: key.into(), value: value.into() }
+    }
+
+    /// A large batch cut short after some of its chunks (the crash) is taken back on open:
+    /// keys it added are gone, keys it overwrote or deleted have their old values, and a key
+    /// two chunks wrote gets the value from before the batch.
+    #[test]
+    fn an_unfinished_large_batch_is_taken_back_on_open() {
+        let db = db();
+        let journal = Journal::open(&db).unwrap();
+        journal.apply(&db, vec![put("kept", "old"), put("gone", "old"), put("twice", "old")]).unwrap();
+        let before = contents(&db);
+        journal.apply_chunk(&db, 7, 0, vec![put("new", "1"), put("kept", "new"), put("twice", "a")]).unwrap();
+        journal.apply_chunk(&db, 7, 1, vec![Op::Delete { key: b"gone".to_vec() }, put("twice", "b")]).unwrap();
+        assert_ne!(contents(&db), before);
+        assert!(journal.recover(&db).unwrap());
+        assert_eq!(contents(&db), before);
+        assert!(!journal.recover(&db).unwrap(), "nothing left to recover");
+    }
+
+    /// A finished one stays, and leaves no undo records.
+    #[test]
+    fn a_finished_large_batch_stays_whole() {
+        let db = db();
+        let journal = Journal::open(&db).unwrap();
+        journal.apply_chunk(&db, 9, 0, vec![put("a", "1")]).unwrap();
+        journal.apply_chunk(&db, 9, 1, vec![put("b", "2")]).unwrap();
+        journal.finish_chunks(&db, 9, 2).unwrap();
+        assert!(!journal.recover(&db).unwrap());
+        assert_eq!(contents(&db), vec![(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), b"2".to_vec())]);
     }
 }

@@ -136,6 +136,14 @@ pub enum Op {
     Delete { key: Vec<u8> },
 }
 
+impl Op {
+    pub fn key(&self) -> &[u8] {
+        match self {
+            Op::Put { key, .. } | Op::Delete { key } => key,
+        }
+    }
+}
+
 /// One atomic unit of writes, built with [`Batch::put`] and [`Batch::delete`]. Operations apply
 /// in order, so a later operation on the same key wins.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

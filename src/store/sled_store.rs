@@ -8,11 +8,13 @@
 //! acknowledges many writes instead of one.
 //!
 //! A batch of one operation is atomic by itself; a larger one goes through the
-//! [journal](super::journal) under the exclusive side of the apply lock.
+//! [journal](super::journal) under the exclusive side of the apply lock, and a large one
+//! (over `journal::CHUNK` operations) in chunks with undo records, the lock released between
+//! chunks so one tenant's million-row load does not hold up everyone's writes.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, PoisonError, RwLock};
+use std::sync::{mpsc, Arc, PoisonError};
 use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
@@ -23,6 +25,9 @@ use super::{Batch, Durable, KeyValue, Op, Storage, StoreError};
 /// sled's page cache size. sled's default is 1 GiB; arbiter keeps its hot state in memory in
 /// the tenant snapshots and reads sled mostly at startup, so a smaller cache is enough.
 const CACHE_CAPACITY_BYTES: u64 = 256 * 1024 * 1024;
+
+/// A group flush at least this slow is logged: every write in the group waited for it.
+const SLOW_FLUSH: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Completed by the committer with the result of the flush that covered the write.
 type Waiter = oneshot::Sender<Result<(), StoreError>>;
@@ -46,8 +51,9 @@ struct Shared {
     /// Makes multi-operation batches atomic for readers and keeps other writes out of a batch's
     /// journal window: single-operation writes, `get` and `scan_prefix` take it shared, a
     /// multi-operation batch exclusively. It guards no data (`()`), only that ordering. A batch
-    /// holds it for microseconds (a few in-memory sled inserts), never across a flush.
-    apply_lock: RwLock<()>,
+    /// holds it for microseconds (a few in-memory sled inserts), a chunk of a large batch for
+    /// milliseconds, never across a flush.
+    apply_lock: parking_lot::RwLock<()>,
     /// The pending multi-operation batch, for crash recovery.
     journal: Journal,
     /// Set when a multi-operation batch failed part-way: its journal entry must be replayed by
@@ -102,7 +108,7 @@ impl SledStore {
         let dirty = Arc::new(AtomicBool::new(false));
         let failing = Arc::new(std::sync::Mutex::new(None));
         let committer = Committer::spawn(db.clone(), flushes.clone(), dirty.clone(), failing.clone())?;
-        let (apply_lock, halted) = (RwLock::new(()), AtomicBool::new(false));
+        let (apply_lock, halted) = (parking_lot::RwLock::new(()), AtomicBool::new(false));
         let shared = Shared { committer, db, apply_lock, journal, halted, flushes, dirty, failing };
         Ok(SledStore { shared: Arc::new(shared) })
     }
@@ -115,19 +121,50 @@ impl Shared {
         if ops.len() > 1 {
             return self.apply_journaled(ops);
         }
-        // A poisoned lock means a batch panicked part-way: the same state as `halted`.
-        let _shared = self.apply_lock.read().map_err(|_| StoreError::Halted)?;
+        let _shared = self.apply_lock.read();
         self.check_running()?;
         ops.pop().map_or(Ok(()), |op| journal::apply_one(&self.db, op))
     }
 
     fn apply_journaled(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        let _exclusive = self.apply_lock.write().map_err(|_| StoreError::Halted)?;
+        if ops.len() > journal::CHUNK {
+            return self.apply_chunked(ops);
+        }
+        self.exclusively(|journal, db| journal.apply(db, ops))
+    }
+
+    /// A large batch, chunk by chunk, the apply lock taken for each chunk only, so other
+    /// writes go on between them (see the journal for why a crash still leaves all or none).
+    fn apply_chunked(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        static BATCHES: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let batch = (nanos.as_micros() as u64) << 8 | (BATCHES.fetch_add(1, Ordering::Relaxed) & 0xff);
+        let mut ops = ops.into_iter();
+        let mut count = 0;
+        loop {
+            let chunk: Vec<Op> = ops.by_ref().take(journal::CHUNK).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            self.exclusively(|journal, db| journal.apply_chunk(db, batch, count, chunk))?;
+            count += 1;
+        }
+        self.exclusively(|journal, db| journal.finish_chunks(db, batch, count))
+    }
+
+    /// Runs a journaled step under the exclusive apply lock; a failure (or a panic) halts
+    /// the store until a reopen has recovered the journal. The lock is released fairly:
+    /// writers waiting for it go before this thread can take it again for its next chunk.
+    fn exclusively(&self, step: impl FnOnce(&Journal, &sled::Db) -> Result<(), StoreError>) -> Result<(), StoreError> {
+        let exclusive = self.apply_lock.write();
         self.check_running()?;
-        let result = self.journal.apply(&self.db, ops);
+        let halt = HaltOnPanic(&self.halted);
+        let result = step(&self.journal, &self.db);
+        std::mem::forget(halt);
         if result.is_err() {
             self.halted.store(true, Ordering::Release);
         }
+        parking_lot::RwLockWriteGuard::unlock_fair(exclusive);
         result
     }
 
@@ -138,9 +175,18 @@ impl Shared {
         Ok(())
     }
 
-    /// Shared access for readers; a poisoned lock still serves reads.
-    fn read_access(&self) -> std::sync::RwLockReadGuard<'_, ()> {
-        self.apply_lock.read().unwrap_or_else(PoisonError::into_inner)
+    /// Shared access for readers.
+    fn read_access(&self) -> parking_lot::RwLockReadGuard<'_, ()> {
+        self.apply_lock.read()
+    }
+}
+
+/// Sets `halted` if dropped while a journaled step unwinds: the batch stopped part-way.
+struct HaltOnPanic<'a>(&'a AtomicBool);
+
+impl Drop for HaltOnPanic<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
     }
 }
 
@@ -296,9 +342,14 @@ fn run_committer(
         group.extend(waiters.try_iter());
         // This flush also covers every unacknowledged write applied so far.
         dirty.store(false, Ordering::Release);
+        let started = std::time::Instant::now();
         let result = flush_counted(db, flushes);
         if let Err(err) = &result {
             tracing::error!(error = %err, writes = group.len(), "group commit flush failed");
+        }
+        let took = started.elapsed();
+        if took >= SLOW_FLUSH {
+            tracing::warn!(ms = took.as_millis() as u64, writes = group.len(), "slow storage flush");
         }
         note(&result);
         for waiter in group.drain(..) {
@@ -480,7 +531,7 @@ mod tests {
         drop(receiver);
         let committer = Committer { waiters: Some(sender), thread: None };
         let journal = Journal::open(&db).unwrap();
-        let (apply_lock, halted, flushes) = (RwLock::new(()), AtomicBool::new(false), Arc::default());
+        let (apply_lock, halted, flushes) = (parking_lot::RwLock::new(()), AtomicBool::new(false), Arc::default());
         let dead = SledStore {
             shared: Arc::new(Shared {
                 committer,
@@ -495,5 +546,18 @@ mod tests {
         };
         let result = dead.write(put("k", "v")).unwrap().wait();
         assert!(matches!(result, Err(StoreError::CommitterStopped)), "{result:?}");
+    }
+
+    /// A batch larger than a chunk lands whole, and leaves no undo records behind.
+    #[test]
+    fn a_large_batch_lands_whole() {
+        let store = SledStore::temporary().unwrap();
+        let mut batch = Batch::new();
+        for i in 0..(journal::CHUNK * 2 + 5) {
+            batch.put(format!("t/a/row/s/{i:06}"), "v");
+        }
+        store.write(batch).unwrap().wait().unwrap();
+        assert_eq!(store.scan_prefix(b"t/a/row/s/").unwrap().len(), journal::CHUNK * 2 + 5);
+        assert!(store.scan_prefix(b"arbiter/undo/").unwrap().is_empty());
     }
 }
