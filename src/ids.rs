@@ -55,6 +55,17 @@ pub fn unix_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
+/// 32 bits from the id stream.
+pub fn random_u32() -> u32 {
+    static COUNTER: AtomicU64 = AtomicU64::new(1 << 40);
+    (splitmix(seed() ^ COUNTER.fetch_add(1, Ordering::Relaxed)) >> 32) as u32
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_now_millis() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
 pub fn now_rfc3339() -> String {
     let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     rfc3339(d.as_secs() as i64, d.subsec_millis())

@@ -215,6 +215,9 @@ impl arbiter::store::Storage for FlakyStore {
     fn flush(&self) -> Result<(), arbiter::store::StoreError> {
         self.inner.flush()
     }
+    fn events(&self) -> &dyn arbiter::store::eventlog::EventStore {
+        self.inner.events()
+    }
 }
 
 /// Review finding: memory used to change before the write; a failed write left the
@@ -322,4 +325,44 @@ async fn one_tenants_row_load_does_not_hold_up_another_tenants_writes() {
     let a_done = load.await.unwrap().unwrap();
     assert!(b_done < a_done, "tenant b's write waited for tenant a's row load");
     registry.shutdown();
+}
+
+/// Decisions live in the event log beside the store: after a restart a response to one
+/// made before it still finds it (one read at the position its id names), and contacts
+/// are rebuilt from the log. An id whose nonce is wrong names nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_made_before_a_restart_can_be_responded_to_after_it() {
+    use arbiter::tenant::interaction::RespondInput;
+    let dir = temp_dir("respond-restart");
+    let id = {
+        let store = Arc::new(SledStore::open(&dir).unwrap());
+        let registry = Registry::start(store).unwrap();
+        let t = registry.ensure_tenant("default").await.unwrap();
+        tutorial(&t).await;
+        let d = t.recommend(&demo::request(), Default::default()).unwrap();
+        registry.shutdown();
+        d.recommendation_id
+    };
+    assert_eq!(id.len(), 24, "a position-and-nonce id: {id}");
+    let store = Arc::new(SledStore::open(&dir).unwrap());
+    let registry = Registry::start(store).unwrap();
+    let t = registry.tenant("default").unwrap();
+    assert_eq!(t.learning.contacts_of("cust_42").len(), 2, "contacts rebuilt from the log");
+    let forged = format!("{}{:08x}", &id[..16], u32::from_str_radix(&id[16..], 16).unwrap() ^ 1);
+    let respond = |rid: &str| RespondInput {
+        customer_id: "cust_42".into(),
+        recommendation_id: Some(rid.into()),
+        rank: Some(1),
+        outcome: "click".into(),
+        idempotency_key: Some(format!("restart-{rid}")),
+        ..serde_json::from_value(json!({})).unwrap()
+    };
+    let err = t.respond(respond(&forged)).await.unwrap_err();
+    assert!(err.to_string().contains("not found"), "{err}");
+    let reply = t.respond(respond(&id)).await.unwrap();
+    assert_eq!(reply.response.interaction_id, id);
+    assert!(reply.recorded && !reply.duplicate);
+    registry.shutdown();
+    drop(registry);
+    std::fs::remove_dir_all(&dir).ok();
 }

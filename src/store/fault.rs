@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use super::eventlog::{EventStore, Position};
 use super::{Batch, Durable, KeyValue, Storage, StoreError};
 
 /// Wraps a store; while a switch is on, writes fail before they are made
@@ -76,5 +77,35 @@ impl Storage for FaultyStore {
             return Err(FaultyStore::disk_full());
         }
         self.inner.flush()
+    }
+
+    fn events(&self) -> &dyn EventStore {
+        self
+    }
+}
+
+/// The event log fails with the same switches.
+impl EventStore for FaultyStore {
+    fn append(&self, payload: &[u8], acknowledged: bool) -> Result<(Position, Option<Durable>), StoreError> {
+        if self.fail_writes.load(Ordering::SeqCst) {
+            return Err(FaultyStore::disk_full());
+        }
+        let (at, durable) = self.inner.events().append(payload, acknowledged)?;
+        if durable.is_some() && self.fail_flushes.load(Ordering::SeqCst) {
+            return Ok((at, Some(Durable::ready(Err(FaultyStore::disk_full())))));
+        }
+        Ok((at, durable))
+    }
+
+    fn read(&self, at: Position) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.events().read(at)
+    }
+
+    fn replay(&self, each: &mut dyn FnMut(Position, &[u8])) -> Result<(), StoreError> {
+        self.inner.events().replay(each)
+    }
+
+    fn drop_before(&self, cutoff: std::time::SystemTime) -> Result<usize, StoreError> {
+        self.inner.events().drop_before(cutoff)
     }
 }

@@ -33,6 +33,7 @@
 //! | `t/{tenant}/idem/{idempotency_key}`   | first `respond` result for that key           |
 //! | `t/{tenant}/counter/{...}`            | learning counters                             |
 
+pub mod eventlog;
 pub mod fault;
 mod journal;
 pub mod keys;
@@ -82,6 +83,9 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Makes every write applied so far durable, blocking until it is. For graceful shutdown.
     fn flush(&self) -> Result<(), StoreError>;
+
+    /// The append-only event log kept beside the records (decisions).
+    fn events(&self) -> &dyn eventlog::EventStore;
 
     /// Why writes are failing now (the last flush failed, the disk is full), if they are:
     /// `/healthz` reports the store degraded while decisions and reads go on.

@@ -67,6 +67,8 @@ struct Shared {
     dirty: Arc<AtomicBool>,
     /// The error of the last flush, until a flush succeeds again (health).
     failing: Arc<std::sync::Mutex<Option<String>>>,
+    /// Decisions, in segment files in `events/` of the store's folder.
+    events: super::eventlog::EventLog,
 }
 
 /// The write side of the committer thread.
@@ -83,13 +85,13 @@ struct Committer {
 impl SledStore {
     /// Opens (or creates) the store in directory `path`.
     pub fn open(path: &Path) -> Result<SledStore, StoreError> {
-        SledStore::start(config().path(path))
+        SledStore::start(config().path(path), super::eventlog::EventLog::open(&path.join("events"))?)
     }
 
     /// A store in a fresh temporary location (on Linux, `/dev/shm`), deleted when dropped. For
     /// tests.
     pub fn temporary() -> Result<SledStore, StoreError> {
-        SledStore::start(config().temporary(true))
+        SledStore::start(config().temporary(true), super::eventlog::EventLog::temporary()?)
     }
 
     /// Number of sled flushes this store has issued: with group commit, far fewer than the
@@ -98,7 +100,7 @@ impl SledStore {
         self.shared.flushes.load(Ordering::Relaxed)
     }
 
-    fn start(config: sled::Config) -> Result<SledStore, StoreError> {
+    fn start(config: sled::Config, events: super::eventlog::EventLog) -> Result<SledStore, StoreError> {
         let db = config.open()?;
         let journal = Journal::open(&db)?;
         if journal.recover(&db)? {
@@ -109,7 +111,7 @@ impl SledStore {
         let failing = Arc::new(std::sync::Mutex::new(None));
         let committer = Committer::spawn(db.clone(), flushes.clone(), dirty.clone(), failing.clone())?;
         let (apply_lock, halted) = (parking_lot::RwLock::new(()), AtomicBool::new(false));
-        let shared = Shared { committer, db, apply_lock, journal, halted, flushes, dirty, failing };
+        let shared = Shared { committer, db, apply_lock, journal, halted, flushes, dirty, failing, events };
         Ok(SledStore { shared: Arc::new(shared) })
     }
 }
@@ -243,6 +245,10 @@ impl Storage for SledStore {
 
     fn flush(&self) -> Result<(), StoreError> {
         flush_counted(&self.shared.db, &self.shared.flushes)
+    }
+
+    fn events(&self) -> &dyn super::eventlog::EventStore {
+        &self.shared.events
     }
 
     fn degraded(&self) -> Option<String> {
@@ -542,6 +548,7 @@ mod tests {
                 flushes,
                 dirty: Arc::new(AtomicBool::new(false)),
                 failing: Arc::default(),
+                events: crate::store::eventlog::EventLog::temporary().unwrap(),
             }),
         };
         let result = dead.write(put("k", "v")).unwrap().wait();

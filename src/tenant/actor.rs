@@ -18,7 +18,7 @@ use super::command::{
     PluginSource, PluginSummary, Plugins, Publish, RespondReply, Rollback, Rows, RowsPage, VersionList, VersionPage,
     VersionShape, VersionSummary, Versions,
 };
-use super::interaction::{classification_of, resolve_offer, Interaction, RespondInput, Response};
+use super::interaction::{classification_of, resolve_offer, RespondInput, Response};
 use super::learning::Learning;
 use super::persist;
 use super::{TenantError, TenantSnapshot};
@@ -619,10 +619,7 @@ impl TenantActor {
             let durable = self.store.write(Batch::new())?;
             return Ok(Recorded { reply: first, durable, on_durable: None, undo: None });
         }
-        let record = self
-            .store
-            .get(&keys::key(&self.id, Kind::Interaction, &[&interaction_id]))?
-            .and_then(|bytes| serde_json::from_slice::<Interaction>(&bytes).ok())
+        let record = super::interaction::find_decision(&*self.store, &self.id, &interaction_id)?
             .ok_or_else(|| TenantError::NotFound(format!("recommendation `{interaction_id}` not found")))?;
         let offer = resolve_offer(&input, &record)?;
         let response = Response {

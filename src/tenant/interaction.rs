@@ -10,6 +10,9 @@ use std::sync::Arc;
 
 use crate::engine::{Decision, OfferDecision};
 use crate::model::{FieldError, ValidationError};
+use crate::store::eventlog::Position;
+use crate::store::keys::{self, Kind};
+use crate::store::{Storage, StoreError};
 
 /// One offer of a logged decision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,13 +46,104 @@ pub struct Interaction {
     pub created_at: String,
 }
 
-/// The decision log record, serialised straight from the decision: the same JSON as
-/// [`Interaction`], without first copying every string into an owned record (this runs
-/// on every `/recommend`).
-pub fn record_json(decision: &Decision) -> Vec<u8> {
+/// A logged decision's id: where its record is in the event log, and a nonce the record
+/// repeats, so an id cannot be guessed from another. 24 hex digits, time-ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecisionId {
+    pub at: Position,
+    pub nonce: u32,
+}
+
+impl std::fmt::Display for DecisionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:08x}{:08x}{:08x}", self.at.segment, self.at.offset, self.nonce)
+    }
+}
+
+impl DecisionId {
+    /// An id as [`Display`](std::fmt::Display) writes it; `None` for anything else (such as
+    /// the UUID-shaped ids of decisions logged by earlier versions, kept in sled).
+    pub fn parse(id: &str) -> Option<DecisionId> {
+        if id.len() != 24 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let part = |i: usize| u32::from_str_radix(&id[i * 8..(i + 1) * 8], 16).ok();
+        Some(DecisionId { at: Position { segment: part(0)?, offset: part(1)? }, nonce: part(2)? })
+    }
+}
+
+/// The decision `id` of `tenant`: one read in the event log (`None` for an id that names
+/// nothing, or another tenant's decision).
+pub fn find_decision(store: &dyn Storage, tenant: &str, id: &str) -> Result<Option<Interaction>, StoreError> {
+    if let Some(d) = DecisionId::parse(id) {
+        let Some(payload) = store.events().read(d.at)? else { return Ok(None) };
+        let found = read_decision(&payload, d.at).filter(|(t, nonce, _)| t == tenant && *nonce == d.nonce);
+        return Ok(found.map(|(_, _, i)| i));
+    }
+    // Decisions logged by earlier versions are sled records under a random key.
+    let legacy = store.get(&keys::key(tenant, Kind::Interaction, &[id]))?;
+    Ok(legacy.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+}
+
+/// Calls `each` with every logged decision of `tenant`, oldest first: those of earlier
+/// versions in sled, then the event log's.
+pub fn each_decision(store: &dyn Storage, tenant: &str, mut each: impl FnMut(Interaction)) -> Result<(), StoreError> {
+    super::measure::for_each_record(store, &keys::prefix(tenant, Kind::Interaction), |bytes| {
+        if let Ok(i) = serde_json::from_slice::<Interaction>(bytes) {
+            each(i);
+        }
+    })?;
+    store.events().replay(&mut |at, payload| {
+        if record_tenant(payload) == Some(tenant) {
+            if let Some((_, _, i)) = read_decision(payload, at) {
+                each(i);
+            }
+        }
+    })
+}
+
+/// The kind tag of a decision record (the first byte of its payload).
+const DECISION: u8 = 1;
+
+/// A decision as the event log keeps it: compact binary (postcard), the tenant and nonce
+/// first so a lookup can refuse another tenant's record without decoding the rest.
+#[derive(Serialize)]
+struct DecisionRecordOut<'a> {
+    tenant: &'a str,
+    nonce: u32,
+    customer_id: &'a str,
+    decision_flow_key: &'a str,
+    decision_flow_version: u32,
+    channel: Option<&'a str>,
+    channel_name: Option<&'a str>,
+    control_group: bool,
+    offers: OffersView<'a>,
+    features: Vec<(&'a str, f64)>,
+    created_ms: i64,
+}
+
+#[derive(Deserialize)]
+struct DecisionRecordIn {
+    tenant: String,
+    nonce: u32,
+    customer_id: String,
+    decision_flow_key: String,
+    decision_flow_version: u32,
+    channel: Option<String>,
+    channel_name: Option<String>,
+    control_group: bool,
+    offers: Vec<LoggedOffer>,
+    features: Vec<(String, f64)>,
+    created_ms: i64,
+}
+
+/// The event-log record of `decision` for `tenant`.
+pub fn decision_record(tenant: &str, decision: &Decision, nonce: u32) -> Vec<u8> {
     let offers = if decision.control_group { &decision.counterfactual } else { &decision.decisions };
-    let view = InteractionView {
-        id: &decision.interaction_id,
+    let features = FeaturesView { names: &decision.logged_features, values: &decision.features };
+    let record = DecisionRecordOut {
+        tenant,
+        nonce,
         customer_id: &decision.customer_id,
         decision_flow_key: &decision.decision_flow_key,
         decision_flow_version: decision.decision_flow_version,
@@ -57,27 +151,43 @@ pub fn record_json(decision: &Decision) -> Vec<u8> {
         channel_name: decision.channel_name.as_deref(),
         control_group: decision.control_group,
         offers: OffersView(offers),
-        features: FeaturesView { names: &decision.logged_features, values: &decision.features },
-        created_at: crate::ids::now_rfc3339(),
+        features: features.present().collect(),
+        created_ms: crate::ids::unix_now_millis(),
     };
-    serde_json::to_vec(&view).expect("the record serialises")
+    postcard::to_extend(&record, vec![DECISION]).expect("a decision record serialises")
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct InteractionView<'a> {
-    id: &'a str,
-    customer_id: &'a str,
-    decision_flow_key: &'a str,
-    decision_flow_version: u32,
-    channel: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    channel_name: Option<&'a str>,
-    control_group: bool,
-    offers: OffersView<'a>,
-    #[serde(skip_serializing_if = "FeaturesView::is_empty")]
-    features: FeaturesView<'a>,
-    created_at: String,
+/// The tenant of a decision record, read without decoding the rest.
+pub fn record_tenant(payload: &[u8]) -> Option<&str> {
+    let (&kind, rest) = payload.split_first()?;
+    if kind != DECISION {
+        return None;
+    }
+    postcard::take_from_bytes::<&str>(rest).ok().map(|(tenant, _)| tenant)
+}
+
+/// A decision record at `at` as an [`Interaction`], with its tenant and nonce.
+pub fn read_decision(payload: &[u8], at: Position) -> Option<(String, u32, Interaction)> {
+    let (&kind, rest) = payload.split_first()?;
+    if kind != DECISION {
+        return None;
+    }
+    let r: DecisionRecordIn = postcard::from_bytes(rest).ok()?;
+    let id = DecisionId { at, nonce: r.nonce }.to_string();
+    let created_at = crate::ids::rfc3339(r.created_ms.div_euclid(1000), r.created_ms.rem_euclid(1000) as u32);
+    let interaction = Interaction {
+        id,
+        customer_id: r.customer_id,
+        decision_flow_key: r.decision_flow_key,
+        decision_flow_version: r.decision_flow_version,
+        channel: r.channel,
+        channel_name: r.channel_name,
+        control_group: r.control_group,
+        offers: r.offers,
+        features: r.features.into_iter().collect(),
+        created_at,
+    };
+    Some((r.tenant, r.nonce, interaction))
 }
 
 struct OffersView<'a>(&'a [OfferDecision]);
@@ -113,48 +223,11 @@ impl FeaturesView<'_> {
     fn present(&self) -> impl Iterator<Item = (&str, f64)> {
         self.names.iter().zip(self.values).filter(|(_, v)| v.is_finite()).map(|(n, v)| (&**n, *v))
     }
-
-    fn is_empty(&self) -> bool {
-        self.present().next().is_none()
-    }
 }
 
 impl Serialize for FeaturesView<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_map(self.present())
-    }
-}
-
-impl Interaction {
-    pub fn of(decision: &Decision) -> Interaction {
-        let offers = if decision.control_group { &decision.counterfactual } else { &decision.decisions };
-        Interaction {
-            id: decision.interaction_id.clone(),
-            customer_id: decision.customer_id.clone(),
-            decision_flow_key: decision.decision_flow_key.to_string(),
-            decision_flow_version: decision.decision_flow_version,
-            channel: decision.channel.clone(),
-            channel_name: decision.channel_name.as_deref().map(str::to_string),
-            control_group: decision.control_group,
-            offers: offers
-                .iter()
-                .map(|o| LoggedOffer {
-                    rank: o.rank,
-                    offer_id: o.offer_id.to_string(),
-                    offer_name: o.offer_name.to_string(),
-                    score: o.score,
-                    category: o.category.to_string(),
-                })
-                .collect(),
-            features: decision
-                .logged_features
-                .iter()
-                .zip(&decision.features)
-                .filter(|(_, v)| v.is_finite())
-                .map(|(name, v)| (name.to_string(), *v))
-                .collect(),
-            created_at: crate::ids::now_rfc3339(),
-        }
     }
 }
 
@@ -350,16 +423,32 @@ pub fn classification_of(outcome: &str) -> Classification {
 mod tests {
     use super::*;
 
+    /// The binary record gives back what the decision logged, under the id its position
+    /// and nonce make, and names its tenant.
     #[test]
-    fn the_record_is_the_interaction_json() {
+    fn a_decision_record_reads_back_as_its_interaction() {
         let t = crate::demo::tutorial().unwrap();
         let d = t.flow.decide(&crate::demo::request(), &crate::engine::NoSignals, false);
         assert!(!d.logged_features.is_empty(), "the tutorial flow runs a holdout, so features are logged");
-        let parsed: Interaction = serde_json::from_slice(&record_json(&d)).unwrap();
-        let mut expected = Interaction::of(&d);
-        expected.created_at = parsed.created_at.clone();
-        assert_eq!(parsed, expected);
-        assert_eq!(parsed.features.get("tenureMonths"), Some(&36.0));
-        assert_eq!(parsed.offers[0].category, "cross-sell");
+        let record = decision_record("acme", &d, 0xfeed);
+        let at = Position { segment: 3, offset: 4096 };
+        assert_eq!(record_tenant(&record), Some("acme"));
+        let (tenant, nonce, i) = read_decision(&record, at).unwrap();
+        assert_eq!((tenant.as_str(), nonce), ("acme", 0xfeed));
+        assert_eq!(i.id, "00000003000010000000feed");
+        assert_eq!(DecisionId::parse(&i.id), Some(DecisionId { at, nonce: 0xfeed }));
+        assert_eq!(i.customer_id, d.customer_id);
+        assert_eq!(
+            (i.decision_flow_key.as_str(), i.decision_flow_version),
+            (&*d.decision_flow_key, d.decision_flow_version)
+        );
+        assert_eq!(i.control_group, d.control_group);
+        let shown = if d.control_group { &d.counterfactual } else { &d.decisions };
+        let names: Vec<&str> = i.offers.iter().map(|o| o.offer_name.as_str()).collect();
+        assert_eq!(names, shown.iter().map(|o| &*o.offer_name).collect::<Vec<_>>());
+        assert_eq!(i.features.get("tenureMonths"), Some(&36.0));
+        assert_eq!(i.offers[0].category, "cross-sell");
+        assert!(crate::ids::parse_rfc3339(&i.created_at).is_some(), "{}", i.created_at);
+        assert_eq!(DecisionId::parse("not-an-id"), None);
     }
 }

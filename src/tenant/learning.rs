@@ -14,7 +14,7 @@ use std::sync::{Arc, Weak};
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
-use super::interaction::{Classification, Interaction, Response};
+use super::interaction::{Classification, Response};
 use super::measure::for_each_record;
 use crate::engine::contact::Contact;
 use crate::engine::{CompiledFlow, Decision, RecommendRequest, Signals};
@@ -190,8 +190,7 @@ impl Learning {
         // Ids are random, so records come in no particular time order: gather, then sort
         // each history and keep its newest contacts.
         let mut histories: HashMap<String, Vec<Contact>> = HashMap::new();
-        for_each_record(store, &keys::prefix(tenant, Kind::Interaction), |bytes| {
-            let Ok(i) = serde_json::from_slice::<Interaction>(bytes) else { return };
+        super::interaction::each_decision(store, tenant, |i| {
             let at = crate::ids::parse_rfc3339(&i.created_at).unwrap_or(0);
             if i.control_group || now - at >= CONTACT_RETENTION_SECS {
                 return;

@@ -43,12 +43,10 @@ impl FlowLog {
             }
         })?;
         let mut decisions = Vec::new();
-        for_each_record(store, &keys::prefix(tenant, Kind::Interaction), |bytes| {
-            if let Ok(i) = serde_json::from_slice::<Interaction>(bytes) {
-                if i.decision_flow_key == flow_key {
-                    let r = responses.remove(&i.id).unwrap_or_default();
-                    decisions.push((i, r));
-                }
+        super::interaction::each_decision(store, tenant, |i| {
+            if i.decision_flow_key == flow_key {
+                let r = responses.remove(&i.id).unwrap_or_default();
+                decisions.push((i, r));
             }
         })?;
         Ok(FlowLog { decisions })
