@@ -39,7 +39,12 @@ pub struct Config {
     pub train_interval: Option<Duration>,
     /// Requests that take at least this long are logged at warn.
     pub slow_request: Duration,
+    /// Event-log segments last written longer ago than this are dropped.
+    pub retention: Duration,
 }
+
+/// How long decisions are kept, in days, unless configured otherwise.
+pub const DEFAULT_RETENTION_DAYS: u64 = 90;
 
 /// How log lines are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -84,6 +89,10 @@ pub struct ServeArgs {
     /// Log requests that take at least this many milliseconds at warn
     #[arg(long, env = "ARBITER_SLOW_REQUEST_MS", value_name = "MS", default_value_t = DEFAULT_SLOW_REQUEST_MS)]
     pub slow_request_ms: u64,
+    /// Keep logged decisions this many days (whole log segments are dropped after it)
+    #[arg(long, env = "ARBITER_RETENTION_DAYS", value_name = "DAYS", default_value_t = DEFAULT_RETENTION_DAYS,
+          value_parser = clap::value_parser!(u64).range(1..=36_500))]
+    pub retention_days: u64,
 }
 
 impl ServeArgs {
@@ -99,6 +108,7 @@ impl ServeArgs {
             pepper: set(&self.pepper),
             train_interval: (self.train_interval_secs > 0).then(|| Duration::from_secs(self.train_interval_secs)),
             slow_request: Duration::from_millis(self.slow_request_ms),
+            retention: Duration::from_secs(self.retention_days * 86_400),
         }
     }
 }
@@ -136,6 +146,7 @@ pub async fn start(config: &Config) -> Result<Started, ServeError> {
     if let Some(interval) = config.train_interval {
         registry.start_trainer(interval);
     }
+    registry.start_retention(config.retention);
     let pepper = pepper(&registry, config).await?;
     let keys = KeyIndex::new(pepper);
     for (_, hash, record) in registry.api_keys()? {

@@ -314,6 +314,36 @@ impl Registry {
         }
     }
 
+    /// Drops event-log segments older than `retention`, at start and then hourly.
+    pub fn start_retention(self: &Arc<Self>, retention: Duration) {
+        let registry = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new().name("arbiter-retention".into()).spawn(move || {
+            let (tick, every) = (Duration::from_millis(250), Duration::from_secs(3600));
+            let mut waited = every;
+            loop {
+                let Some(registry) = registry.upgrade() else { return };
+                if registry.stopping.load(Ordering::Relaxed) {
+                    return;
+                }
+                if waited >= every {
+                    waited = Duration::ZERO;
+                    let cutoff = std::time::SystemTime::now() - retention;
+                    match registry.store.events().drop_before(cutoff) {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(segments = n, "dropped event-log segments past retention"),
+                        Err(e) => tracing::error!(error = %e, "dropping old event-log segments failed"),
+                    }
+                }
+                drop(registry);
+                std::thread::sleep(tick);
+                waited += tick;
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "could not start the retention thread; old decisions are kept");
+        }
+    }
+
     fn train_all(&self) {
         for tenant in self.tenants.iter().map(|t| t.clone()).collect::<Vec<_>>() {
             let flows: Vec<Arc<CompiledFlow>> = tenant.snapshot.load().flows.values().cloned().collect();
