@@ -5,7 +5,7 @@
 use std::cmp::Ordering;
 use std::sync::Arc;
 
-use crate::ids::{fnv1a_pair, new_id};
+use crate::ids::fnv1a_pair;
 use crate::model::flow::OverrideScope;
 use crate::rules::layout::{SLOT_CHANNEL, SLOT_CHANNEL_NAME, SLOT_CHANNEL_TYPE, SLOT_CUSTOMER_ID, SLOT_PLACEMENT};
 use crate::rules::{Env, Path, Value};
@@ -87,11 +87,11 @@ impl CompiledFlow {
         meta.warnings = std::mem::take(&mut frame.warnings);
         let control = self.in_holdout(&req.customer_id);
         let (decisions, counterfactual) = if control { (Vec::new(), decisions) } else { (decisions, Vec::new()) };
-        let id = new_id();
         let channel_name = frame.channel.map(|c| self.channels[c].name.clone());
         Decision {
-            interaction_id: id.clone(),
-            recommendation_id: id,
+            // Given by the tenant's event log, whose position for the record is the id.
+            interaction_id: String::new(),
+            recommendation_id: String::new(),
             customer_id: req.customer_id.clone(),
             decision_flow_key: self.key.clone(),
             decision_flow_version: self.version,
