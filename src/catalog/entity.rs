@@ -71,6 +71,24 @@ pub trait Entity: Serialize + DeserializeOwned + Send + Sync + 'static {
     }
 }
 
+/// The methods of a kind whose API view is the entity itself, kept in `Catalog::$field`.
+macro_rules! stored_as_itself {
+    ($field:ident) => {
+        fn all(c: &Catalog) -> &[Self] {
+            &c.$field
+        }
+        fn meta(&self) -> &Meta {
+            &self.meta
+        }
+        fn view(&self) -> Self {
+            self.clone()
+        }
+        fn view_id(view: &Self) -> &str {
+            &view.meta.id
+        }
+    };
+}
+
 /// Removes the entity `id` from `items`.
 fn remove_from<E: Entity>(items: &mut Vec<E>, id: &str) -> Result<(), CatalogError> {
     let i = items.iter().position(|x| x.meta().id == id).ok_or_else(|| not_found(E::NAME, id))?;
@@ -98,18 +116,7 @@ impl Entity for Schema {
     // Flows read rows through the shared tables; a schema's description is not compiled in.
     const LIVE: bool = false;
 
-    fn all(c: &Catalog) -> &[Self] {
-        &c.schemas
-    }
-    fn meta(&self) -> &Meta {
-        &self.meta
-    }
-    fn view(&self) -> Schema {
-        self.clone()
-    }
-    fn view_id(view: &Schema) -> &str {
-        &view.meta.id
-    }
+    stored_as_itself!(schemas);
     fn add(c: &mut Catalog, spec: SchemaSpec) -> Result<&Self, CatalogError> {
         c.add_schema(spec)
     }
@@ -130,18 +137,7 @@ impl Entity for Offer {
     const NAME: &'static str = "offer";
     const RECORD: Kind = Kind::Offer;
 
-    fn all(c: &Catalog) -> &[Self] {
-        &c.offers
-    }
-    fn meta(&self) -> &Meta {
-        &self.meta
-    }
-    fn view(&self) -> Offer {
-        self.clone()
-    }
-    fn view_id(view: &Offer) -> &str {
-        &view.meta.id
-    }
+    stored_as_itself!(offers);
     fn add(c: &mut Catalog, spec: OfferSpec) -> Result<&Self, CatalogError> {
         c.add_offer(spec)
     }
@@ -160,18 +156,7 @@ impl Entity for QualificationRule {
     const NAME: &'static str = "qualification rule";
     const RECORD: Kind = Kind::Rule;
 
-    fn all(c: &Catalog) -> &[Self] {
-        &c.rules
-    }
-    fn meta(&self) -> &Meta {
-        &self.meta
-    }
-    fn view(&self) -> QualificationRule {
-        self.clone()
-    }
-    fn view_id(view: &QualificationRule) -> &str {
-        &view.meta.id
-    }
+    stored_as_itself!(rules);
     fn add(c: &mut Catalog, spec: RuleSpec) -> Result<&Self, CatalogError> {
         c.add_rule(spec)
     }
@@ -189,18 +174,7 @@ impl Entity for Channel {
     const NAME: &'static str = "channel";
     const RECORD: Kind = Kind::Channel;
 
-    fn all(c: &Catalog) -> &[Self] {
-        &c.channels
-    }
-    fn meta(&self) -> &Meta {
-        &self.meta
-    }
-    fn view(&self) -> Channel {
-        self.clone()
-    }
-    fn view_id(view: &Channel) -> &str {
-        &view.meta.id
-    }
+    stored_as_itself!(channels);
     fn add(c: &mut Catalog, spec: ChannelSpec) -> Result<&Self, CatalogError> {
         c.add_channel(spec)
     }
@@ -219,18 +193,7 @@ impl Entity for ContactPolicy {
     const NAME: &'static str = "contact policy";
     const RECORD: Kind = Kind::Policy;
 
-    fn all(c: &Catalog) -> &[Self] {
-        &c.policies
-    }
-    fn meta(&self) -> &Meta {
-        &self.meta
-    }
-    fn view(&self) -> ContactPolicy {
-        self.clone()
-    }
-    fn view_id(view: &ContactPolicy) -> &str {
-        &view.meta.id
-    }
+    stored_as_itself!(policies);
     fn add(c: &mut Catalog, spec: ContactPolicySpec) -> Result<&Self, CatalogError> {
         c.add_policy(spec)
     }
