@@ -348,6 +348,8 @@ async fn a_decision_made_before_a_restart_can_be_responded_to_after_it() {
     let registry = Registry::start(store).unwrap();
     let t = registry.tenant("default").unwrap();
     assert_eq!(t.learning.contacts_of("cust_42").len(), 2, "contacts rebuilt from the log");
+    let (treated, control, _) = t.learning.experiments.totals("cross-sell");
+    assert_eq!(treated.samples + control.samples, 1, "the experiment's customer, rebuilt from the log");
     let forged = format!("{}{:08x}", &id[..16], u32::from_str_radix(&id[16..], 16).unwrap() ^ 1);
     let respond = |rid: &str| RespondInput {
         customer_id: "cust_42".into(),

@@ -56,7 +56,7 @@ pub async fn dispatch(app: &Arc<App>, route: Route, params: Params, req: Request
         Route::Respond => respond(&tenant, req, app.body_limit).await,
         Route::RespondBulk => respond_bulk(&tenant, req, app.body_limit).await,
         Route::OutcomeTypes => ok(&outcome_types()),
-        Route::ExperimentResults => experiment_results(tenant, id()).await,
+        Route::ExperimentResults => experiment_results(&tenant, id()),
         Route::Models => {
             let flows: Vec<_> = tenant.snapshot.load().flows.values().cloned().collect();
             let data =
@@ -284,15 +284,10 @@ fn live_flow(t: &TenantHandle, id: &str) -> Result<Arc<crate::engine::CompiledFl
     })
 }
 
-/// Reads the flow's log off the async threads: it is a scan of the stored decisions.
-async fn experiment_results(t: Arc<TenantHandle>, id: String) -> Reply {
-    let flow = live_flow(&t, &id)?;
-    let body =
-        tokio::task::spawn_blocking(move || t.flow_log(&flow.key).map(|log| measure::experiment_results(&flow, &log)))
-            .await
-            .map_err(|e| ApiError::internal("experiment results", &e))?
-            .map_err(crate::tenant::TenantError::from)?;
-    ok(&body)
+/// From the aggregates kept as decisions and outcomes happen: no scan of the log.
+fn experiment_results(t: &TenantHandle, id: String) -> Reply {
+    let flow = live_flow(t, &id)?;
+    ok(&measure::experiment_results(&flow, t.learning.experiments.totals(&flow.key)))
 }
 
 async fn train_model(t: Arc<TenantHandle>, id: String) -> Reply {

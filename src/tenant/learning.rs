@@ -37,6 +37,8 @@ pub struct Learning {
     contacts: DashMap<Box<str>, Vec<Contact>>,
     /// Trained uplift models by flow key.
     uplift: ArcSwap<HashMap<Box<str>, Arc<FlowUplift>>>,
+    /// Each flow's holdout experiment: what `GET /experiments/{flow}/results` reports.
+    pub experiments: super::experiment::Experiments,
 }
 
 /// The uplift models of one flow: per offer id, both learners, trained on the features
@@ -111,7 +113,12 @@ impl OfferUplift {
 
 impl Learning {
     pub fn new(counters: Arc<CounterBank>) -> Learning {
-        Learning { counters, contacts: DashMap::new(), uplift: ArcSwap::from_pointee(HashMap::new()) }
+        Learning {
+            counters,
+            contacts: DashMap::new(),
+            uplift: ArcSwap::from_pointee(HashMap::new()),
+            experiments: Default::default(),
+        }
     }
 
     /// Decides, and records the offers shown as the customer's contacts. When the flow
@@ -191,6 +198,7 @@ impl Learning {
         // each history and keep its newest contacts.
         let mut histories: HashMap<String, Vec<Contact>> = HashMap::new();
         super::interaction::each_decision(store, tenant, |i| {
+            self.experiments.decision(&i.decision_flow_key, &i.customer_id, i.control_group);
             let at = crate::ids::parse_rfc3339(&i.created_at).unwrap_or(0);
             if i.control_group || now - at >= CONTACT_RETENTION_SECS {
                 return;
@@ -215,6 +223,7 @@ impl Learning {
     /// Counts a recorded response in the propensity counters. Only treated responses
     /// count: propensity is the response rate of customers who were shown the offer.
     pub fn count(&self, r: &Response) {
+        self.experiments.outcome(r);
         if r.control_group {
             return;
         }

@@ -174,8 +174,10 @@ pub struct RevenueReport {
 }
 
 /// The `/experiments/{flowKey}/results` body.
-pub fn experiment_results(flow: &CompiledFlow, log: &FlowLog) -> Value {
-    let (treated, control, in_both_arms) = log.arm_totals();
+/// The flow's experiment report from its arms' totals: (treated, control, customers seen
+/// in both arms), as `Experiments::totals` keeps them (or `FlowLog::arm_totals` computes).
+pub fn experiment_results(flow: &CompiledFlow, totals: (ArmTotals, ArmTotals, usize)) -> Value {
+    let (treated, control, in_both_arms) = totals;
     let results = match experiment_stats(&treated, &control) {
         Ok(stats) => ExperimentResults::Report(Box::new(report(flow, &stats, in_both_arms))),
         Err(e) => ExperimentResults::Unavailable { flow_key: flow.key.to_string(), error: e.to_string() },

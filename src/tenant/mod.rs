@@ -8,6 +8,7 @@
 //! * `actor` — the single writer: commands, persistence, recompile and swap.
 //! * `command` — the messages the actor takes, each with its typed reply.
 //! * `interaction` — the decision log, outcome types and responses.
+//! * `experiment` — holdout experiment aggregates, kept as decisions and outcomes happen.
 //! * `learning` — counters, contacts and uplift models shared with the read path.
 //! * `measure` — experiment results and uplift training from the stored log.
 //! * `registry` — all tenants, the actix System thread, restore on start.
@@ -16,6 +17,7 @@
 
 pub mod actor;
 pub mod command;
+pub mod experiment;
 pub mod interaction;
 pub mod learning;
 pub mod measure;

@@ -73,6 +73,7 @@ impl TenantHandle {
         drop(snapshot);
         let mut decision = self.learning.decide(&flow, req, options.explain);
         self.log_decision(&mut decision);
+        self.learning.experiments.decision(&flow.key, &decision.customer_id, decision.control_group);
         Ok(decision)
     }
 
