@@ -368,3 +368,46 @@ async fn a_decision_made_before_a_restart_can_be_responded_to_after_it() {
     drop(registry);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Training reads a bounded sample: per offer at most `cap` rows whatever the log holds,
+/// and with a cap above the log's size exactly the rows a full scan gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_training_sample_is_bounded_per_offer() {
+    use arbiter::tenant::interaction::RespondInput;
+    use arbiter::tenant::measure::TrainingSample;
+    let store = Arc::new(SledStore::temporary().unwrap());
+    let registry = Registry::start(store.clone()).unwrap();
+    let t = registry.ensure_tenant("default").await.unwrap();
+    tutorial(&t).await;
+    for n in 0..300 {
+        let req = RecommendRequest { customer_id: "cust_42".into(), ..demo::request() };
+        let d = t.recommend(&req, Default::default()).unwrap();
+        if n % 3 == 0 && !d.control_group {
+            let input = RespondInput {
+                customer_id: "cust_42".into(),
+                recommendation_id: Some(d.recommendation_id.clone()),
+                rank: Some(1),
+                outcome: "convert".into(),
+                idempotency_key: Some(format!("k{n}")),
+                ..serde_json::from_value(json!({})).unwrap()
+            };
+            t.respond(input).await.unwrap();
+        }
+    }
+    let names = t.flow("cross-sell").unwrap().feature_names.clone();
+    let small = TrainingSample::load(&*store, "default", "cross-sell", 50).unwrap();
+    assert_eq!(small.decisions, 300);
+    for (offer, rows) in small.uplift_rows(&names) {
+        assert_eq!(rows.len(), 50, "offer {offer}: a full reservoir of 50");
+    }
+    let all = TrainingSample::load(&*store, "default", "cross-sell", 1_000).unwrap().uplift_rows(&names);
+    let scanned = t.flow_log("cross-sell").unwrap().uplift_rows(&names);
+    for (offer, rows) in &scanned {
+        let count = |rs: &[arbiter::learn::uplift::UpliftRow]| {
+            (rs.len(), rs.iter().filter(|r| r.converted).count(), rs.iter().filter(|r| r.treated).count())
+        };
+        assert_eq!(count(&all[offer]), count(rows), "offer {offer}");
+    }
+    assert!(scanned.values().flatten().any(|r| r.converted), "some rows converted");
+    registry.shutdown();
+}

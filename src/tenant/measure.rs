@@ -106,6 +106,70 @@ impl FlowLog {
     }
 }
 
+/// Rows kept per offer for training: a uniform sample of all its logged rows beyond this.
+pub const SAMPLE_PER_OFFER: usize = 50_000;
+
+/// A bounded uniform sample of a flow's training rows: per offer, a reservoir (Algorithm R)
+/// of the decisions that showed it (or would have, for the control group), with the
+/// responses to the sampled decisions only. Memory is bounded by `cap` × offers, whatever
+/// the size of the log; reading it is one pass over the log.
+pub struct TrainingSample {
+    /// Per offer id, the sampled decisions (shared between the offers of one decision).
+    pub offers: HashMap<String, Vec<Arc<Interaction>>>,
+    /// Positive offer ids per sampled decision.
+    converted: HashMap<String, HashSet<String>>,
+    /// Decisions of the flow read in all.
+    pub decisions: usize,
+}
+
+impl TrainingSample {
+    pub fn load(store: &dyn Storage, tenant: &str, flow_key: &str, cap: usize) -> Result<TrainingSample, StoreError> {
+        let mut rng = crate::learn::rng::SplitMix64::new(0x5eed ^ flow_key.len() as u64);
+        let mut offers: HashMap<String, (u64, Vec<Arc<Interaction>>)> = HashMap::new();
+        let mut decisions = 0;
+        super::interaction::each_decision(store, tenant, |i| {
+            if i.decision_flow_key != flow_key {
+                return;
+            }
+            decisions += 1;
+            let i = Arc::new(i);
+            for o in &i.offers {
+                let (seen, kept) = offers.entry(o.offer_id.clone()).or_default();
+                *seen += 1;
+                if kept.len() < cap {
+                    kept.push(i.clone());
+                } else {
+                    let j = (rng.next_u64() % *seen) as usize;
+                    if j < cap {
+                        kept[j] = i.clone();
+                    }
+                }
+            }
+        })?;
+        let offers: HashMap<String, Vec<Arc<Interaction>>> = offers.into_iter().map(|(k, (_, v))| (k, v)).collect();
+        let sampled: HashSet<&str> = offers.values().flatten().map(|i| i.id.as_str()).collect();
+        let mut converted: HashMap<String, HashSet<String>> = HashMap::new();
+        for_each_record(store, &keys::prefix(tenant, Kind::Response), |bytes| {
+            if let Ok(r) = serde_json::from_slice::<Response>(bytes) {
+                if r.classification == Classification::Positive && sampled.contains(r.interaction_id.as_str()) {
+                    converted.entry(r.interaction_id).or_default().insert(r.offer_id);
+                }
+            }
+        })?;
+        Ok(TrainingSample { offers, converted, decisions })
+    }
+
+    /// Uplift training rows per offer id, features in `names` order (NaN if missing).
+    pub fn uplift_rows(&self, names: &[Arc<str>]) -> HashMap<String, Vec<UpliftRow>> {
+        let row = |i: &Interaction, offer: &str| UpliftRow {
+            features: names.iter().map(|n| i.features.get(&**n).copied().unwrap_or(f64::NAN)).collect(),
+            treated: !i.control_group,
+            converted: self.converted.get(&i.id).is_some_and(|c| c.contains(offer)),
+        };
+        self.offers.iter().map(|(offer, kept)| (offer.clone(), kept.iter().map(|i| row(i, offer)).collect())).collect()
+    }
+}
+
 /// Records a page this size are read under one short store read.
 const PAGE: usize = 1_024;
 
@@ -231,11 +295,11 @@ fn to_json<T: Serialize>(value: &T) -> Value {
 pub const SCORING: Learner = Learner::XLearner;
 
 /// Fits both learners for every offer of the flow that has enough data.
-pub fn train(flow: &Arc<CompiledFlow>, log: &FlowLog) -> FlowUplift {
+pub fn train(flow: &Arc<CompiledFlow>, sample: &TrainingSample) -> FlowUplift {
     let names = flow.feature_names.clone();
     let mut offers = HashMap::new();
     let mut skipped = Vec::new();
-    let mut rows = log.uplift_rows(&names);
+    let mut rows = sample.uplift_rows(&names);
     for (id, _) in flow.offer_ids() {
         let Some(rows) = rows.remove(&**id) else {
             skipped.push((id.clone(), "no logged decisions include this offer".to_string()));
@@ -249,7 +313,7 @@ pub fn train(flow: &Arc<CompiledFlow>, log: &FlowLog) -> FlowUplift {
             Err(e) => skipped.push((id.clone(), e.to_string())),
         }
     }
-    FlowUplift::new(flow, offers, skipped, log.decisions.len(), SCORING)
+    FlowUplift::new(flow, offers, skipped, sample.decisions, SCORING)
 }
 
 /// An algorithm-model record: a flow's uplift models.
