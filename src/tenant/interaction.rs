@@ -88,11 +88,29 @@ pub fn find_decision(store: &dyn Storage, tenant: &str, id: &str) -> Result<Opti
 /// Calls `each` with every logged decision of `tenant`, oldest first: those of earlier
 /// versions in sled, then the event log's.
 pub fn each_decision(store: &dyn Storage, tenant: &str, mut each: impl FnMut(Interaction)) -> Result<(), StoreError> {
+    each_legacy_decision(store, tenant, &mut each)?;
+    each_decision_in_log(store, tenant, each)
+}
+
+/// The decisions earlier versions logged in sled (under random keys).
+pub fn each_legacy_decision(
+    store: &dyn Storage,
+    tenant: &str,
+    mut each: impl FnMut(Interaction),
+) -> Result<(), StoreError> {
     super::measure::for_each_record(store, &keys::prefix(tenant, Kind::Interaction), |bytes| {
         if let Ok(i) = serde_json::from_slice::<Interaction>(bytes) {
             each(i);
         }
-    })?;
+    })
+}
+
+/// The tenant's decisions in the event log, oldest first.
+pub fn each_decision_in_log(
+    store: &dyn Storage,
+    tenant: &str,
+    mut each: impl FnMut(Interaction),
+) -> Result<(), StoreError> {
     store.events().replay(&mut |at, payload| {
         if record_tenant(payload) == Some(tenant) {
             if let Some((_, _, i)) = read_decision(payload, at) {

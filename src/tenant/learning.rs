@@ -14,7 +14,7 @@ use std::sync::{Arc, Weak};
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
-use super::interaction::{Classification, Response};
+use super::interaction::{Classification, Interaction, Response};
 use super::measure::for_each_record;
 use crate::engine::contact::Contact;
 use crate::engine::{CompiledFlow, Decision, RecommendRequest, Signals};
@@ -39,6 +39,69 @@ pub struct Learning {
     uplift: ArcSwap<HashMap<Box<str>, Arc<FlowUplift>>>,
     /// Each flow's holdout experiment: what `GET /experiments/{flow}/results` reports.
     pub experiments: super::experiment::Experiments,
+}
+
+/// Rebuilds every tenant's learned state before the tenants take traffic: counters from
+/// the stored responses, contacts and experiments from the decision log, in one pass over
+/// the event log for all tenants (each record goes to its tenant's restorer).
+pub fn restore_all(store: &dyn Storage, tenants: &[(&str, &Learning)]) -> Result<(), StoreError> {
+    let mut restorers: HashMap<&str, Restorer<'_>> = tenants.iter().map(|(id, l)| (*id, l.restorer())).collect();
+    for (id, r) in restorers.iter_mut() {
+        r.stored(store, id)?;
+    }
+    store.events().replay(&mut |at, payload| {
+        let Some(r) = super::interaction::record_tenant(payload).and_then(|t| restorers.get_mut(t)) else { return };
+        if let Some((_, _, i)) = super::interaction::read_decision(payload, at) {
+            r.decision(i);
+        }
+    })?;
+    restorers.into_values().for_each(Restorer::finish);
+    Ok(())
+}
+
+/// One tenant's learned state being rebuilt from what was stored.
+struct Restorer<'a> {
+    learning: &'a Learning,
+    now: i64,
+    /// Records come in no particular time order (earlier versions' sled ids are random):
+    /// gathered, then each history is sorted and keeps its newest contacts.
+    histories: HashMap<String, Vec<Contact>>,
+}
+
+impl Restorer<'_> {
+    /// The stored responses (counters, experiments) and decisions of earlier versions.
+    fn stored(&mut self, store: &dyn Storage, tenant: &str) -> Result<(), StoreError> {
+        for_each_record(store, &keys::prefix(tenant, Kind::Response), |bytes| {
+            if let Ok(r) = serde_json::from_slice::<Response>(bytes) {
+                self.learning.count(&r);
+            }
+        })?;
+        super::interaction::each_legacy_decision(store, tenant, |i| self.decision(i))
+    }
+
+    fn decision(&mut self, i: Interaction) {
+        self.learning.experiments.decision(&i.decision_flow_key, &i.customer_id, i.control_group);
+        let at = crate::ids::parse_rfc3339(&i.created_at).unwrap_or(0);
+        if i.control_group || self.now - at >= CONTACT_RETENTION_SECS {
+            return;
+        }
+        let channel: Option<Arc<str>> = i.channel_name.as_deref().map(Into::into);
+        self.histories.entry(i.customer_id).or_default().extend(i.offers.iter().map(|o| Contact {
+            at,
+            offer_id: o.offer_id.as_str().into(),
+            category: o.category.as_str().into(),
+            channel: channel.clone(),
+        }));
+    }
+
+    fn finish(self) {
+        for (customer, mut history) in self.histories {
+            history.sort_by_key(|c| c.at);
+            let excess = history.len().saturating_sub(MAX_CONTACTS_PER_CUSTOMER);
+            history.drain(..excess);
+            self.learning.contacts.insert(customer.into(), history);
+        }
+    }
 }
 
 /// The uplift models of one flow: per offer id, both learners, trained on the features
@@ -185,41 +248,9 @@ impl Learning {
         TenantSignals { learning: self, uplift, aligned, history: None }
     }
 
-    /// Rebuilds counters from stored responses and contacts from the stored decision
-    /// log (read page by page; it runs before the tenant takes traffic).
-    pub fn restore(&self, store: &dyn Storage, tenant: &str) -> Result<(), StoreError> {
-        let now = crate::ids::unix_now();
-        for_each_record(store, &keys::prefix(tenant, Kind::Response), |bytes| {
-            if let Ok(r) = serde_json::from_slice::<Response>(bytes) {
-                self.count(&r);
-            }
-        })?;
-        // Ids are random, so records come in no particular time order: gather, then sort
-        // each history and keep its newest contacts.
-        let mut histories: HashMap<String, Vec<Contact>> = HashMap::new();
-        super::interaction::each_decision(store, tenant, |i| {
-            self.experiments.decision(&i.decision_flow_key, &i.customer_id, i.control_group);
-            let at = crate::ids::parse_rfc3339(&i.created_at).unwrap_or(0);
-            if i.control_group || now - at >= CONTACT_RETENTION_SECS {
-                return;
-            }
-            let channel: Option<Arc<str>> = i.channel_name.as_deref().map(Into::into);
-            histories.entry(i.customer_id).or_default().extend(i.offers.iter().map(|o| Contact {
-                at,
-                offer_id: o.offer_id.as_str().into(),
-                category: o.category.as_str().into(),
-                channel: channel.clone(),
-            }));
-        })?;
-        for (customer, mut history) in histories {
-            history.sort_by_key(|c| c.at);
-            let excess = history.len().saturating_sub(MAX_CONTACTS_PER_CUSTOMER);
-            history.drain(..excess);
-            self.contacts.insert(customer.into(), history);
-        }
-        Ok(())
+    fn restorer(&self) -> Restorer<'_> {
+        Restorer { learning: self, now: crate::ids::unix_now(), histories: HashMap::new() }
     }
-
     /// Counts a recorded response in the propensity counters. Only treated responses
     /// count: propensity is the response rate of customers who were shown the offer.
     pub fn count(&self, r: &Response) {

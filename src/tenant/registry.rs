@@ -182,12 +182,21 @@ impl Registry {
             creating: tokio::sync::Mutex::new(()),
             stopping: AtomicBool::new(false),
         });
+        let mut stored = Vec::new();
         for id in registry.stored_tenant_ids()? {
             let (catalog, warnings) = load_catalog(registry.store.as_ref(), &id)?;
             for w in warnings {
                 tracing::warn!(tenant = %id, "{w}");
             }
-            registry.start_tenant(&id, catalog);
+            let learning = Arc::new(Learning::new(catalog.counters.clone()));
+            stored.push((id, catalog, learning));
+        }
+        let restoring: Vec<(&str, &Learning)> = stored.iter().map(|(id, _, l)| (id.as_str(), &**l)).collect();
+        if let Err(e) = super::learning::restore_all(registry.store.as_ref(), &restoring) {
+            tracing::error!(error = %e, "could not rebuild counters, contacts and experiments from the log");
+        }
+        for (id, catalog, learning) in stored {
+            registry.start_tenant(&id, catalog, learning);
         }
         Ok(registry)
     }
@@ -197,12 +206,9 @@ impl Registry {
         serde_json::from_slice(&bytes).map_err(|e| TenantError::Unavailable(format!("unreadable tenant list: {e}")))
     }
 
-    fn start_tenant(&self, id: &str, catalog: Catalog) -> Arc<TenantHandle> {
+    /// Starts a tenant's actor with its learned state (restored, or new for a new tenant).
+    fn start_tenant(&self, id: &str, catalog: Catalog, learning: Arc<Learning>) -> Arc<TenantHandle> {
         let id: Arc<str> = id.into();
-        let learning = Arc::new(Learning::new(catalog.counters.clone()));
-        if let Err(e) = learning.restore(self.store.as_ref(), &id) {
-            tracing::error!(tenant = %id, error = %e, "could not rebuild counters and contacts from the log");
-        }
         let (actor, snapshot) = TenantActor::new(id.clone(), catalog, self.store.clone(), learning.clone());
         let addr = TenantActor::start_in_arbiter(&self.tenant_arbiter(&id), move |_| actor);
         let handle = Arc::new(TenantHandle { id: id.clone(), snapshot, addr, store: self.store.clone(), learning });
@@ -234,7 +240,8 @@ impl Registry {
     /// Starts a tenant from a ready catalog (not persisted until it changes): seeding
     /// benchmarks and tests with generated tenants.
     pub fn adopt(&self, id: &str, catalog: Catalog) -> Arc<TenantHandle> {
-        self.start_tenant(id, catalog)
+        let learning = Arc::new(Learning::new(catalog.counters.clone()));
+        self.start_tenant(id, catalog, learning)
     }
 
     pub fn tenant(&self, id: &str) -> Option<Arc<TenantHandle>> {
@@ -262,7 +269,10 @@ impl Registry {
         b.put(TENANTS_KEY.to_vec(), serde_json::to_vec(&ids).expect("ids serialise"));
         b.put(keys::key(id, Kind::Meta, &[]), serde_json::to_vec(&serde_json::json!({"id": id})).expect("json"));
         self.store.write(b)?.await?;
-        Ok(self.start_tenant(id, Catalog::new()))
+        // A new tenant: nothing of it is stored or logged, so there is nothing to restore.
+        let catalog = Catalog::new();
+        let learning = Arc::new(Learning::new(catalog.counters.clone()));
+        Ok(self.start_tenant(id, catalog, learning))
     }
 
     /// Stores an API key record (opaque JSON) under its hash; resolves when durable.
