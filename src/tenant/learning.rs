@@ -86,22 +86,33 @@ impl Restorer<'_> {
             return;
         }
         let channel: Option<Arc<str>> = i.channel_name.as_deref().map(Into::into);
-        self.histories.entry(i.customer_id).or_default().extend(i.offers.iter().map(|o| Contact {
+        let history = self.histories.entry(i.customer_id).or_default();
+        history.extend(i.offers.iter().map(|o| Contact {
             at,
             offer_id: o.offer_id.as_str().into(),
             category: o.category.as_str().into(),
             channel: channel.clone(),
         }));
+        // A customer decided for a million times must not hold a million contacts while
+        // the log replays: past twice the cap, keep the newest.
+        if history.len() > 2 * MAX_CONTACTS_PER_CUSTOMER {
+            keep_newest(history);
+        }
     }
 
     fn finish(self) {
         for (customer, mut history) in self.histories {
-            history.sort_by_key(|c| c.at);
-            let excess = history.len().saturating_sub(MAX_CONTACTS_PER_CUSTOMER);
-            history.drain(..excess);
+            keep_newest(&mut history);
             self.learning.contacts.insert(customer.into(), history);
         }
     }
+}
+
+/// Sorts a history by time and keeps its newest `MAX_CONTACTS_PER_CUSTOMER` contacts.
+fn keep_newest(history: &mut Vec<Contact>) {
+    history.sort_by_key(|c| c.at);
+    let excess = history.len().saturating_sub(MAX_CONTACTS_PER_CUSTOMER);
+    history.drain(..excess);
 }
 
 /// The uplift models of one flow: per offer id, both learners, trained on the features
