@@ -351,11 +351,23 @@ async fn respond_bulk(t: &TenantHandle, req: Request<Incoming>, limit: usize) ->
     }
     let mut errors = Vec::new();
     let mut results = Vec::new();
-    for (i, item) in b.outcomes.iter().enumerate() {
-        let outcome = match crate::model::parse_value::<RespondInput>(&format!("outcomes[{i}]"), item) {
-            Ok(input) => t.respond(input).await.map_err(ApiError::from),
-            Err(e) => Err(e.into()),
-        };
+    // Every item is sent to the actor before any is awaited: the actor records them one by
+    // one in order and their writes share group commits, instead of one flush per item.
+    let pending: Vec<_> = b
+        .outcomes
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let parsed = crate::model::parse_value::<RespondInput>(&format!("outcomes[{i}]"), item);
+            async move {
+                match parsed {
+                    Ok(input) => t.respond(input).await.map_err(ApiError::from),
+                    Err(e) => Err(e.into()),
+                }
+            }
+        })
+        .collect();
+    for (i, outcome) in futures_util::future::join_all(pending).await.into_iter().enumerate() {
         match outcome {
             Ok(reply) => results.push(reply),
             Err(e) => errors.push(BulkError { index: i, error: e.message().to_string() }),

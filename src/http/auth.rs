@@ -243,7 +243,14 @@ impl KeyRecord {
 pub struct KeyIndex {
     pepper: Vec<u8>,
     by_hash: DashMap<[u8; 32], KeyRecord>,
+    /// The hashes of keys recently presented and found, so a client sending the same key on
+    /// every request does not pay an HMAC each time. Only known keys enter; the record is
+    /// still looked up by hash, so a removed key stops working at once.
+    recent: DashMap<Box<str>, [u8; 32]>,
 }
+
+/// Keys remembered in `KeyIndex::recent`; past this the memory is cleared and refilled.
+const RECENT_KEYS: usize = 10_000;
 
 /// Hand-written so the pepper never reaches a log line through `{:?}`.
 impl std::fmt::Debug for KeyIndex {
@@ -255,7 +262,7 @@ impl std::fmt::Debug for KeyIndex {
 impl KeyIndex {
     /// An empty index hashing with `pepper`.
     pub fn new(pepper: impl Into<Vec<u8>>) -> Self {
-        KeyIndex { pepper: pepper.into(), by_hash: DashMap::new() }
+        KeyIndex { pepper: pepper.into(), by_hash: DashMap::new(), recent: DashMap::new() }
     }
 
     /// The stored form of `key` under this index's pepper.
@@ -282,7 +289,16 @@ impl KeyIndex {
 
     /// The record of `key`, if it is known.
     pub fn lookup(&self, key: &str) -> Option<KeyRecord> {
-        self.by_hash.get(&self.hash(key)).map(|entry| entry.value().clone())
+        if let Some(hash) = self.recent.get(key).map(|h| *h) {
+            return self.by_hash.get(&hash).map(|entry| entry.value().clone());
+        }
+        let hash = self.hash(key);
+        let record = self.by_hash.get(&hash).map(|entry| entry.value().clone())?;
+        if self.recent.len() >= RECENT_KEYS {
+            self.recent.clear();
+        }
+        self.recent.insert(key.into(), hash);
+        Some(record)
     }
 
     /// How many keys are registered.
@@ -334,6 +350,22 @@ mod tests {
             hex_hmac(&[0xaa; 131], b"Test Using Larger Than Block-Size Key - Hash Key First"),
             "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
         );
+    }
+
+    /// A key found once is remembered (no HMAC next time); removing it takes effect at
+    /// once; unknown keys are not remembered.
+    #[test]
+    fn remembered_keys_still_honour_removal() {
+        let index = KeyIndex::new("pepper");
+        let record =
+            KeyRecord { tenant_id: "t".into(), role: Role::Viewer, name: "k".into(), created_at: String::new() };
+        let hash = index.insert("arb_known", record);
+        assert!(index.lookup("arb_known").is_some());
+        assert!(index.lookup("arb_known").is_some(), "from the remembered hash");
+        assert!(index.lookup("arb_unknown").is_none());
+        assert_eq!(index.recent.len(), 1);
+        index.remove_hash(&hash);
+        assert!(index.lookup("arb_known").is_none());
     }
 
     #[test]

@@ -127,6 +127,8 @@ const DECISION: u8 = 1;
 /// first so a lookup can refuse another tenant's record without decoding the rest.
 #[derive(Serialize)]
 struct DecisionRecordOut<'a> {
+    /// `DECISION`: postcard writes a `u8` as one byte, so it is the payload's first byte.
+    kind: u8,
     tenant: &'a str,
     nonce: u32,
     customer_id: &'a str,
@@ -160,6 +162,7 @@ pub fn decision_record(tenant: &str, decision: &Decision, nonce: u32) -> Vec<u8>
     let offers = if decision.control_group { &decision.counterfactual } else { &decision.decisions };
     let features = FeaturesView { names: &decision.logged_features, values: &decision.features };
     let record = DecisionRecordOut {
+        kind: DECISION,
         tenant,
         nonce,
         customer_id: &decision.customer_id,
@@ -172,7 +175,7 @@ pub fn decision_record(tenant: &str, decision: &Decision, nonce: u32) -> Vec<u8>
         features: features.present().collect(),
         created_ms: crate::ids::unix_now_millis(),
     };
-    postcard::to_extend(&record, vec![DECISION]).expect("a decision record serialises")
+    postcard::to_allocvec(&record).expect("a decision record serialises")
 }
 
 /// The tenant of a decision record, read without decoding the rest.
