@@ -10,7 +10,8 @@
 //!   writer thread writes the tail out. An append that asks for an acknowledgement gets a
 //!   [`Durable`] that completes after the write and an `fdatasync` covering it (and every
 //!   append before it); other appends are written within [`UNACKNOWLEDGED_FLUSH`] without a
-//!   sync, so a process crash loses none of them and a power loss the last moments.
+//!   sync. A crash loses the unacknowledged appends not yet written (at most that long);
+//!   once written, a process crash loses none of them, and a power loss what was not synced.
 //! * **Recovery.** On open, a torn tail of the last segment (a record cut short or failing its
 //!   CRC) is truncated at the last whole record; appends then start a new segment.
 //! * **Retention** drops whole segments whose last write is older than the retention period.

@@ -244,6 +244,8 @@ impl Storage for SledStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
+        // The decision log's tail too: a graceful shutdown loses no decision.
+        self.shared.events.sync();
         flush_counted(&self.shared.db, &self.shared.flushes)
     }
 

@@ -97,9 +97,8 @@ impl TenantHandle {
     /// Appends a decision to the event log and gives it the id that locates its record,
     /// so `/respond` finds it with one read. A recommendation is not an acknowledged
     /// write: the record is readable at once and written to its segment file within
-    /// `UNACKNOWLEDGED_FLUSH`, without a sync of its own. A process crash loses none of
-    /// them; a power loss may lose that last moment, and a respond to one of those gets
-    /// 404. (A random-key sled insert per decision was 29% of the server's CPU.)
+    /// `UNACKNOWLEDGED_FLUSH`, without a sync of its own: a crash may lose the last
+    /// ~200 ms of decisions (a respond to one of those gets 404), as the sled log did. (A random-key sled insert per decision was 29% of the server's CPU.)
     pub fn log_decision(&self, decision: &mut Decision) {
         let nonce = crate::ids::random_u32();
         let record = super::interaction::decision_record(&self.id, decision, nonce);
