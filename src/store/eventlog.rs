@@ -350,7 +350,6 @@ fn run_writer(shared: &Shared) {
 }
 
 fn write_chunks(dir: &Path, files: &mut Option<(u32, File)>, chunks: &[Chunk], sync: bool) -> Result<(), StoreError> {
-    let mut touched: Vec<u32> = Vec::new();
     for chunk in chunks {
         if files.as_ref().is_none_or(|(s, _)| *s != chunk.segment) {
             if let (true, Some((_, old))) = (sync, files.as_ref()) {
@@ -362,7 +361,6 @@ fn write_chunks(dir: &Path, files: &mut Option<(u32, File)>, chunks: &[Chunk], s
         }
         let (_, file) = files.as_mut().expect("opened above");
         file.write_all(&chunk.bytes).map_err(io)?;
-        touched.push(chunk.segment);
     }
     if sync {
         if let Some((_, file)) = files.as_ref() {

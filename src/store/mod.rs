@@ -28,7 +28,7 @@
 //! | `t/{tenant}/flow/{id}`                | flow JSON, including its published versions   |
 //! | `t/{tenant}/row/{schema_id}/{row_key}`| customer row JSON                             |
 //! | `t/{tenant}/plugin/{name}`            | rule-file source                              |
-//! | `t/{tenant}/interaction/{id}`         | decision log record                           |
+//! | `t/{tenant}/interaction/{id}`         | decision record of earlier versions (now: [`eventlog`]) |
 //! | `t/{tenant}/response/{id}`            | response record                               |
 //! | `t/{tenant}/idem/{idempotency_key}`   | first `respond` result for that key           |
 //! | `t/{tenant}/counter/{...}`            | learning counters                             |
@@ -59,13 +59,13 @@ pub trait Storage: Send + Sync + 'static {
     /// resolves to an error, the write stays visible but may or may not survive a crash.
     fn write(&self, batch: Batch) -> Result<Durable, StoreError>;
 
-    /// The value stored under `key`, if any (including writes not yet durable).
     /// Applies `batch` without an acknowledgement: readers see it at once, and it reaches
     /// disk with the next group flush, or within [`UNACKNOWLEDGED_FLUSH`] when nothing else
-    /// flushes. For records nobody waits on (the decision log): they must not make the
-    /// committer flush once per request. A crash can lose the last moments of them.
+    /// flushes. For writes nobody waits on (withdrawing a response whose write failed): they
+    /// must not make the committer flush. A crash can lose the last moments of them.
     fn write_unacknowledged(&self, batch: Batch) -> Result<(), StoreError>;
 
+    /// The value stored under `key`, if any (including writes not yet durable).
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Every `(key, value)` whose key starts with `prefix`, in key order. Used at startup to

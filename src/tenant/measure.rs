@@ -1,6 +1,7 @@
-//! Measurement from the decision log: holdout experiment results and uplift training.
-//! Both read the stored interactions and responses of one flow — never the request
-//! path — so they always agree with what was recorded, including after a restart.
+//! Measurement: the holdout experiment report (from the aggregates `tenant::experiment`
+//! keeps as decisions and outcomes happen) and uplift training (from a bounded sample of
+//! the flow's logged decisions and their responses, read off the request path).
+//! `FlowLog` reads a flow's whole log; tests check the aggregates and the sample against it.
 //!
 //! * The experiment's unit is the customer (holdout assignment is per customer): a
 //!   customer who got a decision from the flow is a sample of its arm, and converted if
@@ -88,7 +89,7 @@ impl FlowLog {
     pub fn uplift_rows(&self, names: &[Arc<str>]) -> HashMap<String, Vec<UpliftRow>> {
         let mut rows: HashMap<String, Vec<UpliftRow>> = HashMap::new();
         for (i, responses) in &self.decisions {
-            let x: Vec<f64> = names.iter().map(|n| i.features.get(&**n).copied().unwrap_or(f64::NAN)).collect();
+            let x = feature_vector(i, names);
             let converted: HashSet<&str> = responses
                 .iter()
                 .filter(|r| r.classification == Classification::Positive)
@@ -104,6 +105,11 @@ impl FlowLog {
         }
         rows
     }
+}
+
+/// A decision's logged features in `names` order, NaN where one is missing.
+fn feature_vector(i: &Interaction, names: &[Arc<str>]) -> Vec<f64> {
+    names.iter().map(|n| i.features.get(&**n).copied().unwrap_or(f64::NAN)).collect()
 }
 
 /// Rows kept per offer for training: a uniform sample of all its logged rows beyond this.
@@ -162,7 +168,7 @@ impl TrainingSample {
     /// Uplift training rows per offer id, features in `names` order (NaN if missing).
     pub fn uplift_rows(&self, names: &[Arc<str>]) -> HashMap<String, Vec<UpliftRow>> {
         let row = |i: &Interaction, offer: &str| UpliftRow {
-            features: names.iter().map(|n| i.features.get(&**n).copied().unwrap_or(f64::NAN)).collect(),
+            features: feature_vector(i, names),
             treated: !i.control_group,
             converted: self.converted.get(&i.id).is_some_and(|c| c.contains(offer)),
         };

@@ -10,7 +10,7 @@
 //! * `interaction` — the decision log, outcome types and responses.
 //! * `experiment` — holdout experiment aggregates, kept as decisions and outcomes happen.
 //! * `learning` — counters, contacts and uplift models shared with the read path.
-//! * `measure` — experiment results and uplift training from the stored log.
+//! * `measure` — the experiment report and uplift training from a bounded sample of the log.
 //! * `registry` — all tenants, the actix System thread, restore on start.
 //! * `persist` — entity ↔ storage records and rebuilding a catalog from them.
 //! * `plugins` — the plugins folder: load at start, watch, hot reload.

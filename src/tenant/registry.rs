@@ -98,7 +98,8 @@ impl TenantHandle {
     /// so `/respond` finds it with one read. A recommendation is not an acknowledged
     /// write: the record is readable at once and written to its segment file within
     /// `UNACKNOWLEDGED_FLUSH`, without a sync of its own: a crash may lose the last
-    /// ~200 ms of decisions (a respond to one of those gets 404), as the sled log did. (A random-key sled insert per decision was 29% of the server's CPU.)
+    /// ~200 ms of decisions (a respond to one of those gets 404), as the sled log did.
+    /// (A random-key sled insert per decision was 29% of the server's CPU.)
     pub fn log_decision(&self, decision: &mut Decision) {
         let nonce = crate::ids::random_u32();
         let record = super::interaction::decision_record(&self.id, decision, nonce);
@@ -132,8 +133,7 @@ impl TenantHandle {
         Ok(self.learning.uplift_models(&flow.key).expect("just installed"))
     }
 
-    /// Sends a command without waiting for it (the plugins watcher; the actor logs).
-    /// Sends a command without waiting for its reply (the plugins watcher).
+    /// Sends a command without waiting for its reply (the plugins watcher; the actor logs).
     pub fn notify<M, R>(&self, msg: M)
     where
         M: actix::Message<Result = Result<R, TenantError>> + Send + 'static,
@@ -239,6 +239,11 @@ impl Registry {
     /// Starts a tenant from a ready catalog (not persisted until it changes): seeding
     /// benchmarks and tests with generated tenants.
     pub fn adopt(&self, id: &str, catalog: Catalog) -> Arc<TenantHandle> {
+        self.start_new_tenant(id, catalog)
+    }
+
+    /// A tenant with nothing stored or logged yet: nothing to restore.
+    fn start_new_tenant(&self, id: &str, catalog: Catalog) -> Arc<TenantHandle> {
         let learning = Arc::new(Learning::new(catalog.counters.clone()));
         self.start_tenant(id, catalog, learning)
     }
@@ -268,10 +273,7 @@ impl Registry {
         b.put(TENANTS_KEY.to_vec(), serde_json::to_vec(&ids).expect("ids serialise"));
         b.put(keys::key(id, Kind::Meta, &[]), serde_json::to_vec(&serde_json::json!({"id": id})).expect("json"));
         self.store.write(b)?.await?;
-        // A new tenant: nothing of it is stored or logged, so there is nothing to restore.
-        let catalog = Catalog::new();
-        let learning = Arc::new(Learning::new(catalog.counters.clone()));
-        Ok(self.start_tenant(id, catalog, learning))
+        Ok(self.start_new_tenant(id, Catalog::new()))
     }
 
     /// Stores an API key record (opaque JSON) under its hash; resolves when durable.
