@@ -146,7 +146,7 @@ pub async fn start(config: &Config) -> Result<Started, ServeError> {
     if let Some(interval) = config.train_interval {
         registry.start_trainer(interval);
     }
-    registry.start_retention(config.retention);
+    registry.start_log_maintenance(config.retention);
     let pepper = pepper(&registry, config).await?;
     let keys = KeyIndex::new(pepper);
     for (_, hash, record) in registry.api_keys()? {

@@ -35,6 +35,12 @@ impl Counts {
         Counts { positive: AtomicU64::new(positive), negative: AtomicU64::new(negative) }
     }
 
+    /// Adds counts kept elsewhere (a checkpoint's).
+    pub fn add(&self, positive: u64, negative: u64) {
+        self.positive.fetch_add(positive, Ordering::Relaxed);
+        self.negative.fetch_add(negative, Ordering::Relaxed);
+    }
+
     pub fn record(&self, positive: bool) {
         let counter = if positive { &self.positive } else { &self.negative };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -97,6 +103,21 @@ impl CounterBank {
         self.global.record(positive);
     }
 
+    /// Adds a snapshot's counts (restoring a checkpoint).
+    pub fn add(&self, s: &CounterSnapshot) {
+        let add = |c: Arc<Counts>, (pos, events): (u64, u64)| c.add(pos, events.saturating_sub(pos));
+        for (id, pos, events) in &s.offers {
+            add(self.offer(id), (*pos, *events));
+        }
+        for (name, pos, events) in &s.categories {
+            add(self.category(name), (*pos, *events));
+        }
+        for (name, pos, events) in &s.channels {
+            add(self.channel(name), (*pos, *events));
+        }
+        add(self.global(), s.global);
+    }
+
     /// `(positive, events)` at each level, for reports.
     pub fn snapshot(&self) -> CounterSnapshot {
         let read = |m: &DashMap<Box<str>, Arc<Counts>>| {
@@ -115,7 +136,7 @@ impl CounterBank {
 }
 
 /// Counter values at one moment: `(key, positive, events)` per level.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CounterSnapshot {
     pub offers: Vec<(String, u64, u64)>,
     pub categories: Vec<(String, u64, u64)>,

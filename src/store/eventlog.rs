@@ -1,5 +1,5 @@
-//! The event log: decisions (and, later, other outcome events) as append-only records in
-//! local segment files, beside sled, which keeps entities and rows.
+//! The event log: decisions and responses as append-only records in local segment files,
+//! beside sled, which keeps entities and rows.
 //!
 //! * **Framing.** A record is `length (u32 LE) · CRC-32 of the payload (u32 LE) · payload`.
 //!   A segment is `{number:010}.log` in the log's folder, at most [`SEGMENT_BYTES`] long.
@@ -15,9 +15,12 @@
 //! * **Recovery.** On open, a torn tail of the last segment (a record cut short or failing its
 //!   CRC) is truncated at the last whole record; appends then start a new segment.
 //! * **Retention** drops whole segments whose last write is older than the retention period.
-//! * **Failure.** A failed write fails its waiters and moves appends to a new segment, so the
-//!   positions handed out later stay true; the records of the failed write are lost (they
-//!   were never acknowledged).
+//! * **Failure.** A failed write fails its waiters, cuts what it wrote off its segments again
+//!   (so a record that was not acknowledged is not found after a restart either) and moves
+//!   appends to a new segment, so the positions handed out later stay true.
+//! * **Checkpoints.** The log keeps one opaque checkpoint blob beside its segments (state
+//!   derived from the closed segments, written by `tenant::checkpoint`): replaced atomically,
+//!   so a crash leaves the old one or the new one.
 //!
 //! [`EventStore`] is the interface the tenant runtime sees; a replicated log can stand behind
 //! it instead of these files.
@@ -25,6 +28,7 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Write};
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -46,17 +50,28 @@ pub struct Position {
     pub offset: u32,
 }
 
-/// The log interface: append, read one record back, replay in order, drop old records.
+/// The log interface: append, read one record back, replay in order, drop old records,
+/// and keep a checkpoint of what was derived from the closed segments.
 pub trait EventStore: Send + Sync + 'static {
     /// Appends `payload`. With `acknowledged`, the returned `Durable` completes once the
     /// record is synced to disk; without, it is written within `UNACKNOWLEDGED_FLUSH`.
     fn append(&self, payload: &[u8], acknowledged: bool) -> Result<(Position, Option<Durable>), StoreError>;
+    /// Completes once everything appended before the call is written and synced (or its
+    /// write failed: a record then reads back as `None`).
+    fn barrier(&self) -> Durable;
     /// The record at `at`, if there is a whole one there.
     fn read(&self, at: Position) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Calls `each` with every record appended so far, oldest first.
-    fn replay(&self, each: &mut dyn FnMut(Position, &[u8])) -> Result<(), StoreError>;
+    /// Calls `each` with every record appended so far to the segments in `segments`,
+    /// oldest first (`0..u32::MAX`: the whole log).
+    fn replay(&self, segments: Range<u32>, each: &mut dyn FnMut(Position, &[u8])) -> Result<(), StoreError>;
+    /// Where the next append goes: every segment before its segment is closed.
+    fn end(&self) -> Position;
     /// Removes the segments last written before `cutoff`; returns how many.
     fn drop_before(&self, cutoff: SystemTime) -> Result<usize, StoreError>;
+    /// Replaces the checkpoint (durably: synced, then renamed into place).
+    fn save_checkpoint(&self, bytes: &[u8]) -> Result<(), StoreError>;
+    /// The last checkpoint saved, if there is a whole one.
+    fn load_checkpoint(&self) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
 /// The event log in a folder of segment files.
@@ -69,6 +84,8 @@ pub struct EventLog {
 
 struct Shared {
     dir: PathBuf,
+    /// A segment is closed once it reaches this size (`SEGMENT_BYTES` unless opened sized).
+    segment_bytes: u64,
     tail: Mutex<Tail>,
     wake: Condvar,
     /// Read handles by segment, opened on first read.
@@ -112,6 +129,11 @@ impl Chunk {
 impl EventLog {
     /// Opens (or creates) the log in `dir`, truncating a torn tail.
     pub fn open(dir: &Path) -> Result<EventLog, StoreError> {
+        EventLog::open_sized(dir, SEGMENT_BYTES)
+    }
+
+    /// Opens the log with segments of at most `segment_bytes`.
+    pub fn open_sized(dir: &Path, segment_bytes: u64) -> Result<EventLog, StoreError> {
         std::fs::create_dir_all(dir).map_err(io)?;
         let segments = segments(dir)?;
         if let Some(&last) = segments.last() {
@@ -131,6 +153,7 @@ impl EventLog {
         };
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
+            segment_bytes,
             tail: Mutex::new(tail),
             wake: Condvar::new(),
             readers: Mutex::default(),
@@ -196,7 +219,7 @@ impl EventStore for EventLog {
         if tail.stopping {
             return Err(StoreError::CommitterStopped);
         }
-        if tail.len + size > SEGMENT_BYTES && tail.len > 0 {
+        if tail.len + size > self.shared.segment_bytes && tail.len > 0 {
             tail.segment += 1;
             tail.len = 0;
         }
@@ -226,6 +249,17 @@ impl EventStore for EventLog {
         Ok((at, durable))
     }
 
+    fn barrier(&self) -> Durable {
+        let (waiter, durable) = Durable::channel();
+        let mut tail = self.shared.lock();
+        if tail.stopping {
+            return Durable::ready(Err(StoreError::CommitterStopped));
+        }
+        tail.waiters.push(waiter);
+        self.shared.wake.notify_all();
+        durable
+    }
+
     fn read(&self, at: Position) -> Result<Option<Vec<u8>>, StoreError> {
         {
             let tail = self.shared.lock();
@@ -249,13 +283,13 @@ impl EventStore for EventLog {
         Ok((crc32fast::hash(&payload) == crc).then_some(payload))
     }
 
-    fn replay(&self, each: &mut dyn FnMut(Position, &[u8])) -> Result<(), StoreError> {
+    fn replay(&self, range: Range<u32>, each: &mut dyn FnMut(Position, &[u8])) -> Result<(), StoreError> {
         self.sync();
         let end = {
             let tail = self.shared.lock();
             Position { segment: tail.segment, offset: tail.len as u32 }
         };
-        for segment in segments(&self.shared.dir)? {
+        for segment in segments(&self.shared.dir)?.into_iter().filter(|s| range.contains(s)) {
             if segment > end.segment {
                 break;
             }
@@ -285,6 +319,47 @@ impl EventStore for EventLog {
         }
         Ok(dropped)
     }
+
+    fn end(&self) -> Position {
+        let tail = self.shared.lock();
+        Position { segment: tail.segment, offset: tail.len as u32 }
+    }
+
+    fn save_checkpoint(&self, bytes: &[u8]) -> Result<(), StoreError> {
+        let dir = &self.shared.dir;
+        let staged = dir.join(CHECKPOINT_STAGED);
+        let mut framed = Vec::with_capacity(bytes.len() + HEADER);
+        encode_into(&mut framed, bytes);
+        let mut file = File::create(&staged).map_err(io)?;
+        file.write_all(&framed).and_then(|()| file.sync_data()).map_err(io)?;
+        std::fs::rename(&staged, dir.join(CHECKPOINT)).map_err(io)?;
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io)
+    }
+
+    fn load_checkpoint(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let bytes = match std::fs::read(self.shared.dir.join(CHECKPOINT)) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(e)),
+        };
+        let whole = checkpoint_payload(&bytes);
+        if whole.is_none() {
+            tracing::warn!("event log: the checkpoint is damaged; the whole log is replayed instead");
+        }
+        Ok(whole.map(<[u8]>::to_vec))
+    }
+}
+
+/// The checkpoint file, and the name it is written under before it replaces it.
+const CHECKPOINT: &str = "checkpoint";
+const CHECKPOINT_STAGED: &str = "checkpoint.new";
+
+/// A checkpoint file's payload: one framed record, any size.
+fn checkpoint_payload(bytes: &[u8]) -> Option<&[u8]> {
+    let header: &[u8; HEADER] = bytes.get(..HEADER)?.try_into().ok()?;
+    let (len, crc) = split_header(header);
+    let payload = bytes.get(HEADER..HEADER.checked_add(len)?)?;
+    (crc32fast::hash(payload) == crc).then_some(payload)
 }
 
 impl Drop for EventLog {
@@ -312,7 +387,8 @@ fn run_writer(shared: &Shared) {
             let mut tail = shared.lock();
             loop {
                 let due = tail.dirty_since.is_some_and(|t| t.elapsed() >= UNACKNOWLEDGED_FLUSH);
-                let ready = !tail.pending.is_empty() && (!tail.waiters.is_empty() || tail.sync_requested || due);
+                // A waiter with nothing pending is a barrier: it still gets its sync.
+                let ready = !tail.waiters.is_empty() || (!tail.pending.is_empty() && (tail.sync_requested || due));
                 if ready || tail.stopping {
                     break;
                 }
@@ -332,7 +408,8 @@ fn run_writer(shared: &Shared) {
             let mut tail = shared.lock();
             tail.writing = Arc::new(Vec::new());
             if let Err(e) = &result {
-                tracing::error!(error = %e, "writing the event log failed; its unacknowledged records are lost");
+                tracing::error!(error = %e, "writing the event log failed; the records of that write are dropped");
+                cut_back(&shared.dir, &chunks);
                 // Later positions must be true: they go to a new segment.
                 tail.segment += 1;
                 tail.len = 0;
@@ -368,6 +445,30 @@ fn write_chunks(dir: &Path, files: &mut Option<(u32, File)>, chunks: &[Chunk], s
         }
     }
     Ok(())
+}
+
+/// After a failed write: truncates each segment it wrote to where the write began, so none
+/// of its records (never acknowledged) is found later. Best effort: if the disk refuses
+/// this too, a restart may find some of them.
+fn cut_back(dir: &Path, chunks: &[Chunk]) {
+    let mut starts: HashMap<u32, u64> = HashMap::new();
+    for c in chunks {
+        starts.entry(c.segment).or_insert(c.start);
+    }
+    for (segment, start) in starts {
+        let path = segment_path(dir, segment);
+        let cut = OpenOptions::new().write(true).open(&path).and_then(|f| {
+            if f.metadata()?.len() > start {
+                f.set_len(start)?;
+            }
+            f.sync_data()
+        });
+        match cut {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::error!(segment = %path.display(), error = %e, "could not cut a failed write off"),
+        }
+    }
 }
 
 fn encode_into(out: &mut Vec<u8>, payload: &[u8]) {
@@ -466,7 +567,7 @@ mod tests {
 
     fn records(log: &EventLog) -> Vec<(Position, Vec<u8>)> {
         let mut out = Vec::new();
-        log.replay(&mut |at, payload| out.push((at, payload.to_vec()))).unwrap();
+        log.replay(0..u32::MAX, &mut |at, payload| out.push((at, payload.to_vec()))).unwrap();
         out
     }
 

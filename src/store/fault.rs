@@ -1,6 +1,7 @@
 //! Fault injection for tests: a [`Storage`] that fails writes or flushes on demand, so
 //! tests can check that a failed write is neither acknowledged nor visible.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -97,15 +98,37 @@ impl EventStore for FaultyStore {
         Ok((at, durable))
     }
 
+    fn barrier(&self) -> Durable {
+        if self.fail_flushes.load(Ordering::SeqCst) {
+            return Durable::ready(Err(FaultyStore::disk_full()));
+        }
+        self.inner.events().barrier()
+    }
+
     fn read(&self, at: Position) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.events().read(at)
     }
 
-    fn replay(&self, each: &mut dyn FnMut(Position, &[u8])) -> Result<(), StoreError> {
-        self.inner.events().replay(each)
+    fn replay(&self, segments: Range<u32>, each: &mut dyn FnMut(Position, &[u8])) -> Result<(), StoreError> {
+        self.inner.events().replay(segments, each)
+    }
+
+    fn end(&self) -> Position {
+        self.inner.events().end()
     }
 
     fn drop_before(&self, cutoff: std::time::SystemTime) -> Result<usize, StoreError> {
         self.inner.events().drop_before(cutoff)
+    }
+
+    fn save_checkpoint(&self, bytes: &[u8]) -> Result<(), StoreError> {
+        if self.fail_writes.load(Ordering::SeqCst) || self.fail_flushes.load(Ordering::SeqCst) {
+            return Err(FaultyStore::disk_full());
+        }
+        self.inner.events().save_checkpoint(bytes)
+    }
+
+    fn load_checkpoint(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.events().load_checkpoint()
     }
 }

@@ -213,13 +213,25 @@ impl Durable {
         durable
     }
 
-    /// Blocks the current thread until the write is durable.
-    ///
-    /// # Panics
-    /// Panics if called inside an async runtime (tokio forbids blocking there); `.await` the
-    /// `Durable` instead.
+    /// Blocks the current thread until the write is durable. Usable anywhere, also on a
+    /// thread that runs async tasks (start-up code does), where it parks the thread:
+    /// request handlers `.await` the `Durable` instead.
     pub fn wait(self) -> Result<(), StoreError> {
-        self.rx.blocking_recv().unwrap_or(Err(StoreError::CommitterStopped))
+        struct Unpark(std::thread::Thread);
+        impl std::task::Wake for Unpark {
+            fn wake(self: Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        let mut durable = self;
+        loop {
+            if let Poll::Ready(result) = Pin::new(&mut durable).poll(&mut cx) {
+                return result;
+            }
+            std::thread::park();
+        }
     }
 }
 

@@ -88,6 +88,13 @@ impl SledStore {
         SledStore::start(config().path(path), super::eventlog::EventLog::open(&path.join("events"))?)
     }
 
+    /// Opens the store with event-log segments of at most `segment_bytes` (tests and
+    /// benchmarks that need segments to close soon).
+    pub fn open_with_segment_bytes(path: &Path, segment_bytes: u64) -> Result<SledStore, StoreError> {
+        let events = super::eventlog::EventLog::open_sized(&path.join("events"), segment_bytes)?;
+        SledStore::start(config().path(path), events)
+    }
+
     /// A store in a fresh temporary location (on Linux, `/dev/shm`), deleted when dropped. For
     /// tests.
     pub fn temporary() -> Result<SledStore, StoreError> {

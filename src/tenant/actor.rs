@@ -9,17 +9,15 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use actix::{Actor, ActorFutureExt, AtomicResponse, Context, Handler, ResponseFuture, WrapFuture};
+use actix::{Actor, ActorFutureExt, AtomicResponse, Context, Handler, WrapFuture};
 use arc_swap::ArcSwap;
 use serde_json::Value;
 
 use super::command::{
     CheckPlugin, Create, Delete, DeletePlugin, Get, List, LoadReply, LoadRows, Patch, PluginCheck, PluginInstalled,
-    PluginSource, PluginSummary, Plugins, Publish, RespondReply, Rollback, Rows, RowsPage, VersionList, VersionPage,
-    VersionShape, VersionSummary, Versions,
+    PluginSource, PluginSummary, Plugins, Publish, Rollback, Rows, RowsPage, VersionList, VersionPage, VersionShape,
+    VersionSummary, Versions,
 };
-use super::interaction::{classification_of, resolve_offer, RespondInput, Response};
-use super::learning::Learning;
 use super::persist;
 use super::{TenantError, TenantSnapshot};
 use crate::catalog::entity::put_flow;
@@ -49,7 +47,6 @@ pub struct TenantActor {
     /// Folder files that did not check yet (say, they name an offer not created yet):
     /// retried after every change to the tenant's entities, and live once they check.
     pending_disk: HashMap<String, String>,
-    learning: Arc<Learning>,
     /// What a command changes in memory (the catalog, the live snapshot, the rule-file
     /// bookkeeping), run only once its write is durable: until then nothing of it is
     /// visible, and if the write fails it is dropped. The actor takes no other message
@@ -179,52 +176,6 @@ impl Handler<DeletePlugin> for TenantActor {
     }
 }
 
-/// An outcome to record: a message of its own, because responds are pipelined (the next
-/// one is taken while this one's flush runs, so they share group commits) where entity
-/// commands wait for their write.
-pub struct Respond(pub RespondInput);
-
-impl actix::Message for Respond {
-    type Result = Reply<RespondReply>;
-}
-
-impl Handler<Respond> for TenantActor {
-    type Result = ResponseFuture<Reply<RespondReply>>;
-
-    fn handle(&mut self, msg: Respond, _: &mut Self::Context) -> Self::Result {
-        let recorded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.respond(msg.0)))
-            .unwrap_or_else(|_| Err(TenantError::Internal("the response failed unexpectedly".into())));
-        Box::pin(async move {
-            let recorded = recorded?;
-            match recorded.durable.await {
-                Ok(()) => {
-                    if let Some(count) = recorded.on_durable {
-                        count();
-                    }
-                    Ok(recorded.reply)
-                }
-                Err(e) => {
-                    // Not acknowledged, so not kept: a retry with the same key records it.
-                    if let Some(undo) = recorded.undo {
-                        undo();
-                    }
-                    Err(e.into())
-                }
-            }
-        })
-    }
-}
-
-/// A respond, written (not yet durable): the reply, what to wait for, what to do after.
-struct Recorded {
-    reply: RespondReply,
-    durable: Durable,
-    /// Counting the response in the propensity counters, once durable.
-    on_durable: Option<Box<dyn FnOnce() + Send>>,
-    /// Removing its records again if the write did not become durable.
-    undo: Option<Box<dyn FnOnce() + Send>>,
-}
-
 impl<E: Entity> Handler<List<E>> for TenantActor {
     type Result = Reply<Vec<E::View>>;
 
@@ -291,12 +242,7 @@ impl Handler<CheckPlugin> for TenantActor {
 
 impl TenantActor {
     /// A tenant restored (or created) with `catalog`; compiles its live flows.
-    pub fn new(
-        id: Arc<str>,
-        catalog: Catalog,
-        store: Arc<dyn Storage>,
-        learning: Arc<Learning>,
-    ) -> (TenantActor, Arc<ArcSwap<TenantSnapshot>>) {
+    pub fn new(id: Arc<str>, catalog: Catalog, store: Arc<dyn Storage>) -> (TenantActor, Arc<ArcSwap<TenantSnapshot>>) {
         let (live, failed) = catalog.compile_live();
         for (key, e) in failed {
             tracing::error!(tenant = %id, flow = %key, error = %e, "live flow does not compile; it will refuse decisions");
@@ -311,7 +257,6 @@ impl TenantActor {
             snapshot: snapshot.clone(),
             api_plugins,
             pending_disk,
-            learning,
             deferred: Vec::new(),
         };
         (actor, snapshot)
@@ -603,63 +548,6 @@ impl TenantActor {
             tracing::info!(tenant = %actor.id, file = %name, "rule file removed");
         });
         Ok(((), durable))
-    }
-
-    /// Records a response. Runs on the actor, so the idempotency check and the write are
-    /// one step: two concurrent replays of a key cannot both record. A replay answers
-    /// only once the first is durable (it waits for the next flush, which covers it).
-    fn respond(&mut self, input: RespondInput) -> Result<Recorded, TenantError> {
-        let interaction_id = input.validate()?;
-        let key = input.idempotency_key.clone().unwrap_or_default();
-        let idem_key = keys::key(&self.id, Kind::Idem, &[&key]);
-        if let Some(first) = self.store.get(&idem_key)? {
-            let mut first: RespondReply = serde_json::from_slice(&first)
-                .map_err(|e| TenantError::Internal(format!("the stored reply for idempotency key `{key}`: {e}")))?;
-            first.duplicate = true;
-            let durable = self.store.write(Batch::new())?;
-            return Ok(Recorded { reply: first, durable, on_durable: None, undo: None });
-        }
-        let record = super::interaction::find_decision(&*self.store, &self.id, &interaction_id)?
-            .ok_or_else(|| TenantError::NotFound(format!("recommendation `{interaction_id}` not found")))?;
-        let offer = resolve_offer(&input, &record)?;
-        let response = Response {
-            response_id: crate::ids::new_id(),
-            interaction_id: record.id.clone(),
-            customer_id: record.customer_id.clone(),
-            offer_id: offer.offer_id.clone(),
-            category: offer.category.clone(),
-            channel: record.channel_name.clone(),
-            rank: offer.rank,
-            outcome: input.outcome.clone(),
-            classification: classification_of(&input.outcome),
-            control_group: record.control_group,
-            decision_flow_key: record.decision_flow_key.clone(),
-            conversion_value: input.conversion_value,
-            timestamp: input.timestamp.clone().unwrap_or_else(crate::ids::now_rfc3339),
-            idempotency_key: key,
-        };
-        let reply = RespondReply { response, recorded: true, duplicate: false };
-        let response = reply.response.clone();
-        let response_key = keys::key(&self.id, Kind::Response, &[&response.response_id]);
-        let mut b = Batch::new();
-        b.put(response_key.clone(), serde_json::to_vec(&response).expect("json"));
-        b.put(idem_key.clone(), serde_json::to_vec(&reply).expect("json"));
-        let durable = self.store.write(b)?;
-        let learning = self.learning.clone();
-        let store = self.store.clone();
-        let undo = move || {
-            let mut b = Batch::new();
-            b.delete(idem_key).delete(response_key);
-            if let Err(e) = store.write_unacknowledged(b) {
-                tracing::error!(error = %e, "could not withdraw a response whose write failed");
-            }
-        };
-        Ok(Recorded {
-            reply,
-            durable,
-            on_durable: Some(Box::new(move || learning.count(&response))),
-            undo: Some(Box::new(undo)),
-        })
     }
 }
 

@@ -31,8 +31,9 @@ struct Experiment {
     in_both: usize,
 }
 
-#[derive(Default, Clone, Copy)]
-struct Seen {
+/// One customer of one flow's experiment (what a checkpoint keeps).
+#[derive(Debug, Default, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Seen {
     treated: bool,
     control: bool,
     converted: bool,
@@ -85,6 +86,29 @@ impl Experiments {
         let Some(e) = self.flows.get(flow) else { return Default::default() };
         let e = e.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         (e.treated, e.control, e.in_both)
+    }
+
+    /// Every flow's customers, for a checkpoint.
+    pub fn export(&self) -> Vec<(String, Vec<(String, Seen)>)> {
+        self.flows
+            .iter()
+            .map(|e| {
+                let x = e.value().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                (e.key().to_string(), x.customers.iter().map(|(c, s)| (c.to_string(), *s)).collect())
+            })
+            .collect()
+    }
+
+    /// Adds what a checkpoint kept of one flow's customers.
+    pub fn import(&self, flow: &str, customers: Vec<(String, Seen)>) {
+        for (customer, seen) in customers {
+            self.update(flow, &customer, |s| {
+                s.treated |= seen.treated;
+                s.control |= seen.control;
+                s.converted |= seen.converted;
+                s.revenue += seen.revenue;
+            });
+        }
     }
 
     fn update(&self, flow: &str, customer: &str, change: impl FnOnce(&mut Seen)) {

@@ -1,6 +1,7 @@
 //! The decision log and responses. Every `/recommend` leaves an interaction record
 //! (what was offered — or, for a control-group customer, what would have been — so
 //! responses can be attributed); `/respond` links an outcome to one of its offers.
+//! Both are event-log records: a kind byte, the tenant, then the rest (postcard).
 
 use std::collections::BTreeMap;
 
@@ -98,7 +99,7 @@ pub fn each_legacy_decision(
     tenant: &str,
     mut each: impl FnMut(Interaction),
 ) -> Result<(), StoreError> {
-    super::measure::for_each_record(store, &keys::prefix(tenant, Kind::Interaction), |bytes| {
+    super::measure::for_each_record(store, &keys::prefix(tenant, Kind::Interaction), |_, bytes| {
         if let Ok(i) = serde_json::from_slice::<Interaction>(bytes) {
             each(i);
         }
@@ -111,7 +112,7 @@ pub fn each_decision_in_log(
     tenant: &str,
     mut each: impl FnMut(Interaction),
 ) -> Result<(), StoreError> {
-    store.events().replay(&mut |at, payload| {
+    store.events().replay(0..u32::MAX, &mut |at, payload| {
         if record_tenant(payload) == Some(tenant) {
             if let Some((_, _, i)) = read_decision(payload, at) {
                 each(i);
@@ -120,8 +121,9 @@ pub fn each_decision_in_log(
     })
 }
 
-/// The kind tag of a decision record (the first byte of its payload).
+/// The kind tags of the records (the first byte of a payload).
 const DECISION: u8 = 1;
+const RESPONSE: u8 = 2;
 
 /// A decision as the event log keeps it: compact binary (postcard), the tenant and nonce
 /// first so a lookup can refuse another tenant's record without decoding the rest.
@@ -178,13 +180,147 @@ pub fn decision_record(tenant: &str, decision: &Decision, nonce: u32) -> Vec<u8>
     postcard::to_allocvec(&record).expect("a decision record serialises")
 }
 
-/// The tenant of a decision record, read without decoding the rest.
+/// The tenant of a decision or response record, read without decoding the rest.
 pub fn record_tenant(payload: &[u8]) -> Option<&str> {
     let (&kind, rest) = payload.split_first()?;
-    if kind != DECISION {
+    if kind != DECISION && kind != RESPONSE {
         return None;
     }
     postcard::take_from_bytes::<&str>(rest).ok().map(|(tenant, _)| tenant)
+}
+
+/// What a record of the event log is.
+pub enum Record {
+    Decision(Interaction),
+    /// A response, and when it was recorded (Unix milliseconds).
+    Response(Response, i64),
+}
+
+/// A decision or response record at `at`, with its tenant.
+pub fn read_record(payload: &[u8], at: Position) -> Option<(String, Record)> {
+    match payload.first()? {
+        &DECISION => read_decision(payload, at).map(|(t, _, i)| (t, Record::Decision(i))),
+        &RESPONSE => read_response(payload).map(|(t, r, ms)| (t, Record::Response(r, ms))),
+        _ => None,
+    }
+}
+
+/// A response as the event log keeps it (the same fields as [`Response`], borrowed).
+#[derive(Serialize)]
+struct ResponseRecordOut<'a> {
+    kind: u8,
+    tenant: &'a str,
+    recorded_ms: i64,
+    response_id: &'a str,
+    interaction_id: &'a str,
+    customer_id: &'a str,
+    offer_id: &'a str,
+    category: &'a str,
+    channel: Option<&'a str>,
+    rank: u32,
+    outcome: &'a str,
+    classification: Classification,
+    control_group: bool,
+    decision_flow_key: &'a str,
+    conversion_value: Option<f64>,
+    timestamp: &'a str,
+    idempotency_key: &'a str,
+}
+
+#[derive(Deserialize)]
+struct ResponseRecordIn {
+    tenant: String,
+    recorded_ms: i64,
+    response_id: String,
+    interaction_id: String,
+    customer_id: String,
+    offer_id: String,
+    category: String,
+    channel: Option<String>,
+    rank: u32,
+    outcome: String,
+    classification: Classification,
+    control_group: bool,
+    decision_flow_key: String,
+    conversion_value: Option<f64>,
+    timestamp: String,
+    idempotency_key: String,
+}
+
+/// The event-log record of a response of `tenant`, recorded at `recorded_ms`.
+pub fn response_record(tenant: &str, r: &Response, recorded_ms: i64) -> Vec<u8> {
+    let record = ResponseRecordOut {
+        kind: RESPONSE,
+        tenant,
+        recorded_ms,
+        response_id: &r.response_id,
+        interaction_id: &r.interaction_id,
+        customer_id: &r.customer_id,
+        offer_id: &r.offer_id,
+        category: &r.category,
+        channel: r.channel.as_deref(),
+        rank: r.rank,
+        outcome: &r.outcome,
+        classification: r.classification,
+        control_group: r.control_group,
+        decision_flow_key: &r.decision_flow_key,
+        conversion_value: r.conversion_value,
+        timestamp: &r.timestamp,
+        idempotency_key: &r.idempotency_key,
+    };
+    postcard::to_allocvec(&record).expect("a response record serialises")
+}
+
+/// A response record: its tenant, the response and when it was recorded.
+pub fn read_response(payload: &[u8]) -> Option<(String, Response, i64)> {
+    let (&kind, rest) = payload.split_first()?;
+    if kind != RESPONSE {
+        return None;
+    }
+    let r: ResponseRecordIn = postcard::from_bytes(rest).ok()?;
+    let response = Response {
+        response_id: r.response_id,
+        interaction_id: r.interaction_id,
+        customer_id: r.customer_id,
+        offer_id: r.offer_id,
+        category: r.category,
+        channel: r.channel,
+        rank: r.rank,
+        outcome: r.outcome,
+        classification: r.classification,
+        control_group: r.control_group,
+        decision_flow_key: r.decision_flow_key,
+        conversion_value: r.conversion_value,
+        timestamp: r.timestamp,
+        idempotency_key: r.idempotency_key,
+    };
+    Some((r.tenant, response, r.recorded_ms))
+}
+
+/// Calls `each` with every recorded response of `tenant`: those earlier versions kept in
+/// sled (until they are moved to the log at start), then the event log's.
+pub fn each_response(store: &dyn Storage, tenant: &str, mut each: impl FnMut(Response)) -> Result<(), StoreError> {
+    each_legacy_response(store, tenant, |_, r| each(r))?;
+    store.events().replay(0..u32::MAX, &mut |_, payload| {
+        if record_tenant(payload) == Some(tenant) {
+            if let Some((_, r, _)) = read_response(payload) {
+                each(r);
+            }
+        }
+    })
+}
+
+/// The responses earlier versions kept in sled, with their keys.
+pub fn each_legacy_response(
+    store: &dyn Storage,
+    tenant: &str,
+    mut each: impl FnMut(&[u8], Response),
+) -> Result<(), StoreError> {
+    super::measure::for_each_record(store, &keys::prefix(tenant, Kind::Response), |key, value| {
+        if let Ok(r) = serde_json::from_slice::<Response>(value) {
+            each(key, r);
+        }
+    })
 }
 
 /// A decision record at `at` as an [`Interaction`], with its tenant and nonce.

@@ -4,9 +4,10 @@
 //! writer holds for long: counters are atomics the compiled flows hold directly,
 //! contacts are one short per-customer map entry, models are behind an `ArcSwap`.
 //!
-//! Nothing here is a separate record in storage. Counters are rebuilt from the stored
-//! responses and contacts from the stored decision log when the tenant starts, so they
-//! always agree with what was recorded.
+//! Nothing here is a separate record in storage: it is derived from the event log, kept
+//! up to date as decisions and responses happen, and rebuilt at start from the last
+//! checkpoint and the log after it (`tenant::checkpoint`), so it always agrees with what
+//! was recorded.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -14,15 +15,14 @@ use std::sync::{Arc, Weak};
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
-use super::interaction::{Classification, Interaction, Response};
-use super::measure::for_each_record;
+use super::idempotency::{self, Keys};
+use super::interaction::{Classification, Interaction, Record, Response};
 use crate::engine::contact::Contact;
 use crate::engine::{CompiledFlow, Decision, RecommendRequest, Signals};
 use crate::learn::propensity::CounterBank;
 use crate::learn::uplift::{Learner, TauScorer, UpliftModel};
 use crate::rules::OfferFacts;
-use crate::store::keys::{self, Kind};
-use crate::store::{Storage, StoreError};
+use crate::store::eventlog::Position;
 
 /// Contacts older than this are dropped: the longest cap period is a month, and
 /// cooldowns are limited to this long (see `model::policy`).
@@ -34,55 +34,72 @@ const PRUNE_SLACK: usize = 256;
 
 pub struct Learning {
     pub counters: Arc<CounterBank>,
-    contacts: DashMap<Box<str>, Vec<Contact>>,
+    pub(super) contacts: DashMap<Box<str>, Vec<Contact>>,
     /// Trained uplift models by flow key.
     uplift: ArcSwap<HashMap<Box<str>, Arc<FlowUplift>>>,
     /// Each flow's holdout experiment: what `GET /experiments/{flow}/results` reports.
     pub experiments: super::experiment::Experiments,
+    /// The idempotency keys of recorded responses. `/respond` checks and inserts under
+    /// this lock, so two concurrent uses of one key cannot both record.
+    pub keys: parking_lot::Mutex<Keys>,
 }
 
-/// Rebuilds every tenant's learned state before the tenants take traffic: counters from
-/// the stored responses, contacts and experiments from the decision log, in one pass over
-/// the event log for all tenants (each record goes to its tenant's restorer).
-pub fn restore_all(store: &dyn Storage, tenants: &[(&str, &Learning)]) -> Result<(), StoreError> {
-    let mut restorers: HashMap<&str, Restorer<'_>> = tenants.iter().map(|(id, l)| (*id, l.restorer())).collect();
-    for (id, r) in restorers.iter_mut() {
-        r.stored(store, id)?;
-    }
-    store.events().replay(&mut |at, payload| {
-        let Some(r) = super::interaction::record_tenant(payload).and_then(|t| restorers.get_mut(t)) else { return };
-        if let Some((_, _, i)) = super::interaction::read_decision(payload, at) {
-            r.decision(i);
-        }
-    })?;
-    restorers.into_values().for_each(Restorer::finish);
-    Ok(())
-}
-
-/// One tenant's learned state being rebuilt from what was stored.
-struct Restorer<'a> {
-    learning: &'a Learning,
+/// Applies logged records to tenants' learned state, in log order: at start (after a
+/// checkpoint, or from the beginning) and when a checkpoint folds in closed segments.
+pub struct Replay<'a> {
+    tenants: HashMap<&'a str, TenantReplay<'a>>,
     now: i64,
-    /// Records come in no particular time order (earlier versions' sled ids are random):
-    /// gathered, then each history is sorted and keeps its newest contacts.
+}
+
+/// One tenant's learned state being rebuilt.
+struct TenantReplay<'a> {
+    learning: &'a Learning,
+    /// Records may come in no time order (earlier versions' sled ids are random):
+    /// contacts are gathered, then each history is sorted and keeps its newest.
     histories: HashMap<String, Vec<Contact>>,
 }
 
-impl Restorer<'_> {
-    /// The stored responses (counters, experiments) and decisions of earlier versions.
-    fn stored(&mut self, store: &dyn Storage, tenant: &str) -> Result<(), StoreError> {
-        for_each_record(store, &keys::prefix(tenant, Kind::Response), |bytes| {
-            if let Ok(r) = serde_json::from_slice::<Response>(bytes) {
-                self.learning.count(&r);
-            }
-        })?;
-        super::interaction::each_legacy_decision(store, tenant, |i| self.decision(i))
+impl<'a> Replay<'a> {
+    pub fn new(tenants: &[(&'a str, &'a Learning)]) -> Replay<'a> {
+        let tenants =
+            tenants.iter().map(|(id, learning)| (*id, TenantReplay { learning, histories: HashMap::new() })).collect();
+        Replay { tenants, now: crate::ids::unix_now() }
     }
 
-    fn decision(&mut self, i: Interaction) {
+    /// One event-log record (of any tenant; others' are skipped).
+    pub fn record(&mut self, at: Position, payload: &[u8]) {
+        let Some(t) = super::interaction::record_tenant(payload).and_then(|t| self.tenants.get_mut(t)) else { return };
+        match super::interaction::read_record(payload, at) {
+            Some((_, Record::Decision(i))) => t.decision(i, self.now),
+            Some((_, Record::Response(r, recorded_ms))) => t.response(&r, at, recorded_ms),
+            None => {}
+        }
+    }
+
+    /// A decision logged by an earlier version (in sled).
+    pub fn legacy_decision(&mut self, tenant: &str, i: Interaction) {
+        if let Some(t) = self.tenants.get_mut(tenant) {
+            t.decision(i, self.now);
+        }
+    }
+
+    /// Hands the gathered contacts to their tenants.
+    pub fn finish(self) {
+        for t in self.tenants.into_values() {
+            for (customer, history) in t.histories {
+                let mut merged = t.learning.contacts.entry(customer.into()).or_default();
+                merged.extend(history);
+                keep_newest(&mut merged);
+            }
+        }
+    }
+}
+
+impl TenantReplay<'_> {
+    fn decision(&mut self, i: Interaction, now: i64) {
         self.learning.experiments.decision(&i.decision_flow_key, &i.customer_id, i.control_group);
         let at = crate::ids::parse_rfc3339(&i.created_at).unwrap_or(0);
-        if i.control_group || self.now - at >= CONTACT_RETENTION_SECS {
+        if i.control_group || now - at >= CONTACT_RETENTION_SECS {
             return;
         }
         let channel: Option<Arc<str>> = i.channel_name.as_deref().map(Into::into);
@@ -100,11 +117,17 @@ impl Restorer<'_> {
         }
     }
 
-    fn finish(self) {
-        for (customer, mut history) in self.histories {
-            keep_newest(&mut history);
-            self.learning.contacts.insert(customer.into(), history);
+    /// A response counts once per idempotency key: a second record under a remembered key
+    /// (left by a restart that stopped halfway through moving sled's responses here) is skipped.
+    fn response(&mut self, r: &Response, at: Position, recorded_ms: i64) {
+        let digest = idempotency::digest(&r.idempotency_key);
+        let mut keys = self.learning.keys.lock();
+        if keys.get(&digest, recorded_ms).is_some() {
+            return;
         }
+        keys.insert(digest, at, recorded_ms);
+        drop(keys);
+        self.learning.count(r);
     }
 }
 
@@ -192,6 +215,7 @@ impl Learning {
             contacts: DashMap::new(),
             uplift: ArcSwap::from_pointee(HashMap::new()),
             experiments: Default::default(),
+            keys: Default::default(),
         }
     }
 
@@ -259,9 +283,6 @@ impl Learning {
         TenantSignals { learning: self, uplift, aligned, history: None }
     }
 
-    fn restorer(&self) -> Restorer<'_> {
-        Restorer { learning: self, now: crate::ids::unix_now(), histories: HashMap::new() }
-    }
     /// Counts a recorded response in the propensity counters. Only treated responses
     /// count: propensity is the response rate of customers who were shown the offer.
     pub fn count(&self, r: &Response) {

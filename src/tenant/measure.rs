@@ -23,7 +23,6 @@ use super::learning::{FlowUplift, OfferUplift};
 use crate::engine::CompiledFlow;
 use crate::learn::stats::{experiment_stats, ArmStats, ArmTotals, ExperimentStats, Interval};
 use crate::learn::uplift::{Learner, UpliftModel, UpliftRow};
-use crate::store::keys::{self, Kind};
 use crate::store::{Storage, StoreError};
 
 /// A flow's logged decisions with their responses.
@@ -36,11 +35,9 @@ impl FlowLog {
     /// flow's), so the read never holds up the tenant's writes for long.
     pub fn load(store: &dyn Storage, tenant: &str, flow_key: &str) -> Result<FlowLog, StoreError> {
         let mut responses: HashMap<String, Vec<Response>> = HashMap::new();
-        for_each_record(store, &keys::prefix(tenant, Kind::Response), |bytes| {
-            if let Ok(r) = serde_json::from_slice::<Response>(bytes) {
-                if r.decision_flow_key == flow_key {
-                    responses.entry(r.interaction_id.clone()).or_default().push(r);
-                }
+        super::interaction::each_response(store, tenant, |r| {
+            if r.decision_flow_key == flow_key {
+                responses.entry(r.interaction_id.clone()).or_default().push(r);
             }
         })?;
         let mut decisions = Vec::new();
@@ -155,11 +152,9 @@ impl TrainingSample {
         let offers: HashMap<String, Vec<Arc<Interaction>>> = offers.into_iter().map(|(k, (_, v))| (k, v)).collect();
         let sampled: HashSet<&str> = offers.values().flatten().map(|i| i.id.as_str()).collect();
         let mut converted: HashMap<String, HashSet<String>> = HashMap::new();
-        for_each_record(store, &keys::prefix(tenant, Kind::Response), |bytes| {
-            if let Ok(r) = serde_json::from_slice::<Response>(bytes) {
-                if r.classification == Classification::Positive && sampled.contains(r.interaction_id.as_str()) {
-                    converted.entry(r.interaction_id).or_default().insert(r.offer_id);
-                }
+        super::interaction::each_response(store, tenant, |r| {
+            if r.classification == Classification::Positive && sampled.contains(r.interaction_id.as_str()) {
+                converted.entry(r.interaction_id).or_default().insert(r.offer_id);
             }
         })?;
         Ok(TrainingSample { offers, converted, decisions })
@@ -179,13 +174,17 @@ impl TrainingSample {
 /// Records a page this size are read under one short store read.
 const PAGE: usize = 1_024;
 
-/// Calls `each` with every record under `prefix`, a page at a time.
-pub fn for_each_record(store: &dyn Storage, prefix: &[u8], mut each: impl FnMut(&[u8])) -> Result<(), StoreError> {
+/// Calls `each(key, value)` with every record under `prefix`, a page at a time.
+pub fn for_each_record(
+    store: &dyn Storage,
+    prefix: &[u8],
+    mut each: impl FnMut(&[u8], &[u8]),
+) -> Result<(), StoreError> {
     let mut after: Option<Vec<u8>> = None;
     loop {
         let page = store.scan_page(prefix, after.as_deref(), PAGE)?;
-        for (_, value) in &page {
-            each(value);
+        for (key, value) in &page {
+            each(key, value);
         }
         match page.last() {
             Some((key, _)) if page.len() == PAGE => after = Some(key.clone()),

@@ -8,6 +8,9 @@
 //! * `actor` — the single writer: commands, persistence, recompile and swap.
 //! * `command` — the messages the actor takes, each with its typed reply.
 //! * `interaction` — the decision log, outcome types and responses.
+//! * `respond` — recording a response: off the actor, one append, idempotent.
+//! * `idempotency` — the recent idempotency keys and where their responses are.
+//! * `checkpoint` — the derived state saved at a log position, restored at start.
 //! * `experiment` — holdout experiment aggregates, kept as decisions and outcomes happen.
 //! * `learning` — counters, contacts and uplift models shared with the read path.
 //! * `measure` — the experiment report and uplift training from a bounded sample of the log.
@@ -16,14 +19,17 @@
 //! * `plugins` — the plugins folder: load at start, watch, hot reload.
 
 pub mod actor;
+pub mod checkpoint;
 pub mod command;
 pub mod experiment;
+pub mod idempotency;
 pub mod interaction;
 pub mod learning;
 pub mod measure;
 pub mod persist;
 pub mod plugins;
 pub mod registry;
+pub mod respond;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -30,6 +30,11 @@ use crate::store::{Batch, Storage, StoreError};
 /// The list of tenant ids; the one record outside any tenant's prefix.
 const TENANTS_KEY: &[u8] = b"registry/tenants";
 
+/// How often the closed event-log segments are folded into the checkpoint, and how often
+/// segments past retention are dropped.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
 /// How long a request waits for a tenant actor before giving up with an error.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -80,7 +85,7 @@ impl TenantHandle {
     /// Records an outcome for a logged decision; a replayed idempotency key returns the
     /// first result (`duplicate: true`) and counts nothing twice. Resolves once durable.
     pub async fn respond(&self, input: RespondInput) -> Result<RespondReply, TenantError> {
-        self.ask(super::actor::Respond(input)).await
+        super::respond::record(self.store.as_ref(), &self.id, &self.learning, input).await
     }
 
     /// Sends a command or query (`tenant::command`) to the tenant's actor and waits for
@@ -191,7 +196,7 @@ impl Registry {
             stored.push((id, catalog, learning));
         }
         let restoring: Vec<(&str, &Learning)> = stored.iter().map(|(id, _, l)| (id.as_str(), &**l)).collect();
-        if let Err(e) = super::learning::restore_all(registry.store.as_ref(), &restoring) {
+        if let Err(e) = super::checkpoint::restore_all(registry.store.as_ref(), &restoring) {
             tracing::error!(error = %e, "could not rebuild counters, contacts and experiments from the log");
         }
         for (id, catalog, learning) in stored {
@@ -208,7 +213,7 @@ impl Registry {
     /// Starts a tenant's actor with its learned state (restored, or new for a new tenant).
     fn start_tenant(&self, id: &str, catalog: Catalog, learning: Arc<Learning>) -> Arc<TenantHandle> {
         let id: Arc<str> = id.into();
-        let (actor, snapshot) = TenantActor::new(id.clone(), catalog, self.store.clone(), learning.clone());
+        let (actor, snapshot) = TenantActor::new(id.clone(), catalog, self.store.clone());
         let addr = TenantActor::start_in_arbiter(&self.tenant_arbiter(&id), move |_| actor);
         let handle = Arc::new(TenantHandle { id: id.clone(), snapshot, addr, store: self.store.clone(), learning });
         self.tenants.insert(id.to_string(), handle.clone());
@@ -327,33 +332,52 @@ impl Registry {
         }
     }
 
-    /// Drops event-log segments older than `retention`, at start and then hourly.
-    pub fn start_retention(self: &Arc<Self>, retention: Duration) {
+    /// Looks after the event log in the background: every `CHECKPOINT_EVERY`, folds the
+    /// segments closed since the last checkpoint into it (so a start replays little); at
+    /// start and then hourly, drops segments older than `retention`.
+    pub fn start_log_maintenance(self: &Arc<Self>, retention: Duration) {
         let registry = Arc::downgrade(self);
-        let spawned = std::thread::Builder::new().name("arbiter-retention".into()).spawn(move || {
-            let (tick, every) = (Duration::from_millis(250), Duration::from_secs(3600));
-            let mut waited = every;
+        let spawned = std::thread::Builder::new().name("arbiter-log-maintenance".into()).spawn(move || {
+            let tick = Duration::from_millis(250);
+            let (mut since_fold, mut since_retention) = (Duration::ZERO, RETENTION_EVERY);
             loop {
                 let Some(registry) = registry.upgrade() else { return };
                 if registry.stopping.load(Ordering::Relaxed) {
                     return;
                 }
-                if waited >= every {
-                    waited = Duration::ZERO;
-                    let cutoff = std::time::SystemTime::now() - retention;
-                    match registry.store.events().drop_before(cutoff) {
-                        Ok(0) => {}
-                        Ok(n) => tracing::info!(segments = n, "dropped event-log segments past retention"),
-                        Err(e) => tracing::error!(error = %e, "dropping old event-log segments failed"),
-                    }
+                if since_fold >= CHECKPOINT_EVERY {
+                    since_fold = Duration::ZERO;
+                    registry.checkpoint();
+                }
+                if since_retention >= RETENTION_EVERY {
+                    since_retention = Duration::ZERO;
+                    registry.drop_old_segments(retention);
                 }
                 drop(registry);
                 std::thread::sleep(tick);
-                waited += tick;
+                since_fold += tick;
+                since_retention += tick;
             }
         });
         if let Err(e) = spawned {
-            tracing::error!(error = %e, "could not start the retention thread; old decisions are kept");
+            tracing::error!(error = %e, "could not start the log maintenance thread; old decisions are kept");
+        }
+    }
+
+    /// Folds the closed segments into the checkpoint (`tenant::checkpoint`).
+    pub fn checkpoint(&self) {
+        let tenants: Vec<String> = self.tenants.iter().map(|t| t.key().clone()).collect();
+        if let Err(e) = super::checkpoint::fold_closed(self.store.events(), &tenants) {
+            tracing::error!(error = %e, "checkpointing the event log failed; a start replays more of it");
+        }
+    }
+
+    fn drop_old_segments(&self, retention: Duration) {
+        let cutoff = std::time::SystemTime::now() - retention;
+        match self.store.events().drop_before(cutoff) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(segments = n, "dropped event-log segments past retention"),
+            Err(e) => tracing::error!(error = %e, "dropping old event-log segments failed"),
         }
     }
 

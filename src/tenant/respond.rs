@@ -1,0 +1,103 @@
+//! Recording a response: one read (the decision, by the position its id names), one
+//! acknowledged append to the event log, and the counters once it is durable. It runs on
+//! the request's own task, not the tenant's actor, so responses of one tenant are recorded
+//! in parallel and share the log's group commits.
+//!
+//! Idempotency: the key's digest is checked and inserted under the tenant's key lock, in
+//! the same step as the append, so two concurrent uses of one key record once. A replay
+//! answers with the first response, and only once that one is durable: it waits for a
+//! log barrier and reads the record back; if the first write failed (nothing is there),
+//! the replay records the response itself.
+
+use super::command::RespondReply;
+use super::idempotency::{self, KeyDigest};
+use super::interaction::{self, classification_of, resolve_offer, RespondInput, Response};
+use super::learning::Learning;
+use super::TenantError;
+use crate::store::Storage;
+
+/// How often a respond starts over after finding its key taken by a write that then
+/// failed (each retry means another failed write: the disk is refusing them).
+const ATTEMPTS: usize = 3;
+
+/// Records `input` for `tenant`; resolves once durable.
+pub async fn record(
+    store: &dyn Storage,
+    tenant: &str,
+    learning: &Learning,
+    input: RespondInput,
+) -> Result<RespondReply, TenantError> {
+    let interaction_id = input.validate()?;
+    let key = input.idempotency_key.clone().unwrap_or_default();
+    let digest = idempotency::digest(&key);
+    for _ in 0..ATTEMPTS {
+        if let Some(first) = replayed(store, tenant, learning, &digest).await? {
+            return Ok(first);
+        }
+        let decision = interaction::find_decision(store, tenant, &interaction_id)?
+            .ok_or_else(|| TenantError::NotFound(format!("recommendation `{interaction_id}` not found")))?;
+        let offer = resolve_offer(&input, &decision)?;
+        let response = Response {
+            response_id: crate::ids::new_id(),
+            interaction_id: decision.id.clone(),
+            customer_id: decision.customer_id.clone(),
+            offer_id: offer.offer_id.clone(),
+            category: offer.category.clone(),
+            channel: decision.channel_name.clone(),
+            rank: offer.rank,
+            outcome: input.outcome.clone(),
+            classification: classification_of(&input.outcome),
+            control_group: decision.control_group,
+            decision_flow_key: decision.decision_flow_key.clone(),
+            conversion_value: input.conversion_value,
+            timestamp: input.timestamp.clone().unwrap_or_else(crate::ids::now_rfc3339),
+            idempotency_key: key.clone(),
+        };
+        let now_ms = crate::ids::unix_now_millis();
+        let record = interaction::response_record(tenant, &response, now_ms);
+        let appended = {
+            let mut keys = learning.keys.lock();
+            if keys.get(&digest, now_ms).is_some() {
+                // A concurrent respond with this key came first: answer with its result.
+                None
+            } else {
+                let (at, durable) = store.events().append(&record, true)?;
+                keys.insert(digest, at, now_ms);
+                Some((at, durable.expect("an acknowledged append has a Durable")))
+            }
+        };
+        let Some((at, durable)) = appended else { continue };
+        return match durable.await {
+            Ok(()) => {
+                learning.count(&response);
+                Ok(RespondReply { response, recorded: true, duplicate: false })
+            }
+            Err(e) => {
+                // Not acknowledged, so not kept: a retry with the same key records it.
+                learning.keys.lock().remove(&digest, at);
+                Err(e.into())
+            }
+        };
+    }
+    Err(TenantError::Unavailable(format!("the response for idempotency key `{key}` could not be recorded; retry")))
+}
+
+/// The first result recorded under `digest`, once durable; `None` if the key is new, or its
+/// first write failed.
+async fn replayed(
+    store: &dyn Storage,
+    tenant: &str,
+    learning: &Learning,
+    digest: &KeyDigest,
+) -> Result<Option<RespondReply>, TenantError> {
+    let Some(at) = learning.keys.lock().get(digest, crate::ids::unix_now_millis()) else { return Ok(None) };
+    store.events().barrier().await?;
+    let first = store.events().read(at)?.and_then(|payload| interaction::read_response(&payload));
+    match first {
+        Some((t, response, _)) if t == tenant => Ok(Some(RespondReply { response, recorded: true, duplicate: true })),
+        _ => {
+            learning.keys.lock().remove(digest, at);
+            Ok(None)
+        }
+    }
+}
