@@ -411,3 +411,144 @@ async fn the_training_sample_is_bounded_per_offer() {
     assert!(scanned.values().flatten().any(|r| r.converted), "some rows converted");
     registry.shutdown();
 }
+
+/// What a start rebuilds of a tenant's learned state, comparable across starts.
+fn learned_state(t: &TenantHandle, customers: &[String]) -> Value {
+    let contacts: Vec<Value> = customers
+        .iter()
+        .map(|c| {
+            let h = t.learning.contacts_of(c);
+            json!(h.iter().map(|k| json!([k.at, &*k.offer_id, &*k.category, k.channel.as_deref()])).collect::<Vec<_>>())
+        })
+        .collect();
+    let (treated, control, both) = t.learning.experiments.totals("cross-sell");
+    json!({
+        "counters": format!("{:?}", t.learning.counters.snapshot()),
+        "experiment": [treated, control, both],
+        "contacts": contacts,
+        "keys": t.learning.keys.lock().len(),
+    })
+}
+
+/// Decisions for `customers`, and a click on rank 1 of each treated one (key `{round}-{customer}`).
+async fn traffic(t: &TenantHandle, customers: &[String], round: usize) {
+    use arbiter::tenant::interaction::RespondInput;
+    for c in customers {
+        let req = RecommendRequest { customer_id: c.as_str().into(), ..demo::request() };
+        let d = t.recommend(&req, Default::default()).unwrap();
+        if d.decisions.is_empty() {
+            continue;
+        }
+        let input = RespondInput {
+            customer_id: c.clone(),
+            recommendation_id: Some(d.recommendation_id.clone()),
+            rank: Some(1),
+            outcome: if round.is_multiple_of(2) { "click" } else { "dismiss" }.into(),
+            idempotency_key: Some(format!("{round}-{c}")),
+            ..serde_json::from_value(json!({})).unwrap()
+        };
+        t.respond(input).await.unwrap();
+    }
+}
+
+/// A start from a checkpoint (folded by the background step, then the tail after it)
+/// rebuilds the same counters, experiment, contacts and idempotency keys as a replay of
+/// the whole log, and the counters and experiment are those counted live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_and_its_tail_restore_what_a_full_replay_does() {
+    use arbiter::tenant::checkpoint;
+    let dir = temp_dir("checkpoint");
+    // Small segments, so the traffic below closes several.
+    let open = || Arc::new(SledStore::open_with_segment_bytes(&dir, 8 << 10).unwrap());
+    let mut customers: Vec<String> = (0..60).map(|i| format!("cust_{i}")).collect();
+    customers.push("cust_42".into());
+    let live = {
+        let store = open();
+        let registry = Registry::start(store.clone()).unwrap();
+        let t = registry.ensure_tenant("default").await.unwrap();
+        tutorial(&t).await;
+        traffic(&t, &customers, 0).await;
+        traffic(&t, &customers, 1).await;
+        assert!(checkpoint::fold_closed(arbiter::store::Storage::events(&*store), &["default".into()]).unwrap());
+        assert!(!checkpoint::fold_closed(arbiter::store::Storage::events(&*store), &["default".into()]).unwrap());
+        traffic(&t, &customers, 2).await;
+        let live = learned_state(&t, &customers);
+        registry.shutdown();
+        live
+    };
+    let restart = || async {
+        let registry = Registry::start(open()).unwrap();
+        let t = registry.tenant("default").unwrap();
+        let state = learned_state(&t, &customers);
+        registry.shutdown();
+        state
+    };
+    let from_checkpoint = restart().await;
+    std::fs::remove_file(dir.join("events").join("checkpoint")).unwrap();
+    let replayed = restart().await;
+    assert_eq!(from_checkpoint, replayed, "checkpoint + tail = the whole log");
+    for part in ["counters", "experiment", "keys"] {
+        assert_eq!(from_checkpoint[part], live[part], "{part}: as counted live");
+    }
+    assert!(live["keys"].as_u64().unwrap() > 60, "the traffic recorded responses: {}", live["keys"]);
+    // The start that replayed the whole log checkpointed again: a third start uses it.
+    assert_eq!(restart().await, replayed);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A data folder an earlier version wrote — a decision and a response in sled — opens:
+/// both count, the response moves to the event log (so its idempotency key still answers
+/// as a duplicate) and a second start does not count it twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_an_earlier_version_kept_in_sled_move_to_the_log() {
+    use arbiter::store::keys::{key, Kind};
+    use arbiter::store::{Batch, Storage};
+    use arbiter::tenant::interaction::RespondInput;
+    let dir = temp_dir("legacy");
+    let legacy_id = "6f1c2a34-0000-4000-8000-000000000001";
+    {
+        let store = Arc::new(SledStore::open(&dir).unwrap());
+        let registry = Registry::start(store.clone()).unwrap();
+        let t = registry.ensure_tenant("default").await.unwrap();
+        tutorial(&t).await;
+        let decision = json!({"id": legacy_id, "customerId": "cust_42", "decisionFlowKey": "cross-sell",
+            "decisionFlowVersion": 1, "channel": "in_app", "controlGroup": false,
+            "offers": [{"rank": 1, "offerId": "o1", "offerName": "Card", "score": 0.9, "category": "cards"}],
+            "createdAt": "2026-11-30T10:00:00.000Z"});
+        let response = json!({"responseId": "r1", "interactionId": legacy_id, "customerId": "cust_42",
+            "offerId": "o1", "category": "cards", "rank": 1, "outcome": "convert", "classification": "positive",
+            "controlGroup": false, "decisionFlowKey": "cross-sell", "conversionValue": 10.0,
+            "timestamp": "2026-11-30T10:01:00.000Z", "idempotencyKey": "legacy-key"});
+        let reply = json!({"response": response, "recorded": true, "duplicate": false});
+        let mut b = Batch::new();
+        b.put(key("default", Kind::Interaction, &[legacy_id]), serde_json::to_vec(&decision).unwrap());
+        b.put(key("default", Kind::Response, &["r1"]), serde_json::to_vec(&response).unwrap());
+        b.put(key("default", Kind::Idem, &["legacy-key"]), serde_json::to_vec(&reply).unwrap());
+        store.write(b).unwrap().await.unwrap();
+        // As an earlier version left it: no checkpoint yet.
+        registry.shutdown();
+        std::fs::remove_file(dir.join("events").join("checkpoint")).unwrap();
+    }
+    for start in 0..2 {
+        let store = Arc::new(SledStore::open(&dir).unwrap());
+        let registry = Registry::start(store.clone()).unwrap();
+        let t = registry.tenant("default").unwrap();
+        assert_eq!(t.learning.counters.offer("o1").read(), (1, 1), "start {start}: the response counts once");
+        let (treated, _, _) = t.learning.experiments.totals("cross-sell");
+        assert_eq!((treated.samples, treated.conversions), (1, 1), "start {start}");
+        assert!(store.scan_prefix(&arbiter::store::keys::prefix("default", Kind::Response)).unwrap().is_empty());
+        let input = RespondInput {
+            customer_id: "cust_42".into(),
+            recommendation_id: Some(legacy_id.into()),
+            rank: Some(1),
+            outcome: "convert".into(),
+            idempotency_key: Some("legacy-key".into()),
+            ..RespondInput::default()
+        };
+        let replay = t.respond(input).await.unwrap();
+        assert!(replay.duplicate, "start {start}: the moved key still answers: {replay:?}");
+        assert_eq!(replay.response.response_id, "r1");
+        registry.shutdown();
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

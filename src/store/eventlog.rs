@@ -90,6 +90,8 @@ struct Shared {
     wake: Condvar,
     /// Read handles by segment, opened on first read.
     readers: Mutex<HashMap<u32, Arc<File>>>,
+    /// Why the last write failed, until one succeeds (the store's health says so).
+    failing: Mutex<Option<String>>,
 }
 
 struct Tail {
@@ -157,6 +159,7 @@ impl EventLog {
             tail: Mutex::new(tail),
             wake: Condvar::new(),
             readers: Mutex::default(),
+            failing: Mutex::default(),
         });
         let writer = {
             let shared = shared.clone();
@@ -184,6 +187,11 @@ impl EventLog {
         while !tail.stopping && (!tail.pending.is_empty() || !tail.writing.is_empty()) {
             tail = self.shared.wake.wait(tail).unwrap_or_else(PoisonError::into_inner);
         }
+    }
+
+    /// Why the last write failed, while the writes keep failing.
+    pub fn failing(&self) -> Option<String> {
+        self.shared.failing.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     fn reader(&self, segment: u32) -> Result<Option<Arc<File>>, StoreError> {
@@ -382,6 +390,7 @@ impl Drop for EventLog {
 /// it; syncs when an acknowledgement waits; completes the waiters.
 fn run_writer(shared: &Shared) {
     let mut files: Option<(u32, File)> = None;
+    let delay = super::injected_flush_delay();
     loop {
         let (chunks, waiters, stopping) = {
             let mut tail = shared.lock();
@@ -403,7 +412,11 @@ fn run_writer(shared: &Shared) {
             tail.sync_requested = false;
             (chunks, std::mem::take(&mut tail.waiters), tail.stopping)
         };
+        if let (Some(delay), false) = (delay, waiters.is_empty()) {
+            std::thread::sleep(delay);
+        }
         let result = write_chunks(&shared.dir, &mut files, &chunks, !waiters.is_empty() || stopping);
+        *shared.failing.lock().unwrap_or_else(PoisonError::into_inner) = result.as_ref().err().map(|e| e.to_string());
         {
             let mut tail = shared.lock();
             tail.writing = Arc::new(Vec::new());
@@ -630,6 +643,58 @@ mod tests {
         let future = SystemTime::now() + Duration::from_secs(60);
         assert_eq!(log.drop_before(future).unwrap(), 1, "the closed segment goes, the current one stays");
         assert_eq!(records(&log), vec![(now, b"new".to_vec())]);
+        drop(log);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_barrier_completes_after_what_was_appended_before_it_is_synced() {
+        let log = EventLog::temporary().unwrap();
+        let (a, _) = log.append(b"unacknowledged", false).unwrap();
+        log.barrier().wait().unwrap();
+        let on_disk = std::fs::read(segment_path(&log.shared.dir, a.segment)).unwrap();
+        assert_eq!(decode_one(&on_disk).map(|(p, _)| p), Some(&b"unacknowledged"[..]));
+        log.barrier().wait().expect("a barrier with nothing pending completes too");
+    }
+
+    #[test]
+    fn a_checkpoint_is_replaced_whole_and_a_damaged_one_is_none() {
+        let log = EventLog::temporary().unwrap();
+        assert_eq!(log.load_checkpoint().unwrap(), None);
+        log.save_checkpoint(b"first").unwrap();
+        log.save_checkpoint(b"second").unwrap();
+        assert_eq!(log.load_checkpoint().unwrap().as_deref(), Some(&b"second"[..]));
+        let path = log.shared.dir.join(CHECKPOINT);
+        let mut bytes = std::fs::read(&path).unwrap();
+        *bytes.last_mut().unwrap() ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        assert_eq!(log.load_checkpoint().unwrap(), None, "a CRC mismatch is no checkpoint");
+    }
+
+    #[test]
+    fn a_failed_write_is_cut_off_its_segment() {
+        let log = EventLog::temporary().unwrap();
+        let (a, d) = log.append(b"kept", true).unwrap();
+        d.unwrap().wait().unwrap();
+        let (b, d) = log.append(b"failed", true).unwrap();
+        d.unwrap().wait().unwrap();
+        // As if the second write had failed: the writer cuts its chunk off again.
+        let chunk = Chunk { segment: b.segment, start: u64::from(b.offset), bytes: Vec::new() };
+        cut_back(&log.shared.dir, &[chunk]);
+        assert_eq!(log.read(b).unwrap(), None);
+        assert_eq!(records(&log), vec![(a, b"kept".to_vec())]);
+    }
+
+    #[test]
+    fn replay_keeps_to_its_segment_range() {
+        let dir = std::env::temp_dir().join(format!("arbiter-events-range-{}", crate::ids::new_id()));
+        let log = EventLog::open_sized(&dir, 64).unwrap();
+        let at: Vec<Position> = (0..6u8).map(|i| log.append(&[i; 40], false).unwrap().0).collect();
+        assert!(at.windows(2).all(|w| w[1].segment == w[0].segment + 1), "one 48-byte record per segment");
+        let mut seen = Vec::new();
+        log.replay(at[2].segment..at[4].segment, &mut |p, _| seen.push(p)).unwrap();
+        assert_eq!(seen, vec![at[2], at[3]]);
+        assert_eq!(log.end(), Position { segment: at[5].segment, offset: 48 });
         drop(log);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -192,6 +192,16 @@ impl Batch {
 /// Completes when a write is durable. Await it from async code, or call [`Durable::wait`] from
 /// sync code. Never hangs: if the committer is gone it resolves to
 /// [`StoreError::CommitterStopped`].
+/// Fault injection for durability tests: `ARBITER_TEST_FLUSH_DELAY_MS` holds every group
+/// flush (sled's and the event log's) back, widening the window in which a write is
+/// accepted but not yet on disk. A server that acknowledged before its flush would lose
+/// writes to `kill -9` in that window; `tests/crash_kill9.rs` sets it to prove the
+/// acknowledgement waits. Unset in production.
+pub(crate) fn injected_flush_delay() -> Option<std::time::Duration> {
+    let ms: u64 = std::env::var("ARBITER_TEST_FLUSH_DELAY_MS").ok()?.parse().ok()?;
+    Some(std::time::Duration::from_millis(ms.min(1000)))
+}
+
 #[must_use = "a write is only acknowledged once its Durable completes"]
 #[derive(Debug)]
 pub struct Durable {

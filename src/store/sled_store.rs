@@ -67,7 +67,7 @@ struct Shared {
     dirty: Arc<AtomicBool>,
     /// The error of the last flush, until a flush succeeds again (health).
     failing: Arc<std::sync::Mutex<Option<String>>>,
-    /// Decisions, in segment files in `events/` of the store's folder.
+    /// Decisions and responses, in segment files in `events/` of the store's folder.
     events: super::eventlog::EventLog,
 }
 
@@ -261,7 +261,8 @@ impl Storage for SledStore {
     }
 
     fn degraded(&self) -> Option<String> {
-        self.shared.failing.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        let sled = self.shared.failing.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        sled.or_else(|| self.shared.events.failing().map(|e| format!("event log: {e}")))
     }
 }
 
@@ -312,16 +313,6 @@ impl Drop for Committer {
     }
 }
 
-/// Fault injection for durability tests: `ARBITER_TEST_FLUSH_DELAY_MS` holds every group
-/// flush back, widening the window in which a write is applied but not yet on disk. A
-/// server that acknowledged before its flush would lose writes to `kill -9` in that
-/// window; `tests/crash_kill9.rs` sets it to prove the acknowledgement waits. Unset in
-/// production.
-fn injected_flush_delay() -> Option<std::time::Duration> {
-    let ms: u64 = std::env::var("ARBITER_TEST_FLUSH_DELAY_MS").ok()?.parse().ok()?;
-    Some(std::time::Duration::from_millis(ms.min(1000)))
-}
-
 /// The committer loop: one flush per group of queued waiters, until the queue is closed.
 fn run_committer(
     db: &sled::Db,
@@ -334,7 +325,7 @@ fn run_committer(
         *failing.lock().unwrap_or_else(PoisonError::into_inner) = result.as_ref().err().map(|e| e.to_string());
     };
     let mut group = Vec::new();
-    let delay = injected_flush_delay();
+    let delay = super::injected_flush_delay();
     loop {
         let first = match waiters.recv_timeout(super::UNACKNOWLEDGED_FLUSH) {
             Ok(first) => first,

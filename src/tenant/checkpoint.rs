@@ -47,10 +47,13 @@ struct TenantState {
     counters: CounterSnapshot,
     experiments: Vec<(String, Vec<(String, Seen)>)>,
     names: Vec<String>,
-    /// Per customer: (at, offer, category, channel or `NO_CHANNEL`).
-    contacts: Vec<(String, Vec<(i64, u32, u32, u32)>)>,
+    /// Per customer, its contacts.
+    contacts: Vec<(String, Vec<ContactRecord>)>,
     keys: Vec<Keyed>,
 }
+
+/// A contact: (at, offer, category, channel or `NO_CHANNEL`), names by index.
+type ContactRecord = (i64, u32, u32, u32);
 
 const NO_CHANNEL: u32 = u32::MAX;
 

@@ -198,9 +198,9 @@ pub enum Record {
 
 /// A decision or response record at `at`, with its tenant.
 pub fn read_record(payload: &[u8], at: Position) -> Option<(String, Record)> {
-    match payload.first()? {
-        &DECISION => read_decision(payload, at).map(|(t, _, i)| (t, Record::Decision(i))),
-        &RESPONSE => read_response(payload).map(|(t, r, ms)| (t, Record::Response(r, ms))),
+    match *payload.first()? {
+        DECISION => read_decision(payload, at).map(|(t, _, i)| (t, Record::Decision(i))),
+        RESPONSE => read_response(payload).map(|(t, r, ms)| (t, Record::Response(r, ms))),
         _ => None,
     }
 }
