@@ -232,3 +232,26 @@ fn inventory_scopes_statuses_and_whitelists() {
     let a = t.offers[0].clone();
     assert_eq!(mk(&mut t, "ids", json!({"scope": "category", "categoryIds": ["y"], "offerIds": [a]})).offer_count(), 1);
 }
+
+/// A condition many offers share (it reads no offer field) is evaluated once per decision
+/// and its value reused for each offer; a condition on an offer field is evaluated per
+/// offer; and each decision has its own values.
+#[test]
+fn shared_conditions_give_every_offer_its_own_answer() {
+    let mut t = tenant();
+    let sid = t.catalog.schemas[0].meta.id.clone();
+    let rows = [json!({"customer_id": "u2", "age": 70, "segment": "senior"})];
+    t.catalog.load_rows(&sid, &rows, LoadMode::Upsert).unwrap();
+    for (i, id) in t.offers.clone().iter().enumerate() {
+        let young = json!({"attribute": "customer.segment", "operator": "eq", "value": "young"});
+        rule(&mut t, &format!("young {i}"), "offer", Some(id), "eligibility", young);
+        let priority = json!({"attribute": "offer.priority", "operator": "gte", "value": 60});
+        rule(&mut t, &format!("priority {i}"), "offer", Some(id), "eligibility", priority);
+    }
+    let f = flow(&mut t, "shared", json!([{"id": "q", "type": "qualify"}]), json!({"method": "priority_weighted"}));
+    assert_eq!(names(&run(&f, None)), ["a", "c"], "u1 is young: b fails its own priority condition");
+    let req = RecommendRequest { customer_id: "u2".into(), ..Default::default() };
+    let d = f.decide(&req, &NoSignals, true);
+    assert_eq!(names(&d), ["c"], "u2 is not young: a and b fail (c is mandatory: qualification skips it)");
+    assert_eq!(names(&run(&f, None)), ["a", "c"], "the next decision evaluates afresh");
+}

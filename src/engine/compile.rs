@@ -69,6 +69,8 @@ pub struct CompiledFlow {
     pub(super) offers: Box<[CompiledOffer]>,
     pub(super) steps: Box<[Step]>,
     pub(super) rules: Box<[CompiledRule]>,
+    /// How many distinct offer-independent rule predicates there are (`CompiledRule::shared`).
+    pub(super) shared_rules: usize,
     /// `plans[0]` is the score node's own; the rest come from channel overrides.
     pub(super) plans: Box<[ScorePlan]>,
     /// Where each plan's weights come from, for explain: `node`, `override:<value>`, or
@@ -155,6 +157,9 @@ pub(super) struct CompiledRule {
     /// A channel-scoped rule applies only on this channel (index into `channels`).
     pub channel: Option<usize>,
     pub pred: BoolFn,
+    /// For a predicate that reads no offer field: its memo slot in a decision, shared by
+    /// every rule with the same predicate.
+    pub shared: Option<u32>,
     /// Where the rule was written, for explain output.
     pub origin: RuleOrigin,
 }
@@ -176,6 +181,7 @@ pub fn compile(
         formulas: Vec::new(),
         factor_slots: None,
         features: Vec::new(),
+        shared: HashMap::new(),
     };
     let channels = channel_infos(inputs.channels);
     let offers_in = inventory(&mut b, &nodes);
@@ -239,6 +245,7 @@ pub fn compile(
         offers,
         steps: steps.into(),
         rules: rules.into_iter().map(|e| e.rule).collect(),
+        shared_rules: b.shared.len(),
         plans: plans.plans.into(),
         plan_sources: plans.sources.into(),
         overrides: plans.overrides.into(),
@@ -273,6 +280,9 @@ struct Builder<'c> {
     factor_slots: Option<[u32; 6]>,
     /// Enriched numeric and boolean fields (uplift features): name and slot.
     features: Vec<(Arc<str>, u32)>,
+    /// Rule predicates that read no offer field, by shape: each gets one memo slot per
+    /// decision, so a condition many offers share is evaluated once.
+    shared: HashMap<String, u32>,
 }
 
 fn facts(offer: &Offer) -> OfferFacts {
@@ -446,7 +456,7 @@ impl Builder<'_> {
         defs.sort_by_key(|d| std::cmp::Reverse(d.priority));
         let mut out = Vec::with_capacity(defs.len());
         for def in defs {
-            let Some(pred) = self.rule_predicate(def) else { continue };
+            let Some((pred, shared)) = self.rule_predicate(def) else { continue };
             let channel = (def.scope == Scope::Channel).then(|| {
                 let id = def.scope_id.as_str();
                 channels.iter().position(|c| &*c.id == id || &*c.name == id).unwrap_or(usize::MAX)
@@ -458,6 +468,7 @@ impl Builder<'_> {
                 multiplier: def.multiplier,
                 channel,
                 pred,
+                shared,
                 origin: def.origin.clone(),
             };
             out.push(RuleEntry { scope: def.scope, scope_id: def.scope_id.clone(), rule });
@@ -467,9 +478,13 @@ impl Builder<'_> {
 
     /// Checks and compiles one rule; errors name the JSON rule's config or the
     /// rule-language file location.
-    fn rule_predicate(&mut self, def: &RuleDef) -> Option<BoolFn> {
+    fn rule_predicate(&mut self, def: &RuleDef) -> Option<(BoolFn, Option<u32>)> {
         match Checker::new(&mut self.layout, def.literals).check_predicate(&def.expr) {
-            Ok(typed) => Some(self.compiler.predicate(&typed)),
+            Ok(typed) => {
+                let next = self.shared.len() as u32;
+                let shared = typed.offer_independent_shape().map(|shape| *self.shared.entry(shape).or_insert(next));
+                Some((self.compiler.predicate(&typed), shared))
+            }
             Err(errs) => {
                 let errors = errs.iter().map(|e| match &def.origin {
                     RuleOrigin::Json { .. } => {

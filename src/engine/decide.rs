@@ -42,7 +42,15 @@ struct Frame<'f> {
     features: Vec<f64>,
     /// Bit i: channel-scoped policy i applies on this request's channel.
     channel_mask: u64,
+    /// Per shared rule predicate (`CompiledRule::shared`), its value in this decision once
+    /// evaluated: `MEMO_*`.
+    memo: Vec<u8>,
 }
+
+const MEMO_UNKNOWN: u8 = 0;
+const MEMO_TRUE: u8 = 1;
+const MEMO_FALSE: u8 = 2;
+const MEMO_NONE: u8 = 3;
 
 impl CompiledFlow {
     /// Decides which offers to show. `req` must have passed `RecommendRequest::validate`.
@@ -215,6 +223,7 @@ impl<'f> Frame<'f> {
             policy_states: Vec::new(),
             features: Vec::new(),
             channel_mask: 0,
+            memo: vec![MEMO_UNKNOWN; flow.shared_rules],
         }
     }
 
@@ -223,6 +232,8 @@ impl<'f> Frame<'f> {
     }
 
     fn enrich(&mut self, plans: &[EnrichPlan], customer_id: &str) {
+        // Shared predicates read these slots: what they gave before no longer holds.
+        self.memo.fill(MEMO_UNKNOWN);
         for plan in plans {
             match plan.table.get(customer_id) {
                 Some(row) => {
@@ -261,6 +272,7 @@ impl<'f> Frame<'f> {
         let flow = self.flow;
         let mut notes: Vec<(bool, Removal)> = Vec::new();
         let explain = self.log.is_some();
+        let mut memo = std::mem::take(&mut self.memo);
         cands.retain_mut(|c| {
             let offer = &flow.offers[c.offer as usize];
             let env = self.env(offer);
@@ -269,7 +281,11 @@ impl<'f> Frame<'f> {
                 if rule.channel.is_some() && rule.channel != self.channel {
                     continue;
                 }
-                if (rule.pred)(&env) != Some(false) {
+                let value = match rule.shared {
+                    Some(i) => memoised(&mut memo[i as usize], || (rule.pred)(&env)),
+                    None => (rule.pred)(&env),
+                };
+                if value != Some(false) {
                     continue;
                 }
                 let hard = rule.stage.is_hard();
@@ -285,6 +301,7 @@ impl<'f> Frame<'f> {
             }
             true
         });
+        self.memo = memo;
         if let Some(log) = &mut self.log {
             for (hard, note) in notes {
                 if hard {
@@ -420,12 +437,18 @@ impl<'f> Frame<'f> {
     }
 
     fn score_plan(&self, idx: usize, plan: &ScorePlan, signals: &dyn Signals, cands: &mut [Candidate]) {
+        // The last propensity and its factor: a pow per distinct propensity, not per offer
+        // (NaN never equals, so the first one is computed).
+        let mut memo = (f64::NAN, 1.0);
         for c in cands.iter_mut() {
             let offer = &self.flow.offers[c.offer as usize];
             let p = if plan.needs_propensity() { self.flow.propensity(offer) } else { DEFAULT_PROPENSITY };
+            if p != memo.0 {
+                memo = (p, plan.propensity_factor(p));
+            }
             let tau =
                 if plan.needs_uplift() { signals.uplift(c.offer as usize, &offer.facts, &self.features) } else { None };
-            c.score = plan.score(offer.static_factors[idx], p, tau, c.fit);
+            c.score = plan.score_factored(offer.static_factors[idx], memo.1, tau, c.fit);
         }
     }
 
@@ -585,6 +608,23 @@ impl<'f> Frame<'f> {
                 final_score: c.score,
             },
         }
+    }
+}
+
+/// A shared predicate's value: evaluated the first time a decision needs it, then read.
+#[inline]
+fn memoised(slot: &mut u8, eval: impl FnOnce() -> Option<bool>) -> Option<bool> {
+    if *slot == MEMO_UNKNOWN {
+        *slot = match eval() {
+            Some(true) => MEMO_TRUE,
+            Some(false) => MEMO_FALSE,
+            None => MEMO_NONE,
+        };
+    }
+    match *slot {
+        MEMO_TRUE => Some(true),
+        MEMO_FALSE => Some(false),
+        _ => None,
     }
 }
 

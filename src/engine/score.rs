@@ -67,12 +67,30 @@ impl ScorePlan {
     /// The full score given the static factor, the learned inputs and the fit multiplier.
     #[inline]
     pub fn score(&self, static_factor: f64, propensity: f64, tau: Option<f64>, fit: f64) -> f64 {
+        self.score_factored(static_factor, self.propensity_factor(propensity), tau, fit)
+    }
+
+    /// The propensity's factor of the score: P^Wp for a formula. A decision computes it once
+    /// per distinct propensity (offers without outcomes yet all have the default).
+    #[inline]
+    pub fn propensity_factor(&self, propensity: f64) -> f64 {
+        match self.method {
+            ScoreMethod::PriorityWeighted => 1.0,
+            ScoreMethod::Propensity => propensity,
+            ScoreMethod::Formula if self.weights.propensity_weight == 0.0 => 1.0,
+            ScoreMethod::Formula => propensity.powf(self.weights.propensity_weight),
+        }
+    }
+
+    /// [`ScorePlan::score`] with the propensity factor already computed.
+    #[inline]
+    pub fn score_factored(&self, static_factor: f64, propensity_factor: f64, tau: Option<f64>, fit: f64) -> f64 {
         match self.method {
             ScoreMethod::PriorityWeighted => static_factor * fit,
-            ScoreMethod::Propensity => propensity * fit,
+            ScoreMethod::Propensity => propensity_factor * fit,
             ScoreMethod::Formula => {
                 let w = &self.weights;
-                let p = if w.propensity_weight == 0.0 { 1.0 } else { propensity.powf(w.propensity_weight) };
+                let p = propensity_factor;
                 // No τ means U = 1, and 1^Wu = 1: skip the pow.
                 let u = match tau {
                     Some(_) if w.uplift_weight != 0.0 => uplift_factor(tau).powf(w.uplift_weight),

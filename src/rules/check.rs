@@ -14,6 +14,42 @@ pub struct Typed {
     pub span: Span,
 }
 
+impl Typed {
+    /// What the expression computes, written without source positions: equal for equal
+    /// expressions wherever they were written. `None` when it reads an offer field, so its
+    /// value may differ per offer; otherwise it is the same for every offer of a decision
+    /// (every function is pure), and a flow evaluates it once per decision.
+    pub fn offer_independent_shape(&self) -> Option<String> {
+        let mut out = String::new();
+        self.write_shape(&mut out).then_some(out)
+    }
+
+    fn write_shape(&self, out: &mut String) -> bool {
+        use std::fmt::Write;
+        let _ = write!(out, "{:?}:", self.ty);
+        let all = |out: &mut String, parts: &[&Typed]| {
+            out.push('(');
+            let ok = parts.iter().all(|p| {
+                out.push(',');
+                p.write_shape(out)
+            });
+            out.push(')');
+            ok
+        };
+        match &self.node {
+            Node::Offer(_) => false,
+            Node::Lit(v) => write!(out, "{v:?}").is_ok(),
+            Node::Slot(s) => write!(out, "slot{s}").is_ok(),
+            Node::Not(a) => out.write_str("not").is_ok() && all(out, &[a]),
+            Node::Neg(a) => out.write_str("neg").is_ok() && all(out, &[a]),
+            Node::Binary(op, a, b) => write!(out, "{op:?}").is_ok() && all(out, &[a, b]),
+            Node::In { needle, items, negated } => write!(out, "in{negated}{items:?}").is_ok() && all(out, &[needle]),
+            Node::Call(f, args) => write!(out, "{f:?}").is_ok() && all(out, &args.iter().collect::<Vec<_>>()),
+            Node::Default(a, b) => out.write_str("default").is_ok() && all(out, &[a, b]),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Node {
     Lit(Value),
