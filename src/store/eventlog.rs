@@ -38,7 +38,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::{Durable, StoreError, UNACKNOWLEDGED_FLUSH};
 
 /// A segment is closed once it reaches this size.
-pub const SEGMENT_BYTES: u64 = 64 << 20;
+pub const SEGMENT_BYTES: u64 = 16 << 20;
 /// The longest record accepted (a decision is a few hundred bytes).
 pub const MAX_RECORD: usize = 1 << 20;
 const HEADER: usize = 8;

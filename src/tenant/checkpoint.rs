@@ -157,12 +157,14 @@ fn replay(events: &dyn EventStore, replay: &mut Replay<'_>, from: Position, unti
 
 /// Rebuilds every tenant's learned state before the tenants take traffic — from the last
 /// checkpoint and the log after it, or, without one, from what earlier versions kept in
-/// sled and the whole log — then saves a checkpoint at the end of the log, so the next
-/// start replays only what is appended after this one.
+/// sled and the whole log. Without a checkpoint it saves one at the end of the log (the
+/// checkpoint thread folds only onto one); with one, the thread folds the replayed tail
+/// in the background, so a start does not wait for that write.
 pub fn restore_all(store: &dyn Storage, tenants: &[(&str, &Learning)]) -> Result<(), StoreError> {
     let events = store.events();
     let started = std::time::Instant::now();
     let checkpoint = load(events)?;
+    let loaded_ms = started.elapsed().as_millis() as u64;
     let from_checkpoint = checkpoint.is_some();
     if !from_checkpoint {
         for (id, _) in tenants {
@@ -179,14 +181,19 @@ pub fn restore_all(store: &dyn Storage, tenants: &[(&str, &Learning)]) -> Result
             Position { segment: 0, offset: 0 }
         }
     };
+    let installed_ms = started.elapsed().as_millis() as u64;
     self::replay(events, &mut replay, from, u32::MAX)?;
     replay.finish();
-    let end = events.end();
-    let bytes = save(events, end, tenants)?;
+    let replayed_ms = started.elapsed().as_millis() as u64;
+    if !from_checkpoint {
+        save(events, events.end(), tenants)?;
+    }
     tracing::info!(
         from_checkpoint,
         replayed_from = ?from,
-        checkpoint_bytes = bytes,
+        loaded_ms,
+        installed_ms,
+        replayed_ms,
         ms = started.elapsed().as_millis() as u64,
         "learned state restored"
     );

@@ -189,18 +189,49 @@ pub fn record_tenant(payload: &[u8]) -> Option<&str> {
     postcard::take_from_bytes::<&str>(rest).ok().map(|(tenant, _)| tenant)
 }
 
-/// What a record of the event log is.
-pub enum Record {
-    Decision(Interaction),
+/// What a record of the event log is, as a replay reads it.
+pub enum Record<'a> {
+    /// A decision, borrowed from the record: a replay of millions of them copies nothing
+    /// it does not keep.
+    Decision(DecisionRef<'a>),
     /// A response, and when it was recorded (Unix milliseconds).
     Response(Response, i64),
 }
 
-/// A decision or response record at `at`, with its tenant.
-pub fn read_record(payload: &[u8], at: Position) -> Option<(String, Record)> {
-    match *payload.first()? {
-        DECISION => read_decision(payload, at).map(|(t, _, i)| (t, Record::Decision(i))),
-        RESPONSE => read_response(payload).map(|(t, r, ms)| (t, Record::Response(r, ms))),
+/// The parts of a decision record that derived state needs, borrowed from the payload.
+#[derive(Deserialize)]
+pub struct DecisionRef<'a> {
+    pub tenant: &'a str,
+    pub nonce: u32,
+    pub customer_id: &'a str,
+    pub decision_flow_key: &'a str,
+    pub decision_flow_version: u32,
+    pub channel: Option<&'a str>,
+    pub channel_name: Option<&'a str>,
+    pub control_group: bool,
+    pub offers: Vec<OfferRef<'a>>,
+    pub features: Vec<(&'a str, f64)>,
+    pub created_ms: i64,
+}
+
+#[derive(Deserialize)]
+pub struct OfferRef<'a> {
+    pub rank: u32,
+    pub offer_id: &'a str,
+    pub offer_name: &'a str,
+    pub score: f64,
+    pub category: &'a str,
+}
+
+/// A decision or response record, with its tenant.
+pub fn read_record(payload: &[u8]) -> Option<(&str, Record<'_>)> {
+    let (&kind, rest) = payload.split_first()?;
+    match kind {
+        DECISION => postcard::from_bytes::<DecisionRef>(rest).ok().map(|d| (d.tenant, Record::Decision(d))),
+        RESPONSE => {
+            let tenant = record_tenant(payload)?;
+            read_response(payload).map(|(_, r, ms)| (tenant, Record::Response(r, ms)))
+        }
         _ => None,
     }
 }

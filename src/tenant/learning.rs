@@ -57,20 +57,50 @@ struct TenantReplay<'a> {
     /// Records may come in no time order (earlier versions' sled ids are random):
     /// contacts are gathered, then each history is sorted and keeps its newest.
     histories: HashMap<String, Vec<Contact>>,
+    /// Offer, category and channel names, shared by the contacts that name them.
+    names: Names,
+}
+
+/// Interned names: a replay of a million decisions names a few offers a million times.
+#[derive(Default)]
+struct Names(std::collections::HashSet<Arc<str>>);
+
+impl Names {
+    fn get(&mut self, name: &str) -> Arc<str> {
+        if let Some(n) = self.0.get(name) {
+            return n.clone();
+        }
+        let n: Arc<str> = name.into();
+        self.0.insert(n.clone());
+        n
+    }
 }
 
 impl<'a> Replay<'a> {
     pub fn new(tenants: &[(&'a str, &'a Learning)]) -> Replay<'a> {
-        let tenants =
-            tenants.iter().map(|(id, learning)| (*id, TenantReplay { learning, histories: HashMap::new() })).collect();
+        let tenants = tenants
+            .iter()
+            .map(|(id, learning)| (*id, TenantReplay { learning, histories: HashMap::new(), names: Names::default() }))
+            .collect();
         Replay { tenants, now: crate::ids::unix_now() }
     }
 
     /// One event-log record (of any tenant; others' are skipped).
     pub fn record(&mut self, at: Position, payload: &[u8]) {
         let Some(t) = super::interaction::record_tenant(payload).and_then(|t| self.tenants.get_mut(t)) else { return };
-        match super::interaction::read_record(payload, at) {
-            Some((_, Record::Decision(i))) => t.decision(i, self.now),
+        match super::interaction::read_record(payload) {
+            Some((_, Record::Decision(d))) => {
+                let offers = d.offers.iter().map(|o| (o.offer_id, o.category));
+                t.decision(
+                    d.customer_id,
+                    d.decision_flow_key,
+                    d.control_group,
+                    d.channel_name,
+                    offers,
+                    d.created_ms / 1000,
+                    self.now,
+                )
+            }
             Some((_, Record::Response(r, recorded_ms))) => t.response(&r, at, recorded_ms),
             None => {}
         }
@@ -79,7 +109,17 @@ impl<'a> Replay<'a> {
     /// A decision logged by an earlier version (in sled).
     pub fn legacy_decision(&mut self, tenant: &str, i: Interaction) {
         if let Some(t) = self.tenants.get_mut(tenant) {
-            t.decision(i, self.now);
+            let at = crate::ids::parse_rfc3339(&i.created_at).unwrap_or(0);
+            let offers = i.offers.iter().map(|o| (o.offer_id.as_str(), o.category.as_str()));
+            t.decision(
+                &i.customer_id,
+                &i.decision_flow_key,
+                i.control_group,
+                i.channel_name.as_deref(),
+                offers,
+                at,
+                self.now,
+            );
         }
     }
 
@@ -96,18 +136,31 @@ impl<'a> Replay<'a> {
 }
 
 impl TenantReplay<'_> {
-    fn decision(&mut self, i: Interaction, now: i64) {
-        self.learning.experiments.decision(&i.decision_flow_key, &i.customer_id, i.control_group);
-        let at = crate::ids::parse_rfc3339(&i.created_at).unwrap_or(0);
-        if i.control_group || now - at >= CONTACT_RETENTION_SECS {
+    /// A decision at `at` (Unix seconds) that showed `offers` (id, category), or would have.
+    #[allow(clippy::too_many_arguments)]
+    fn decision<'o>(
+        &mut self,
+        customer: &str,
+        flow: &str,
+        control: bool,
+        channel: Option<&str>,
+        offers: impl Iterator<Item = (&'o str, &'o str)>,
+        at: i64,
+        now: i64,
+    ) {
+        self.learning.experiments.decision(flow, customer, control);
+        if control || now - at >= CONTACT_RETENTION_SECS {
             return;
         }
-        let channel: Option<Arc<str>> = i.channel_name.as_deref().map(Into::into);
-        let history = self.histories.entry(i.customer_id).or_default();
-        history.extend(i.offers.iter().map(|o| Contact {
+        let channel: Option<Arc<str>> = channel.map(|c| self.names.get(c));
+        let history = match self.histories.get_mut(customer) {
+            Some(h) => h,
+            None => self.histories.entry(customer.to_string()).or_default(),
+        };
+        history.extend(offers.map(|(offer, category)| Contact {
             at,
-            offer_id: o.offer_id.as_str().into(),
-            category: o.category.as_str().into(),
+            offer_id: self.names.get(offer),
+            category: self.names.get(category),
             channel: channel.clone(),
         }));
         // A customer decided for a million times must not hold a million contacts while

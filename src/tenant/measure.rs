@@ -118,26 +118,57 @@ pub const SAMPLE_PER_OFFER: usize = 50_000;
 /// the size of the log; reading it is one pass over the log.
 pub struct TrainingSample {
     /// Per offer id, the sampled decisions (shared between the offers of one decision).
-    pub offers: HashMap<String, Vec<Arc<Interaction>>>,
+    offers: HashMap<String, Vec<Arc<Sampled>>>,
     /// Positive offer ids per sampled decision.
     converted: HashMap<String, HashSet<String>>,
     /// Decisions of the flow read in all.
     pub decisions: usize,
 }
 
+/// What training keeps of a sampled decision: a few hundred bytes, not the whole record.
+struct Sampled {
+    id: Box<str>,
+    treated: bool,
+    /// The logged features, names shared between decisions.
+    features: Box<[(Arc<str>, f64)]>,
+}
+
+impl Sampled {
+    fn of(i: &Interaction, names: &mut HashSet<Arc<str>>) -> Sampled {
+        let mut name = |n: &str| match names.get(n) {
+            Some(n) => n.clone(),
+            None => {
+                let n: Arc<str> = n.into();
+                names.insert(n.clone());
+                n
+            }
+        };
+        let features = i.features.iter().map(|(n, v)| (name(n), *v)).collect();
+        Sampled { id: i.id.as_str().into(), treated: !i.control_group, features }
+    }
+
+    fn feature(&self, name: &str) -> f64 {
+        self.features.iter().find(|(n, _)| &**n == name).map_or(f64::NAN, |(_, v)| *v)
+    }
+}
+
 impl TrainingSample {
     pub fn load(store: &dyn Storage, tenant: &str, flow_key: &str, cap: usize) -> Result<TrainingSample, StoreError> {
         let mut rng = crate::learn::rng::SplitMix64::new(0x5eed ^ flow_key.len() as u64);
-        let mut offers: HashMap<String, (u64, Vec<Arc<Interaction>>)> = HashMap::new();
+        let mut offers: HashMap<String, (u64, Vec<Arc<Sampled>>)> = HashMap::new();
         let mut decisions = 0;
-        super::interaction::each_decision(store, tenant, |i| {
-            if i.decision_flow_key != flow_key {
+        let mut names = HashSet::new();
+        super::interaction::each_decision(store, tenant, |full| {
+            if full.decision_flow_key != flow_key {
                 return;
             }
             decisions += 1;
-            let i = Arc::new(i);
-            for o in &i.offers {
-                let (seen, kept) = offers.entry(o.offer_id.clone()).or_default();
+            let i = Arc::new(Sampled::of(&full, &mut names));
+            for o in &full.offers {
+                let (seen, kept) = match offers.get_mut(&o.offer_id) {
+                    Some(entry) => entry,
+                    None => offers.entry(o.offer_id.clone()).or_default(),
+                };
                 *seen += 1;
                 if kept.len() < cap {
                     kept.push(i.clone());
@@ -149,8 +180,8 @@ impl TrainingSample {
                 }
             }
         })?;
-        let offers: HashMap<String, Vec<Arc<Interaction>>> = offers.into_iter().map(|(k, (_, v))| (k, v)).collect();
-        let sampled: HashSet<&str> = offers.values().flatten().map(|i| i.id.as_str()).collect();
+        let offers: HashMap<String, Vec<Arc<Sampled>>> = offers.into_iter().map(|(k, (_, v))| (k, v)).collect();
+        let sampled: HashSet<&str> = offers.values().flatten().map(|i| &*i.id).collect();
         let mut converted: HashMap<String, HashSet<String>> = HashMap::new();
         super::interaction::each_response(store, tenant, |r| {
             if r.classification == Classification::Positive && sampled.contains(r.interaction_id.as_str()) {
@@ -162,10 +193,10 @@ impl TrainingSample {
 
     /// Uplift training rows per offer id, features in `names` order (NaN if missing).
     pub fn uplift_rows(&self, names: &[Arc<str>]) -> HashMap<String, Vec<UpliftRow>> {
-        let row = |i: &Interaction, offer: &str| UpliftRow {
-            features: feature_vector(i, names),
-            treated: !i.control_group,
-            converted: self.converted.get(&i.id).is_some_and(|c| c.contains(offer)),
+        let row = |i: &Sampled, offer: &str| UpliftRow {
+            features: names.iter().map(|n| i.feature(n)).collect(),
+            treated: i.treated,
+            converted: self.converted.get(&*i.id).is_some_and(|c| c.contains(offer)),
         };
         self.offers.iter().map(|(offer, kept)| (offer.clone(), kept.iter().map(|i| row(i, offer)).collect())).collect()
     }
