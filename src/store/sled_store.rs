@@ -12,7 +12,7 @@
 //! (over `journal::CHUNK` operations) in chunks with undo records, the lock released between
 //! chunks so one tenant's million-row load does not hold up everyone's writes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, PoisonError};
 use std::thread::JoinHandle;
@@ -42,23 +42,20 @@ pub struct SledStore {
 }
 
 struct Shared {
-    /// Declared before `db` so the committer is stopped (and its last flush done) before the
-    /// database handle is released.
-    committer: Committer,
-    /// sled's handle is itself thread-safe and internally reference-counted; the committer
-    /// thread holds its own clone.
-    db: sled::Db,
-    /// Makes multi-operation batches atomic for readers and keeps other writes out of a batch's
-    /// journal window: single-operation writes, `get` and `scan_prefix` take it shared, a
-    /// multi-operation batch exclusively. It guards no data (`()`), only that ordering. A batch
-    /// holds it for microseconds (a few in-memory sled inserts), a chunk of a large batch for
-    /// milliseconds, never across a flush.
-    apply_lock: parking_lot::RwLock<()>,
-    /// The pending multi-operation batch, for crash recovery.
-    journal: Journal,
+    /// The open database, its journal and committer. The lock makes multi-operation batches
+    /// atomic for readers and keeps other writes out of a batch's journal window:
+    /// single-operation writes, `get` and `scan_prefix` take it shared, a multi-operation
+    /// batch exclusively. A batch holds it for microseconds (a few in-memory sled inserts), a
+    /// chunk of a large batch for milliseconds, never across a flush. A reopen (`heal`) takes
+    /// it exclusively and replaces the engine; `None` only if that reopen failed.
+    engine: parking_lot::RwLock<Option<Engine>>,
+    /// Where the database is; `None` for a temporary one (which cannot be reopened).
+    path: Option<PathBuf>,
     /// Set when a multi-operation batch failed part-way: its journal entry must be replayed by
     /// a reopen before any other write, or the replay could overwrite newer values.
     halted: AtomicBool,
+    /// When a reopen was last tried (at most one a `HEAL_EVERY`).
+    last_heal: parking_lot::Mutex<Option<std::time::Instant>>,
     /// Number of sled flushes issued (group commits plus explicit `flush` calls). An atomic
     /// because the committer thread increments it while any thread may read it.
     flushes: Arc<AtomicU64>,
@@ -69,6 +66,41 @@ struct Shared {
     failing: Arc<std::sync::Mutex<Option<String>>>,
     /// Decisions and responses, in segment files in `events/` of the store's folder.
     events: super::eventlog::EventLog,
+}
+
+/// One open sled database with its journal and committer thread. Field order is drop
+/// order: the committer stops (its last flush done) before the handle is released.
+struct Engine {
+    committer: Committer,
+    /// sled's handle is itself thread-safe and internally reference-counted; the committer
+    /// thread holds its own clone.
+    db: sled::Db,
+    /// The pending multi-operation batch, for crash recovery.
+    journal: Journal,
+}
+
+/// A failed store tries to reopen at most this often (on a write).
+const HEAL_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Engine {
+    /// Opens the database, completing a batch a crash interrupted, and starts its committer.
+    fn open(config: sled::Config, shared: &Counters) -> Result<Engine, StoreError> {
+        let db = config.open()?;
+        let journal = Journal::open(&db)?;
+        if journal.recover(&db)? {
+            tracing::warn!("completed a write batch interrupted by a crash");
+        }
+        let committer =
+            Committer::spawn(db.clone(), shared.flushes.clone(), shared.dirty.clone(), shared.failing.clone())?;
+        Ok(Engine { committer, db, journal })
+    }
+}
+
+/// What the committer thread shares with the store.
+struct Counters {
+    flushes: Arc<AtomicU64>,
+    dirty: Arc<AtomicBool>,
+    failing: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// The write side of the committer thread.
@@ -85,20 +117,20 @@ struct Committer {
 impl SledStore {
     /// Opens (or creates) the store in directory `path`.
     pub fn open(path: &Path) -> Result<SledStore, StoreError> {
-        SledStore::start(config().path(path), super::eventlog::EventLog::open(&path.join("events"))?)
+        SledStore::start(Some(path), super::eventlog::EventLog::open(&path.join("events"))?)
     }
 
     /// Opens the store with event-log segments of at most `segment_bytes` (tests and
     /// benchmarks that need segments to close soon).
     pub fn open_with_segment_bytes(path: &Path, segment_bytes: u64) -> Result<SledStore, StoreError> {
         let events = super::eventlog::EventLog::open_sized(&path.join("events"), segment_bytes)?;
-        SledStore::start(config().path(path), events)
+        SledStore::start(Some(path), events)
     }
 
     /// A store in a fresh temporary location (on Linux, `/dev/shm`), deleted when dropped. For
     /// tests.
     pub fn temporary() -> Result<SledStore, StoreError> {
-        SledStore::start(config().temporary(true), super::eventlog::EventLog::temporary()?)
+        SledStore::start(None, super::eventlog::EventLog::temporary()?)
     }
 
     /// Number of sled flushes this store has issued: with group commit, far fewer than the
@@ -107,44 +139,55 @@ impl SledStore {
         self.shared.flushes.load(Ordering::Relaxed)
     }
 
-    fn start(config: sled::Config, events: super::eventlog::EventLog) -> Result<SledStore, StoreError> {
-        let db = config.open()?;
-        let journal = Journal::open(&db)?;
-        if journal.recover(&db)? {
-            tracing::warn!("completed a write batch interrupted by a crash");
-        }
-        let flushes = Arc::new(AtomicU64::new(0));
-        let dirty = Arc::new(AtomicBool::new(false));
-        let failing = Arc::new(std::sync::Mutex::new(None));
-        let committer = Committer::spawn(db.clone(), flushes.clone(), dirty.clone(), failing.clone())?;
-        let (apply_lock, halted) = (parking_lot::RwLock::new(()), AtomicBool::new(false));
-        let shared = Shared { committer, db, apply_lock, journal, halted, flushes, dirty, failing, events };
+    fn start(path: Option<&Path>, events: super::eventlog::EventLog) -> Result<SledStore, StoreError> {
+        let counters = Counters {
+            flushes: Arc::new(AtomicU64::new(0)),
+            dirty: Arc::new(AtomicBool::new(false)),
+            failing: Arc::new(std::sync::Mutex::new(None)),
+        };
+        let engine = Engine::open(sled_config(path), &counters)?;
+        let shared = Shared {
+            engine: parking_lot::RwLock::new(Some(engine)),
+            path: path.map(Path::to_path_buf),
+            halted: AtomicBool::new(false),
+            last_heal: parking_lot::Mutex::new(None),
+            flushes: counters.flushes,
+            dirty: counters.dirty,
+            failing: counters.failing,
+            events,
+        };
         Ok(SledStore { shared: Arc::new(shared) })
     }
 }
 
 impl Shared {
     /// Applies `batch` atomically for readers and for crash recovery.
-    fn apply(&self, batch: Batch) -> Result<(), StoreError> {
+    /// `ack`: the returned `Durable` is queued with the engine that applied the batch, under
+    /// the same lock, so a reopen in between cannot acknowledge a write it dropped.
+    fn apply(&self, batch: Batch, ack: bool) -> Result<Option<Durable>, StoreError> {
         let mut ops = batch.into_ops();
         if ops.len() > 1 {
-            return self.apply_journaled(ops);
+            return self.apply_journaled(ops, ack);
         }
-        let _shared = self.apply_lock.read();
+        let engine = self.read_access();
         self.check_running()?;
-        ops.pop().map_or(Ok(()), |op| journal::apply_one(&self.db, op))
+        let engine = running(&engine)?;
+        if let Some(op) = ops.pop() {
+            journal::apply_one(&engine.db, op)?;
+        }
+        Ok(ack.then(|| engine.committer.enqueue()))
     }
 
-    fn apply_journaled(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+    fn apply_journaled(&self, ops: Vec<Op>, ack: bool) -> Result<Option<Durable>, StoreError> {
         if ops.len() > journal::CHUNK {
-            return self.apply_chunked(ops);
+            return self.apply_chunked(ops, ack);
         }
-        self.exclusively(|journal, db| journal.apply(db, ops))
+        self.exclusively(|journal, db| journal.apply(db, ops), ack)
     }
 
     /// A large batch, chunk by chunk, the apply lock taken for each chunk only, so other
     /// writes go on between them (see the journal for why a crash still leaves all or none).
-    fn apply_chunked(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+    fn apply_chunked(&self, ops: Vec<Op>, ack: bool) -> Result<Option<Durable>, StoreError> {
         static BATCHES: AtomicU64 = AtomicU64::new(0);
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let batch = (nanos.as_micros() as u64) << 8 | (BATCHES.fetch_add(1, Ordering::Relaxed) & 0xff);
@@ -155,26 +198,32 @@ impl Shared {
             if chunk.is_empty() {
                 break;
             }
-            self.exclusively(|journal, db| journal.apply_chunk(db, batch, count, chunk))?;
+            self.exclusively(|journal, db| journal.apply_chunk(db, batch, count, chunk), false)?;
             count += 1;
         }
-        self.exclusively(|journal, db| journal.finish_chunks(db, batch, count))
+        self.exclusively(|journal, db| journal.finish_chunks(db, batch, count), ack)
     }
 
     /// Runs a journaled step under the exclusive apply lock; a failure (or a panic) halts
     /// the store until a reopen has recovered the journal. The lock is released fairly:
     /// writers waiting for it go before this thread can take it again for its next chunk.
-    fn exclusively(&self, step: impl FnOnce(&Journal, &sled::Db) -> Result<(), StoreError>) -> Result<(), StoreError> {
-        let exclusive = self.apply_lock.write();
+    fn exclusively(
+        &self,
+        step: impl FnOnce(&Journal, &sled::Db) -> Result<(), StoreError>,
+        ack: bool,
+    ) -> Result<Option<Durable>, StoreError> {
+        let exclusive = self.engine.write();
         self.check_running()?;
+        let engine = running(&exclusive)?;
         let halt = HaltOnPanic(&self.halted);
-        let result = step(&self.journal, &self.db);
+        let result = step(&engine.journal, &engine.db);
         std::mem::forget(halt);
         if result.is_err() {
             self.halted.store(true, Ordering::Release);
         }
+        let durable = (result.is_ok() && ack).then(|| engine.committer.enqueue());
         parking_lot::RwLockWriteGuard::unlock_fair(exclusive);
-        result
+        result.map(|()| durable)
     }
 
     fn check_running(&self) -> Result<(), StoreError> {
@@ -185,9 +234,63 @@ impl Shared {
     }
 
     /// Shared access for readers.
-    fn read_access(&self) -> parking_lot::RwLockReadGuard<'_, ()> {
-        self.apply_lock.read()
+    fn read_access(&self) -> parking_lot::RwLockReadGuard<'_, Option<Engine>> {
+        self.engine.read()
     }
+
+    /// After sled failed (a full disk, an I/O error: sled then refuses every later write
+    /// until reopened) or a batch stopped part-way: once the folder takes a write again,
+    /// reopens the database, which recovers the journal as a start does. What sled held
+    /// in memory but never flushed is gone, as after a restart — none of it was
+    /// acknowledged. Tried on a write, at most once a `HEAL_EVERY`.
+    fn heal_if_failed(&self) {
+        let failed = self.halted.load(Ordering::Acquire)
+            || self.failing.lock().unwrap_or_else(PoisonError::into_inner).is_some()
+            || self.engine.read().is_none();
+        let Some(path) = self.path.as_deref().filter(|_| failed) else { return };
+        {
+            let mut last = self.last_heal.lock();
+            if last.is_some_and(|t| t.elapsed() < HEAL_EVERY) {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        if let Err(e) = probe_space(path) {
+            tracing::debug!(error = %e, "the data folder still takes no writes");
+            return;
+        }
+        let mut engine = self.engine.write();
+        // The old handle goes first: sled locks its folder.
+        drop(engine.take());
+        let counters =
+            Counters { flushes: self.flushes.clone(), dirty: self.dirty.clone(), failing: self.failing.clone() };
+        match Engine::open(sled_config(Some(path)), &counters) {
+            Ok(open) => {
+                *engine = Some(open);
+                self.halted.store(false, Ordering::Release);
+                *self.failing.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                tracing::warn!("storage reopened after a failure; writes are taken again");
+            }
+            Err(e) => tracing::error!(error = %e, "reopening the storage failed; retrying on a later write"),
+        }
+    }
+}
+
+/// The engine, unless a reopen failed.
+fn running(engine: &Option<Engine>) -> Result<&Engine, StoreError> {
+    engine.as_ref().ok_or(StoreError::Halted)
+}
+
+/// Whether the folder takes a write: a 1 MiB file written, synced and removed.
+fn probe_space(path: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let probe = path.join("space-probe");
+    let written = std::fs::File::create(&probe).and_then(|mut f| {
+        f.write_all(&[0u8; 1 << 20])?;
+        f.sync_all()
+    });
+    let _ = std::fs::remove_file(&probe);
+    written
 }
 
 /// Sets `halted` if dropped while a journaled step unwinds: the batch stopped part-way.
@@ -207,30 +310,38 @@ impl Drop for HaltOnPanic<'_> {
 /// `sync_file_range`. That survives a process crash (see `tests/store_durability.rs`); it does
 /// not sync file metadata or a drive's volatile write cache, so power loss is as safe as sled
 /// 0.34 makes it.
-fn config() -> sled::Config {
-    sled::Config::new().cache_capacity(CACHE_CAPACITY_BYTES).mode(sled::Mode::HighThroughput).flush_every_ms(None)
+/// A fresh configuration each open: sled keeps a failure in its configuration, so a reopen
+/// with the old one would fail at once.
+fn sled_config(path: Option<&Path>) -> sled::Config {
+    let config =
+        sled::Config::new().cache_capacity(CACHE_CAPACITY_BYTES).mode(sled::Mode::HighThroughput).flush_every_ms(None);
+    match path {
+        Some(path) => config.path(path),
+        None => config.temporary(true),
+    }
 }
 
 impl Storage for SledStore {
     fn write(&self, batch: Batch) -> Result<Durable, StoreError> {
-        self.shared.apply(batch)?;
-        Ok(self.shared.committer.enqueue())
+        self.shared.heal_if_failed();
+        Ok(self.shared.apply(batch, true)?.expect("an acknowledged apply queues a waiter"))
     }
 
     fn write_unacknowledged(&self, batch: Batch) -> Result<(), StoreError> {
-        self.shared.apply(batch)?;
+        self.shared.heal_if_failed();
+        self.shared.apply(batch, false)?;
         self.shared.dirty.store(true, Ordering::Release);
         Ok(())
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let _shared = self.shared.read_access();
-        Ok(self.shared.db.get(key)?.map(|value| value.to_vec()))
+        let engine = self.shared.read_access();
+        Ok(running(&engine)?.db.get(key)?.map(|value| value.to_vec()))
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
-        let _shared = self.shared.read_access();
-        self.shared
+        let engine = self.shared.read_access();
+        running(&engine)?
             .db
             .scan_prefix(prefix)
             .map(|entry| entry.map(|(key, value)| (key.to_vec(), value.to_vec())).map_err(StoreError::from))
@@ -239,9 +350,9 @@ impl Storage for SledStore {
 
     fn scan_page(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<KeyValue>, StoreError> {
         use std::ops::Bound::{Excluded, Included, Unbounded};
-        let _shared = self.shared.read_access();
+        let engine = self.shared.read_access();
         let start = after.map_or(Included(prefix.to_vec()), |a| Excluded(a.to_vec()));
-        self.shared
+        running(&engine)?
             .db
             .range::<Vec<u8>, _>((start, Unbounded))
             .take_while(|entry| entry.as_ref().map_or(true, |(key, _)| key.starts_with(prefix)))
@@ -253,7 +364,8 @@ impl Storage for SledStore {
     fn flush(&self) -> Result<(), StoreError> {
         // The decision log's tail too: a graceful shutdown loses no decision.
         self.shared.events.sync();
-        flush_counted(&self.shared.db, &self.shared.flushes)
+        let engine = self.shared.read_access();
+        flush_counted(&running(&engine)?.db, &self.shared.flushes)
     }
 
     fn events(&self) -> &dyn super::eventlog::EventStore {
@@ -531,21 +643,19 @@ mod tests {
     #[test]
     fn a_dead_committer_fails_the_write_instead_of_hanging() {
         let store = SledStore::temporary().unwrap();
-        let db = store.shared.db.clone();
+        let db = store.shared.read_access().as_ref().unwrap().db.clone();
         // A store whose committer queue has no reader: what a crashed committer leaves behind.
         let (sender, receiver) = mpsc::channel();
         drop(receiver);
         let committer = Committer { waiters: Some(sender), thread: None };
         let journal = Journal::open(&db).unwrap();
-        let (apply_lock, halted, flushes) = (parking_lot::RwLock::new(()), AtomicBool::new(false), Arc::default());
         let dead = SledStore {
             shared: Arc::new(Shared {
-                committer,
-                db,
-                apply_lock,
-                journal,
-                halted,
-                flushes,
+                engine: parking_lot::RwLock::new(Some(Engine { committer, db, journal })),
+                path: None,
+                halted: AtomicBool::new(false),
+                last_heal: parking_lot::Mutex::new(None),
+                flushes: Arc::default(),
                 dirty: Arc::new(AtomicBool::new(false)),
                 failing: Arc::default(),
                 events: crate::store::eventlog::EventLog::temporary().unwrap(),
