@@ -75,3 +75,31 @@ async fn a_response_whose_write_fails_can_be_retried() {
     assert_eq!(replay.response.response_id, reply.response.response_id);
     registry.shutdown();
 }
+
+/// A batch of responses shares one barrier: when its sync fails, every item fails and none
+/// is remembered, so the retried batch records them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_sync_fails_can_be_retried_whole() {
+    let (registry, store, t) = setup().await;
+    let d = t.recommend(&demo::request(), RecommendOptions::default()).unwrap();
+    let inputs: Vec<RespondInput> = (0..3)
+        .map(|i| RespondInput {
+            customer_id: "cust_42".into(),
+            recommendation_id: Some(d.recommendation_id.clone()),
+            rank: Some(1),
+            outcome: "click".into(),
+            idempotency_key: Some(format!("batch-{i}")),
+            ..RespondInput::default()
+        })
+        .collect();
+    store.fail_flushes.store(true, Ordering::SeqCst);
+    for result in t.respond_all(inputs.clone()).await {
+        assert_eq!(ApiError::from(result.unwrap_err()).status().as_u16(), 507);
+    }
+    store.fail_flushes.store(false, Ordering::SeqCst);
+    let replies: Vec<_> = t.respond_all(inputs.clone()).await.into_iter().map(Result::unwrap).collect();
+    assert!(replies.iter().all(|r| r.recorded && !r.duplicate), "{replies:?}");
+    let again: Vec<_> = t.respond_all(inputs).await.into_iter().map(Result::unwrap).collect();
+    assert!(again.iter().all(|r| r.duplicate), "the second batch replays the first: {again:?}");
+    registry.shutdown();
+}

@@ -106,6 +106,7 @@ fn public(app: &App, route: Route) -> Reply {
     match route {
         Route::Metrics => {
             app.metrics.set_tenants(app.registry.tenant_ids().len() as i64);
+            app.metrics.set_event_log_syncs(app.registry.store().events().syncs());
             let text = app.metrics.render();
             Ok(bytes(StatusCode::OK, crate::http::metrics::CONTENT_TYPE, text.into()))
         }
@@ -351,28 +352,26 @@ async fn respond_bulk(t: &TenantHandle, req: Request<Incoming>, limit: usize) ->
     }
     let mut errors = Vec::new();
     let mut results = Vec::new();
-    // Every item is sent to the actor before any is awaited: the actor records them one by
-    // one in order and their writes share group commits, instead of one flush per item.
-    let pending: Vec<_> = b
-        .outcomes
-        .iter()
-        .enumerate()
-        .map(|(i, item)| {
-            let parsed = crate::model::parse_value::<RespondInput>(&format!("outcomes[{i}]"), item);
-            async move {
-                match parsed {
-                    Ok(input) => t.respond(input).await.map_err(ApiError::from),
-                    Err(e) => Err(e.into()),
-                }
+    // Items are parsed one by one (a bad one fails alone); the good ones are recorded as
+    // one batch, so their appends share group commits.
+    let mut inputs = Vec::new();
+    let mut positions = Vec::new();
+    for (i, item) in b.outcomes.iter().enumerate() {
+        match crate::model::parse_value::<RespondInput>(&format!("outcomes[{i}]"), item) {
+            Ok(input) => {
+                inputs.push(input);
+                positions.push(i);
             }
-        })
-        .collect();
-    for (i, outcome) in futures_util::future::join_all(pending).await.into_iter().enumerate() {
-        match outcome {
-            Ok(reply) => results.push(reply),
-            Err(e) => errors.push(BulkError { index: i, error: e.message().to_string() }),
+            Err(e) => errors.push(BulkError { index: i, error: ApiError::from(e).message().to_string() }),
         }
     }
+    for (i, outcome) in positions.into_iter().zip(t.respond_all(inputs).await) {
+        match outcome {
+            Ok(reply) => results.push(reply),
+            Err(e) => errors.push(BulkError { index: i, error: ApiError::from(e).message().to_string() }),
+        }
+    }
+    errors.sort_by_key(|e| e.index);
     let status = if results.is_empty() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     let reply =
         BulkReply { processed: b.outcomes.len(), succeeded: results.len(), failed: errors.len(), errors, results };

@@ -45,6 +45,7 @@ pub struct Metrics {
     decisions: Family<FlowLabels, Counter>,
     publishes: Counter,
     tenants: Gauge,
+    event_log_syncs: Counter,
 }
 
 impl Default for Metrics {
@@ -62,6 +63,7 @@ impl Metrics {
         let decisions = Family::<FlowLabels, Counter>::default();
         let publishes = Counter::default();
         let tenants = Gauge::default();
+        let event_log_syncs = Counter::default();
         registry.register("http_requests", "HTTP requests by route, method and status class", requests.clone());
         registry.register_with_unit(
             "http_request_duration",
@@ -72,7 +74,12 @@ impl Metrics {
         registry.register("decisions", "Decisions made, by decision flow", decisions.clone());
         registry.register("publishes", "Decision flow versions published (including rollbacks)", publishes.clone());
         registry.register("tenants", "Tenants loaded in memory", tenants.clone());
-        Metrics { registry, requests, latency, decisions, publishes, tenants }
+        registry.register(
+            "event_log_syncs",
+            "fdatasyncs of the event log: one per group commit of acknowledged appends",
+            event_log_syncs.clone(),
+        );
+        Metrics { registry, requests, latency, decisions, publishes, tenants, event_log_syncs }
     }
 
     /// Counts one request and observes its latency. `route` is the router's name for the
@@ -96,6 +103,12 @@ impl Metrics {
     /// Sets how many tenants are loaded.
     pub fn set_tenants(&self, count: i64) {
         self.tenants.set(count);
+    }
+
+    /// Brings the event-log sync counter up to `total` (the log counts; this mirrors it).
+    pub fn set_event_log_syncs(&self, total: u64) {
+        let seen = self.event_log_syncs.get();
+        self.event_log_syncs.inc_by(total.saturating_sub(seen));
     }
 
     /// Everything in the Prometheus text exposition format.

@@ -72,6 +72,10 @@ pub trait EventStore: Send + Sync + 'static {
     fn save_checkpoint(&self, bytes: &[u8]) -> Result<(), StoreError>;
     /// The last checkpoint saved, if there is a whole one.
     fn load_checkpoint(&self) -> Result<Option<Vec<u8>>, StoreError>;
+    /// How many syncs (group commits) the log has made, for metrics.
+    fn syncs(&self) -> u64 {
+        0
+    }
 }
 
 /// The event log in a folder of segment files.
@@ -92,6 +96,8 @@ struct Shared {
     readers: Mutex<HashMap<u32, Arc<File>>>,
     /// Why the last write failed, until one succeeds (the store's health says so).
     failing: Mutex<Option<String>>,
+    /// Syncs made (one per group commit).
+    syncs: std::sync::atomic::AtomicU64,
 }
 
 struct Tail {
@@ -160,6 +166,7 @@ impl EventLog {
             wake: Condvar::new(),
             readers: Mutex::default(),
             failing: Mutex::default(),
+            syncs: Default::default(),
         });
         let writer = {
             let shared = shared.clone();
@@ -328,6 +335,10 @@ impl EventStore for EventLog {
         Ok(dropped)
     }
 
+    fn syncs(&self) -> u64 {
+        self.shared.syncs.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn end(&self) -> Position {
         let tail = self.shared.lock();
         Position { segment: tail.segment, offset: tail.len as u32 }
@@ -415,7 +426,11 @@ fn run_writer(shared: &Shared) {
         if let (Some(delay), false) = (delay, waiters.is_empty()) {
             std::thread::sleep(delay);
         }
-        let result = write_chunks(&shared.dir, &mut files, &chunks, !waiters.is_empty() || stopping);
+        let sync = !waiters.is_empty() || stopping;
+        let result = write_chunks(&shared.dir, &mut files, &chunks, sync);
+        if sync {
+            shared.syncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         *shared.failing.lock().unwrap_or_else(PoisonError::into_inner) = result.as_ref().err().map(|e| e.to_string());
         {
             let mut tail = shared.lock();

@@ -131,4 +131,8 @@ impl EventStore for FaultyStore {
     fn load_checkpoint(&self) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.events().load_checkpoint()
     }
+
+    fn syncs(&self) -> u64 {
+        self.inner.events().syncs()
+    }
 }

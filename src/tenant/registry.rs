@@ -88,6 +88,12 @@ impl TenantHandle {
         super::respond::record(self.store.as_ref(), &self.id, &self.learning, input).await
     }
 
+    /// Records a batch of outcomes (`/respond/bulk`), each as `respond` would, their appends
+    /// sharing group commits; one result per input, in order.
+    pub async fn respond_all(&self, inputs: Vec<RespondInput>) -> Vec<Result<RespondReply, TenantError>> {
+        super::respond::record_all(self.store.as_ref(), &self.id, &self.learning, inputs).await
+    }
+
     /// Sends a command or query (`tenant::command`) to the tenant's actor and waits for
     /// its typed reply; 503 (`Unavailable`) when the actor is gone or does not answer.
     pub async fn ask<M, R>(&self, msg: M) -> Result<R, TenantError>
