@@ -1,7 +1,7 @@
 //! Adaptive propensity: outcome counters and the resolution rule that turns them into
 //! the P factor.
 //!
-//! Counters are atomics so `/respond` (through the tenant actor) can update them while
+//! Counters are atomics so `/respond` (on the request's task) can update them while
 //! decisions read them without a lock. Resolution, as SPEC.md defines it:
 //! * the offer has ≥ 50 events → its own positive rate;
 //! * 1–49 events → `(pos + k·prior) / (n + k)` with `k = 10` and the prior the category

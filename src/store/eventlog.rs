@@ -44,7 +44,7 @@ pub const MAX_RECORD: usize = 1 << 20;
 const HEADER: usize = 8;
 
 /// Where a record is: its segment and its byte offset there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Position {
     pub segment: u32,
     pub offset: u32,

@@ -36,7 +36,7 @@ const FORMAT: u32 = 1;
 struct Checkpoint {
     format: u32,
     /// Every record before this position is in the state below.
-    next: (u32, u32),
+    next: Position,
     tenants: Vec<(String, TenantState)>,
 }
 
@@ -106,7 +106,7 @@ impl TenantState {
         }
         let mut keys = l.keys.lock();
         for k in self.keys {
-            keys.insert(k.digest, Position { segment: k.segment, offset: k.offset }, k.recorded_ms);
+            keys.insert(k.digest, k.at, k.recorded_ms);
         }
     }
 }
@@ -125,7 +125,7 @@ fn load(events: &dyn EventStore) -> Result<Option<Checkpoint>, StoreError> {
 fn save(events: &dyn EventStore, next: Position, tenants: &[(&str, &Learning)]) -> Result<usize, StoreError> {
     let checkpoint = Checkpoint {
         format: FORMAT,
-        next: (next.segment, next.offset),
+        next,
         tenants: tenants.iter().map(|(id, l)| (id.to_string(), TenantState::of(l))).collect(),
     };
     let bytes = postcard::to_allocvec(&checkpoint).expect("a checkpoint serialises");
@@ -142,7 +142,7 @@ fn install(c: Checkpoint, tenants: &[(&str, &Learning)]) -> Position {
             state.install(l);
         }
     }
-    Position { segment: c.next.0, offset: c.next.1 }
+    c.next
 }
 
 /// Applies the records from `from` to the end of segment `until − 1` (all of them with
@@ -205,7 +205,7 @@ pub fn restore_all(store: &dyn Storage, tenants: &[(&str, &Learning)]) -> Result
 pub fn fold_closed(events: &dyn EventStore, tenants: &[String]) -> Result<bool, StoreError> {
     let closed = Position { segment: events.end().segment, offset: 0 };
     let Some(checkpoint) = load(events)? else { return Ok(false) };
-    let from = Position { segment: checkpoint.next.0, offset: checkpoint.next.1 };
+    let from = checkpoint.next;
     if from >= closed {
         return Ok(false);
     }

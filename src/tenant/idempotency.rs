@@ -30,15 +30,8 @@ pub fn digest(key: &str) -> KeyDigest {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Keyed {
     pub digest: KeyDigest,
-    pub segment: u32,
-    pub offset: u32,
+    pub at: Position,
     pub recorded_ms: i64,
-}
-
-impl Keyed {
-    fn at(&self) -> Position {
-        Position { segment: self.segment, offset: self.offset }
-    }
 }
 
 /// The index: digest → record, and the keys in the order they were recorded (for
@@ -60,7 +53,7 @@ impl Keys {
     /// Remembers a key; forgets keys past the window or the cap.
     pub fn insert(&mut self, digest: KeyDigest, at: Position, recorded_ms: i64) {
         self.by_digest.insert(digest, (at, recorded_ms));
-        self.order.push_back(Keyed { digest, segment: at.segment, offset: at.offset, recorded_ms });
+        self.order.push_back(Keyed { digest, at, recorded_ms });
         while let Some(oldest) = self.order.front().copied() {
             let expired = recorded_ms - oldest.recorded_ms > KEY_WINDOW_MS;
             if !expired && self.order.len() <= MAX_KEYS {
@@ -80,12 +73,12 @@ impl Keys {
     }
 
     fn forget(&mut self, k: &Keyed) {
-        self.remove(&k.digest, k.at());
+        self.remove(&k.digest, k.at);
     }
 
     /// The remembered keys, oldest first (what a checkpoint keeps).
     pub fn entries(&self) -> impl Iterator<Item = &Keyed> {
-        self.order.iter().filter(|k| self.by_digest.get(&k.digest).is_some_and(|(a, _)| *a == k.at()))
+        self.order.iter().filter(|k| self.by_digest.get(&k.digest).is_some_and(|(a, _)| *a == k.at))
     }
 
     pub fn len(&self) -> usize {
@@ -127,7 +120,7 @@ mod tests {
         assert_eq!(keys.get(&digest("old"), KEY_WINDOW_MS + 1), None, "past the window a key is not answered");
         keys.insert(digest("new"), at(16), KEY_WINDOW_MS + 1);
         assert_eq!(keys.get(&digest("recent"), KEY_WINDOW_MS + 1), Some(at(8)));
-        let kept: Vec<Position> = keys.entries().map(Keyed::at).collect();
+        let kept: Vec<Position> = keys.entries().map(|k| k.at).collect();
         assert_eq!(kept, vec![at(8), at(16)], "oldest first");
     }
 
@@ -141,7 +134,7 @@ mod tests {
         }
         assert_eq!(keys.len(), MAX_KEYS);
         assert_eq!(keys.get(&[0u8; 16], 0), None, "the first key went");
-        assert_eq!(keys.entries().next().map(|k| k.offset), Some(1));
+        assert_eq!(keys.entries().next().map(|k| k.at.offset), Some(1));
     }
 
     #[test]

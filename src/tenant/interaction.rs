@@ -144,21 +144,6 @@ struct DecisionRecordOut<'a> {
     created_ms: i64,
 }
 
-#[derive(Deserialize)]
-struct DecisionRecordIn {
-    tenant: String,
-    nonce: u32,
-    customer_id: String,
-    decision_flow_key: String,
-    decision_flow_version: u32,
-    channel: Option<String>,
-    channel_name: Option<String>,
-    control_group: bool,
-    offers: Vec<LoggedOffer>,
-    features: Vec<(String, f64)>,
-    created_ms: i64,
-}
-
 /// The event-log record of `decision` for `tenant`.
 pub fn decision_record(tenant: &str, decision: &Decision, nonce: u32) -> Vec<u8> {
     let offers = if decision.control_group { &decision.counterfactual } else { &decision.decisions };
@@ -198,7 +183,8 @@ pub enum Record<'a> {
     Response(Response, i64),
 }
 
-/// The parts of a decision record that derived state needs, borrowed from the payload.
+/// A decision record as decoded, borrowed from the payload: a replay of millions of them
+/// copies only what it keeps (`read_decision` makes an owned [`Interaction`] of one).
 #[derive(Deserialize)]
 pub struct DecisionRef<'a> {
     pub tenant: &'a str,
@@ -360,22 +346,29 @@ pub fn read_decision(payload: &[u8], at: Position) -> Option<(String, u32, Inter
     if kind != DECISION {
         return None;
     }
-    let r: DecisionRecordIn = postcard::from_bytes(rest).ok()?;
+    let r: DecisionRef = postcard::from_bytes(rest).ok()?;
     let id = DecisionId { at, nonce: r.nonce }.to_string();
     let created_at = crate::ids::rfc3339(r.created_ms.div_euclid(1000), r.created_ms.rem_euclid(1000) as u32);
+    let offers = r.offers.iter().map(|o| LoggedOffer {
+        rank: o.rank,
+        offer_id: o.offer_id.to_string(),
+        offer_name: o.offer_name.to_string(),
+        score: o.score,
+        category: o.category.to_string(),
+    });
     let interaction = Interaction {
         id,
-        customer_id: r.customer_id,
-        decision_flow_key: r.decision_flow_key,
+        customer_id: r.customer_id.to_string(),
+        decision_flow_key: r.decision_flow_key.to_string(),
         decision_flow_version: r.decision_flow_version,
-        channel: r.channel,
-        channel_name: r.channel_name,
+        channel: r.channel.map(str::to_string),
+        channel_name: r.channel_name.map(str::to_string),
         control_group: r.control_group,
-        offers: r.offers,
-        features: r.features.into_iter().collect(),
+        offers: offers.collect(),
+        features: r.features.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
         created_at,
     };
-    Some((r.tenant, r.nonce, interaction))
+    Some((r.tenant.to_string(), r.nonce, interaction))
 }
 
 struct OffersView<'a>(&'a [OfferDecision]);

@@ -61,12 +61,13 @@ struct TenantReplay<'a> {
     names: Names,
 }
 
-/// Interned names: a replay of a million decisions names a few offers a million times.
+/// Interned names: a replay (or a training sample) of a million decisions names a few
+/// offers and features a million times.
 #[derive(Default)]
-struct Names(std::collections::HashSet<Arc<str>>);
+pub(super) struct Names(std::collections::HashSet<Arc<str>>);
 
 impl Names {
-    fn get(&mut self, name: &str) -> Arc<str> {
+    pub(super) fn get(&mut self, name: &str) -> Arc<str> {
         if let Some(n) = self.0.get(name) {
             return n.clone();
         }
@@ -91,15 +92,14 @@ impl<'a> Replay<'a> {
         match super::interaction::read_record(payload) {
             Some((_, Record::Decision(d))) => {
                 let offers = d.offers.iter().map(|o| (o.offer_id, o.category));
-                t.decision(
-                    d.customer_id,
-                    d.decision_flow_key,
-                    d.control_group,
-                    d.channel_name,
-                    offers,
-                    d.created_ms / 1000,
-                    self.now,
-                )
+                let seen = Decided {
+                    customer: d.customer_id,
+                    flow: d.decision_flow_key,
+                    control: d.control_group,
+                    channel: d.channel_name,
+                    at: d.created_ms / 1000,
+                };
+                t.decision(seen, offers, self.now)
             }
             Some((_, Record::Response(r, recorded_ms))) => t.response(&r, at, recorded_ms),
             None => {}
@@ -109,17 +109,15 @@ impl<'a> Replay<'a> {
     /// A decision logged by an earlier version (in sled).
     pub fn legacy_decision(&mut self, tenant: &str, i: Interaction) {
         if let Some(t) = self.tenants.get_mut(tenant) {
-            let at = crate::ids::parse_rfc3339(&i.created_at).unwrap_or(0);
             let offers = i.offers.iter().map(|o| (o.offer_id.as_str(), o.category.as_str()));
-            t.decision(
-                &i.customer_id,
-                &i.decision_flow_key,
-                i.control_group,
-                i.channel_name.as_deref(),
-                offers,
-                at,
-                self.now,
-            );
+            let seen = Decided {
+                customer: &i.customer_id,
+                flow: &i.decision_flow_key,
+                control: i.control_group,
+                channel: i.channel_name.as_deref(),
+                at: crate::ids::parse_rfc3339(&i.created_at).unwrap_or(0),
+            };
+            t.decision(seen, offers, self.now);
         }
     }
 
@@ -135,19 +133,20 @@ impl<'a> Replay<'a> {
     }
 }
 
+/// What a replay needs of a logged decision besides its offers.
+struct Decided<'a> {
+    customer: &'a str,
+    flow: &'a str,
+    control: bool,
+    channel: Option<&'a str>,
+    /// Unix seconds.
+    at: i64,
+}
+
 impl TenantReplay<'_> {
-    /// A decision at `at` (Unix seconds) that showed `offers` (id, category), or would have.
-    #[allow(clippy::too_many_arguments)]
-    fn decision<'o>(
-        &mut self,
-        customer: &str,
-        flow: &str,
-        control: bool,
-        channel: Option<&str>,
-        offers: impl Iterator<Item = (&'o str, &'o str)>,
-        at: i64,
-        now: i64,
-    ) {
+    /// A decision that showed `offers` (id, category), or would have.
+    fn decision<'o>(&mut self, d: Decided<'_>, offers: impl Iterator<Item = (&'o str, &'o str)>, now: i64) {
+        let Decided { customer, flow, control, channel, at } = d;
         self.learning.experiments.decision(flow, customer, control);
         if control || now - at >= CONTACT_RETENTION_SECS {
             return;

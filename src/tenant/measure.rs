@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::interaction::{Classification, Interaction, Response};
-use super::learning::{FlowUplift, OfferUplift};
+use super::learning::{FlowUplift, Names, OfferUplift};
 use crate::engine::CompiledFlow;
 use crate::learn::stats::{experiment_stats, ArmStats, ArmTotals, ExperimentStats, Interval};
 use crate::learn::uplift::{Learner, UpliftModel, UpliftRow};
@@ -134,16 +134,8 @@ struct Sampled {
 }
 
 impl Sampled {
-    fn of(i: &Interaction, names: &mut HashSet<Arc<str>>) -> Sampled {
-        let mut name = |n: &str| match names.get(n) {
-            Some(n) => n.clone(),
-            None => {
-                let n: Arc<str> = n.into();
-                names.insert(n.clone());
-                n
-            }
-        };
-        let features = i.features.iter().map(|(n, v)| (name(n), *v)).collect();
+    fn of(i: &Interaction, names: &mut Names) -> Sampled {
+        let features = i.features.iter().map(|(n, v)| (names.get(n), *v)).collect();
         Sampled { id: i.id.as_str().into(), treated: !i.control_group, features }
     }
 
@@ -157,7 +149,7 @@ impl TrainingSample {
         let mut rng = crate::learn::rng::SplitMix64::new(0x5eed ^ flow_key.len() as u64);
         let mut offers: HashMap<String, (u64, Vec<Arc<Sampled>>)> = HashMap::new();
         let mut decisions = 0;
-        let mut names = HashSet::new();
+        let mut names = Names::default();
         super::interaction::each_decision(store, tenant, |full| {
             if full.decision_flow_key != flow_key {
                 return;

@@ -316,24 +316,16 @@ impl Registry {
     /// Retrains every live flow's uplift models (flows with a holdout) every `interval`,
     /// on a thread of its own: training never runs on a request or actor thread.
     pub fn start_trainer(self: &Arc<Self>, interval: Duration) {
-        let registry = Arc::downgrade(self);
-        let spawned = std::thread::Builder::new().name("arbiter-trainer".into()).spawn(move || {
-            let tick = Duration::from_millis(250).min(interval);
-            let mut waited = Duration::ZERO;
-            loop {
-                std::thread::sleep(tick);
-                waited += tick;
-                let Some(registry) = registry.upgrade() else { return };
-                if registry.stopping.load(Ordering::Relaxed) {
-                    return;
-                }
-                if waited >= interval {
-                    waited = Duration::ZERO;
-                    registry.train_all();
-                }
+        let tick = Duration::from_millis(250).min(interval);
+        let mut waited = Duration::ZERO;
+        let started = self.every(tick, "arbiter-trainer", move |registry| {
+            waited += tick;
+            if waited >= interval {
+                waited = Duration::ZERO;
+                registry.train_all();
             }
         });
-        if let Err(e) = spawned {
+        if let Err(e) = started {
             tracing::error!(error = %e, "could not start the uplift trainer; models train on demand only");
         }
     }
@@ -342,32 +334,44 @@ impl Registry {
     /// segments closed since the last checkpoint into it (so a start replays little); at
     /// start and then hourly, drops segments older than `retention`.
     pub fn start_log_maintenance(self: &Arc<Self>, retention: Duration) {
-        let registry = Arc::downgrade(self);
-        let spawned = std::thread::Builder::new().name("arbiter-log-maintenance".into()).spawn(move || {
-            let tick = Duration::from_millis(250);
-            let (mut since_fold, mut since_retention) = (Duration::ZERO, RETENTION_EVERY);
-            loop {
-                let Some(registry) = registry.upgrade() else { return };
-                if registry.stopping.load(Ordering::Relaxed) {
-                    return;
-                }
-                if since_fold >= CHECKPOINT_EVERY {
-                    since_fold = Duration::ZERO;
-                    registry.checkpoint();
-                }
-                if since_retention >= RETENTION_EVERY {
-                    since_retention = Duration::ZERO;
-                    registry.drop_old_segments(retention);
-                }
-                drop(registry);
-                std::thread::sleep(tick);
-                since_fold += tick;
-                since_retention += tick;
+        let tick = Duration::from_millis(250);
+        let (mut since_fold, mut since_retention) = (Duration::ZERO, RETENTION_EVERY);
+        let started = self.every(tick, "arbiter-log-maintenance", move |registry| {
+            if since_fold >= CHECKPOINT_EVERY {
+                since_fold = Duration::ZERO;
+                registry.checkpoint();
             }
+            if since_retention >= RETENTION_EVERY {
+                since_retention = Duration::ZERO;
+                registry.drop_old_segments(retention);
+            }
+            since_fold += tick;
+            since_retention += tick;
         });
-        if let Err(e) = spawned {
+        if let Err(e) = started {
             tracing::error!(error = %e, "could not start the log maintenance thread; old decisions are kept");
         }
+    }
+
+    /// Calls `step` every `tick` on a thread named `name`, until the registry stops or is
+    /// dropped (the thread holds it only during a step).
+    fn every(
+        self: &Arc<Self>,
+        tick: Duration,
+        name: &str,
+        mut step: impl FnMut(&Registry) + Send + 'static,
+    ) -> std::io::Result<()> {
+        let registry = Arc::downgrade(self);
+        std::thread::Builder::new().name(name.into()).spawn(move || loop {
+            let Some(registry) = registry.upgrade() else { return };
+            if registry.stopping.load(Ordering::Relaxed) {
+                return;
+            }
+            step(&registry);
+            drop(registry);
+            std::thread::sleep(tick);
+        })?;
+        Ok(())
     }
 
     /// Folds the closed segments into the checkpoint (`tenant::checkpoint`).
