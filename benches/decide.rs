@@ -148,9 +148,9 @@ fn learned(c: &mut Criterion) {
             b.iter(|| flow.decide(black_box(&req), &learning.signals(&flow), false))
         });
 
-        /// One X-learner fitted on generated rows, shared by every offer.
+        /// One set of learners fitted on generated rows (and one chosen), shared by every offer.
         fn uplift_models(flow: &std::sync::Arc<engine::CompiledFlow>) -> FlowUplift {
-            use arbiter::learn::uplift::{Learner, UpliftModel, UpliftRow};
+            use arbiter::learn::uplift::{fit_selected, UpliftRow};
             let width = flow.feature_names.len();
             let mut rng = arbiter::learn::rng::SplitMix64::new(42);
             let mut next = move || rng.uniform();
@@ -161,13 +161,9 @@ fn learned(c: &mut Criterion) {
                     UpliftRow { treated: i % 5 != 0, converted: next() < p, features }
                 })
                 .collect();
-            let t = UpliftModel::fit(&rows, Learner::TLearner).unwrap();
-            let x = UpliftModel::fit(&rows, Learner::XLearner).unwrap();
-            let offers = flow
-                .offer_ids()
-                .map(|(id, _)| (id.clone(), OfferUplift::new(t.clone(), Some(x.clone()), Learner::XLearner)))
-                .collect();
-            FlowUplift::new(flow, offers, Vec::new(), rows.len(), Learner::XLearner)
+            let selected = fit_selected(&rows).unwrap();
+            let offers = flow.offer_ids().map(|(id, _)| (id.clone(), OfferUplift::new(selected.clone()))).collect();
+            FlowUplift::new(flow, flow.feature_names.to_vec(), offers, Vec::new(), rows.len())
         }
     }
 }

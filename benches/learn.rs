@@ -5,8 +5,9 @@
 //!   responds/s and p50/p99/max latency from every recorded respond. This is the path
 //!   `/respond` takes after JSON parsing: idempotency check, log lookup, write, group
 //!   commit, counters.
-//! * training: T- and X-learner on 100,000 interactions × 10 features (one offer), the
-//!   median of 5 fits each.
+//! * training: T-, X- and DR-learner on 100,000 interactions × 10 features (one offer),
+//!   the median of 5 fits each, and what a retrain costs per offer: all three fitted and
+//!   one chosen by 5-fold cross-validation (`fit_selected`, median of 3).
 //!
 //! Run: `cargo bench --bench learn` (`ARBITER_BENCH_SECS` sets seconds per respond
 //! scenario, default 3). Data goes to a fresh directory under the system temp dir.
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use arbiter::demo;
 use arbiter::engine::RecommendRequest;
-use arbiter::learn::uplift::{Learner, UpliftModel, UpliftRow};
+use arbiter::learn::uplift::{fit_selected, Learner, UpliftModel, UpliftRow};
 use arbiter::store::SledStore;
 use arbiter::tenant::interaction::RespondInput;
 use arbiter::tenant::{RecommendOptions, Registry, TenantHandle};
@@ -104,17 +105,23 @@ async fn tutorial(t: &TenantHandle) {
 fn training() {
     let rows = rows(100_000, 10);
     println!("uplift training: 100,000 interactions × 10 features, 10% held out; median of 5 fits");
-    for learner in [Learner::TLearner, Learner::XLearner] {
-        let mut times: Vec<Duration> = (0..5)
+    let time = |runs: usize, fit: &dyn Fn()| {
+        let mut times: Vec<Duration> = (0..runs)
             .map(|_| {
                 let start = Instant::now();
-                std::hint::black_box(UpliftModel::fit(&rows, learner).unwrap());
+                fit();
                 start.elapsed()
             })
             .collect();
         times.sort_unstable();
-        println!("{learner:?}: median {} (min {}, max {})", millis(times[2]), millis(times[0]), millis(times[4]));
+        format!("median {} (min {}, max {})", millis(times[runs / 2]), millis(times[0]), millis(times[runs - 1]))
+    };
+    for learner in Learner::ALL {
+        let fit = || drop(std::hint::black_box(UpliftModel::fit(&rows, learner).unwrap()));
+        println!("{learner:?}: {}", time(5, &fit));
     }
+    let select = || drop(std::hint::black_box(fit_selected(&rows).unwrap()));
+    println!("fit_selected (3 learners, 5-fold choice, refit on all rows): {}", time(3, &select));
 }
 
 /// A 10% holdout population whose treated conversion rises with the first feature.

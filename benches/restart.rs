@@ -111,7 +111,10 @@ fn main() {
         let times: Vec<Duration> = (0..200)
             .map(|_| {
                 let started = Instant::now();
-                std::hint::black_box(measure::experiment_results(&flow, t.learning.experiments.totals(&flow.key)));
+                std::hint::black_box(measure::experiment_results(
+                    &flow,
+                    t.learning.experiments.totals(&flow.key, arbiter::tenant::interaction::conversion_mask(&flow)),
+                ));
                 started.elapsed()
             })
             .collect();
@@ -140,7 +143,12 @@ fn main() {
         let registry = Registry::start(store.clone()).unwrap();
         let took = started.elapsed();
         let (after, _) = memory_mb();
-        let (treated, control, _) = registry.tenant("default").unwrap().learning.experiments.totals("cross-sell");
+        let (treated, control, _) = registry
+            .tenant("default")
+            .unwrap()
+            .learning
+            .experiments
+            .totals("cross-sell", arbiter::tenant::interaction::DEFAULT_CONVERSIONS);
         println!(
             "restart {label}: {:.2} s, RSS +{:.0} MB ({} treated / {} control customers restored)",
             took.as_secs_f64(),

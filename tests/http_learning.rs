@@ -234,9 +234,12 @@ async fn experiment_results_and_uplift_endpoints() {
             "hasCreditCard",
             "hasMortgage",
             "hasSavings",
-            "tenureMonths"
-        ]
+            "tenureMonths",
+            "tier"
+        ],
+        "numeric fields, then text fields (one-hot encoded once trained)"
     );
+    assert_eq!(model["conversionOutcomes"], json!(["convert"]));
     let trained = api.post(&format!("/api/v1/algorithm-models/{}/train", t.flow), &json!({})).await.expect(200);
     assert_eq!(trained["status"], "trained");
     assert_eq!(trained["offers"][0]["trained"], false, "no data yet: {trained}");
@@ -302,6 +305,24 @@ async fn measurement_over_http_on_real_traffic() {
     let card = model["offers"].as_array().unwrap().iter().find(|o| o["offerId"] == t.card.as_str()).unwrap().clone();
     assert_eq!(card["trained"], true, "{model}");
     assert_eq!(card["nControl"], control, "each held-out customer is one control row for the card");
+    // The learner is chosen on held-out rows; each learner's validation score is reported.
+    let learners: Vec<&str> =
+        card["validation"].as_array().unwrap().iter().map(|v| v["learner"].as_str().unwrap()).collect();
+    assert_eq!(learners, ["t_learner", "x_learner", "dr_learner"], "{card}");
+    assert!(card["validation"][0]["rLoss"].is_number(), "{card}");
+    assert!(["t_learner", "x_learner", "dr_learner"].contains(&card["chosenLearner"].as_str().unwrap()), "{card}");
+    assert!(card["averageEffect"].as_f64().unwrap() > 0.0, "{card}");
+    assert_eq!(card["validationRows"], card["nTreated"].as_u64().unwrap() + card["nControl"].as_u64().unwrap());
+    for method in ["dr_learner", "chosen"] {
+        let uplift = api
+            .get(&format!("/api/v1/algorithm-models/cross-sell/uplift?customerId=c001&method={method}"))
+            .await
+            .expect(200);
+        let card =
+            uplift["offers"].as_array().unwrap().iter().find(|o| o["offerId"] == t.card.as_str()).unwrap().clone();
+        assert!(card["tau"].as_f64().unwrap() > 0.1 && card["se"].as_f64().unwrap() > 0.0, "{method}: {card}");
+        assert!(card["rawTau"].is_number(), "{card}");
+    }
     let uplift =
         api.get("/api/v1/algorithm-models/cross-sell/uplift?customerId=c001&method=x_learner").await.expect(200);
     let card = uplift["offers"].as_array().unwrap().iter().find(|o| o["offerId"] == t.card.as_str()).unwrap().clone();

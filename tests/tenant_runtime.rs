@@ -12,6 +12,7 @@ use arbiter::model::parse_json;
 use arbiter::model::{DecisionFlow, Offer, Schema};
 use arbiter::store::SledStore;
 use arbiter::tenant::command::{Create, Delete, List, LoadRows, Patch, Plugins, Publish, PutPlugin};
+use arbiter::tenant::interaction::DEFAULT_CONVERSIONS;
 use arbiter::tenant::{Registry, TenantHandle};
 use serde_json::{json, Value};
 
@@ -348,7 +349,7 @@ async fn a_decision_made_before_a_restart_can_be_responded_to_after_it() {
     let registry = Registry::start(store).unwrap();
     let t = registry.tenant("default").unwrap();
     assert_eq!(t.learning.contacts_of("cust_42").len(), 2, "contacts rebuilt from the log");
-    let (treated, control, _) = t.learning.experiments.totals("cross-sell");
+    let (treated, control, _) = t.learning.experiments.totals("cross-sell", DEFAULT_CONVERSIONS);
     assert_eq!(treated.samples + control.samples, 1, "the experiment's customer, rebuilt from the log");
     let forged = format!("{}{:08x}", &id[..16], u32::from_str_radix(&id[16..], 16).unwrap() ^ 1);
     let respond = |rid: &str| RespondInput {
@@ -370,7 +371,9 @@ async fn a_decision_made_before_a_restart_can_be_responded_to_after_it() {
 }
 
 /// Training reads a bounded sample: per offer at most `cap` rows whatever the log holds,
-/// and with a cap above the log's size exactly the rows a full scan gives.
+/// and with a cap above the log's size exactly the rows a full scan gives. A row is a
+/// customer's exposure to an offer, not a decision: a customer decided for twice is one
+/// row, converted by a response to either decision.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_training_sample_is_bounded_per_offer() {
     use arbiter::tenant::interaction::RespondInput;
@@ -378,37 +381,55 @@ async fn the_training_sample_is_bounded_per_offer() {
     let store = Arc::new(SledStore::temporary().unwrap());
     let registry = Registry::start(store.clone()).unwrap();
     let t = registry.ensure_tenant("default").await.unwrap();
-    tutorial(&t).await;
-    for n in 0..300 {
-        let req = RecommendRequest { customer_id: "cust_42".into(), ..demo::request() };
-        let d = t.recommend(&req, Default::default()).unwrap();
-        if n % 3 == 0 && !d.control_group {
-            let input = RespondInput {
-                customer_id: "cust_42".into(),
-                recommendation_id: Some(d.recommendation_id.clone()),
-                rank: Some(1),
-                outcome: "convert".into(),
-                idempotency_key: Some(format!("k{n}")),
-                ..serde_json::from_value(json!({})).unwrap()
-            };
-            t.respond(input).await.unwrap();
+    let schema_id = demo::send_tutorial(&t, None, demo::FLOW).await.unwrap().schema_id;
+    let customers: Vec<String> = (0..150).map(|i| format!("c{i}")).collect();
+    let rows: Vec<Value> = customers
+        .iter()
+        .map(|c| {
+            json!({"customer_id": c, "tenureMonths": 36, "tier": "standard", "hasChecking": true,
+                        "hasSavings": false, "hasCreditCard": false, "avgMonthlyBalance": 20_000})
+        })
+        .collect();
+    let rows = arbiter::tenant::command::json_rows(&rows);
+    t.ask(LoadRows { schema_id, rows, mode: arbiter::catalog::LoadMode::InsertOrIgnore }).await.unwrap();
+    for round in 0..2 {
+        for (n, c) in customers.iter().enumerate() {
+            let req = RecommendRequest { customer_id: c.clone(), ..demo::request() };
+            let d = t.recommend(&req, Default::default()).unwrap();
+            if round == 1 && n % 3 == 0 && !d.control_group {
+                let input = RespondInput {
+                    customer_id: c.clone(),
+                    recommendation_id: Some(d.recommendation_id.clone()),
+                    rank: Some(1),
+                    outcome: "convert".into(),
+                    idempotency_key: Some(format!("k{n}")),
+                    ..serde_json::from_value(json!({})).unwrap()
+                };
+                t.respond(input).await.unwrap();
+            }
         }
     }
     let names = t.flow("cross-sell").unwrap().feature_names.clone();
-    let small = TrainingSample::load(&*store, "default", "cross-sell", 50).unwrap();
+    let small = TrainingSample::load(&*store, "default", "cross-sell", DEFAULT_CONVERSIONS, 50).unwrap();
     assert_eq!(small.decisions, 300);
     for (offer, rows) in small.uplift_rows(&names) {
-        assert_eq!(rows.len(), 50, "offer {offer}: a full reservoir of 50");
+        assert_eq!(rows.len(), 50, "offer {offer}: a full sample of 50");
     }
-    let all = TrainingSample::load(&*store, "default", "cross-sell", 1_000).unwrap().uplift_rows(&names);
-    let scanned = t.flow_log("cross-sell").unwrap().uplift_rows(&names);
+    let all = TrainingSample::load(&*store, "default", "cross-sell", DEFAULT_CONVERSIONS, 1_000).unwrap();
+    let all = all.uplift_rows(&names);
+    let scanned = t.flow_log("cross-sell").unwrap().uplift_rows(&names, DEFAULT_CONVERSIONS);
     for (offer, rows) in &scanned {
         let count = |rs: &[arbiter::learn::uplift::UpliftRow]| {
             (rs.len(), rs.iter().filter(|r| r.converted).count(), rs.iter().filter(|r| r.treated).count())
         };
         assert_eq!(count(&all[offer]), count(rows), "offer {offer}");
+        assert_eq!(rows.len(), 150, "offer {offer}: one row per customer, not per decision");
     }
     assert!(scanned.values().flatten().any(|r| r.converted), "some rows converted");
+    // Clicks are not conversions unless the flow says so.
+    let clicks = arbiter::tenant::interaction::outcome_mask(&["click"]);
+    let by_clicks = t.flow_log("cross-sell").unwrap().uplift_rows(&names, clicks);
+    assert!(!by_clicks.values().flatten().any(|r| r.converted));
     registry.shutdown();
 }
 
@@ -421,7 +442,9 @@ fn learned_state(t: &TenantHandle, customers: &[String]) -> Value {
             json!(h.iter().map(|k| json!([k.at, &*k.offer_id, &*k.category, k.channel.as_deref()])).collect::<Vec<_>>())
         })
         .collect();
-    let (treated, control, both) = t.learning.experiments.totals("cross-sell");
+    // Clicks are not conversions by default; counting them too makes the comparison see them.
+    let conversions = arbiter::tenant::interaction::outcome_mask(&["click", "convert"]);
+    let (treated, control, both) = t.learning.experiments.totals("cross-sell", conversions);
     json!({
         "counters": format!("{:?}", t.learning.counters.snapshot()),
         "experiment": [treated, control, both],
@@ -534,7 +557,7 @@ async fn responses_an_earlier_version_kept_in_sled_move_to_the_log() {
         let registry = Registry::start(store.clone()).unwrap();
         let t = registry.tenant("default").unwrap();
         assert_eq!(t.learning.counters.offer("o1").read(), (1, 1), "start {start}: the response counts once");
-        let (treated, _, _) = t.learning.experiments.totals("cross-sell");
+        let (treated, _, _) = t.learning.experiments.totals("cross-sell", DEFAULT_CONVERSIONS);
         assert_eq!((treated.samples, treated.conversions), (1, 1), "start {start}");
         assert!(store.scan_prefix(&arbiter::store::keys::prefix("default", Kind::Response)).unwrap().is_empty());
         let input = RespondInput {

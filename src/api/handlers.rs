@@ -288,7 +288,8 @@ fn live_flow(t: &TenantHandle, id: &str) -> Result<Arc<crate::engine::CompiledFl
 /// From the aggregates kept as decisions and outcomes happen: no scan of the log.
 fn experiment_results(t: &TenantHandle, id: String) -> Reply {
     let flow = live_flow(t, &id)?;
-    ok(&measure::experiment_results(&flow, t.learning.experiments.totals(&flow.key)))
+    let conversions = crate::tenant::interaction::conversion_mask(&flow);
+    ok(&measure::experiment_results(&flow, t.learning.experiments.totals(&flow.key, conversions)))
 }
 
 async fn train_model(t: Arc<TenantHandle>, id: String) -> Reply {
@@ -307,12 +308,13 @@ fn model_uplift(t: &TenantHandle, id: String, req: &Request<Incoming>) -> Reply 
     let customer = query_param(query, "customerId")
         .filter(|c| !c.trim().is_empty())
         .ok_or_else(|| ApiError::BadRequest("customerId: is required (?customerId=...)".into()))?;
+    // The platform's default is the T-learner; `chosen` is what decisions use.
     let learner = match query_param(query, "method").as_deref() {
-        None | Some("t_learner") => Learner::TLearner,
-        Some("x_learner") => Learner::XLearner,
-        Some(other) => {
-            return Err(ApiError::BadRequest(format!("method: `{other}` is not one of t_learner, x_learner")))
-        }
+        None => Some(Learner::TLearner),
+        Some("chosen") => None,
+        Some(name) => Some(Learner::parse(name).ok_or_else(|| {
+            ApiError::BadRequest(format!("method: `{name}` is not one of t_learner, x_learner, dr_learner, chosen"))
+        })?),
     };
     let models = t.learning.uplift_for(&flow);
     ok(&measure::customer_uplift(&flow, models.as_deref(), &customer, learner))

@@ -341,7 +341,11 @@ const VERSIONS: &[QueryParam] = &[
 const EXPLAIN: &[QueryParam] = &[param("explain", "boolean", "Explain each score and every removed offer")];
 const UPLIFT: &[QueryParam] = &[
     QueryParam { required: true, range: Some((1, u64::MAX)), ..param("customerId", "string", "The customer") },
-    param("method", "string", "`t_learner` or `x_learner` (default `t_learner`)"),
+    param(
+        "method",
+        "string",
+        "`t_learner`, `x_learner`, `dr_learner` or `chosen` (each offer's chosen learner; default `t_learner`)",
+    ),
 ];
 
 impl Route {

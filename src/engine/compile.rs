@@ -95,6 +95,17 @@ pub struct CompiledFlow {
     /// Uplift features: enriched numeric and boolean fields, by name, with their slots.
     pub(super) features: Box<[u32]>,
     pub feature_names: Arc<[Arc<str>]>,
+    /// Categorical uplift features: enriched text fields (not the lookup key) and request
+    /// attributes, by name, with their slots. Models one-hot encode their frequent values.
+    pub(super) categories: Box<[u32]>,
+    pub category_names: Arc<[Arc<str>]>,
+    /// What each uplift segment does where the uplift term is on (Score node `upliftSegments`).
+    pub(super) uplift_actions: super::score::SegmentActions,
+    pub(super) uplift_exploration: crate::model::flow::UpliftExploration,
+    /// Thompson sampling of the propensity factor (Score node `exploration`).
+    pub(super) thompson: bool,
+    /// The outcomes that count as a conversion (`flowConfig.conversionOutcomes`).
+    pub conversion_outcomes: Arc<[String]>,
 }
 
 pub(super) struct CompiledOffer {
@@ -108,6 +119,8 @@ pub(super) struct CompiledOffer {
     /// Bit i: `CompiledFlow::policies[i]` applies to this offer whatever the channel
     /// (global, this offer, its category). Channel policies are added per request.
     pub policy_mask: u64,
+    /// FNV-1a of the offer id: seeds the offer's exploration draws.
+    pub id_hash: u64,
 }
 
 /// A channel-specific score plan: which channels it applies to and its index in `plans`.
@@ -181,6 +194,7 @@ pub fn compile(
         formulas: Vec::new(),
         factor_slots: None,
         features: Vec::new(),
+        categories: Vec::new(),
         shared: HashMap::new(),
     };
     let channels = channel_infos(inputs.channels);
@@ -226,15 +240,22 @@ pub fn compile(
             let static_factors = plans.plans.iter().map(|p| p.static_factor(&facts)).collect();
             let counts = inputs.counters.offer(&facts.id);
             let category_counts = (!facts.category.is_empty()).then(|| inputs.counters.category(&facts.category));
-            CompiledOffer { facts, static_factors, counts, category_counts, policy_mask: 0 }
+            let id_hash = crate::ids::fnv1a_pair(&facts.id, "");
+            CompiledOffer { facts, static_factors, counts, category_counts, policy_mask: 0, id_hash }
         })
         .collect();
     let attribute_slots = attribute_slots(&b.layout);
     let offers: Box<[CompiledOffer]> = offers;
     let offers = with_policy_masks(offers, &policies);
+    // Request attributes the rules read are features too (numbers and booleans).
+    b.features.extend(attribute_slots.iter().map(|(name, slot)| (Arc::from(format!("attributes.{name}")), *slot)));
     b.features.sort();
     b.features.dedup();
     let (feature_names, features): (Vec<Arc<str>>, Vec<u32>) = b.features.into_iter().unzip();
+    b.categories.extend(attribute_slots.iter().map(|(name, slot)| (Arc::from(format!("attributes.{name}")), *slot)));
+    b.categories.sort();
+    b.categories.dedup();
+    let (category_names, categories): (Vec<Arc<str>>, Vec<u32>) = b.categories.into_iter().unzip();
     let experiment = draft.flow_config.experiment.as_ref();
     Ok(CompiledFlow {
         flow_id: flow_id.into(),
@@ -260,6 +281,15 @@ pub fn compile(
         policies,
         features: features.into(),
         feature_names: feature_names.into(),
+        categories: categories.into(),
+        category_names: category_names.into(),
+        uplift_actions: score
+            .and_then(|(_, c)| c.uplift_segments.as_ref())
+            .map(super::score::SegmentActions::from_config)
+            .unwrap_or_default(),
+        uplift_exploration: score.and_then(|(_, c)| c.uplift_exploration).unwrap_or_default(),
+        thompson: score.and_then(|(_, c)| c.exploration) == Some(crate::model::flow::Exploration::Thompson),
+        conversion_outcomes: draft.flow_config.conversion_outcomes().into(),
         rank_node: nodes.iter().find(|n| matches!(n.kind, NodeKind::Rank(_))).map_or("rank", |n| n.id.as_str()).into(),
     })
 }
@@ -280,6 +310,8 @@ struct Builder<'c> {
     factor_slots: Option<[u32; 6]>,
     /// Enriched numeric and boolean fields (uplift features): name and slot.
     features: Vec<(Arc<str>, u32)>,
+    /// Enriched text fields other than the lookup key (categorical features).
+    categories: Vec<(Arc<str>, u32)>,
     /// Rule predicates that read no offer field, by shape: each gets one memo slot per
     /// decision, so a condition many offers share is evaluated once.
     shared: HashMap<String, u32>,
@@ -636,6 +668,8 @@ impl Builder<'_> {
                         copies.push((col, slot));
                         if matches!(ty, Type::Num | Type::Bool) {
                             self.features.push((Arc::from(*name), slot));
+                        } else if ty == Type::Str && *name != source.lookup_key {
+                            self.categories.push((Arc::from(*name), slot));
                         }
                     }
                     None => {

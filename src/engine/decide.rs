@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use std::sync::Arc;
 
 use crate::ids::fnv1a_pair;
-use crate::model::flow::OverrideScope;
+use crate::model::flow::{OverrideScope, UpliftExploration};
 use crate::rules::layout::{SLOT_CHANNEL, SLOT_CHANNEL_NAME, SLOT_CHANNEL_TYPE, SLOT_CUSTOMER_ID, SLOT_PLACEMENT};
 use crate::rules::{Env, Path, Value};
 
@@ -16,7 +16,7 @@ use super::response::{
     Decision, DecisionExplanation, FlowExplanation, Meta, OfferDecision, PolicyRef, RankingScores, RecommendRequest,
     Removal, RuleFailure,
 };
-use super::score::{self, ScorePlan, Signals, DEFAULT_PROPENSITY};
+use super::score::{self, ScorePlan, Signals, UpliftSignal, DEFAULT_PROPENSITY};
 use crate::dsl::defs::RuleOrigin;
 
 /// A candidate offer on its way through the flow.
@@ -27,6 +27,8 @@ struct Candidate {
     score: f64,
     /// An `allow_override` policy exempts it from contact limits.
     exempt: bool,
+    /// What the uplift model said, when the score used it.
+    uplift: Option<UpliftSignal>,
 }
 
 /// Per-request state shared by the steps.
@@ -40,12 +42,25 @@ struct Frame<'f> {
     policy_states: Vec<PolicyState>,
     /// Uplift features, in `CompiledFlow::feature_names` order.
     features: Vec<f64>,
+    /// Categorical uplift features, in `CompiledFlow::category_names` order.
+    categories: Vec<Option<Arc<str>>>,
+    /// The uplift models' input, encoded once per decision by `Signals::encode`.
+    model_input: Vec<f64>,
     /// Bit i: channel-scoped policy i applies on this request's channel.
     channel_mask: u64,
     /// Per shared rule predicate (`CompiledRule::shared`), its value in this decision once
     /// evaluated: `MEMO_*`.
     memo: Vec<u8>,
+    /// FNV-1a of the customer id (seeds exploration draws).
+    customer_hash: u64,
+    /// Under Thompson exploration: per offer index, its probability of being shown.
+    show_probability: Vec<f64>,
+    /// Unix seconds of the decision.
+    now: i64,
 }
+
+/// Draws behind a logged show probability under Thompson sampling (its resolution).
+const SHOW_DRAWS: u64 = 64;
 
 const MEMO_UNKNOWN: u8 = 0;
 const MEMO_TRUE: u8 = 1;
@@ -56,8 +71,10 @@ impl CompiledFlow {
     /// Decides which offers to show. `req` must have passed `RecommendRequest::validate`.
     pub fn decide(&self, req: &RecommendRequest, signals: &dyn Signals, explain: bool) -> Decision {
         let mut frame = Frame::new(self, req, explain);
+        frame.now = signals.now();
+        frame.customer_hash = fnv1a_pair(&req.customer_id, "");
         let mut cands: Vec<Candidate> = (0..self.offers.len() as u32)
-            .map(|offer| Candidate { offer, fit: 1.0, score: 0.0, exempt: false })
+            .map(|offer| Candidate { offer, fit: 1.0, score: 0.0, exempt: false, uplift: None })
             .collect();
         let mut meta = Meta { total_candidates: cands.len(), ..Meta::default() };
         let (mut after_qual, mut after_cp) = (None, None);
@@ -88,8 +105,16 @@ impl CompiledFlow {
         let uses_features = plan.1.needs_uplift() || plan.1.formula.is_some() || frame.log.is_some();
         if uses_features || self.holdout_percent.is_some() {
             frame.features = self.features.iter().map(|&slot| feature_value(&frame.slots[slot as usize])).collect();
+            frame.categories =
+                self.categories.iter().map(|&slot| category_value(&frame.slots[slot as usize])).collect();
+        }
+        if uses_features {
+            signals.encode(&frame.features, &frame.categories, &mut frame.model_input);
         }
         frame.score(plan, signals, &mut cands);
+        if self.thompson && plan.1.formula.is_none() && plan.1.needs_propensity() {
+            frame.show_probabilities(plan, req.limit(), &cands);
+        }
         let ranked = frame.rank(req.limit(), &mut cands);
         let decisions = frame.shape(plan, signals, ranked, explain);
         meta.warnings = std::mem::take(&mut frame.warnings);
@@ -113,12 +138,15 @@ impl CompiledFlow {
             channel_name,
             features: frame.features,
             logged_features: if self.holdout_percent.is_some() { self.feature_names.clone() } else { Arc::from([]) },
+            categories: frame.categories,
+            logged_categories: if self.holdout_percent.is_some() { self.category_names.clone() } else { Arc::from([]) },
         }
     }
 
     /// The customer's uplift features as the flow's enrich nodes load them now (for the
-    /// uplift endpoint, which asks about a customer outside a decision).
-    pub fn current_features(&self, customer_id: &str) -> Vec<f64> {
+    /// uplift endpoint, which asks about a customer outside a decision): numeric ones in
+    /// `feature_names` order, categorical ones in `category_names` order.
+    pub fn current_inputs(&self, customer_id: &str) -> (Vec<f64>, Vec<Option<Arc<str>>>) {
         let req = RecommendRequest { customer_id: customer_id.to_string(), ..RecommendRequest::default() };
         let mut frame = Frame::new(self, &req, false);
         for step in self.steps.iter() {
@@ -126,7 +154,16 @@ impl CompiledFlow {
                 frame.enrich(plans, customer_id);
             }
         }
-        self.features.iter().map(|&slot| feature_value(&frame.slots[slot as usize])).collect()
+        let slot = |s: &u32| &frame.slots[*s as usize];
+        (
+            self.features.iter().map(|s| feature_value(slot(s))).collect(),
+            self.categories.iter().map(|s| category_value(slot(s))).collect(),
+        )
+    }
+
+    /// The numeric part of [`CompiledFlow::current_inputs`].
+    pub fn current_features(&self, customer_id: &str) -> Vec<f64> {
+        self.current_inputs(customer_id).0
     }
 
     /// An offer's propensity from its counters (SPEC's offer → category → global rule).
@@ -222,8 +259,13 @@ impl<'f> Frame<'f> {
             warnings,
             policy_states: Vec::new(),
             features: Vec::new(),
+            categories: Vec::new(),
+            model_input: Vec::new(),
             channel_mask: 0,
             memo: vec![MEMO_UNKNOWN; flow.shared_rules],
+            customer_hash: 0,
+            show_probability: Vec::new(),
+            now: 0,
         }
     }
 
@@ -427,7 +469,11 @@ impl<'f> Frame<'f> {
             let keep = c.score > 0.0;
             if !keep && explain {
                 let offer = &flow.offers[c.offer as usize];
-                removed.push(removal(offer, &flow.score_node, "score", None, "score is 0".into()));
+                let reason = match c.uplift {
+                    Some(u) if flow.uplift_actions.removes(u.segment) => uplift_reason(&u),
+                    _ => "score is 0".into(),
+                };
+                removed.push(removal(offer, &flow.score_node, "score", None, reason));
             }
             keep
         });
@@ -440,16 +486,104 @@ impl<'f> Frame<'f> {
         // The last propensity and its factor: a pow per distinct propensity, not per offer
         // (NaN never equals, so the first one is computed).
         let mut memo = (f64::NAN, 1.0);
+        let actions = &self.flow.uplift_actions;
         for c in cands.iter_mut() {
             let offer = &self.flow.offers[c.offer as usize];
-            let p = if plan.needs_propensity() { self.flow.propensity(offer) } else { DEFAULT_PROPENSITY };
+            let p = match plan.needs_propensity() {
+                true if self.flow.thompson => self.draw_propensity(offer, 0),
+                true => self.flow.propensity(offer),
+                false => DEFAULT_PROPENSITY,
+            };
             if p != memo.0 {
                 memo = (p, plan.propensity_factor(p));
             }
-            let tau =
-                if plan.needs_uplift() { signals.uplift(c.offer as usize, &offer.facts, &self.features) } else { None };
-            c.score = plan.score_factored(offer.static_factors[idx], memo.1, tau, c.fit);
+            if !plan.needs_uplift() {
+                c.score = plan.score_factored(offer.static_factors[idx], memo.1, None, None, c.fit);
+                continue;
+            }
+            // The customer's segment acts: removed (score 0, explained), or sunk.
+            c.uplift =
+                signals.uplift(c.offer as usize, &offer.facts, &self.model_input).map(|u| self.explore(u, offer));
+            c.score = match c.uplift {
+                Some(u) if actions.removes(u.segment) => 0.0,
+                Some(u) => {
+                    let base = plan.uplift_base(&u, actions);
+                    plan.score_factored(offer.static_factors[idx], memo.1, Some(base), Some(u.tau), c.fit)
+                }
+                None => plan.score_factored(offer.static_factors[idx], memo.1, None, None, c.fit),
+            };
         }
+    }
+
+    /// Draw `m` of an offer's response rate from its Beta posterior: draw 0 scores the
+    /// decision, the others estimate how likely the policy is to show each offer. Seeded
+    /// by the customer, the offer, the day and `m`, as `explore` is.
+    fn draw_propensity(&self, offer: &CompiledOffer, m: u64) -> f64 {
+        let (a, b) = crate::learn::propensity::posterior(
+            &offer.counts,
+            offer.category_counts.as_deref(),
+            &self.flow.global_counts,
+        );
+        let day = self.now.div_euclid(86_400) as u64;
+        let seed = self.customer_hash
+            ^ offer.id_hash.rotate_left(17)
+            ^ day.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            ^ m.wrapping_mul(0xd1b5_4a32_d192_ed03);
+        crate::learn::rng::SplitMix64::new(seed).beta(a, b)
+    }
+
+    /// Each candidate's probability of being among the `limit` shown under Thompson
+    /// sampling, from `SHOW_DRAWS` draws of every candidate's propensity (the first being
+    /// the decision's own). Contact budgets are not replayed per draw: where one binds,
+    /// the probability is that of reaching the top, an upper bound.
+    fn show_probabilities(&mut self, (idx, plan): (usize, &ScorePlan), limit: usize, cands: &[Candidate]) {
+        let flow = self.flow;
+        let n = limit.min(flow.max_candidates).min(cands.len());
+        let mut shown = vec![0u32; cands.len()];
+        let mut scores: Vec<(f64, usize)> = Vec::with_capacity(cands.len());
+        for m in 0..SHOW_DRAWS {
+            scores.clear();
+            for (i, c) in cands.iter().enumerate() {
+                let score = if m == 0 {
+                    c.score
+                } else {
+                    let offer = &flow.offers[c.offer as usize];
+                    let p = plan.propensity_factor(self.draw_propensity(offer, m));
+                    let u = c.uplift.map(|u| plan.uplift_base(&u, &flow.uplift_actions));
+                    plan.score_factored(offer.static_factors[idx], p, u, c.uplift.map(|u| u.tau), c.fit)
+                };
+                scores.push((score, i));
+            }
+            // Ties as `rank` breaks them: the higher priority, then the smaller id.
+            let order = |a: &(f64, usize), b: &(f64, usize)| {
+                let (oa, ob) =
+                    (&flow.offers[cands[a.1].offer as usize].facts, &flow.offers[cands[b.1].offer as usize].facts);
+                b.0.total_cmp(&a.0).then(ob.priority.total_cmp(&oa.priority)).then_with(|| oa.id.cmp(&ob.id))
+            };
+            if n < scores.len() {
+                scores.select_nth_unstable_by(n, order);
+            }
+            for &(_, i) in &scores[..n] {
+                shown[i] += 1;
+            }
+        }
+        self.show_probability = vec![f64::NAN; flow.offers.len()];
+        for (c, k) in cands.iter().zip(shown) {
+            self.show_probability[c.offer as usize] = f64::from(k) / SHOW_DRAWS as f64;
+        }
+    }
+
+    /// Under Thompson exploration, the segment from a draw of the effect's posterior
+    /// N(τ, se²). The draw is a hash of the customer, the offer and the day, so a customer
+    /// sees the same offers all day and a decision can be reproduced from its time.
+    fn explore(&self, mut u: UpliftSignal, offer: &CompiledOffer) -> UpliftSignal {
+        if self.flow.uplift_exploration == UpliftExploration::Thompson && u.se > 0.0 {
+            let day = self.now.div_euclid(86_400) as u64;
+            let seed = self.customer_hash ^ offer.id_hash ^ day.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let draw = u.tau + u.se * standard_normal(seed);
+            u.segment = crate::learn::uplift::segment(draw, u.mu_c, u.mu_t);
+        }
+        u
     }
 
     /// A rule-language formula: the factors go into their slots, then the formula runs
@@ -459,7 +593,8 @@ impl<'f> Frame<'f> {
         let slots = flow.factor_slots.expect("a formula declares its factor slots");
         for c in cands.iter_mut() {
             let offer = &flow.offers[c.offer as usize];
-            let tau = signals.uplift(c.offer as usize, &offer.facts, &self.features);
+            c.uplift = signals.uplift(c.offer as usize, &offer.facts, &self.model_input);
+            let tau = c.uplift.map(|u| u.tau);
             let values = [
                 flow.propensity(offer),
                 score::RELEVANCE,
@@ -573,6 +708,7 @@ impl<'f> Frame<'f> {
                     priority: offer.facts.priority,
                     personalization: serde_json::Map::new(),
                     explanation: explain.then(|| self.ranking_scores((idx, plan), signals, offer, c)),
+                    show_probability: self.show_probability.get(c.offer as usize).copied().filter(|p| !p.is_nan()),
                     category: offer.facts.category.clone(),
                 }
             })
@@ -587,7 +723,12 @@ impl<'f> Frame<'f> {
         c: Candidate,
     ) -> DecisionExplanation {
         let propensity = self.flow.propensity(offer);
-        let tau = signals.uplift(c.offer as usize, &offer.facts, &self.features);
+        let uplift = c.uplift.or_else(|| signals.uplift(c.offer as usize, &offer.facts, &self.model_input));
+        let tau = uplift.map(|u| u.tau);
+        let uplift_factor = match uplift {
+            Some(u) if plan.needs_uplift() => plan.uplift_base(&u, &self.flow.uplift_actions),
+            _ => score::uplift_factor(tau),
+        };
         DecisionExplanation {
             ranking_scores: RankingScores {
                 method: match (plan.formula, plan.method) {
@@ -595,6 +736,7 @@ impl<'f> Frame<'f> {
                     (None, crate::model::flow::ScoreMethod::PriorityWeighted) => "priority_weighted",
                     (None, crate::model::flow::ScoreMethod::Propensity) => "propensity",
                     (None, crate::model::flow::ScoreMethod::Formula) => "formula",
+                    (None, crate::model::flow::ScoreMethod::IncrementalValue) => "incremental_value",
                 },
                 propensity,
                 relevance: score::RELEVANCE,
@@ -604,11 +746,26 @@ impl<'f> Frame<'f> {
                 weights_from: self.flow.plan_sources[idx].clone(),
                 fit_multiplier: c.fit,
                 tau,
-                uplift_factor: score::uplift_factor(tau),
+                tau_se: uplift.map(|u| u.se),
+                segment: uplift.map(|u| u.segment),
+                uplift_factor,
                 final_score: c.score,
             },
         }
     }
+}
+
+/// A standard normal deviate from a 64-bit seed (splitmix64, then Box–Muller).
+fn standard_normal(seed: u64) -> f64 {
+    let mut rng = crate::learn::rng::SplitMix64::new(seed);
+    let (u1, u2) = (rng.uniform().max(f64::MIN_POSITIVE), rng.uniform());
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+/// Explain's reason for an offer its uplift segment removed: `uplift: sleeping_dog τ=−0.06 ± 0.02`.
+fn uplift_reason(u: &UpliftSignal) -> String {
+    let tau = format!("{:.2}", u.tau).replace('-', "−");
+    format!("uplift: {} τ={tau} ± {:.2}", u.segment.name(), u.se)
 }
 
 /// A shared predicate's value: evaluated the first time a decision needs it, then read.
@@ -659,6 +816,14 @@ fn feature_value(v: &Value) -> f64 {
         Value::Num(n) => *n,
         Value::Bool(b) => f64::from(u8::from(*b)),
         _ => f64::NAN,
+    }
+}
+
+/// A slot as a categorical feature: text as it is, anything else missing.
+fn category_value(v: &Value) -> Option<Arc<str>> {
+    match v {
+        Value::Str(s) => Some(s.clone()),
+        _ => None,
     }
 }
 

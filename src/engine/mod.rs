@@ -22,7 +22,7 @@ pub use crate::dsl::defs::{RuleDef, RuleOrigin, ScoreDef, ScoreDefBody};
 pub use compile::TenantInputs;
 pub use compile::{compile, CompileError, CompiledFlow};
 pub use response::{Decision, Meta, OfferDecision, RecommendRequest};
-pub use score::{NoSignals, Signals};
+pub use score::{NoSignals, Signals, UpliftSignal};
 
 #[cfg(test)]
 mod tests {

@@ -120,6 +120,12 @@ pub struct Decision {
     /// decision path.
     #[serde(skip)]
     pub logged_features: Arc<[Arc<str>]>,
+    /// The categorical uplift features at decision time (`CompiledFlow::category_names`
+    /// order), and which to log, as `features`.
+    #[serde(skip)]
+    pub categories: Vec<Option<Arc<str>>>,
+    #[serde(skip)]
+    pub logged_categories: Arc<[Arc<str>]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
@@ -134,6 +140,10 @@ pub struct OfferDecision {
     pub personalization: serde_json::Map<String, serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub explanation: Option<DecisionExplanation>,
+    /// Under Thompson exploration: the probability that the policy shows this offer to
+    /// this customer (logged with the decision for off-policy estimates).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub show_probability: Option<f64>,
     #[serde(skip)]
     pub category: Arc<str>,
 }
@@ -173,6 +183,12 @@ pub struct RankingScores {
     pub weights_from: Arc<str>,
     pub fit_multiplier: f64,
     pub tau: Option<f64>,
+    /// τ's standard error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tau_se: Option<f64>,
+    /// The customer's uplift segment for this offer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segment: Option<crate::learn::uplift::Segment>,
     pub uplift_factor: f64,
     pub final_score: f64,
 }

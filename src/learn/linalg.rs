@@ -87,7 +87,7 @@ pub fn cholesky_solve(a: &[f64], b: &[f64]) -> Option<Vec<f64>> {
 }
 
 /// Lower-triangular `L` with `L·Lᵀ = A`, row-major.
-fn cholesky_factor(a: &[f64], d: usize) -> Option<Vec<f64>> {
+pub fn cholesky_factor(a: &[f64], d: usize) -> Option<Vec<f64>> {
     let mut l = vec![0.0; d * d];
     for j in 0..d {
         let diag = a[j * d + j] - dot(&l[j * d..j * d + j], &l[j * d..j * d + j]);

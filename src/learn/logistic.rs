@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::linalg::{cholesky_solve, dot, Matrix};
+use super::linalg::{cholesky_factor, cholesky_solve, dot, Matrix};
 
 /// Ridge strength per training row (see the module docs).
 pub const RIDGE_PER_ROW: f64 = 1e-4;
@@ -61,13 +61,106 @@ impl Default for FitOptions {
 }
 
 /// A linear predictor over standardised features: `b + Σ wⱼ·(xⱼ − meanⱼ)/scaleⱼ`.
+///
+/// What is stored (and serialised) is that form and the fit's information matrix; what
+/// predictions use is derived once from it ([`Folded`]): the same predictor and its
+/// variance on the raw feature scale, so a prediction is dot products with no division.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "LinearData", into = "LinearData")]
+pub struct LinearModel {
+    data: LinearData,
+    folded: Folded,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct LinearModel {
+struct LinearData {
     means: Vec<f64>,
     scales: Vec<f64>,
     intercept: f64,
     weights: Vec<f64>,
+    /// Lower-triangular `L` with `L·Lᵀ` = the fit's information matrix on the
+    /// standardised design (`[1, z…]`), so `Var(η̂(x)) ≈ dispersion · ‖L⁻¹·[1, z]‖²`.
+    #[serde(default)]
+    information: Vec<f64>,
+    /// 1 for logistic regression; the residual variance for ridge regression.
+    #[serde(default)]
+    dispersion: f64,
+}
+
+/// The raw-scale form: `η = intercept + Σ weightsⱼ·xⱼ`, and `Var(η) = dispersion ·
+/// ‖M·[1, x]‖²` with `M = L⁻¹·A` (lower-triangular), `A` the affine map from `[1, x]` to
+/// `[1, z]`. Missing values take the training mean.
+#[derive(Debug, Clone, PartialEq)]
+struct Folded {
+    intercept: f64,
+    weights: Vec<f64>,
+    /// M packed by columns: column k holds `M[k..d][k]` (so `M·u` is a sum of
+    /// contiguous, vectorisable column updates); empty without an information matrix.
+    variance_columns: Vec<f64>,
+}
+
+impl From<LinearModel> for LinearData {
+    fn from(m: LinearModel) -> LinearData {
+        m.data
+    }
+}
+
+impl From<LinearData> for LinearModel {
+    fn from(data: LinearData) -> LinearModel {
+        let weights: Vec<f64> = data.weights.iter().zip(&data.scales).map(|(w, s)| w / s).collect();
+        let intercept = data.intercept - dot(&weights, &data.means);
+        let variance_columns = fold_information(&data);
+        LinearModel { folded: Folded { intercept, weights, variance_columns }, data }
+    }
+}
+
+/// `L⁻¹·A` by columns (see [`Folded`]), or nothing without a usable information matrix.
+fn fold_information(data: &LinearData) -> Vec<f64> {
+    let d = data.weights.len() + 1;
+    if data.information.len() != d * d {
+        return Vec::new();
+    }
+    let l = &data.information;
+    // L⁻¹ by forward substitution of the unit vectors (d is small: tens of columns).
+    let mut inv = vec![0.0; d * d];
+    for j in 0..d {
+        for i in j..d {
+            let mut sum = if i == j { 1.0 } else { 0.0 };
+            for k in j..i {
+                sum -= l[i * d + k] * inv[k * d + j];
+            }
+            inv[i * d + j] = sum / l[i * d + i];
+        }
+    }
+    // z₀ = 1, zⱼ = (xⱼ − mⱼ)/sⱼ: column 0 of A is [1, −m/s…], its diagonal [1, 1/s…].
+    let m = |i: usize, k: usize| match k {
+        0 => inv[i * d] - (1..=i).map(|j| inv[i * d + j] * data.means[j - 1] / data.scales[j - 1]).sum::<f64>(),
+        k => inv[i * d + k] / data.scales[k - 1],
+    };
+    let mut columns = Vec::with_capacity(d * (d + 1) / 2);
+    for k in 0..d {
+        columns.extend((k..d).map(|i| m(i, k)));
+    }
+    columns
+}
+
+/// Widest input whose variance is computed without allocating.
+const STACK_WIDTH: usize = 32;
+
+/// A dot product with four independent sums, so the additions pipeline (a single running
+/// sum waits on every add). The order of summation differs from `dot`'s.
+#[inline]
+fn fast_dot(a: &[f64], b: &[f64]) -> f64 {
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let tail: f64 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    let mut acc = [0.0; 4];
+    for (x, y) in ca.zip(cb) {
+        for i in 0..4 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
 /// `P(y = 1 | x)` as a fitted logistic model.
@@ -87,28 +180,76 @@ pub struct RidgeModel {
 }
 
 impl LinearModel {
-    /// The linear predictor. A missing (non-finite) feature, or one beyond the end of `x`,
-    /// counts as the training mean — the same imputation the uplift learners use — so a
-    /// malformed row degrades the prediction instead of poisoning it with NaN.
+    /// The value of feature j for a prediction: `x[j]`, or the training mean when it is
+    /// missing (non-finite, or beyond the end of `x`) — the same imputation the uplift
+    /// learners use — so a malformed row degrades the prediction instead of poisoning it.
+    #[inline]
+    fn value(&self, x: &[f64], j: usize) -> f64 {
+        match x.get(j) {
+            Some(&v) if v.is_finite() => v,
+            _ => self.data.means[j],
+        }
+    }
+
+    /// Whether `x` needs no imputation: the common case of an encoded uplift input.
+    #[inline]
+    fn complete(&self, x: &[f64]) -> bool {
+        x.len() == self.data.weights.len() && x.iter().all(|v| v.is_finite())
+    }
+
+    /// The linear predictor.
     pub fn linear_predictor(&self, x: &[f64]) -> f64 {
-        let standardised = |j: usize| match x.get(j) {
-            Some(&v) if v.is_finite() => (v - self.means[j]) / self.scales[j],
-            _ => 0.0,
+        let f = &self.folded;
+        if self.complete(x) {
+            return f.intercept + fast_dot(&f.weights, x);
+        }
+        f.intercept + f.weights.iter().enumerate().map(|(j, w)| w * self.value(x, j)).sum::<f64>()
+    }
+
+    /// The approximate variance of the linear predictor at `x` (the delta method's input):
+    /// `dispersion · zᵀ·I⁻¹·z` with `z = [1, standardised x]`, missing values at the mean.
+    /// 0 for a model restored without its information matrix.
+    pub fn predictor_variance(&self, x: &[f64]) -> f64 {
+        let columns = &self.folded.variance_columns;
+        if columns.is_empty() {
+            return 0.0;
+        }
+        let d = self.data.weights.len() + 1;
+        let mut stack = [0.0; STACK_WIDTH];
+        let mut heap = Vec::new();
+        let y: &mut [f64] = if d <= STACK_WIDTH {
+            &mut stack[..d]
+        } else {
+            heap.resize(d, 0.0);
+            &mut heap
         };
-        self.intercept + self.weights.iter().enumerate().map(|(j, w)| w * standardised(j)).sum::<f64>()
+        // y = M·[1, x] as Σₖ uₖ·M[k..d][k]; then ‖y‖².
+        let complete = self.complete(x);
+        let mut start = 0;
+        for k in 0..d {
+            let u = match k {
+                0 => 1.0,
+                _ if complete => x[k - 1],
+                _ => self.value(x, k - 1),
+            };
+            let column = &columns[start..start + d - k];
+            for (yi, m) in y[k..].iter_mut().zip(column) {
+                *yi += u * m;
+            }
+            start += d - k;
+        }
+        self.data.dispersion * fast_dot(y, y)
     }
 
     /// Coefficients on the original feature scale: `(intercept, weights)` such that the
     /// linear predictor is `intercept + Σ weightⱼ·xⱼ`.
     pub fn coefficients(&self) -> (f64, Vec<f64>) {
-        let weights: Vec<f64> = self.weights.iter().zip(&self.scales).map(|(w, s)| w / s).collect();
-        let intercept = self.intercept - dot(&weights, &self.means);
-        (intercept, weights)
+        (self.folded.intercept, self.folded.weights.clone())
     }
 
     /// Number of features the model was trained on.
     pub fn width(&self) -> usize {
-        self.weights.len()
+        self.data.weights.len()
     }
 }
 
@@ -125,7 +266,8 @@ impl LogisticModel {
         let design = design_matrix(x, &means, &scales);
         let lambda = options.ridge_per_row * x.rows() as f64;
         let fit = newton(&design, labels, lambda, options)?;
-        let linear = LinearModel::from_beta(means, scales, &fit.beta);
+        let information = logistic_information(&design, &fit.beta, lambda)?;
+        let linear = LinearModel::from_beta(means, scales, &fit.beta, information, 1.0);
         Ok(Self { linear, iterations: fit.iterations, converged: fit.converged })
     }
 
@@ -167,8 +309,11 @@ impl RidgeModel {
         }
         let zero = vec![0.0; design.cols()];
         system.add_ridge(options.ridge_per_row * x.rows() as f64, &zero);
+        let information = cholesky_factor(&system.hessian, system.dim).ok_or(FitError::Singular)?;
         let beta = system.solve()?;
-        Ok(Self { linear: LinearModel::from_beta(means, scales, &beta) })
+        let rss: f64 = design.iter_rows().zip(targets).map(|(row, y)| (y - dot(&beta, row)).powi(2)).sum();
+        let dispersion = rss / (x.rows().saturating_sub(design.cols())).max(1) as f64;
+        Ok(Self { linear: LinearModel::from_beta(means, scales, &beta, information, dispersion) })
     }
 
     pub fn predict(&self, x: &[f64]) -> f64 {
@@ -182,8 +327,8 @@ impl RidgeModel {
 
 impl LinearModel {
     /// From `beta = [intercept, weights…]` on the standardised scale.
-    fn from_beta(means: Vec<f64>, scales: Vec<f64>, beta: &[f64]) -> Self {
-        Self { means, scales, intercept: beta[0], weights: beta[1..].to_vec() }
+    fn from_beta(means: Vec<f64>, scales: Vec<f64>, beta: &[f64], information: Vec<f64>, dispersion: f64) -> Self {
+        LinearData { means, scales, intercept: beta[0], weights: beta[1..].to_vec(), information, dispersion }.into()
     }
 }
 
@@ -321,6 +466,19 @@ fn newton_step(design: &Matrix, labels: &[f64], beta: &[f64], lambda: f64) -> Re
     system.solve()
 }
 
+/// The Cholesky factor of the penalised Fisher information at the optimum: its inverse
+/// is the coefficients' approximate covariance.
+fn logistic_information(design: &Matrix, beta: &[f64], lambda: f64) -> Result<Vec<f64>, FitError> {
+    let mut system = NormalEquations::new(design.cols());
+    for row in design.iter_rows() {
+        let p = sigmoid(bounded_logit(dot(beta, row)));
+        system.add_row(row, p * (1.0 - p), 0.0);
+    }
+    system.add_ridge(lambda, beta);
+    system.hessian[0] += INTERCEPT_DAMPING * design.rows() as f64;
+    cholesky_factor(&system.hessian, system.dim).ok_or(FitError::Singular)
+}
+
 /// Tries `beta + t·step` for `t = 1, ½, ¼, …` and returns the first that does not lower
 /// the objective; `None` if none does.
 fn line_search(
@@ -385,6 +543,38 @@ pub fn sigmoid(x: f64) -> f64 {
 mod tests {
     use super::*;
     use crate::learn::rng::SplitMix64;
+
+    /// The folded raw-scale variance is `dispersion · zᵀ·H⁻¹·z`, H the information matrix,
+    /// computed here the long way (rebuild H = L·Lᵀ, solve, dot).
+    #[test]
+    fn the_folded_variance_is_the_quadratic_form_of_the_inverse_information() {
+        let (x, y) = simulate_logistic(3_000, 4);
+        let ridge_targets: Vec<f64> = y.iter().zip(x.iter_rows()).map(|(y, r)| y + 0.3 * r[0]).collect();
+        let models = [LogisticModel::fit(&x, &y).unwrap().linear, RidgeModel::fit(&x, &ridge_targets).unwrap().linear];
+        for m in models {
+            let d = m.width() + 1;
+            let l = &m.data.information;
+            let mut h = vec![0.0; d * d];
+            for i in 0..d {
+                for j in 0..d {
+                    h[i * d + j] = (0..d).map(|k| l[i * d + k] * l[j * d + k]).sum();
+                }
+            }
+            for point in [[0.5, 1.0, 3.0], [-1.9, 0.0, 9.5], [f64::NAN, 1.0, 0.0]] {
+                let z: Vec<f64> = std::iter::once(1.0)
+                    .chain((0..3).map(|j| (m.value(&point, j) - m.data.means[j]) / m.data.scales[j]))
+                    .collect();
+                let v = cholesky_solve(&h, &z).unwrap();
+                let expected = m.data.dispersion * dot(&z, &v);
+                let got = m.predictor_variance(&point);
+                assert!((got - expected).abs() <= 1e-9 * expected.abs().max(1e-12), "{got} vs {expected}");
+                assert!(got > 0.0);
+            }
+            let (b, w) = m.coefficients();
+            let lp = b + dot(&w, &[0.5, 1.0, 3.0]);
+            assert!((lp - m.linear_predictor(&[0.5, 1.0, 3.0])).abs() < 1e-12);
+        }
+    }
 
     fn simulate_logistic(n: usize, seed: u64) -> (Matrix, Vec<f64>) {
         // True model: logit p = -0.5 + 1.0·x1 − 0.8·x2 + 0.15·x3.

@@ -151,6 +151,23 @@ fn get_or_create(map: &DashMap<Box<str>, Arc<Counts>>, key: &str) -> Arc<Counts>
     map.entry(key.into()).or_default().clone()
 }
 
+/// The Beta posterior `(α, β)` of an offer's response rate whose mean is [`resolve`]'s
+/// propensity: `Beta(pos + k·prior, n − pos + k·(1 − prior))` while the offer is young,
+/// `Beta(pos + 1, n − pos + 1)` once it is mature (what Thompson sampling draws from).
+pub fn posterior(offer: &Counts, category: Option<&Counts>, global: &Counts) -> (f64, f64) {
+    let (pos, n) = offer.read();
+    let (pos, neg) = (pos as f64, n.saturating_sub(pos) as f64);
+    if n >= OFFER_MATURE {
+        return (pos + 1.0, neg + 1.0);
+    }
+    let prior = category
+        .and_then(|c| c.rate_if(CATEGORY_PRIOR_MIN))
+        .or_else(|| global.rate_if(GLOBAL_PRIOR_MIN))
+        .unwrap_or(DEFAULT_PROPENSITY)
+        .clamp(0.01, 0.99);
+    (pos + SMOOTHING * prior, neg + SMOOTHING * (1.0 - prior))
+}
+
 /// The propensity of an offer from its own, its category's and the global counts.
 pub fn resolve(offer: &Counts, category: Option<&Counts>, global: &Counts) -> f64 {
     let (pos, n) = offer.read();

@@ -43,6 +43,24 @@ impl Default for DraftConfig {
 pub struct FlowConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub experiment: Option<ExperimentConfig>,
+    /// The outcomes that count as a conversion for uplift models and the experiment
+    /// report (default `["convert"]`). Other positive outcomes (a click) still feed
+    /// propensity: a held-out customer cannot click an offer it never saw, so counting
+    /// clicks would inflate the measured effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversion_outcomes: Option<Vec<String>>,
+}
+
+/// The conversion outcomes when a flow names none.
+pub const DEFAULT_CONVERSION_OUTCOMES: [&str; 1] = ["convert"];
+
+impl FlowConfig {
+    pub fn conversion_outcomes(&self) -> Vec<String> {
+        match &self.conversion_outcomes {
+            Some(list) => list.clone(),
+            None => DEFAULT_CONVERSION_OUTCOMES.iter().map(|s| s.to_string()).collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -232,6 +250,73 @@ pub enum ScoreMethod {
     PriorityWeighted,
     Propensity,
     Formula,
+    /// `value × τ`: the conversions (valued) the offer causes, not the ones it predicts.
+    IncrementalValue,
+}
+
+/// What an uplift segment does to an offer where the uplift term is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SegmentAction {
+    /// Taken out of the decision (explain says which segment and τ).
+    Remove,
+    /// Kept, with U at its floor: below every offer that is not sunk.
+    Sink,
+    /// Scored by its τ like any other.
+    Keep,
+}
+
+/// Per segment, what it does (Score node `upliftSegments`). Defaults: sleeping dogs and
+/// lost causes are removed, sure things sink, persuadable and uncertain are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpliftSegments {
+    #[serde(default = "remove")]
+    pub sleeping_dog: SegmentAction,
+    #[serde(default = "remove")]
+    pub lost_cause: SegmentAction,
+    #[serde(default = "sink")]
+    pub sure_thing: SegmentAction,
+    #[serde(default = "keep")]
+    pub persuadable: SegmentAction,
+    #[serde(default = "keep")]
+    pub uncertain: SegmentAction,
+}
+
+fn remove() -> SegmentAction {
+    SegmentAction::Remove
+}
+fn sink() -> SegmentAction {
+    SegmentAction::Sink
+}
+fn keep() -> SegmentAction {
+    SegmentAction::Keep
+}
+
+impl Default for UpliftSegments {
+    fn default() -> Self {
+        UpliftSegments {
+            sleeping_dog: remove(),
+            lost_cause: remove(),
+            sure_thing: sink(),
+            persuadable: keep(),
+            uncertain: keep(),
+        }
+    }
+}
+
+impl UpliftSegments {
+    pub fn actions(&self) -> impl Iterator<Item = (crate::learn::uplift::Segment, SegmentAction)> {
+        use crate::learn::uplift::Segment;
+        [
+            (Segment::SleepingDog, self.sleeping_dog),
+            (Segment::LostCause, self.lost_cause),
+            (Segment::SureThing, self.sure_thing),
+            (Segment::Persuadable, self.persuadable),
+            (Segment::Uncertain, self.uncertain),
+        ]
+        .into_iter()
+    }
 }
 
 /// PRIE-U weights. Absent keys are 0 when a formula is given.
@@ -326,6 +411,39 @@ pub struct ScoreConfig {
     pub overrides: Vec<ScoreOverride>,
     #[serde(default)]
     pub model_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uplift_segments: Option<UpliftSegments>,
+    /// How a customer's segment is decided where the uplift term is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uplift_exploration: Option<UpliftExploration>,
+    /// `thompson`: the propensity factor is a draw from each offer's Beta posterior
+    /// instead of its mean, and each shown offer's probability of being shown under
+    /// that policy is logged with the decision (for off-policy estimates). Default `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exploration: Option<Exploration>,
+}
+
+/// How the score explores offers whose response rate is not well known yet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Exploration {
+    #[default]
+    None,
+    Thompson,
+}
+
+/// `thompson`: each decision classifies the customer by an effect drawn from the
+/// estimate's posterior (normal, mean τ, sd its standard error), so an offer that is
+/// probably harmful is shown with the probability that it helps: a model fitted on
+/// little data keeps getting the exposures that correct it, and a confident sleeping dog
+/// is almost never shown. `none`: the estimate itself decides; an offer whose estimate
+/// turns negative is never shown again and its model stops learning.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UpliftExploration {
+    #[default]
+    Thompson,
+    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
@@ -403,6 +521,7 @@ impl DraftConfig {
             errors.push(FieldError::new("draftConfig.version", format!("must be 2, got {}", self.version)));
         }
         self.validate_experiment(&mut errors);
+        self.validate_conversions(&mut errors);
         let mut nodes = Vec::new();
         for (i, spec) in self.nodes.iter().enumerate() {
             match parse_node(i, spec) {
@@ -420,6 +539,29 @@ impl DraftConfig {
         let nodes: Vec<FlowNode> = nodes.into_iter().map(|(_, n)| n).collect();
         check_shape(&nodes, &mut errors);
         ValidationError::check(errors).map(|()| nodes)
+    }
+
+    fn validate_conversions(&self, errors: &mut Vec<FieldError>) {
+        let Some(list) = &self.flow_config.conversion_outcomes else { return };
+        let path = "draftConfig.flowConfig.conversionOutcomes";
+        if list.is_empty() {
+            errors.push(FieldError::new(path, "must name at least one outcome (default [\"convert\"])"));
+        }
+        for (i, o) in list.iter().enumerate() {
+            let positive = super::outcome::ordinal(o).is_some()
+                && super::outcome::classification(o) == super::outcome::Classification::Positive;
+            if !positive {
+                let known: Vec<&str> = super::outcome::outcome_types()
+                    .iter()
+                    .filter(|t| t.classification == super::outcome::Classification::Positive)
+                    .map(|t| t.key)
+                    .collect();
+                errors.push(FieldError::new(
+                    format!("{path}[{i}]"),
+                    format!("`{o}` is not a positive outcome type (one of {})", known.join(", ")),
+                ));
+            }
+        }
     }
 
     fn validate_experiment(&self, errors: &mut Vec<FieldError>) {
@@ -689,5 +831,26 @@ mod tests {
         .unwrap();
         let err = f.validate().unwrap_err().to_string();
         assert_eq!(err, "draftConfig.flowConfig.experiment.holdoutPercent: must be between 0 and 100, got 120");
+    }
+
+    #[test]
+    fn conversion_outcomes_must_be_positive_outcome_types() {
+        let with = |outcomes: serde_json::Value| -> FlowSpec {
+            let body = json!({"key":"k","name":"n","draftConfig":{"version":2,
+                "flowConfig":{"conversionOutcomes": outcomes},"nodes":[inv()]}});
+            parse_json(body.to_string().as_bytes()).unwrap()
+        };
+        assert!(with(json!(["convert", "accept"])).validate().is_ok());
+        assert_eq!(with(json!(["convert"])).draft_config.flow_config.conversion_outcomes(), ["convert"]);
+        let err = with(json!(["convert", "dismiss", "teleport"])).validate().unwrap_err().to_string();
+        assert!(err.contains("conversionOutcomes[1]: `dismiss` is not a positive outcome type (one of click, accept, convert, requested_info)"), "{err}");
+        assert!(err.contains("conversionOutcomes[2]: `teleport`"), "{err}");
+        let err = with(json!([])).validate().unwrap_err().to_string();
+        assert!(err.contains("conversionOutcomes: must name at least one outcome"), "{err}");
+        let default: FlowSpec = parse_json(
+            json!({"key":"k","name":"n","draftConfig":{"version":2,"nodes":[inv()]}}).to_string().as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(default.draft_config.flow_config.conversion_outcomes(), ["convert"]);
     }
 }

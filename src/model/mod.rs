@@ -4,6 +4,7 @@
 pub mod channel;
 pub mod flow;
 pub mod offer;
+pub mod outcome;
 pub mod policy;
 pub mod rule;
 pub mod schema;

@@ -30,7 +30,7 @@ use crate::store::keys::{self, Kind};
 use crate::store::{Batch, Storage, StoreError};
 
 /// Bumped when the layout changes: a checkpoint of another format is ignored.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct Checkpoint {

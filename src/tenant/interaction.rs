@@ -25,6 +25,9 @@ pub struct LoggedOffer {
     pub score: f64,
     #[serde(default)]
     pub category: String,
+    /// Under Thompson exploration: the probability the policy showed this offer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub show_probability: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,6 +127,9 @@ pub fn each_decision_in_log(
 /// The kind tags of the records (the first byte of a payload).
 const DECISION: u8 = 1;
 const RESPONSE: u8 = 2;
+/// A decision record followed by each logged offer's show probability (Thompson
+/// exploration). Records of decisions that did not explore keep the `DECISION` form.
+const EXPLORED_DECISION: u8 = 3;
 
 /// A decision as the event log keeps it: compact binary (postcard), the tenant and nonce
 /// first so a lookup can refuse another tenant's record without decoding the rest.
@@ -140,7 +146,7 @@ struct DecisionRecordOut<'a> {
     channel_name: Option<&'a str>,
     control_group: bool,
     offers: OffersView<'a>,
-    features: Vec<(&'a str, f64)>,
+    features: Vec<(std::borrow::Cow<'a, str>, f64)>,
     created_ms: i64,
 }
 
@@ -148,6 +154,13 @@ struct DecisionRecordOut<'a> {
 pub fn decision_record(tenant: &str, decision: &Decision, nonce: u32) -> Vec<u8> {
     let offers = if decision.control_group { &decision.counterfactual } else { &decision.decisions };
     let features = FeaturesView { names: &decision.logged_features, values: &decision.features };
+    // A categorical feature is logged as `name=value` (1.0): the record's format is
+    // the same, and training finds the values it one-hot encodes by the prefix.
+    let categories = decision
+        .logged_categories
+        .iter()
+        .zip(&decision.categories)
+        .filter_map(|(n, v)| v.as_ref().map(|v| (std::borrow::Cow::Owned(format!("{n}={v}")), 1.0)));
     let record = DecisionRecordOut {
         kind: DECISION,
         tenant,
@@ -159,16 +172,22 @@ pub fn decision_record(tenant: &str, decision: &Decision, nonce: u32) -> Vec<u8>
         channel_name: decision.channel_name.as_deref(),
         control_group: decision.control_group,
         offers: OffersView(offers),
-        features: features.present().collect(),
+        features: features.present().map(|(n, v)| (std::borrow::Cow::Borrowed(n), v)).chain(categories).collect(),
         created_ms: crate::ids::unix_now_millis(),
     };
-    postcard::to_allocvec(&record).expect("a decision record serialises")
+    if offers.iter().all(|o| o.show_probability.is_none()) {
+        return postcard::to_allocvec(&record).expect("a decision record serialises");
+    }
+    let record = DecisionRecordOut { kind: EXPLORED_DECISION, ..record };
+    let propensities: Vec<f64> = offers.iter().map(|o| o.show_probability.unwrap_or(f64::NAN)).collect();
+    let bytes = postcard::to_allocvec(&record).expect("a decision record serialises");
+    postcard::to_extend(&propensities, bytes).expect("propensities serialise")
 }
 
 /// The tenant of a decision or response record, read without decoding the rest.
 pub fn record_tenant(payload: &[u8]) -> Option<&str> {
     let (&kind, rest) = payload.split_first()?;
-    if kind != DECISION && kind != RESPONSE {
+    if kind != DECISION && kind != EXPLORED_DECISION && kind != RESPONSE {
         return None;
     }
     postcard::take_from_bytes::<&str>(rest).ok().map(|(tenant, _)| tenant)
@@ -198,6 +217,18 @@ pub struct DecisionRef<'a> {
     pub offers: Vec<OfferRef<'a>>,
     pub features: Vec<(&'a str, f64)>,
     pub created_ms: i64,
+    /// Each offer's show probability, for an explored decision (empty otherwise).
+    #[serde(skip)]
+    pub propensities: Vec<f64>,
+}
+
+/// Decodes a decision record's body (after its kind byte).
+fn decision_ref(kind: u8, rest: &[u8]) -> Option<DecisionRef<'_>> {
+    let (mut d, tail) = postcard::take_from_bytes::<DecisionRef>(rest).ok()?;
+    if kind == EXPLORED_DECISION {
+        d.propensities = postcard::from_bytes(tail).ok()?;
+    }
+    Some(d)
 }
 
 #[derive(Deserialize)]
@@ -213,7 +244,7 @@ pub struct OfferRef<'a> {
 pub fn read_record(payload: &[u8]) -> Option<(&str, Record<'_>)> {
     let (&kind, rest) = payload.split_first()?;
     match kind {
-        DECISION => postcard::from_bytes::<DecisionRef>(rest).ok().map(|d| (d.tenant, Record::Decision(d))),
+        DECISION | EXPLORED_DECISION => decision_ref(kind, rest).map(|d| (d.tenant, Record::Decision(d))),
         RESPONSE => {
             let tenant = record_tenant(payload)?;
             read_response(payload).map(|(_, r, ms)| (tenant, Record::Response(r, ms)))
@@ -343,18 +374,19 @@ pub fn each_legacy_response(
 /// A decision record at `at` as an [`Interaction`], with its tenant and nonce.
 pub fn read_decision(payload: &[u8], at: Position) -> Option<(String, u32, Interaction)> {
     let (&kind, rest) = payload.split_first()?;
-    if kind != DECISION {
+    if kind != DECISION && kind != EXPLORED_DECISION {
         return None;
     }
-    let r: DecisionRef = postcard::from_bytes(rest).ok()?;
+    let r = decision_ref(kind, rest)?;
     let id = DecisionId { at, nonce: r.nonce }.to_string();
     let created_at = crate::ids::rfc3339(r.created_ms.div_euclid(1000), r.created_ms.rem_euclid(1000) as u32);
-    let offers = r.offers.iter().map(|o| LoggedOffer {
+    let offers = r.offers.iter().enumerate().map(|(i, o)| LoggedOffer {
         rank: o.rank,
         offer_id: o.offer_id.to_string(),
         offer_name: o.offer_name.to_string(),
         score: o.score,
         category: o.category.to_string(),
+        show_probability: r.propensities.get(i).copied().filter(|p| !p.is_nan()),
     });
     let interaction = Interaction {
         id,
@@ -412,60 +444,7 @@ impl Serialize for FeaturesView<'_> {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Classification {
-    Positive,
-    Negative,
-    Neutral,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum OutcomeCategory {
-    Impression,
-    Response,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct OutcomeType {
-    pub key: &'static str,
-    pub name: &'static str,
-    pub classification: Classification,
-    pub category: OutcomeCategory,
-    pub is_system: bool,
-    pub ordinal: u32,
-}
-
-/// The platform's system outcome types.
-pub fn outcome_types() -> Vec<OutcomeType> {
-    use Classification::*;
-    use OutcomeCategory::*;
-    let rows = [
-        ("impression", "Impression", Neutral, Impression),
-        ("click", "Click", Positive, Response),
-        ("accept", "Accept", Positive, Response),
-        ("convert", "Convert", Positive, Response),
-        ("dismiss", "Dismiss", Negative, Response),
-        ("not_interested", "Not interested", Negative, Response),
-        ("not_presented", "Not presented", Neutral, Impression),
-        ("requested_info", "Requested info", Positive, Response),
-        ("expired", "Expired", Neutral, Impression),
-        ("deferred", "Deferred", Neutral, Response),
-    ];
-    rows.iter()
-        .enumerate()
-        .map(|(i, &(key, name, classification, category))| OutcomeType {
-            key,
-            name,
-            classification,
-            category,
-            is_system: true,
-            ordinal: i as u32,
-        })
-        .collect()
-}
+pub use crate::model::outcome::{outcome_types, Classification, OutcomeCategory, OutcomeType};
 
 /// A `/respond` body (and each item of `/respond/bulk`). Unknown fields are refused.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, schemars::JsonSchema)]
@@ -596,8 +575,35 @@ pub fn resolve_offer<'i>(
     })
 }
 
+/// The bit of an outcome type in a set of outcomes (0 for an unknown outcome): its
+/// position in [`outcome_types`].
+pub fn outcome_bit(outcome: &str) -> u16 {
+    crate::model::outcome::ordinal(outcome).map_or(0, |i| 1 << i)
+}
+
+/// The outcome bits of a list of outcome keys.
+pub fn outcome_mask<S: AsRef<str>>(outcomes: &[S]) -> u16 {
+    outcomes.iter().fold(0, |m, o| m | outcome_bit(o.as_ref()))
+}
+
+/// The outcome bits of a flow's `conversionOutcomes`.
+pub fn conversion_mask(flow: &crate::engine::CompiledFlow) -> u16 {
+    outcome_mask(&flow.conversion_outcomes)
+}
+
+/// `convert`'s bit: the conversion outcomes of a flow that names none.
+pub const DEFAULT_CONVERSIONS: u16 = 1 << 3;
+
+#[cfg(test)]
+#[test]
+fn the_default_conversions_are_convert() {
+    assert_eq!(DEFAULT_CONVERSIONS, outcome_bit("convert"));
+    assert_eq!(outcome_mask(&crate::model::flow::DEFAULT_CONVERSION_OUTCOMES), DEFAULT_CONVERSIONS);
+    assert_eq!(outcome_bit("teleport"), 0);
+}
+
 pub fn classification_of(outcome: &str) -> Classification {
-    outcome_types().iter().find(|o| o.key == outcome).map_or(Classification::Neutral, |o| o.classification)
+    crate::model::outcome::classification(outcome)
 }
 
 #[cfg(test)]

@@ -18,9 +18,10 @@ use dashmap::DashMap;
 use super::idempotency::{self, Keys};
 use super::interaction::{Classification, Interaction, Record, Response};
 use crate::engine::contact::Contact;
+use crate::engine::UpliftSignal;
 use crate::engine::{CompiledFlow, Decision, RecommendRequest, Signals};
 use crate::learn::propensity::CounterBank;
-use crate::learn::uplift::{Learner, TauScorer, UpliftModel};
+use crate::learn::uplift::{Learner, Selected, UpliftModel};
 use crate::rules::OfferFacts;
 use crate::store::eventlog::Position;
 
@@ -148,7 +149,8 @@ impl TenantReplay<'_> {
     fn decision<'o>(&mut self, d: Decided<'_>, offers: impl Iterator<Item = (&'o str, &'o str)>, now: i64) {
         let Decided { customer, flow, control, channel, at } = d;
         self.learning.experiments.decision(flow, customer, control);
-        if control || now - at >= CONTACT_RETENTION_SECS {
+        // Held-out customers' would-have-been offers are contacts too (`made_contacts`).
+        if now - at >= CONTACT_RETENTION_SECS {
             return;
         }
         let channel: Option<Arc<str>> = channel.map(|c| self.names.get(c));
@@ -190,74 +192,135 @@ fn keep_newest(history: &mut Vec<Contact>) {
     history.drain(..excess);
 }
 
-/// The uplift models of one flow: per offer id, both learners, trained on the features
-/// named in `features` (the flow's enriched numeric and boolean fields).
+/// The uplift models of one flow: per offer id, every learner that fitted and the one
+/// chosen on held-out rows, trained on the features named in `features` (the flow's
+/// enriched numeric and boolean fields and the request attributes its rules read).
 #[derive(Debug)]
 pub struct FlowUplift {
     pub flow_key: String,
+    /// The flow's numeric and categorical feature names the models were trained on.
     pub features: Arc<[Arc<str>]>,
+    pub categories: Arc<[Arc<str>]>,
+    /// How the models' input is built from a decision's features, and each input
+    /// column's name (`tier=premium` for a one-hot column).
+    columns: Vec<Column>,
+    pub input_names: Vec<Arc<str>>,
     pub trained_at: String,
     /// Interactions the training read.
     pub interactions: usize,
+    /// Training rows (customer × offer exposures) per offer.
     pub offers: HashMap<Arc<str>, OfferUplift>,
     /// Offers without a model, and why (too few rows, no variation …).
     pub skipped: Vec<(Arc<str>, String)>,
-    /// The learner whose τ the score's U factor uses.
-    pub scoring: Learner,
-    /// The compiled flow the models were trained for, and each of its offers' scorer by
-    /// position: a decision on that flow finds an offer's model by index, not by
+    /// The compiled flow the models were trained for, and each of its offers' chosen
+    /// model by position: a decision on that flow finds an offer's model by index, not by
     /// hashing its id. (The `Weak` keeps the address from being reused, so comparing
     /// pointers is sound.) A decision on a recompiled flow falls back to the id map.
     aligned: Weak<CompiledFlow>,
-    by_index: Vec<Option<TauScorer>>,
+    by_index: Vec<Option<UpliftModel>>,
 }
 
 impl FlowUplift {
+    /// `input_names` are the models' input columns: the flow's numeric feature names
+    /// and one-hot columns `category=value` of its categorical ones.
     pub fn new(
         flow: &Arc<CompiledFlow>,
+        input_names: Vec<Arc<str>>,
         offers: HashMap<Arc<str>, OfferUplift>,
         skipped: Vec<(Arc<str>, String)>,
         interactions: usize,
-        scoring: Learner,
     ) -> FlowUplift {
-        let by_index = flow.offer_ids().map(|(id, _)| offers.get(id).map(|o| o.scorer.clone())).collect();
+        let by_index = flow.offer_ids().map(|(id, _)| offers.get(id).map(|o| o.chosen().clone())).collect();
+        let columns = input_names.iter().map(|n| Column::of(flow, n)).collect();
         FlowUplift {
             flow_key: flow.key.to_string(),
             features: flow.feature_names.clone(),
+            categories: flow.category_names.clone(),
+            columns,
+            input_names,
             trained_at: crate::ids::now_rfc3339(),
             interactions,
             offers,
             skipped,
-            scoring,
             aligned: Arc::downgrade(flow),
             by_index,
         }
     }
 }
 
+impl FlowUplift {
+    /// The models' input from a decision's numeric and categorical features: a one-hot
+    /// column is 1 for its value, 0 for another, missing (NaN) when the feature is.
+    pub fn encode(&self, features: &[f64], categories: &[Option<Arc<str>>], out: &mut Vec<f64>) {
+        out.clear();
+        out.extend(self.columns.iter().map(|c| match c {
+            Column::Num(i) => features.get(*i).copied().unwrap_or(f64::NAN),
+            Column::OneHot { category, value } => match categories.get(*category) {
+                Some(Some(v)) => f64::from(u8::from(v == value)),
+                _ => f64::NAN,
+            },
+            Column::Missing => f64::NAN,
+        }));
+    }
+
+    /// The models' input for a customer as the flow's enrich nodes load it now.
+    pub fn input(&self, flow: &CompiledFlow, customer_id: &str) -> Vec<f64> {
+        let (features, categories) = flow.current_inputs(customer_id);
+        let mut out = Vec::new();
+        self.encode(&features, &categories, &mut out);
+        out
+    }
+}
+
+/// One column of the models' input.
+#[derive(Debug, Clone)]
+enum Column {
+    /// The i-th of the flow's numeric features.
+    Num(usize),
+    /// 1 when the category-th categorical feature has `value`.
+    OneHot { category: usize, value: Arc<str> },
+    /// A name the flow no longer has.
+    Missing,
+}
+
+impl Column {
+    fn of(flow: &CompiledFlow, name: &str) -> Column {
+        if let Some(i) = flow.feature_names.iter().position(|n| &**n == name) {
+            return Column::Num(i);
+        }
+        let Some((category, value)) = name.split_once('=') else { return Column::Missing };
+        match flow.category_names.iter().position(|n| &**n == category) {
+            Some(category) => Column::OneHot { category, value: value.into() },
+            None => Column::Missing,
+        }
+    }
+}
+
+/// One offer's fitted learners and the one decisions use.
 #[derive(Debug)]
 pub struct OfferUplift {
-    pub t_learner: UpliftModel,
-    pub x_learner: Option<UpliftModel>,
-    /// The scoring learner's τ in its per-decision form.
-    scorer: TauScorer,
+    pub selected: Selected,
 }
 
 impl OfferUplift {
-    /// Both fitted learners; `scoring` picks the one decisions use (the X-learner when
-    /// it fitted, else the T-learner).
-    pub fn new(t_learner: UpliftModel, x_learner: Option<UpliftModel>, scoring: Learner) -> OfferUplift {
-        let mut o = OfferUplift { scorer: t_learner.scorer(), t_learner, x_learner };
-        o.scorer = o.model(scoring).scorer();
-        o
+    pub fn new(selected: Selected) -> OfferUplift {
+        OfferUplift { selected }
     }
 
-    pub fn model(&self, learner: Learner) -> &UpliftModel {
-        match learner {
-            Learner::XLearner => self.x_learner.as_ref().unwrap_or(&self.t_learner),
-            Learner::TLearner => &self.t_learner,
-        }
+    /// The learner decisions use (lowest R-loss on the validation rows).
+    pub fn chosen(&self) -> &UpliftModel {
+        self.selected.chosen_model()
     }
+
+    /// `learner`'s model, or the chosen one when that learner did not fit.
+    pub fn model(&self, learner: Learner) -> &UpliftModel {
+        self.selected.model(learner).unwrap_or_else(|| self.chosen())
+    }
+}
+
+fn signal(model: &UpliftModel, features: &[f64]) -> UpliftSignal {
+    let p = model.predict(features);
+    UpliftSignal { tau: p.tau, se: p.se, mu_t: p.mu_t, mu_c: p.mu_c, segment: p.segment() }
 }
 
 impl Learning {
@@ -292,9 +355,9 @@ impl Learning {
         d
     }
 
-    /// Records the offers a treated customer was shown as contacts.
+    /// Records the offers a customer was shown (or, held out, would have been) as contacts.
     pub fn record_contacts(&self, d: &Decision, now: i64) {
-        if !d.decisions.is_empty() {
+        if !d.decisions.is_empty() || !d.counterfactual.is_empty() {
             push_into(&mut self.history_mut(&d.customer_id), made_contacts(d, now), now);
         }
     }
@@ -309,7 +372,7 @@ impl Learning {
     /// The models for a flow, when they were trained on the features it has now.
     pub fn uplift_for(&self, flow: &CompiledFlow) -> Option<Arc<FlowUplift>> {
         let set = self.uplift.load();
-        set.get(&*flow.key).filter(|u| u.features == flow.feature_names).cloned()
+        set.get(&*flow.key).filter(|u| u.features == flow.feature_names && u.categories == flow.category_names).cloned()
     }
 
     pub fn uplift_models(&self, flow_key: &str) -> Option<Arc<FlowUplift>> {
@@ -356,9 +419,14 @@ impl Learning {
     }
 }
 
-/// The contacts a decision made: the offers shown (a control-group decision shows none).
+/// The contacts a decision made: the offers shown, or for a held-out customer the offers
+/// it would have been shown ("virtual" contacts). Held-out customers obey the same caps
+/// and cooldowns as treated ones, so the control arm stands for what treatment would
+/// have done: without them a capped treated customer gets fewer offers than its held-out
+/// twin would have, and the measured effect is biased.
 fn made_contacts(d: &Decision, now: i64) -> impl Iterator<Item = Contact> + '_ {
-    d.decisions.iter().map(move |o| Contact {
+    let offers = if d.control_group { &d.counterfactual } else { &d.decisions };
+    offers.iter().map(move |o| Contact {
         at: now,
         offer_id: o.offer_id.clone(),
         category: o.category.clone(),
@@ -393,15 +461,22 @@ pub struct TenantSignals<'a> {
 }
 
 impl Signals for TenantSignals<'_> {
-    fn uplift(&self, index: usize, offer: &OfferFacts, features: &[f64]) -> Option<f64> {
+    fn uplift(&self, index: usize, offer: &OfferFacts, features: &[f64]) -> Option<UpliftSignal> {
         let models = self.uplift.as_ref()?;
         if self.aligned {
-            if let Some(tau) = models.by_index.get(index)?.as_ref().and_then(|s| s.tau(features)) {
-                return Some(tau);
+            return models.by_index.get(index)?.as_ref().map(|m| signal(m, features));
+        }
+        models.offers.get(&offer.id).map(|m| signal(m.chosen(), features))
+    }
+
+    fn encode(&self, features: &[f64], categories: &[Option<Arc<str>>], out: &mut Vec<f64>) {
+        match &self.uplift {
+            Some(models) => models.encode(features, categories, out),
+            None => {
+                out.clear();
+                out.extend_from_slice(features);
             }
         }
-        let m = models.offers.get(&offer.id)?;
-        m.scorer.tau(features).or_else(|| Some(m.model(models.scoring).predict(features).tau))
     }
 
     fn contacts(&self, customer_id: &str, visit: &mut dyn FnMut(&[Contact])) {

@@ -7,12 +7,16 @@
 //!   customer who got a decision from the flow is a sample of its arm, and converted if
 //!   any of its responses in the flow is positive; its revenue is the sum of the
 //!   `conversionValue`s of those responses.
-//! * An uplift training row is one (decision, offer) pair: treated when the offer was
-//!   shown, control when the customer was held out and the offer is one it would have
-//!   been shown; converted when a positive response names that offer. Features are the
-//!   ones logged with the decision.
+//! * An uplift training row is one customer's exposure to one offer within one exposure
+//!   window ([`EXPOSURE_WINDOW_SECS`]), however many decisions showed it: treated when the
+//!   offer was shown, control when the customer was held out and the offer is one it
+//!   would have been shown (a customer in both arms in one window is left out); converted
+//!   when a response with one of the flow's conversion outcomes names that offer in that
+//!   window. Features are the ones logged with the customer's first decision of the window.
+//!   Counting decisions instead would weigh a customer by how often it was decided for,
+//!   which differs between the arms as soon as a contact cap applies.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -22,7 +26,7 @@ use super::interaction::{Classification, Interaction, Response};
 use super::learning::{FlowUplift, Names, OfferUplift};
 use crate::engine::CompiledFlow;
 use crate::learn::stats::{experiment_stats, ArmStats, ArmTotals, ExperimentStats, Interval};
-use crate::learn::uplift::{Learner, UpliftModel, UpliftRow};
+use crate::learn::uplift::{fit_selected, Learner, UpliftRow, Validation};
 use crate::store::{Storage, StoreError};
 
 /// A flow's logged decisions with their responses.
@@ -53,7 +57,7 @@ impl FlowLog {
     /// Per-arm customer totals: (treated, control, customers left out). A customer seen
     /// in both arms (the holdout share changed between versions) is left out: which arm
     /// its conversions belong to is unknowable.
-    pub fn arm_totals(&self) -> (ArmTotals, ArmTotals, usize) {
+    pub fn arm_totals(&self, conversions: u16) -> (ArmTotals, ArmTotals, usize) {
         #[derive(Default)]
         struct Seen {
             control: bool,
@@ -66,9 +70,11 @@ impl FlowLog {
             let c = customers.entry(&i.customer_id).or_default();
             c.control |= i.control_group;
             c.treated |= !i.control_group;
-            for r in responses.iter().filter(|r| r.classification == Classification::Positive) {
-                c.converted = true;
-                c.revenue += r.conversion_value.unwrap_or(0.0);
+            for r in responses {
+                c.converted |= super::interaction::outcome_bit(&r.outcome) & conversions != 0;
+                if r.classification == Classification::Positive {
+                    c.revenue += r.conversion_value.unwrap_or(0.0);
+                }
             }
         }
         let (mut treated, mut control, mut both) = (ArmTotals::default(), ArmTotals::default(), 0);
@@ -82,115 +88,222 @@ impl FlowLog {
         (treated, control, both)
     }
 
-    /// Uplift training rows per offer id, features in `names` order (NaN if missing).
-    pub fn uplift_rows(&self, names: &[Arc<str>]) -> HashMap<String, Vec<UpliftRow>> {
-        let mut rows: HashMap<String, Vec<UpliftRow>> = HashMap::new();
+    /// Uplift training rows per offer id (every exposure, no sampling), features in
+    /// `names` order (NaN if missing).
+    pub fn uplift_rows(&self, names: &[Arc<str>], conversions: u16) -> HashMap<String, Vec<UpliftRow>> {
+        let mut units = Units::new(usize::MAX);
+        let mut interned = Names::default();
         for (i, responses) in &self.decisions {
-            let x = feature_vector(i, names);
-            let converted: HashSet<&str> = responses
-                .iter()
-                .filter(|r| r.classification == Classification::Positive)
-                .map(|r| r.offer_id.as_str())
-                .collect();
-            for o in &i.offers {
-                rows.entry(o.offer_id.clone()).or_default().push(UpliftRow {
-                    features: x.clone(),
-                    treated: !i.control_group,
-                    converted: converted.contains(o.offer_id.as_str()),
-                });
+            units.decision(i, &mut interned);
+            for r in responses {
+                units.response(r, conversions);
             }
         }
-        rows
+        units.rows(names)
     }
 }
 
-/// A decision's logged features in `names` order, NaN where one is missing.
-fn feature_vector(i: &Interaction, names: &[Arc<str>]) -> Vec<f64> {
-    names.iter().map(|n| i.features.get(&**n).copied().unwrap_or(f64::NAN)).collect()
-}
+/// Exposure windows are this long (counted from the Unix epoch): the "roughly 30 days of
+/// decisions" a holdout needs.
+pub const EXPOSURE_WINDOW_SECS: i64 = 30 * 86_400;
 
-/// Rows kept per offer for training: a uniform sample of all its logged rows beyond this.
+/// Rows kept per offer for training: a uniform sample of its exposures beyond this.
 pub const SAMPLE_PER_OFFER: usize = 50_000;
 
-/// A bounded uniform sample of a flow's training rows: per offer, a reservoir (Algorithm R)
-/// of the decisions that showed it (or would have, for the control group), with the
-/// responses to the sampled decisions only. Memory is bounded by `cap` × offers, whatever
-/// the size of the log; reading it is one pass over the log.
+/// A decision's logged features, names shared between decisions.
+type LoggedFeatures = Arc<[(Arc<str>, f64)]>;
+
+/// One customer's exposure to one offer in one window.
+struct Unit {
+    customer: Box<str>,
+    treated: bool,
+    control: bool,
+    converted: bool,
+    /// The logged features of the customer's first decision in the window.
+    features: LoggedFeatures,
+}
+
+/// Exposures per offer, at most `cap` per offer: those whose (customer, window) hash is
+/// smallest (a bottom-k sample), so every decision and response of a sampled customer
+/// lands in its row, and the sample is uniform over exposures whatever the log's order.
+struct Units {
+    cap: usize,
+    offers: HashMap<String, BTreeMap<u64, Unit>>,
+}
+
+fn window_of(unix_secs: i64) -> i64 {
+    unix_secs.div_euclid(EXPOSURE_WINDOW_SECS)
+}
+
+/// A well-mixed 64-bit key of (customer, window): the sample's order.
+fn unit_key(customer: &str, window: i64) -> u64 {
+    let mut h = crate::ids::fnv1a_pair(customer, "") ^ (window as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    // splitmix64's finaliser: FNV's low bits alone are not uniform enough to order by.
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+impl Units {
+    fn new(cap: usize) -> Units {
+        Units { cap, offers: HashMap::new() }
+    }
+
+    fn decision(&mut self, i: &Interaction, names: &mut Names) {
+        let window = window_of(crate::ids::parse_rfc3339(&i.created_at).unwrap_or(0));
+        let key = unit_key(&i.customer_id, window);
+        let mut features: Option<LoggedFeatures> = None;
+        for o in &i.offers {
+            let units = match self.offers.get_mut(&o.offer_id) {
+                Some(u) => u,
+                None => self.offers.entry(o.offer_id.clone()).or_default(),
+            };
+            if let Some(u) = units.get_mut(&key) {
+                u.treated |= !i.control_group;
+                u.control |= i.control_group;
+                continue;
+            }
+            if units.len() >= self.cap && units.last_key_value().is_some_and(|(k, _)| *k < key) {
+                continue;
+            }
+            let features =
+                features.get_or_insert_with(|| i.features.iter().map(|(n, v)| (names.get(n), *v)).collect()).clone();
+            let unit = Unit {
+                customer: i.customer_id.as_str().into(),
+                treated: !i.control_group,
+                control: i.control_group,
+                converted: false,
+                features,
+            };
+            units.insert(key, unit);
+            if units.len() > self.cap {
+                units.pop_last();
+            }
+        }
+    }
+
+    /// A response with a conversion outcome converts its exposure: the one of its
+    /// window, else (a response after the window closed) the one before.
+    fn response(&mut self, r: &Response, conversions: u16) {
+        if super::interaction::outcome_bit(&r.outcome) & conversions == 0 {
+            return;
+        }
+        let Some(units) = self.offers.get_mut(&r.offer_id) else { return };
+        let window = window_of(crate::ids::parse_rfc3339(&r.timestamp).unwrap_or(0));
+        for w in [window, window - 1] {
+            if let Some(u) = units.get_mut(&unit_key(&r.customer_id, w)).filter(|u| *u.customer == *r.customer_id) {
+                u.converted = true;
+                return;
+            }
+        }
+    }
+
+    /// Rows with the features `names`. A one-hot name `category=value` is 1 where the
+    /// logged value is `value`, 0 where it is another, missing where none was logged.
+    fn rows(&self, names: &[Arc<str>]) -> HashMap<String, Vec<UpliftRow>> {
+        let feature = |u: &Unit, name: &str| {
+            if let Some((_, v)) = u.features.iter().find(|(n, _)| &**n == name) {
+                return *v;
+            }
+            match name.split_once('=') {
+                Some((category, _)) if u.features.iter().any(|(n, _)| is_level_of(n, category)) => 0.0,
+                _ => f64::NAN,
+            }
+        };
+        let row = |u: &Unit| UpliftRow {
+            features: names.iter().map(|n| feature(u, n)).collect(),
+            treated: u.treated,
+            converted: u.converted,
+        };
+        self.offers
+            .iter()
+            .map(|(offer, units)| {
+                let rows = units.values().filter(|u| u.treated != u.control).map(row).collect();
+                (offer.clone(), rows)
+            })
+            .collect()
+    }
+}
+
+/// Whether a logged name is `category=…`.
+fn is_level_of(name: &str, category: &str) -> bool {
+    name.len() > category.len() && name.starts_with(category) && name.as_bytes()[category.len()] == b'='
+}
+
+/// A categorical value becomes a one-hot column when at least this many exposures have
+/// it (fewer say nothing reliable about its effect)...
+pub const MIN_LEVEL_ROWS: usize = 30;
+/// ...and for the most frequent this many values of one feature at most.
+pub const MAX_LEVELS: usize = 16;
+
+impl Units {
+    /// The one-hot columns of `categories`: their frequent values, most frequent first.
+    fn levels(&self, categories: &[Arc<str>]) -> Vec<Arc<str>> {
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        for u in self.offers.values().flat_map(|units| units.values()) {
+            for (n, _) in u.features.iter().filter(|(n, _)| n.contains('=')) {
+                *counts.entry(n).or_default() += 1;
+            }
+        }
+        let mut out = Vec::new();
+        for c in categories {
+            let mut levels: Vec<(&str, usize)> = counts
+                .iter()
+                .filter(|(n, k)| is_level_of(n, c) && **k >= MIN_LEVEL_ROWS)
+                .map(|(n, k)| (*n, *k))
+                .collect();
+            levels.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+            out.extend(levels.into_iter().take(MAX_LEVELS).map(|(n, _)| Arc::from(n)));
+        }
+        out
+    }
+}
+
+/// A bounded uniform sample of a flow's training rows (see [`Units`]): memory is bounded
+/// by `cap` × offers, whatever the size of the log; reading it is one pass over the
+/// decisions and one over the responses.
 pub struct TrainingSample {
-    /// Per offer id, the sampled decisions (shared between the offers of one decision).
-    offers: HashMap<String, Vec<Arc<Sampled>>>,
-    /// Positive offer ids per sampled decision.
-    converted: HashMap<String, HashSet<String>>,
+    units: Units,
     /// Decisions of the flow read in all.
     pub decisions: usize,
 }
 
-/// What training keeps of a sampled decision: a few hundred bytes, not the whole record.
-struct Sampled {
-    id: Box<str>,
-    treated: bool,
-    /// The logged features, names shared between decisions.
-    features: Box<[(Arc<str>, f64)]>,
-}
-
-impl Sampled {
-    fn of(i: &Interaction, names: &mut Names) -> Sampled {
-        let features = i.features.iter().map(|(n, v)| (names.get(n), *v)).collect();
-        Sampled { id: i.id.as_str().into(), treated: !i.control_group, features }
-    }
-
-    fn feature(&self, name: &str) -> f64 {
-        self.features.iter().find(|(n, _)| &**n == name).map_or(f64::NAN, |(_, v)| *v)
-    }
-}
-
 impl TrainingSample {
-    pub fn load(store: &dyn Storage, tenant: &str, flow_key: &str, cap: usize) -> Result<TrainingSample, StoreError> {
-        let mut rng = crate::learn::rng::SplitMix64::new(0x5eed ^ flow_key.len() as u64);
-        let mut offers: HashMap<String, (u64, Vec<Arc<Sampled>>)> = HashMap::new();
+    pub fn load(
+        store: &dyn Storage,
+        tenant: &str,
+        flow_key: &str,
+        conversions: u16,
+        cap: usize,
+    ) -> Result<TrainingSample, StoreError> {
+        let mut units = Units::new(cap);
         let mut decisions = 0;
         let mut names = Names::default();
-        super::interaction::each_decision(store, tenant, |full| {
-            if full.decision_flow_key != flow_key {
-                return;
-            }
-            decisions += 1;
-            let i = Arc::new(Sampled::of(&full, &mut names));
-            for o in &full.offers {
-                let (seen, kept) = match offers.get_mut(&o.offer_id) {
-                    Some(entry) => entry,
-                    None => offers.entry(o.offer_id.clone()).or_default(),
-                };
-                *seen += 1;
-                if kept.len() < cap {
-                    kept.push(i.clone());
-                } else {
-                    let j = (rng.next_u64() % *seen) as usize;
-                    if j < cap {
-                        kept[j] = i.clone();
-                    }
-                }
+        super::interaction::each_decision(store, tenant, |i| {
+            if i.decision_flow_key == flow_key {
+                decisions += 1;
+                units.decision(&i, &mut names);
             }
         })?;
-        let offers: HashMap<String, Vec<Arc<Sampled>>> = offers.into_iter().map(|(k, (_, v))| (k, v)).collect();
-        let sampled: HashSet<&str> = offers.values().flatten().map(|i| &*i.id).collect();
-        let mut converted: HashMap<String, HashSet<String>> = HashMap::new();
         super::interaction::each_response(store, tenant, |r| {
-            if r.classification == Classification::Positive && sampled.contains(r.interaction_id.as_str()) {
-                converted.entry(r.interaction_id).or_default().insert(r.offer_id);
+            if r.decision_flow_key == flow_key {
+                units.response(&r, conversions);
             }
         })?;
-        Ok(TrainingSample { offers, converted, decisions })
+        Ok(TrainingSample { units, decisions })
     }
 
     /// Uplift training rows per offer id, features in `names` order (NaN if missing).
     pub fn uplift_rows(&self, names: &[Arc<str>]) -> HashMap<String, Vec<UpliftRow>> {
-        let row = |i: &Sampled, offer: &str| UpliftRow {
-            features: names.iter().map(|n| i.feature(n)).collect(),
-            treated: i.treated,
-            converted: self.converted.get(&*i.id).is_some_and(|c| c.contains(offer)),
-        };
-        self.offers.iter().map(|(offer, kept)| (offer.clone(), kept.iter().map(|i| row(i, offer)).collect())).collect()
+        self.units.rows(names)
+    }
+
+    /// The models' input columns for `flow`: its numeric features, then a one-hot
+    /// column per frequent value of each categorical feature in the sample.
+    pub fn input_names(&self, flow: &CompiledFlow) -> Vec<Arc<str>> {
+        let mut names: Vec<Arc<str>> = flow.feature_names.to_vec();
+        names.extend(self.units.levels(&flow.category_names));
+        names
     }
 }
 
@@ -318,13 +431,10 @@ fn to_json<T: Serialize>(value: &T) -> Value {
     serde_json::to_value(value).expect("reply types serialise")
 }
 
-/// The learner whose τ the score's U factor uses: the X-learner, built for designs
-/// where one arm (the holdout) is much smaller than the other.
-pub const SCORING: Learner = Learner::XLearner;
-
-/// Fits both learners for every offer of the flow that has enough data.
+/// Fits every learner for every offer of the flow that has enough data, and chooses one
+/// per offer on held-out rows (`learn::uplift::fit_selected`).
 pub fn train(flow: &Arc<CompiledFlow>, sample: &TrainingSample) -> FlowUplift {
-    let names = flow.feature_names.clone();
+    let names = sample.input_names(flow);
     let mut offers = HashMap::new();
     let mut skipped = Vec::new();
     let mut rows = sample.uplift_rows(&names);
@@ -333,15 +443,14 @@ pub fn train(flow: &Arc<CompiledFlow>, sample: &TrainingSample) -> FlowUplift {
             skipped.push((id.clone(), "no logged decisions include this offer".to_string()));
             continue;
         };
-        match UpliftModel::fit(&rows, Learner::TLearner) {
-            Ok(t_learner) => {
-                let x_learner = UpliftModel::fit(&rows, Learner::XLearner).ok();
-                offers.insert(id.clone(), OfferUplift::new(t_learner, x_learner, SCORING));
+        match fit_selected(&rows) {
+            Ok(selected) => {
+                offers.insert(id.clone(), OfferUplift::new(selected));
             }
             Err(e) => skipped.push((id.clone(), e.to_string())),
         }
     }
-    FlowUplift::new(flow, offers, skipped, sample.decisions, SCORING)
+    FlowUplift::new(flow, names, offers, skipped, sample.decisions)
 }
 
 /// An algorithm-model record: a flow's uplift models.
@@ -359,7 +468,10 @@ pub struct ModelSummary {
     pub trained_at: Option<String>,
     pub interactions: Option<usize>,
     pub features: Vec<String>,
+    /// Always `chosen_per_offer`: each offer's `chosenLearner` scores it.
     pub scoring_method: &'static str,
+    /// What counts as a conversion for the models and the experiment.
+    pub conversion_outcomes: Vec<String>,
     pub offers: Vec<OfferModel>,
 }
 
@@ -370,13 +482,24 @@ pub struct OfferModel {
     pub offer_id: String,
     pub offer_name: String,
     pub trained: bool,
+    /// Training rows: customers exposed to the offer (treated) or held out from it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub n_treated: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub n_control: Option<usize>,
+    /// The learner decisions use: the lowest R-loss on the validation rows.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub x_learner: Option<bool>,
-    /// Why an untrained offer has no model (`null` when not known).
+    pub chosen_learner: Option<Learner>,
+    /// Each learner's R-loss on the validation rows (fitted on the other rows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation: Option<Vec<Validation>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation_rows: Option<usize>,
+    /// Treated minus control conversion rate: what uncertain τs are shrunk toward.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub average_effect: Option<f64>,
+    /// Why an untrained offer has no model (`null` when not known), or why a trained one
+    /// could not be validated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<Option<String>>,
 }
@@ -386,39 +509,44 @@ pub fn model_summary(flow: &CompiledFlow, models: Option<&FlowUplift>) -> Value 
     to_json(&summary(flow, models))
 }
 
+fn offer_model(id: &Arc<str>, name: &Arc<str>, m: &FlowUplift) -> OfferModel {
+    let (offer_id, offer_name) = (id.to_string(), name.to_string());
+    match m.offers.get(id) {
+        Some(o) => {
+            let (chosen, sel) = (o.chosen(), &o.selected);
+            OfferModel {
+                offer_id,
+                offer_name,
+                trained: true,
+                n_treated: Some(chosen.n_treated()),
+                n_control: Some(chosen.n_control()),
+                chosen_learner: Some(sel.chosen),
+                validation: Some(sel.validation.clone()),
+                validation_rows: Some(sel.validation_rows),
+                average_effect: Some(chosen.average_effect()),
+                reason: sel.note.clone().map(Some),
+            }
+        }
+        None => OfferModel {
+            offer_id,
+            offer_name,
+            trained: false,
+            n_treated: None,
+            n_control: None,
+            chosen_learner: None,
+            validation: None,
+            validation_rows: None,
+            average_effect: None,
+            reason: Some(m.skipped.iter().find(|(s, _)| s == id).map(|(_, w)| w.clone())),
+        },
+    }
+}
+
 /// [`model_summary`], typed.
 pub fn summary(flow: &CompiledFlow, models: Option<&FlowUplift>) -> ModelSummary {
-    let offers: Vec<OfferModel> = match models {
+    let offers = match models {
         None => Vec::new(),
-        Some(m) => flow
-            .offer_ids()
-            .map(|(id, name)| {
-                let (offer_id, offer_name) = (id.to_string(), name.to_string());
-                match m.offers.get(id) {
-                    Some(o) => OfferModel {
-                        offer_id,
-                        offer_name,
-                        trained: true,
-                        n_treated: Some(o.t_learner.n_treated()),
-                        n_control: Some(o.t_learner.n_control()),
-                        x_learner: Some(o.x_learner.is_some()),
-                        reason: None,
-                    },
-                    None => {
-                        let why = m.skipped.iter().find(|(s, _)| s == id).map(|(_, w)| w.clone());
-                        OfferModel {
-                            offer_id,
-                            offer_name,
-                            trained: false,
-                            n_treated: None,
-                            n_control: None,
-                            x_learner: None,
-                            reason: Some(why),
-                        }
-                    }
-                }
-            })
-            .collect(),
+        Some(m) => flow.offer_ids().map(|(id, name)| offer_model(id, name, m)).collect(),
     };
     ModelSummary {
         id: flow.flow_id.to_string(),
@@ -429,8 +557,12 @@ pub fn summary(flow: &CompiledFlow, models: Option<&FlowUplift>) -> ModelSummary
         status: if models.is_some() { "trained" } else { "untrained" },
         trained_at: models.map(|m| m.trained_at.clone()),
         interactions: models.map(|m| m.interactions),
-        features: flow.feature_names.iter().map(|f| f.to_string()).collect(),
-        scoring_method: "x_learner",
+        features: match models {
+            Some(m) => m.input_names.iter().map(|f| f.to_string()).collect(),
+            None => flow.feature_names.iter().chain(flow.category_names.iter()).map(|f| f.to_string()).collect(),
+        },
+        scoring_method: "chosen_per_offer",
+        conversion_outcomes: flow.conversion_outcomes.to_vec(),
         offers,
     }
 }
@@ -442,6 +574,7 @@ pub struct CustomerUplift {
     pub model_id: String,
     pub flow_key: String,
     pub customer_id: String,
+    /// The learner asked for, or `chosen` (each offer's chosen learner).
     pub method: &'static str,
     pub trained_at: Option<String>,
     /// The customer's feature values now (`null` where missing).
@@ -454,10 +587,16 @@ pub struct CustomerUplift {
 pub struct OfferUpliftReply {
     pub offer_id: String,
     pub offer_name: String,
+    /// τ after shrinkage toward the offer's average effect (what decisions use).
     pub tau: Option<f64>,
+    /// τ's standard error.
+    pub se: Option<f64>,
+    /// The learner's τ before shrinkage.
+    pub raw_tau: Option<f64>,
     pub mu_t: Option<f64>,
     pub mu_c: Option<f64>,
     pub segment: crate::learn::uplift::Segment,
+    /// The learner that produced `tau`.
     pub method: &'static str,
     pub n_treated: usize,
     pub n_control: usize,
@@ -465,30 +604,38 @@ pub struct OfferUpliftReply {
     pub reason: Option<String>,
 }
 
-/// Per offer τ, μ_T, μ_C and segment for one customer.
-pub fn customer_uplift(flow: &CompiledFlow, models: Option<&FlowUplift>, customer_id: &str, learner: Learner) -> Value {
-    let x = flow.current_features(customer_id);
-    let features = flow.feature_names.iter().zip(&x).map(|(n, v)| (n.to_string(), v.is_finite().then_some(*v)));
-    let method = match learner {
-        Learner::TLearner => "t_learner",
-        Learner::XLearner => "x_learner",
+/// Per offer τ, μ_T, μ_C and segment for one customer, from `learner` (or, for `None`,
+/// each offer's chosen learner).
+pub fn customer_uplift(
+    flow: &CompiledFlow,
+    models: Option<&FlowUplift>,
+    customer_id: &str,
+    learner: Option<Learner>,
+) -> Value {
+    let x = match models {
+        Some(m) => m.input(flow, customer_id),
+        None => flow.current_features(customer_id),
     };
+    let names: Vec<Arc<str>> = models.map_or_else(|| flow.feature_names.to_vec(), |m| m.input_names.clone());
+    let features = names.iter().zip(&x).map(|(n, v)| (n.to_string(), v.is_finite().then_some(*v)));
     let offers = flow
         .offer_ids()
         .map(|(id, name)| {
             let (offer_id, offer_name) = (id.to_string(), name.to_string());
             match models.and_then(|m| m.offers.get(id)) {
                 Some(o) => {
-                    let model = o.model(learner);
+                    let model = learner.map_or_else(|| o.chosen(), |l| o.model(l));
                     let p = model.predict(&x);
                     OfferUpliftReply {
                         offer_id,
                         offer_name,
                         tau: Some(p.tau),
+                        se: Some(p.se),
+                        raw_tau: Some(p.raw_tau),
                         mu_t: Some(p.mu_t),
                         mu_c: Some(p.mu_c),
                         segment: p.segment(),
-                        method,
+                        method: model.learner().name(),
                         n_treated: model.n_treated(),
                         n_control: model.n_control(),
                         reason: None,
@@ -498,10 +645,12 @@ pub fn customer_uplift(flow: &CompiledFlow, models: Option<&FlowUplift>, custome
                     offer_id,
                     offer_name,
                     tau: None,
+                    se: None,
+                    raw_tau: None,
                     mu_t: None,
                     mu_c: None,
                     segment: crate::learn::uplift::Segment::Uncertain,
-                    method,
+                    method: learner.map_or("chosen", Learner::name),
                     n_treated: 0,
                     n_control: 0,
                     reason: Some(
@@ -518,7 +667,7 @@ pub fn customer_uplift(flow: &CompiledFlow, models: Option<&FlowUplift>, custome
         model_id: flow.flow_id.to_string(),
         flow_key: flow.key.to_string(),
         customer_id: customer_id.to_string(),
-        method,
+        method: learner.map_or("chosen", Learner::name),
         trained_at: models.map(|m| m.trained_at.clone()),
         features: features.collect(),
         offers,

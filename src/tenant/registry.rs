@@ -138,8 +138,14 @@ impl TenantHandle {
 
     /// Trains the flow's uplift models from its log and makes them live.
     pub fn train_uplift(&self, flow: &Arc<CompiledFlow>) -> Result<Arc<FlowUplift>, StoreError> {
-        let sample =
-            measure::TrainingSample::load(self.store.as_ref(), &self.id, &flow.key, measure::SAMPLE_PER_OFFER)?;
+        let conversions = super::interaction::conversion_mask(flow);
+        let sample = measure::TrainingSample::load(
+            self.store.as_ref(),
+            &self.id,
+            &flow.key,
+            conversions,
+            measure::SAMPLE_PER_OFFER,
+        )?;
         self.learning.install_uplift(measure::train(flow, &sample));
         Ok(self.learning.uplift_models(&flow.key).expect("just installed"))
     }
