@@ -370,7 +370,7 @@ impl<'f> Frame<'f> {
         if flow.policies.is_empty() {
             return 0;
         }
-        let now = signals.now();
+        let now = self.now;
         let mut states = Vec::with_capacity(flow.policies.len());
         signals.contacts(customer_id, &mut |history| {
             states.extend(flow.policies.iter().map(|p| p.evaluate(history, now)));
@@ -490,7 +490,7 @@ impl<'f> Frame<'f> {
         for c in cands.iter_mut() {
             let offer = &self.flow.offers[c.offer as usize];
             let p = match plan.needs_propensity() {
-                true if self.flow.thompson => self.draw_propensity(offer, 0),
+                true if self.flow.thompson => self.draw_propensity(offer, self.posterior(offer), 0),
                 true => self.flow.propensity(offer),
                 false => DEFAULT_PROPENSITY,
             };
@@ -515,15 +515,15 @@ impl<'f> Frame<'f> {
         }
     }
 
-    /// Draw `m` of an offer's response rate from its Beta posterior: draw 0 scores the
-    /// decision, the others estimate how likely the policy is to show each offer. Seeded
-    /// by the customer, the offer, the day and `m`, as `explore` is.
-    fn draw_propensity(&self, offer: &CompiledOffer, m: u64) -> f64 {
-        let (a, b) = crate::learn::propensity::posterior(
-            &offer.counts,
-            offer.category_counts.as_deref(),
-            &self.flow.global_counts,
-        );
+    /// The Beta posterior `(α, β)` of an offer's response rate, from its counters.
+    fn posterior(&self, offer: &CompiledOffer) -> (f64, f64) {
+        crate::learn::propensity::posterior(&offer.counts, offer.category_counts.as_deref(), &self.flow.global_counts)
+    }
+
+    /// Draw `m` of an offer's response rate from its Beta posterior `(a, b)`: draw 0
+    /// scores the decision, the others estimate how likely the policy is to show each
+    /// offer. Seeded by the customer, the offer, the day and `m`, as `explore` is.
+    fn draw_propensity(&self, offer: &CompiledOffer, (a, b): (f64, f64), m: u64) -> f64 {
         let day = self.now.div_euclid(86_400) as u64;
         let seed = self.customer_hash
             ^ offer.id_hash.rotate_left(17)
@@ -539,27 +539,30 @@ impl<'f> Frame<'f> {
     fn show_probabilities(&mut self, (idx, plan): (usize, &ScorePlan), limit: usize, cands: &[Candidate]) {
         let flow = self.flow;
         let n = limit.min(flow.max_candidates).min(cands.len());
+        // What does not change between draws, read once: the posterior, U's base, τ.
+        let fixed: Vec<_> = cands
+            .iter()
+            .map(|c| {
+                let u = c.uplift.map(|u| plan.uplift_base(&u, &flow.uplift_actions));
+                (self.posterior(&flow.offers[c.offer as usize]), u, c.uplift.map(|u| u.tau))
+            })
+            .collect();
         let mut shown = vec![0u32; cands.len()];
         let mut scores: Vec<(f64, usize)> = Vec::with_capacity(cands.len());
         for m in 0..SHOW_DRAWS {
             scores.clear();
-            for (i, c) in cands.iter().enumerate() {
+            for (i, (c, &(posterior, u, tau))) in cands.iter().zip(&fixed).enumerate() {
                 let score = if m == 0 {
                     c.score
                 } else {
                     let offer = &flow.offers[c.offer as usize];
-                    let p = plan.propensity_factor(self.draw_propensity(offer, m));
-                    let u = c.uplift.map(|u| plan.uplift_base(&u, &flow.uplift_actions));
-                    plan.score_factored(offer.static_factors[idx], p, u, c.uplift.map(|u| u.tau), c.fit)
+                    let p = plan.propensity_factor(self.draw_propensity(offer, posterior, m));
+                    plan.score_factored(offer.static_factors[idx], p, u, tau, c.fit)
                 };
                 scores.push((score, i));
             }
-            // Ties as `rank` breaks them: the higher priority, then the smaller id.
-            let order = |a: &(f64, usize), b: &(f64, usize)| {
-                let (oa, ob) =
-                    (&flow.offers[cands[a.1].offer as usize].facts, &flow.offers[cands[b.1].offer as usize].facts);
-                b.0.total_cmp(&a.0).then(ob.priority.total_cmp(&oa.priority)).then_with(|| oa.id.cmp(&ob.id))
-            };
+            let order =
+                |a: &(f64, usize), b: &(f64, usize)| rank_order(flow, (a.0, cands[a.1].offer), (b.0, cands[b.1].offer));
             if n < scores.len() {
                 scores.select_nth_unstable_by(n, order);
             }
@@ -580,7 +583,7 @@ impl<'f> Frame<'f> {
         if self.flow.uplift_exploration == UpliftExploration::Thompson && u.se > 0.0 {
             let day = self.now.div_euclid(86_400) as u64;
             let seed = self.customer_hash ^ offer.id_hash ^ day.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            let draw = u.tau + u.se * standard_normal(seed);
+            let draw = u.tau + u.se * crate::learn::rng::SplitMix64::new(seed).normal();
             u.segment = crate::learn::uplift::segment(draw, u.mu_c, u.mu_t);
         }
         u
@@ -618,10 +621,7 @@ impl<'f> Frame<'f> {
     /// Top N by score; ties go to the higher priority, then the smaller offer id.
     fn rank(&mut self, limit: usize, cands: &mut [Candidate]) -> Vec<Candidate> {
         let flow = self.flow;
-        let order = |a: &Candidate, b: &Candidate| -> Ordering {
-            let (oa, ob) = (&flow.offers[a.offer as usize].facts, &flow.offers[b.offer as usize].facts);
-            b.score.total_cmp(&a.score).then(ob.priority.total_cmp(&oa.priority)).then_with(|| oa.id.cmp(&ob.id))
-        };
+        let order = |a: &Candidate, b: &Candidate| rank_order(flow, (a.score, a.offer), (b.score, b.offer));
         let n = limit.min(flow.max_candidates).min(cands.len());
         // A budget binds only when it is smaller than the offers to show: each shown
         // offer uses at most one contact of it. Otherwise the cheap selection stands.
@@ -755,11 +755,11 @@ impl<'f> Frame<'f> {
     }
 }
 
-/// A standard normal deviate from a 64-bit seed (splitmix64, then Box–Muller).
-fn standard_normal(seed: u64) -> f64 {
-    let mut rng = crate::learn::rng::SplitMix64::new(seed);
-    let (u1, u2) = (rng.uniform().max(f64::MIN_POSITIVE), rng.uniform());
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+/// Rank order of two (score, offer index): the higher score, then the higher priority,
+/// then the smaller offer id.
+fn rank_order(flow: &CompiledFlow, (sa, a): (f64, u32), (sb, b): (f64, u32)) -> Ordering {
+    let (oa, ob) = (&flow.offers[a as usize].facts, &flow.offers[b as usize].facts);
+    sb.total_cmp(&sa).then(ob.priority.total_cmp(&oa.priority)).then_with(|| oa.id.cmp(&ob.id))
 }
 
 /// Explain's reason for an offer its uplift segment removed: `uplift: sleeping_dog τ=−0.06 ± 0.02`.

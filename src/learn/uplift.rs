@@ -332,25 +332,36 @@ impl UpliftModel {
     /// when either arm has fewer than [`MIN_ROWS_PER_ARM`] rows, or when either arm's
     /// outcome never varies (all converted or none did).
     pub fn fit(rows: &[UpliftRow], learner: Learner) -> Result<Self, UpliftError> {
+        Self::fit_each(rows, &[learner])?.remove(0)
+    }
+
+    /// Fits each of `learners` on the same rows, sharing the checks, the encoding and the
+    /// outcome models (every learner builds on μ_T and μ_C). The outer error is one that
+    /// stops them all; the inner ones are each learner's own effect stage.
+    pub fn fit_each(rows: &[UpliftRow], learners: &[Learner]) -> Result<Vec<Result<Self, UpliftError>>, UpliftError> {
         let width = rows.first().map_or(0, |r| r.features.len());
         check_width(rows, width)?;
         check_arms(rows)?;
         let data = Encoded::new(rows, Encoding::of(rows, width));
         let mu_t = fit_logistic(&data.treated.x, &data.treated.converted, Stage::TreatedOutcome)?;
         let mu_c = fit_logistic(&data.control.x, &data.control.converted, Stage::ControlOutcome)?;
-        let effect = match learner {
-            Learner::TLearner => Effect::Difference,
-            Learner::XLearner => fit_crossed(&data, &mu_t, &mu_c)?,
-            Learner::DrLearner => fit_doubly_robust(&data, &mu_t, &mu_c)?,
-        };
         let (n_treated, n_control) = (data.treated.x.rows(), data.control.x.rows());
         let rate = |a: &ArmData| a.converted.iter().sum::<f64>() / a.converted.len() as f64;
         let (p_t, p_c) = (rate(&data.treated), rate(&data.control));
         let mean_variance = p_t * (1.0 - p_t) / n_rows(&data.treated) + p_c * (1.0 - p_c) / n_rows(&data.control);
         let prior = Prior { mean: p_t - p_c, mean_variance, variance: PRIOR_VARIANCE_FLOOR };
-        let mut model = Self { learner, encoding: data.encoding, mu_t, mu_c, effect, prior, n_treated, n_control };
-        model.prior.variance = model.effect_spread(rows);
-        Ok(model)
+        let fit_one = |learner: Learner| {
+            let effect = match learner {
+                Learner::TLearner => Effect::Difference,
+                Learner::XLearner => fit_crossed(&data, &mu_t, &mu_c)?,
+                Learner::DrLearner => fit_doubly_robust(&data, &mu_t, &mu_c)?,
+            };
+            let (mu_t, mu_c, encoding) = (mu_t.clone(), mu_c.clone(), data.encoding.clone());
+            let mut model = Self { learner, encoding, mu_t, mu_c, effect, prior, n_treated, n_control };
+            model.prior.variance = model.effect_spread(rows);
+            Ok(model)
+        };
+        Ok(learners.iter().map(|&l| fit_one(l)).collect())
     }
 
     /// Effect and per-arm conversion estimates for one customer. Allocates nothing for
@@ -586,12 +597,8 @@ pub const SWITCH_Z: f64 = 2.0;
 /// [`SWITCH_Z`]). Fails as [`UpliftModel::fit`] does when even the T-learner cannot be
 /// fitted on all rows.
 pub fn fit_selected(rows: &[UpliftRow]) -> Result<Selected, UpliftError> {
-    let mut models = vec![UpliftModel::fit(rows, Learner::TLearner)?];
-    for learner in [Learner::XLearner, Learner::DrLearner] {
-        if let Ok(m) = UpliftModel::fit(rows, learner) {
-            models.push(m);
-        }
-    }
+    // The T-learner's effect stage cannot fail: where the outcome models fit, it does.
+    let models: Vec<UpliftModel> = UpliftModel::fit_each(rows, &Learner::ALL)?.into_iter().flatten().collect();
     let fitted = |l: Learner| models.iter().any(|m| m.learner == l);
     let losses = match cross_validated_losses(rows) {
         Ok(l) => l,
@@ -655,23 +662,33 @@ fn cross_validated_losses(rows: &[UpliftRow]) -> Result<FoldLosses, UpliftError>
         }
         let nuisance = UpliftModel::fit(&valid, Learner::TLearner)?;
         let e = valid.iter().filter(|r| r.treated).count() as f64 / valid.len() as f64;
-        for (learner, losses) in out.iter_mut() {
+        // Per validation row, the residuals the R-loss compares every learner's τ with:
+        // (Y − m(x), T − e), with m = e·μ_T + (1 − e)·μ_C from the fold's nuisance.
+        let residuals: Vec<(f64, f64)> = valid
+            .iter()
+            .map(|r| {
+                let n = nuisance.predict(&r.features);
+                let (y, t) = (f64::from(u8::from(r.converted)), f64::from(u8::from(r.treated)));
+                (y - (e * n.mu_t + (1.0 - e) * n.mu_c), t - e)
+            })
+            .collect();
+        let fitted = UpliftModel::fit_each(&train, &Learner::ALL);
+        for (k, (_, losses)) in out.iter_mut().enumerate() {
             let Ok(acc) = losses else { continue };
-            match UpliftModel::fit(&train, *learner) {
-                Ok(m) => acc.extend(valid.iter().map(|r| r_loss(&m, &nuisance, r, e))),
+            let model = match &fitted {
+                Ok(models) => models[k].as_ref().map_err(|err| err.to_string()),
+                Err(err) => Err(err.to_string()),
+            };
+            match model {
+                Ok(m) => acc.extend(valid.iter().zip(&residuals).map(|(r, (y, t))| {
+                    let tau = m.predict(&r.features).tau;
+                    (y - t * tau).powi(2)
+                })),
                 Err(err) => *losses = Err(format!("fold {fold}: {err}")),
             }
         }
     }
     Ok(out)
-}
-
-/// `((Y − m(x)) − (T − e)·τ(x))²`, `m = e·μ_T + (1 − e)·μ_C` from the nuisance model.
-fn r_loss(model: &UpliftModel, nuisance: &UpliftModel, r: &UpliftRow, e: f64) -> f64 {
-    let n = nuisance.predict(&r.features);
-    let m = e * n.mu_t + (1.0 - e) * n.mu_c;
-    let (y, t) = (f64::from(u8::from(r.converted)), f64::from(u8::from(r.treated)));
-    ((y - m) - (t - e) * model.predict(&r.features).tau).powi(2)
 }
 
 fn mean(v: &[f64]) -> f64 {

@@ -198,7 +198,8 @@ fn keep_newest(history: &mut Vec<Contact>) {
 #[derive(Debug)]
 pub struct FlowUplift {
     pub flow_key: String,
-    /// The flow's numeric and categorical feature names the models were trained on.
+    /// The flow's numeric and categorical feature names the models were trained on
+    /// (`uplift_for` serves the models only while the flow still has these).
     pub features: Arc<[Arc<str>]>,
     pub categories: Arc<[Arc<str>]>,
     /// How the models' input is built from a decision's features, and each input
@@ -208,7 +209,7 @@ pub struct FlowUplift {
     pub trained_at: String,
     /// Interactions the training read.
     pub interactions: usize,
-    /// Training rows (customer × offer exposures) per offer.
+    /// Per offer id, its fitted learners and the chosen one.
     pub offers: HashMap<Arc<str>, OfferUplift>,
     /// Offers without a model, and why (too few rows, no variation …).
     pub skipped: Vec<(Arc<str>, String)>,
