@@ -142,8 +142,8 @@ fn seed() -> u64 {
 #[test]
 fn acknowledged_writes_survive_sigkill() {
     let rounds = rounds();
-    let data = std::env::temp_dir().join(format!("arbiter-kill9-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data);
+    let tmp = tempfile::Builder::new().prefix("arbiter-kill9-").tempdir().unwrap();
+    let data = tmp.path().to_path_buf();
     let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
     let seed = seed();
     for round in 0..rounds {
@@ -174,7 +174,6 @@ fn acknowledged_writes_survive_sigkill() {
         drop(restarted);
     }
     assert!(acknowledged.lock().unwrap().len() > rounds, "too few writes were acknowledged to mean anything");
-    std::fs::remove_dir_all(&data).ok();
 }
 
 /// Creates an offer and publishes flow `kill9`, which shows it to everyone.
@@ -219,8 +218,8 @@ fn respond_body(customer: &str, recommendation: &str, key: &str) -> String {
 #[test]
 fn acknowledged_responses_survive_sigkill() {
     let rounds = rounds();
-    let data = std::env::temp_dir().join(format!("arbiter-kill9-respond-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data);
+    let tmp = tempfile::Builder::new().prefix("arbiter-kill9-respond-").tempdir().unwrap();
+    let data = tmp.path().to_path_buf();
     let seed = seed();
     let mut acknowledged: Vec<String> = Vec::new();
     let mut bodies: std::collections::HashMap<String, String> = std::collections::HashMap::new();
@@ -263,5 +262,4 @@ fn acknowledged_responses_survive_sigkill() {
     }
     assert!(acknowledged.len() > rounds, "too few responses were acknowledged to mean anything");
     drop(server);
-    std::fs::remove_dir_all(&data).ok();
 }

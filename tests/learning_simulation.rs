@@ -7,7 +7,6 @@
 //! about as often without the offer (τ ≈ 0.01). Both are logistic in the features, so
 //! the learners are well specified and their τ estimates should converge to the truth.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use arbiter::catalog::LoadMode;
@@ -59,10 +58,9 @@ fn row(c: &Customer) -> Value {
            "avgMonthlyBalance": c.balance})
 }
 
-fn temp_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("arbiter-sim-{}-{}", std::process::id(), arbiter::ids::new_id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh folder, removed when the guard drops (also when the test panics).
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("arbiter-sim-").tempdir().unwrap()
 }
 
 struct Sim {
@@ -170,7 +168,8 @@ impl Sim {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uplift_converges_reorders_the_tutorial_and_the_z_test_sees_the_effect() {
-    let dir = temp_dir();
+    let tmp = temp_dir();
+    let dir = tmp.path().to_path_buf();
     let registry = Registry::start(Arc::new(SledStore::open(&dir.join("data")).unwrap())).unwrap();
     let mut sim = Sim::new(&registry).await;
     let panel = population(300, 1_000_000, &mut SplitMix64::new(99));
@@ -260,5 +259,4 @@ async fn uplift_converges_reorders_the_tutorial_and_the_z_test_sees_the_effect()
     assert!(results["uplift"].as_f64().unwrap() > 0.04, "{results}");
     assert!(results["revenue"]["incrementalTotal"].as_f64().unwrap() > 0.0, "{results}");
     registry.shutdown();
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -55,34 +55,35 @@ async fn add_edit_remove(server: &BinaryServer, dir: &Path) {
 
 #[tokio::test]
 async fn a_relative_plugins_folder_is_hot_reloaded() {
-    let cwd = support::temp_path("reload-relative");
+    let tmp = support::temp_dir("reload-relative");
+    let cwd = tmp.path();
     std::fs::create_dir_all(cwd.join("plugins")).unwrap();
-    let server = serve(&cwd, "plugins");
+    let server = serve(cwd, "plugins");
     add_edit_remove(&server, &cwd.join("plugins")).await;
     drop(server);
-    let _ = std::fs::remove_dir_all(&cwd);
 }
 
 #[tokio::test]
 async fn a_symlinked_plugins_folder_is_hot_reloaded() {
-    let cwd = support::temp_path("reload-symlink");
+    let tmp = support::temp_dir("reload-symlink");
+    let cwd = tmp.path();
     std::fs::create_dir_all(cwd.join("real-rules")).unwrap();
     std::os::unix::fs::symlink(cwd.join("real-rules"), cwd.join("plugins")).unwrap();
-    let server = serve(&cwd, "./plugins");
+    let server = serve(cwd, "./plugins");
     add_edit_remove(&server, &cwd.join("plugins")).await;
     drop(server);
-    let _ = std::fs::remove_dir_all(&cwd);
 }
 
 /// The shipped rule file on a fresh tenant: one info line while it waits for the
 /// tutorial's entities, no diagnostics dump, and live once they exist.
 #[tokio::test]
 async fn the_shipped_rule_file_waits_quietly_then_goes_live() {
-    let cwd = support::temp_path("reload-shipped");
+    let tmp = support::temp_dir("reload-shipped");
+    let cwd = tmp.path();
     std::fs::create_dir_all(cwd.join("plugins")).unwrap();
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/plugins/cross_sell.rules");
     std::fs::copy(shipped, cwd.join("plugins/cross_sell.rules")).unwrap();
-    let server = serve(&cwd, "plugins");
+    let server = serve(cwd, "plugins");
     let log = server.log_text();
     let mentions: Vec<&str> = log.lines().filter(|l| l.contains("cross_sell.rules")).collect();
     assert_eq!(mentions.len(), 1, "one line about the waiting file:\n{log}");
@@ -94,5 +95,4 @@ async fn the_shipped_rule_file_waits_quietly_then_goes_live() {
     eventually("the waiting file going live", &server, async || source_of(&api, "cross_sell.rules").await.is_some())
         .await;
     drop(server);
-    let _ = std::fs::remove_dir_all(&cwd);
 }

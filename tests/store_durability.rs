@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -25,28 +25,15 @@ const CHILD_WRITERS: usize = 4;
 const CRASH_PREFIX: &str = "crash/";
 
 /// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
-        let path = std::env::temp_dir().join(format!("arbiter-store-{name}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn temp_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("arbiter-store-{name}-")).tempdir().unwrap()
 }
 
 #[test]
 fn acknowledged_writes_survive_reopen() {
-    let dir = TempDir::new("reopen");
+    let dir = temp_dir("reopen");
     {
-        let store = SledStore::open(&dir.0).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
         for i in 0..100 {
             let mut batch = Batch::new();
             batch.put(keys::key("acme", Kind::Offer, &[&format!("o{i}")]), format!("offer {i}"));
@@ -58,7 +45,7 @@ fn acknowledged_writes_survive_reopen() {
         write_awaited_rows(&store);
     }
 
-    let store = SledStore::open(&dir.0).unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
     let offers = store.scan_prefix(&keys::prefix("acme", Kind::Offer)).unwrap();
     assert_eq!(offers.len(), 99);
     for (key, value) in offers {
@@ -92,13 +79,13 @@ fn write_awaited_rows(store: &SledStore) {
 
 #[test]
 fn acknowledged_writes_survive_sigkill() {
-    let dir = TempDir::new("crash");
+    let dir = temp_dir("crash");
     let mut acked = BTreeSet::new();
     for round in 0..CRASH_ROUNDS {
-        let acked_this_round = run_child_until_killed(&dir.0, kill_delay(round));
+        let acked_this_round = run_child_until_killed(dir.path(), kill_delay(round));
         assert!(!acked_this_round.is_empty(), "round {round}: the child acknowledged nothing");
         acked.extend(acked_this_round);
-        let store = SledStore::open(&dir.0).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
         check_recovered(&store, &acked, round);
     }
 }

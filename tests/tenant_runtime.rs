@@ -1,7 +1,6 @@
 //! The tenant runtime: restart equivalence, swap consistency under concurrent publishes,
 //! and plugin hot reload.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,10 +15,9 @@ use arbiter::tenant::interaction::DEFAULT_CONVERSIONS;
 use arbiter::tenant::{Registry, TenantHandle};
 use serde_json::{json, Value};
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("arbiter-{name}-{}-{}", std::process::id(), arbiter::ids::new_id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh folder, removed when the guard drops (also when the test panics).
+fn temp_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("arbiter-{name}-")).tempdir().unwrap()
 }
 
 /// The tutorial's setup sent as commands; returns the flow id.
@@ -36,7 +34,8 @@ fn decide(t: &TenantHandle, customer: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_serves_the_same_decisions() {
-    let dir = temp_dir("restart");
+    let tmp = temp_dir("restart");
+    let dir = tmp.path().to_path_buf();
     let customers = ["cust_42", "cust_7", "cust_3", "nobody"];
     let before: Vec<Value> = {
         let store = Arc::new(SledStore::open(&dir).unwrap());
@@ -58,7 +57,6 @@ async fn restart_serves_the_same_decisions() {
     assert_eq!(before, after);
     assert_eq!(after[0]["version"], 2);
     registry.shutdown();
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// Version v of the flow keeps `v % 4 + 1` offers and only offers with priority ≥ the
@@ -141,7 +139,8 @@ async fn wait_for(mut check: impl FnMut() -> bool) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn editing_a_rule_file_changes_the_next_decision() {
-    let plugins = temp_dir("plugins");
+    let tmp = temp_dir("plugins");
+    let plugins = tmp.path().to_path_buf();
     let file = plugins.join("cross_sell.rules");
     std::fs::write(&file, demo::CROSS_SELL_RULES).unwrap();
     std::fs::write(plugins.join("context.json"), "{}").unwrap();
@@ -168,12 +167,12 @@ async fn editing_a_rule_file_changes_the_next_decision() {
     assert_eq!(t.snapshot.load().generation, generation);
     assert_eq!(names(&t), [json!("High-yield savings")]);
     registry.shutdown();
-    std::fs::remove_dir_all(&plugins).ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_folder_file_waits_for_the_entities_it_names() {
-    let plugins = temp_dir("pending");
+    let tmp = temp_dir("pending");
+    let plugins = tmp.path().to_path_buf();
     std::fs::write(plugins.join("cross_sell.rules"), demo::CROSS_SELL_RULES).unwrap();
     let store = Arc::new(SledStore::temporary().unwrap());
     let registry = Registry::start(store).unwrap();
@@ -188,7 +187,6 @@ async fn a_folder_file_waits_for_the_entities_it_names() {
     let names: Vec<Value> = decide(&t, "cust_42")["offers"].as_array().unwrap().iter().map(|o| o[0].clone()).collect();
     assert_eq!(names, [json!("Rewards credit card"), json!("High-yield savings")]);
     registry.shutdown();
-    std::fs::remove_dir_all(&plugins).ok();
 }
 
 /// A store whose writes fail while `failing` is set.
@@ -334,7 +332,8 @@ async fn one_tenants_row_load_does_not_hold_up_another_tenants_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_decision_made_before_a_restart_can_be_responded_to_after_it() {
     use arbiter::tenant::interaction::RespondInput;
-    let dir = temp_dir("respond-restart");
+    let tmp = temp_dir("respond-restart");
+    let dir = tmp.path().to_path_buf();
     let id = {
         let store = Arc::new(SledStore::open(&dir).unwrap());
         let registry = Registry::start(store).unwrap();
@@ -367,7 +366,6 @@ async fn a_decision_made_before_a_restart_can_be_responded_to_after_it() {
     assert!(reply.recorded && !reply.duplicate);
     registry.shutdown();
     drop(registry);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// Training reads a bounded sample: per offer at most `cap` rows whatever the log holds,
@@ -480,7 +478,8 @@ async fn traffic(t: &TenantHandle, customers: &[String], round: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkpoint_and_its_tail_restore_what_a_full_replay_does() {
     use arbiter::tenant::checkpoint;
-    let dir = temp_dir("checkpoint");
+    let tmp = temp_dir("checkpoint");
+    let dir = tmp.path().to_path_buf();
     // Small segments, so the traffic below closes several.
     let open = || Arc::new(SledStore::open_with_segment_bytes(&dir, 8 << 10).unwrap());
     let mut customers: Vec<String> = (0..60).map(|i| format!("cust_{i}")).collect();
@@ -516,7 +515,6 @@ async fn a_checkpoint_and_its_tail_restore_what_a_full_replay_does() {
     assert!(live["keys"].as_u64().unwrap() > 60, "the traffic recorded responses: {}", live["keys"]);
     // The start that replayed the whole log checkpointed again: a third start uses it.
     assert_eq!(restart().await, replayed);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// A data folder an earlier version wrote — a decision and a response in sled — opens:
@@ -527,7 +525,8 @@ async fn responses_an_earlier_version_kept_in_sled_move_to_the_log() {
     use arbiter::store::keys::{key, Kind};
     use arbiter::store::{Batch, Storage};
     use arbiter::tenant::interaction::RespondInput;
-    let dir = temp_dir("legacy");
+    let tmp = temp_dir("legacy");
+    let dir = tmp.path().to_path_buf();
     let legacy_id = "6f1c2a34-0000-4000-8000-000000000001";
     {
         let store = Arc::new(SledStore::open(&dir).unwrap());
@@ -573,5 +572,4 @@ async fn responses_an_earlier_version_kept_in_sled_move_to_the_log() {
         assert_eq!(replay.response.response_id, "r1");
         registry.shutdown();
     }
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -65,8 +65,8 @@ fn the_tutorial_runs_as_written() {
     let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/tutorial.md")).unwrap();
     let steps = steps(&blocks(&page));
     assert!(steps.len() >= 10, "the tutorial lost its steps: {} runnable blocks", steps.len());
-    let work = support::temp_path("tutorial-doc");
-    std::fs::create_dir_all(&work).unwrap();
+    let tmp = support::temp_dir("tutorial-doc");
+    let work = tmp.path().to_path_buf();
     let plugins = concat!(env!("CARGO_MANIFEST_DIR"), "/plugins");
     let server = BinaryServer::start(&work, &["--data", "data", "--plugins", plugins], KEY);
     // `set -a` exports every variable the page assigns, as the page tells the reader to.
@@ -95,5 +95,4 @@ fn the_tutorial_runs_as_written() {
         }
     }
     drop(server);
-    let _ = std::fs::remove_dir_all(&work);
 }

@@ -181,7 +181,9 @@ fn tau_rmse(sim: &Sim, panel: &[Customer], learner: Option<Learner>) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uplift_removes_sleeping_dogs_and_ranks_by_what_the_offer_causes() {
-    let dir = std::env::temp_dir().join(format!("arbiter-uplift-{}-{}", std::process::id(), arbiter::ids::new_id()));
+    // Removed when the guard drops, also when an assertion fails.
+    let tmp = tempfile::Builder::new().prefix("arbiter-uplift-").tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
     let registry = Registry::start(Arc::new(SledStore::open(&dir).unwrap())).unwrap();
     let t = registry.ensure_tenant("sim").await.unwrap();
     let sent = demo::send_tutorial(&t, Some(Vec::new()), demo::FLOW).await.unwrap();
@@ -248,7 +250,6 @@ async fn uplift_removes_sleeping_dogs_and_ranks_by_what_the_offer_causes() {
         100.0 * share_value
     );
     assert!(dogs_value <= 0.03 && share_value >= 0.85, "{dogs_value} {share_value}");
-    let _ = std::fs::remove_dir_all(&dir);
     registry.shutdown();
 }
 

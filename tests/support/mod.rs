@@ -237,6 +237,12 @@ pub fn temp_path(tag: &str) -> PathBuf {
     std::env::temp_dir().join(format!("arbiter-{tag}-{}-{n}-{nanos}", std::process::id()))
 }
 
+/// A fresh folder under the system temp dir, removed when the guard drops (also when
+/// the test panics).
+pub fn temp_dir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("arbiter-{tag}-")).tempdir().unwrap()
+}
+
 /// A real server on `127.0.0.1:0`, with its own data folder and no plugins folder.
 pub struct TestServer {
     pub addr: SocketAddr,
