@@ -65,6 +65,15 @@ pub struct Plugin {
     pub scores: Vec<ScoreDef>,
 }
 
+/// Which form of a flow a dry run or simulation decides with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowCandidate {
+    /// The unpublished draft.
+    Draft,
+    /// A published version, by number.
+    Version(u32),
+}
+
 /// A validated row: its key, its index in the load, its values.
 pub type ParsedRow = (String, usize, crate::model::schema::Row);
 
@@ -532,6 +541,31 @@ impl Catalog {
             }
         }
         (live, failed)
+    }
+
+    /// Compiles a flow as it would decide without publishing anything: its draft, or
+    /// one of its published versions (the version's config against today's offers,
+    /// rules and channels), for dry runs and simulation.
+    pub fn compile_candidate(&self, key: &str, which: FlowCandidate) -> Result<Arc<CompiledFlow>, CatalogError> {
+        let flow = self
+            .flows
+            .iter()
+            .find(|f| f.spec.key == key || f.meta.id == key)
+            .ok_or_else(|| not_found("decision flow", key))?;
+        let (config, version) = match which {
+            FlowCandidate::Draft => (&flow.spec.draft_config, flow.published_versions.len() as u32 + 1),
+            FlowCandidate::Version(n) => {
+                let v = flow.published_versions.iter().find(|v| v.version == n).ok_or_else(|| {
+                    let live = flow.published_versions.len();
+                    ValidationError::one(
+                        "flowVersion",
+                        format!("decision flow `{key}` has versions 1 to {live}, not {n}"),
+                    )
+                })?;
+                (&v.config_snapshot, n)
+            }
+        };
+        Ok(Arc::new(self.compile_flow(&self.inputs(), flow, config, version)?))
     }
 
     /// Validates and compiles the flow's draft, appends it as the next version, and

@@ -54,6 +54,8 @@ impl Fixture {
             p if p.starts_with("/api/v1/contact-policies/") => self.policy.as_str(),
             p if p.starts_with("/api/v1/algorithm-models/") => self.a.flow.as_str(),
             p if p.starts_with("/api/v1/experiments/") => "cross-sell",
+            p if p.starts_with("/api/v1/customers/") => "cust_42",
+            p if p.starts_with("/api/v1/interactions/") => self.recommendation["recommendationId"].as_str().unwrap(),
             _ => "dummy-id",
         };
         let path = pattern.replace("{id}", id).replace("{name}", PLUGIN);

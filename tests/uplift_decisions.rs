@@ -98,7 +98,7 @@ impl Sim {
 
     fn decide(&self, customer: &str, explain: bool) -> Decision {
         let req = RecommendRequest { customer_id: customer.into(), ..demo::request() };
-        self.t.recommend(&req, RecommendOptions { explain }).unwrap()
+        self.t.recommend(&req, RecommendOptions { explain, ..Default::default() }).unwrap()
     }
 
     /// One decision per customer, and responses as the truth says: shown offers convert

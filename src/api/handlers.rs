@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::entity::EntityApi;
 use super::routes::{Op, Route, ENTITIES};
 use super::App;
-use crate::catalog::LoadMode;
+use crate::catalog::{FlowCandidate, LoadMode};
 use crate::engine::RecommendRequest;
 use crate::http::auth::{generate_key, to_hex, KeyRecord, Role};
 use crate::http::body::{read_json_body, JsonRowStream};
@@ -23,7 +23,7 @@ use crate::learn::uplift::Learner;
 use crate::model::{parse_json, FieldError, ValidationError};
 use crate::tenant::command as c;
 use crate::tenant::interaction::{outcome_types, RespondInput};
-use crate::tenant::measure;
+use crate::tenant::{measure, views};
 use crate::tenant::{RecommendOptions, TenantHandle};
 
 type Reply = Result<HttpResponse, ApiError>;
@@ -57,6 +57,15 @@ pub async fn dispatch(app: &Arc<App>, route: Route, params: Params, req: Request
         Route::RespondBulk => respond_bulk(&tenant, req, app.body_limit).await,
         Route::OutcomeTypes => ok(&outcome_types()),
         Route::ExperimentResults => experiment_results(&tenant, id()),
+        Route::CustomerContacts => {
+            let found = views::customer_contacts(&tenant.learning, &id());
+            // The id is not echoed: another tenant's customer ids are not ours to confirm.
+            ok(&found.ok_or_else(|| ApiError::NotFound("no contacts are recorded for this customer".into()))?)
+        }
+        Route::Interaction => {
+            let found = tenant.interaction(&id())?;
+            ok(&found.ok_or_else(|| ApiError::NotFound(format!("interaction `{}` not found", id())))?)
+        }
         Route::Models => {
             let flows: Vec<_> = tenant.snapshot.load().flows.values().cloned().collect();
             let data =
@@ -269,11 +278,43 @@ async fn text_body(req: Request<Incoming>, limit: usize) -> Result<bytes::Bytes,
 }
 
 async fn recommend(app: &App, t: &TenantHandle, req: Request<Incoming>) -> Reply {
-    let explain = query_param(req.uri().query(), "explain").is_some_and(|v| v == "true" || v == "1");
+    let flag = |name| query_param(req.uri().query(), name).is_some_and(|v| v == "true" || v == "1");
+    let (explain, dry_run) = (flag("explain"), flag("dryRun"));
     let r: RecommendRequest = body(req, app.body_limit).await?;
-    let decision = t.recommend(&r, RecommendOptions { explain })?;
-    app.metrics.record_decision(&decision.decision_flow_key);
+    let decision = match candidate_flow(&r, dry_run)? {
+        Some(which) => {
+            let key = r.decision_flow_key.clone().unwrap_or_default();
+            let flow = t.ask(c::CompileCandidate { flow: key, which }).await?;
+            t.dry_run(&flow, &r, explain)?
+        }
+        None => t.recommend(&r, RecommendOptions { explain, dry_run })?,
+    };
+    if !decision.dry_run {
+        app.metrics.record_decision(&decision.decision_flow_key);
+    }
     ok(&decision)
+}
+
+/// The flow a dry run names in its body instead of the live one: `flowVersion` or
+/// `draft: true`. Either one without `?dryRun=true` is refused, since a draft or a past
+/// version never makes a decision that counts.
+fn candidate_flow(r: &RecommendRequest, dry_run: bool) -> Result<Option<FlowCandidate>, ApiError> {
+    let which = match (r.flow_version, r.draft == Some(true)) {
+        (Some(_), true) => {
+            return Err(ValidationError::one("draft", "give flowVersion or draft: true, not both").into());
+        }
+        (Some(n), false) => FlowCandidate::Version(n),
+        (None, true) => FlowCandidate::Draft,
+        (None, false) => return Ok(None),
+    };
+    let field = if r.flow_version.is_some() { "flowVersion" } else { "draft" };
+    if !dry_run {
+        return Err(ValidationError::one(field, "is only accepted with ?dryRun=true").into());
+    }
+    if r.decision_flow_key.as_deref().is_none_or(|k| k.trim().is_empty()) {
+        return Err(ValidationError::one("decisionFlowKey", "is required").into());
+    }
+    Ok(Some(which))
 }
 
 /// A live flow named by id or key in the path; 404 otherwise.

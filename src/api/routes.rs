@@ -34,6 +34,8 @@ pub enum Route {
     RespondBulk,
     OutcomeTypes,
     ExperimentResults,
+    CustomerContacts,
+    Interaction,
     Models,
     Model,
     TrainModel,
@@ -177,7 +179,7 @@ const FIXED: &[(&str, &str, Route, &str)] = &[
         CheckPlugin,
         "Check a rule file against the tenant without installing it (text body)",
     ),
-    ("POST", "/api/v1/recommend", Recommend, "Decide which offers to show (?explain=true)"),
+    ("POST", "/api/v1/recommend", Recommend, "Decide which offers to show (?explain=true, ?dryRun=true)"),
     ("POST", "/api/v1/respond", Respond, "Record what the customer did"),
     ("POST", "/api/v1/respond/bulk", RespondBulk, "Record up to 1,000 outcomes"),
     ("GET", "/api/v1/outcome-types", OutcomeTypes, "Outcome types and their classification"),
@@ -187,6 +189,8 @@ const FIXED: &[(&str, &str, Route, &str)] = &[
         ExperimentResults,
         "Holdout vs treated statistics of a flow (key or id)",
     ),
+    ("GET", "/api/v1/customers/{id}/contacts", CustomerContacts, "The contacts a customer's policies count"),
+    ("GET", "/api/v1/interactions/{id}", Interaction, "A logged decision (an interaction or recommendation id)"),
     ("GET", "/api/v1/algorithm-models", Models, "Uplift models: one per live flow"),
     ("GET", "/api/v1/algorithm-models/{id}", Model, "A flow's uplift model (flow id or key)"),
     ("POST", "/api/v1/algorithm-models/{id}/train", TrainModel, "Retrain a flow's uplift model now"),
@@ -245,7 +249,7 @@ impl Route {
                 Some(Role::Editor)
             }
             WhoAmI | Rows | Plugins | Plugin | OutcomeTypes | Recommend | Respond | RespondBulk | ExperimentResults
-            | Models | Model | ModelUplift => Some(Role::Viewer),
+            | Models | Model | ModelUplift | CustomerContacts | Interaction => Some(Role::Viewer),
         }
     }
 
@@ -338,7 +342,14 @@ const VERSIONS: &[QueryParam] = &[
     QueryParam { range: Some((1, 100)), ..param("limit", "integer", "Versions per page, 1 to 100 (default 25)") },
     param("cursor", "string", "`pagination.cursor` of the previous page (a version number)"),
 ];
-const EXPLAIN: &[QueryParam] = &[param("explain", "boolean", "Explain each score and every removed offer")];
+const RECOMMEND: &[QueryParam] = &[
+    param("explain", "boolean", "Explain each score and every removed offer"),
+    param(
+        "dryRun",
+        "boolean",
+        "Decide and record nothing (no id, contacts, log or counters); the body may then name `flowVersion` or `draft: true`",
+    ),
+];
 const UPLIFT: &[QueryParam] = &[
     QueryParam { required: true, range: Some((1, u64::MAX)), ..param("customerId", "string", "The customer") },
     param(
@@ -372,7 +383,7 @@ impl Route {
             PutPlugin => (Body::Text("text/plain"), &[200], json::<c::PluginInstalled>(), &[]),
             CheckPlugin => (Body::Text("text/plain"), &[200], json::<c::PluginCheck>(), &[]),
             Recommend => {
-                (json::<crate::engine::RecommendRequest>(), &[200], json::<crate::engine::Decision>(), EXPLAIN)
+                (json::<crate::engine::RecommendRequest>(), &[200], json::<crate::engine::Decision>(), RECOMMEND)
             }
             // 201 when recorded, 200 when the idempotency key was seen (`duplicate: true`).
             Respond => {
@@ -383,6 +394,8 @@ impl Route {
             OutcomeTypes => (Body::None, &[200], json::<Vec<crate::tenant::interaction::OutcomeType>>(), &[]),
             ExperimentResults => (Body::None, &[200], json::<crate::tenant::measure::ExperimentResults>(), &[]),
             Models => (Body::None, &[200], json::<h::ModelList>(), &[]),
+            CustomerContacts => (Body::None, &[200], json::<crate::tenant::views::CustomerContacts>(), &[]),
+            Interaction => (Body::None, &[200], json::<crate::tenant::interaction::Interaction>(), &[]),
             Model | TrainModel => (Body::None, &[200], json::<crate::tenant::measure::ModelSummary>(), &[]),
             ModelUplift => (Body::None, &[200], json::<crate::tenant::measure::CustomerUplift>(), UPLIFT),
             DeletePlugin => (Body::None, &[204], Body::None, &[]),

@@ -133,6 +133,7 @@ impl CompiledFlow {
             decisions,
             meta,
             control_group: control,
+            dry_run: false,
             explanation: frame.log,
             counterfactual,
             channel_name,

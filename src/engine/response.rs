@@ -59,6 +59,12 @@ pub struct RecommendRequest {
     pub debug: Option<bool>,
     #[serde(default)]
     pub decision_flow_id: Option<String>,
+    /// With `?dryRun=true`: decide with this published version instead of the live one.
+    #[serde(default)]
+    pub flow_version: Option<u32>,
+    /// With `?dryRun=true`: decide with the flow's unpublished draft.
+    #[serde(default)]
+    pub draft: Option<bool>,
 }
 
 impl RecommendRequest {
@@ -90,7 +96,10 @@ pub fn as_number<S: Serializer>(n: &f64, s: S) -> Result<S::Ok, S::Error> {
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Decision {
+    /// The logged decision's id; absent from a dry run, which logs nothing.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub interaction_id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub recommendation_id: String,
     pub customer_id: String,
     pub decision_flow_key: Arc<str>,
@@ -101,6 +110,10 @@ pub struct Decision {
     pub meta: Meta,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub control_group: bool,
+    /// A dry run: decided as a real request would be, and recorded nowhere (no id, no
+    /// contacts, no log, no counters).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub explanation: Option<FlowExplanation>,
     /// For a control-group customer: the offers it would have received. Logged with the

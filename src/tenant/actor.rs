@@ -208,6 +208,14 @@ impl Handler<Versions> for TenantActor {
     }
 }
 
+impl Handler<super::command::CompileCandidate> for TenantActor {
+    type Result = Reply<Arc<crate::engine::CompiledFlow>>;
+
+    fn handle(&mut self, q: super::command::CompileCandidate, _: &mut Self::Context) -> Self::Result {
+        Ok(self.catalog.compile_candidate(&q.flow, q.which)?)
+    }
+}
+
 impl Handler<super::command::Plugin> for TenantActor {
     type Result = Reply<PluginSource>;
 

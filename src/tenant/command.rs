@@ -156,6 +156,13 @@ pub struct Versions {
 /// One rule file's source.
 pub struct Plugin(pub String);
 
+/// A flow's draft or one of its versions compiled, publishing nothing (dry runs,
+/// simulation). `flow` is a key or id.
+pub struct CompileCandidate {
+    pub flow: String,
+    pub which: crate::catalog::FlowCandidate,
+}
+
 /// Every rule file.
 pub struct Plugins;
 
@@ -173,6 +180,9 @@ impl Message for Versions {
 }
 impl Message for Plugin {
     type Result = Reply<PluginSource>;
+}
+impl Message for CompileCandidate {
+    type Result = Reply<std::sync::Arc<crate::engine::CompiledFlow>>;
 }
 impl Message for Plugins {
     type Result = Reply<Vec<PluginSummary>>;

@@ -16,7 +16,7 @@ use crate::store::keys::{self, Kind};
 use crate::store::{Storage, StoreError};
 
 /// One offer of a logged decision.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LoggedOffer {
     pub rank: u32,
@@ -30,7 +30,8 @@ pub struct LoggedOffer {
     pub show_probability: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A logged decision, as `GET /interactions/{id}` returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Interaction {
     pub id: String,

@@ -356,6 +356,17 @@ impl Learning {
         d
     }
 
+    /// Decides as [`decide`](Self::decide) does against the customer's contacts as they
+    /// are, and changes nothing: a dry run.
+    pub fn decide_dry(&self, flow: &Arc<CompiledFlow>, req: &RecommendRequest, explain: bool) -> Decision {
+        let history = self.contacts.get(&*req.customer_id);
+        let mut signals = self.signals(flow);
+        signals.history = Some(history.as_deref().map_or(&[], |h| h.as_slice()));
+        let mut d = flow.decide(req, &signals, explain);
+        d.dry_run = true;
+        d
+    }
+
     /// Records the offers a customer was shown (or, held out, would have been) as contacts.
     pub fn record_contacts(&self, d: &Decision, now: i64) {
         if !d.decisions.is_empty() || !d.counterfactual.is_empty() {

@@ -30,6 +30,7 @@ pub mod persist;
 pub mod plugins;
 pub mod registry;
 pub mod respond;
+pub mod views;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -60,6 +61,8 @@ pub struct TenantSnapshot {
 pub struct RecommendOptions {
     /// Record why every offer left and every factor of each score.
     pub explain: bool,
+    /// Decide and record nothing (`?dryRun=true`).
+    pub dry_run: bool,
 }
 
 /// Why a recommendation could not be made.

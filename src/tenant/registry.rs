@@ -76,10 +76,30 @@ impl TenantHandle {
             });
         };
         drop(snapshot);
+        if options.dry_run {
+            return Ok(self.learning.decide_dry(&flow, req, options.explain));
+        }
         let mut decision = self.learning.decide(&flow, req, options.explain);
         self.log_decision(&mut decision);
         self.learning.experiments.decision(&flow.key, &decision.customer_id, decision.control_group);
         Ok(decision)
+    }
+
+    /// A logged decision of this tenant, by the id `/recommend` gave it.
+    pub fn interaction(&self, id: &str) -> Result<Option<super::interaction::Interaction>, TenantError> {
+        Ok(super::views::interaction(self.store.as_ref(), &self.id, id)?)
+    }
+
+    /// A dry run with a flow compiled for it (a draft or a past version): decides and
+    /// records nothing.
+    pub fn dry_run(
+        &self,
+        flow: &Arc<CompiledFlow>,
+        req: &RecommendRequest,
+        explain: bool,
+    ) -> Result<Decision, RecommendError> {
+        req.validate()?;
+        Ok(self.learning.decide_dry(flow, req, explain))
     }
 
     /// Records an outcome for a logged decision; a replayed idempotency key returns the
