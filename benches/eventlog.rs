@@ -15,10 +15,11 @@ fn log(c: &mut Criterion) {
     let log = EventLog::temporary().unwrap();
     let tutorial = demo::tutorial().unwrap();
     let decision = tutorial.flow.decide(&demo::request(), &NoSignals, false);
-    let record = decision_record("default", &decision, 7);
+    let request = demo::request();
+    let record = decision_record("default", &decision, &request, 7);
     let s = demo::synthetic(100, 3).unwrap();
     let s_decision = s.flow.decide(&demo::synthetic_request(), &NoSignals, false);
-    let s_record = decision_record("bench-s", &s_decision, 7);
+    let s_record = decision_record("bench-s", &s_decision, &demo::synthetic_request(), 7);
     println!(
         "record bytes on disk (8-byte frame included): tutorial {} ({} offers), S {} ({} offers)",
         record.len() + 8,
@@ -27,11 +28,11 @@ fn log(c: &mut Criterion) {
         s_decision.count
     );
     c.bench_function("eventlog/encode_tutorial_decision", |b| {
-        b.iter(|| decision_record(black_box("default"), black_box(&decision), 7))
+        b.iter(|| decision_record(black_box("default"), black_box(&decision), &request, 7))
     });
     c.bench_function("eventlog/append_tutorial_record", |b| b.iter(|| log.append(black_box(&record), false).unwrap()));
     c.bench_function("eventlog/encode_and_append_tutorial", |b| {
-        b.iter(|| log.append(&decision_record("default", black_box(&decision), 7), false).unwrap())
+        b.iter(|| log.append(&decision_record("default", black_box(&decision), &request, 7), false).unwrap())
     });
 }
 

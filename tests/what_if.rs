@@ -176,3 +176,56 @@ async fn an_unknown_interaction_is_not_found() {
         api.get(&format!("/api/v1/interactions/{bad}")).await.expect_error(404, "NOT_FOUND");
     }
 }
+
+#[tokio::test]
+async fn a_draft_is_simulated_on_the_live_flows_logged_requests() {
+    let server = TestServer::start().await;
+    let api = &server.admin;
+    let t = tutorial_setup(api).await;
+    for i in 0..40 {
+        let mut row = support::tutorial_customer(&format!("c{i}"));
+        row["tenureMonths"] = json!(if i % 2 == 0 { 36 } else { 3 });
+        api.create(&format!("/api/v1/schemas/{}/data", t.schema), &json!({"rows": [row]})).await;
+        let body = json!({"customerId": format!("c{i}"), "channel": "in_app", "decisionFlowKey": "cross-sell",
+                          "attributes": {"page": "home"}});
+        api.post("/api/v1/recommend", &body).await.expect(200);
+    }
+    // The draft shows one offer where the live flow shows up to five.
+    let path = format!("/api/v1/decision-flows/{}", t.flow);
+    let mut flow = api.get(&path).await.expect(200);
+    let nodes = flow["draftConfig"]["nodes"].as_array_mut().unwrap();
+    nodes.iter_mut().find(|n| n["type"] == "rank").unwrap()["config"]["maxCandidates"] = json!(1);
+    api.put(&path, &flow).await.expect(200);
+
+    let before = api.get(&format!("/api/v1/experiments/{}/results", t.flow)).await.expect(200);
+    let sim = api.post("/api/v1/decision-flows/simulate", &json!({"id": "cross-sell"})).await.expect(200);
+    let requests = sim["requests"].as_u64().unwrap();
+    assert!((30..=40).contains(&requests), "40 logged, held-out ones left out: {sim}");
+    // Long-tenure customers got card and savings; the draft keeps one offer.
+    let changed = sim["changed"].as_u64().unwrap();
+    assert!(changed > 0 && changed <= requests, "{sim}");
+    let offers = sim["offers"].as_array().unwrap();
+    let savings = offers.iter().find(|o| o["offerName"] == "High-yield savings").expect("savings is listed");
+    assert!(savings["liveShare"].as_f64().unwrap() > savings["draftShare"].as_f64().unwrap(), "{sim}");
+    assert_eq!(sim["removedBy"]["node: rank"], changed, "the draft's rank cuts what changed: {sim}");
+    assert!(sim["estimate"].is_null(), "{sim}");
+    assert!(sim["estimateNote"].as_str().unwrap().contains("thompson"), "{sim}");
+    assert_eq!(api.get(&format!("/api/v1/experiments/{}/results", t.flow)).await.expect(200), before);
+    assert_eq!(contacts(api, "c_none").await, 0);
+
+    let limited = api.post("/api/v1/decision-flows/simulate", &json!({"id": t.flow, "limit": 5})).await.expect(200);
+    assert!(limited["requests"].as_u64().unwrap() <= 5, "{limited}");
+    let later = json!({"id": "cross-sell", "since": "2999-01-01T00:00:00Z"});
+    assert_eq!(api.post("/api/v1/decision-flows/simulate", &later).await.expect(200)["requests"], 0);
+    for (body, status, names) in [
+        (json!({"id": "nope"}), 404, "nope"),
+        (json!({"id": "cross-sell", "limit": 0}), 400, "limit"),
+        (json!({"id": "cross-sell", "since": "yesterday"}), 400, "since"),
+        (json!({"id": "cross-sell", "limt": 5}), 400, "limt"),
+    ] {
+        let reply = api.post("/api/v1/decision-flows/simulate", &body).await;
+        let code = if status == 404 { "NOT_FOUND" } else { "BAD_REQUEST" };
+        let message = reply.expect_error(status, code);
+        assert!(message.contains(names), "{body}: `{message}` should name `{names}`");
+    }
+}

@@ -42,6 +42,10 @@ pub async fn dispatch(app: &Arc<App>, route: Route, params: Params, req: Request
         Route::UpsertRows => load_rows(&tenant, id(), req, app.data_limit, LoadMode::Upsert).await,
         Route::Rows => rows(&tenant, id(), &req).await,
         Route::Publish => publish(app, &tenant, req).await,
+        Route::Simulate => {
+            let input: crate::tenant::simulate::SimulateInput = body(req, app.body_limit).await?;
+            ok(&tenant.simulate(input).await?)
+        }
         Route::Versions => versions(&tenant, &req).await,
         Route::Rollback => rollback(app, &tenant, req).await,
         Route::Plugins => ok(&tenant.ask(c::Plugins).await?),

@@ -22,6 +22,7 @@ pub enum Route {
     UpsertRows,
     Rows,
     Publish,
+    Simulate,
     Versions,
     Rollback,
     Plugins,
@@ -169,6 +170,12 @@ const FIXED: &[(&str, &str, Route, &str)] = &[
     ("POST", "/api/v1/decision-flows/publish", Publish, "Publish a flow's draft as a new version"),
     ("GET", "/api/v1/decision-flows/versions", Versions, "A flow's published versions (?id=)"),
     ("POST", "/api/v1/decision-flows/rollback", Rollback, "Publish an old version again"),
+    (
+        "POST",
+        "/api/v1/decision-flows/simulate",
+        Simulate,
+        "Send the live flow's recent logged requests through its draft; records nothing",
+    ),
     ("GET", "/api/v1/plugins", Plugins, "List rule files"),
     ("GET", "/api/v1/plugins/{name}", Plugin, "Get a rule file's source"),
     ("PUT", "/api/v1/plugins/{name}", PutPlugin, "Check and install a rule file (text body)"),
@@ -245,9 +252,8 @@ impl Route {
             CreateTenant | CreateKey | Rollback => Some(Role::Admin),
             Entity(_, Op::List | Op::Get) => Some(Role::Viewer),
             Entity(kind, Op::Create | Op::Update | Op::Delete) => Some(ENTITIES[kind].writes),
-            InsertRows | UpsertRows | Publish | Versions | PutPlugin | DeletePlugin | CheckPlugin | TrainModel => {
-                Some(Role::Editor)
-            }
+            InsertRows | UpsertRows | Publish | Simulate | Versions | PutPlugin | DeletePlugin | CheckPlugin
+            | TrainModel => Some(Role::Editor),
             WhoAmI | Rows | Plugins | Plugin | OutcomeTypes | Recommend | Respond | RespondBulk | ExperimentResults
             | Models | Model | ModelUplift | CustomerContacts | Interaction => Some(Role::Viewer),
         }
@@ -376,6 +382,12 @@ impl Route {
             InsertRows | UpsertRows => (json::<h::RowsBody>(), &[201], json::<c::LoadReply>(), &[]),
             Rows => (Body::None, &[200], json::<c::RowsPage>(), ROWS),
             Publish => (json::<h::PublishBody>(), &[200], json::<FlowView>(), &[]),
+            Simulate => (
+                json::<crate::tenant::simulate::SimulateInput>(),
+                &[200],
+                json::<crate::tenant::simulate::Simulation>(),
+                &[],
+            ),
             Versions => (Body::None, &[200], json::<c::VersionList>(), VERSIONS),
             Rollback => (json::<h::RollbackBody>(), &[200], json::<FlowView>(), &[]),
             Plugins => (Body::None, &[200], json::<Vec<c::PluginSummary>>(), &[]),

@@ -212,6 +212,11 @@ impl CompiledFlow {
         self.offers.iter().map(|o| (&o.facts.id, &o.facts.name))
     }
 
+    /// The facts of each offer in the flow's inventory.
+    pub fn offer_facts(&self) -> impl Iterator<Item = &crate::rules::compile::OfferFacts> {
+        self.offers.iter().map(|o| &o.facts)
+    }
+
     /// How many slots a decision uses (for benchmarks and tests).
     pub fn slot_count(&self) -> usize {
         self.layout.len()

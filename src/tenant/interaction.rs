@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
 
-use crate::engine::{Decision, OfferDecision};
+use crate::engine::{Decision, OfferDecision, RecommendRequest};
 use crate::model::{FieldError, ValidationError};
 use crate::store::eventlog::Position;
 use crate::store::keys::{self, Kind};
@@ -48,6 +48,11 @@ pub struct Interaction {
     /// The customer's uplift features when the decision was made (missing ones omitted).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub features: BTreeMap<String, f64>,
+    /// The request's `limit` and `attributes`, as sent (simulation sends them again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub attributes: serde_json::Map<String, serde_json::Value>,
     pub created_at: String,
 }
 
@@ -131,6 +136,22 @@ const RESPONSE: u8 = 2;
 /// A decision record followed by each logged offer's show probability (Thompson
 /// exploration). Records of decisions that did not explore keep the `DECISION` form.
 const EXPLORED_DECISION: u8 = 3;
+/// A decision record, the show probabilities (possibly none), then the request's
+/// `limit` and `attributes` ([`RequestFacts`]), for a request that sent either.
+const REQUESTED_DECISION: u8 = 4;
+
+/// What a request sent beyond the customer and channel, logged so that simulation can
+/// send the same request again. `attributes` is the JSON text of the request's object.
+#[derive(Serialize, Deserialize)]
+struct RequestFacts<'a> {
+    limit: Option<u32>,
+    #[serde(borrow)]
+    attributes: std::borrow::Cow<'a, str>,
+}
+
+fn is_decision(kind: u8) -> bool {
+    matches!(kind, DECISION | EXPLORED_DECISION | REQUESTED_DECISION)
+}
 
 /// A decision as the event log keeps it: compact binary (postcard), the tenant and nonce
 /// first so a lookup can refuse another tenant's record without decoding the rest.
@@ -151,8 +172,8 @@ struct DecisionRecordOut<'a> {
     created_ms: i64,
 }
 
-/// The event-log record of `decision` for `tenant`.
-pub fn decision_record(tenant: &str, decision: &Decision, nonce: u32) -> Vec<u8> {
+/// The event-log record of `decision`, made for `request`, for `tenant`.
+pub fn decision_record(tenant: &str, decision: &Decision, request: &RecommendRequest, nonce: u32) -> Vec<u8> {
     let offers = if decision.control_group { &decision.counterfactual } else { &decision.decisions };
     let features = FeaturesView { names: &decision.logged_features, values: &decision.features };
     // A categorical feature is logged as `name=value` (1.0): the record's format is
@@ -176,19 +197,33 @@ pub fn decision_record(tenant: &str, decision: &Decision, nonce: u32) -> Vec<u8>
         features: features.present().map(|(n, v)| (std::borrow::Cow::Borrowed(n), v)).chain(categories).collect(),
         created_ms: crate::ids::unix_now_millis(),
     };
-    if offers.iter().all(|o| o.show_probability.is_none()) {
-        return postcard::to_allocvec(&record).expect("a decision record serialises");
+    let explored = offers.iter().any(|o| o.show_probability.is_some());
+    let requested = request.limit.is_some() || !request.attributes.is_empty();
+    let kind = match (requested, explored) {
+        (false, false) => return postcard::to_allocvec(&record).expect("a decision record serialises"),
+        (false, true) => EXPLORED_DECISION,
+        (true, _) => REQUESTED_DECISION,
+    };
+    let propensities: Vec<f64> =
+        offers.iter().filter(|_| explored).map(|o| o.show_probability.unwrap_or(f64::NAN)).collect();
+    let bytes = postcard::to_allocvec(&DecisionRecordOut { kind, ..record }).expect("a decision record serialises");
+    let bytes = postcard::to_extend(&propensities, bytes).expect("propensities serialise");
+    if kind == EXPLORED_DECISION {
+        return bytes;
     }
-    let record = DecisionRecordOut { kind: EXPLORED_DECISION, ..record };
-    let propensities: Vec<f64> = offers.iter().map(|o| o.show_probability.unwrap_or(f64::NAN)).collect();
-    let bytes = postcard::to_allocvec(&record).expect("a decision record serialises");
-    postcard::to_extend(&propensities, bytes).expect("propensities serialise")
+    let attributes = if request.attributes.is_empty() {
+        String::new()
+    } else {
+        serde_json::to_string(&request.attributes).expect("JSON values serialise")
+    };
+    let facts = RequestFacts { limit: request.limit, attributes: attributes.into() };
+    postcard::to_extend(&facts, bytes).expect("request facts serialise")
 }
 
 /// The tenant of a decision or response record, read without decoding the rest.
 pub fn record_tenant(payload: &[u8]) -> Option<&str> {
     let (&kind, rest) = payload.split_first()?;
-    if kind != DECISION && kind != EXPLORED_DECISION && kind != RESPONSE {
+    if !is_decision(kind) && kind != RESPONSE {
         return None;
     }
     postcard::take_from_bytes::<&str>(rest).ok().map(|(tenant, _)| tenant)
@@ -221,13 +256,26 @@ pub struct DecisionRef<'a> {
     /// Each offer's show probability, for an explored decision (empty otherwise).
     #[serde(skip)]
     pub propensities: Vec<f64>,
+    /// The request's `limit`, when it sent one.
+    #[serde(skip)]
+    pub limit: Option<u32>,
+    /// The request's `attributes` as JSON text (empty when it sent none).
+    #[serde(skip)]
+    pub attributes: &'a str,
 }
 
 /// Decodes a decision record's body (after its kind byte).
 fn decision_ref(kind: u8, rest: &[u8]) -> Option<DecisionRef<'_>> {
     let (mut d, tail) = postcard::take_from_bytes::<DecisionRef>(rest).ok()?;
-    if kind == EXPLORED_DECISION {
-        d.propensities = postcard::from_bytes(tail).ok()?;
+    match kind {
+        EXPLORED_DECISION => d.propensities = postcard::from_bytes(tail).ok()?,
+        REQUESTED_DECISION => {
+            let (propensities, tail) = postcard::take_from_bytes(tail).ok()?;
+            let facts: RequestFacts<'_> = postcard::from_bytes(tail).ok()?;
+            let std::borrow::Cow::Borrowed(attributes) = facts.attributes else { return None };
+            (d.propensities, d.limit, d.attributes) = (propensities, facts.limit, attributes);
+        }
+        _ => {}
     }
     Some(d)
 }
@@ -245,7 +293,9 @@ pub struct OfferRef<'a> {
 pub fn read_record(payload: &[u8]) -> Option<(&str, Record<'_>)> {
     let (&kind, rest) = payload.split_first()?;
     match kind {
-        DECISION | EXPLORED_DECISION => decision_ref(kind, rest).map(|d| (d.tenant, Record::Decision(d))),
+        DECISION | EXPLORED_DECISION | REQUESTED_DECISION => {
+            decision_ref(kind, rest).map(|d| (d.tenant, Record::Decision(d)))
+        }
         RESPONSE => {
             let tenant = record_tenant(payload)?;
             read_response(payload).map(|(_, r, ms)| (tenant, Record::Response(r, ms)))
@@ -375,7 +425,7 @@ pub fn each_legacy_response(
 /// A decision record at `at` as an [`Interaction`], with its tenant and nonce.
 pub fn read_decision(payload: &[u8], at: Position) -> Option<(String, u32, Interaction)> {
     let (&kind, rest) = payload.split_first()?;
-    if kind != DECISION && kind != EXPLORED_DECISION {
+    if !is_decision(kind) {
         return None;
     }
     let r = decision_ref(kind, rest)?;
@@ -399,6 +449,8 @@ pub fn read_decision(payload: &[u8], at: Position) -> Option<(String, u32, Inter
         control_group: r.control_group,
         offers: offers.collect(),
         features: r.features.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+        limit: r.limit,
+        attributes: serde_json::from_str(r.attributes).unwrap_or_default(),
         created_at,
     };
     Some((r.tenant.to_string(), r.nonce, interaction))
@@ -618,7 +670,7 @@ mod tests {
         let t = crate::demo::tutorial().unwrap();
         let d = t.flow.decide(&crate::demo::request(), &crate::engine::NoSignals, false);
         assert!(!d.logged_features.is_empty(), "the tutorial flow runs a holdout, so features are logged");
-        let record = decision_record("acme", &d, 0xfeed);
+        let record = decision_record("acme", &d, &crate::demo::request(), 0xfeed);
         let at = Position { segment: 3, offset: 4096 };
         assert_eq!(record_tenant(&record), Some("acme"));
         let (tenant, nonce, i) = read_decision(&record, at).unwrap();
@@ -638,5 +690,23 @@ mod tests {
         assert_eq!(i.offers[0].category, "cross-sell");
         assert!(crate::ids::parse_rfc3339(&i.created_at).is_some(), "{}", i.created_at);
         assert_eq!(DecisionId::parse("not-an-id"), None);
+        assert_eq!((i.limit, i.attributes.len()), (None, 0), "the demo request sends neither");
+    }
+
+    /// A request's limit and attributes are logged with its decision, for simulation to
+    /// send again; the record's other fields read as before.
+    #[test]
+    fn a_requests_limit_and_attributes_read_back() {
+        let t = crate::demo::tutorial().unwrap();
+        let mut req = crate::demo::request();
+        req.limit = Some(1);
+        req.attributes = serde_json::json!({"page": "home", "basket": 42.5, "vip": true}).as_object().unwrap().clone();
+        let d = t.flow.decide(&req, &crate::engine::NoSignals, false);
+        let record = decision_record("acme", &d, &req, 7);
+        let (_, _, i) = read_decision(&record, Position { segment: 0, offset: 0 }).unwrap();
+        assert_eq!((i.limit, &i.attributes), (Some(1), &req.attributes));
+        assert_eq!(i.offers.len(), d.count);
+        let Some((_, Record::Decision(r))) = read_record(&record) else { panic!("a decision record") };
+        assert_eq!((r.limit, r.customer_id), (Some(1), "cust_42"));
     }
 }

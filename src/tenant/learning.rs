@@ -367,6 +367,23 @@ impl Learning {
         d
     }
 
+    /// Decides as of `at` (Unix seconds) against `history` instead of the customer's
+    /// recorded contacts, and changes nothing: simulation, which keeps its own contacts.
+    pub fn decide_as_of(
+        &self,
+        flow: &Arc<CompiledFlow>,
+        req: &RecommendRequest,
+        history: &[Contact],
+        at: i64,
+        explain: bool,
+    ) -> Decision {
+        let mut signals = self.signals(flow);
+        (signals.history, signals.at) = (Some(history), Some(at));
+        let mut d = flow.decide(req, &signals, explain);
+        d.dry_run = true;
+        d
+    }
+
     /// Records the offers a customer was shown (or, held out, would have been) as contacts.
     pub fn record_contacts(&self, d: &Decision, now: i64) {
         if !d.decisions.is_empty() || !d.counterfactual.is_empty() {
@@ -407,7 +424,7 @@ impl Learning {
     pub fn signals(&self, flow: &Arc<CompiledFlow>) -> TenantSignals<'_> {
         let uplift = self.uplift_for(flow);
         let aligned = uplift.as_ref().is_some_and(|u| std::ptr::eq(u.aligned.as_ptr(), Arc::as_ptr(flow)));
-        TenantSignals { learning: self, uplift, aligned, history: None }
+        TenantSignals { learning: self, uplift, aligned, history: None, at: None }
     }
 
     /// Counts a recorded response in the propensity counters. Only treated responses
@@ -436,7 +453,7 @@ impl Learning {
 /// and cooldowns as treated ones, so the control arm stands for what treatment would
 /// have done: without them a capped treated customer gets fewer offers than its held-out
 /// twin would have, and the measured effect is biased.
-fn made_contacts(d: &Decision, now: i64) -> impl Iterator<Item = Contact> + '_ {
+pub fn made_contacts(d: &Decision, now: i64) -> impl Iterator<Item = Contact> + '_ {
     let offers = if d.control_group { &d.counterfactual } else { &d.decisions };
     offers.iter().map(move |o| Contact {
         at: now,
@@ -450,7 +467,7 @@ fn made_contacts(d: &Decision, now: i64) -> impl Iterator<Item = Contact> + '_ {
 /// the oldest has expired, and the cap is enforced in steps of `PRUNE_SLACK`, so a
 /// customer decided for again and again (a hot key, a load test) does not pay for
 /// moving the whole history on every decision.
-fn push_into(history: &mut Vec<Contact>, new: impl Iterator<Item = Contact>, now: i64) {
+pub fn push_into(history: &mut Vec<Contact>, new: impl Iterator<Item = Contact>, now: i64) {
     let expired = |c: &Contact| now - c.at >= CONTACT_RETENTION_SECS;
     if history.first().is_some_and(expired) {
         history.retain(|c| !expired(c));
@@ -470,6 +487,8 @@ pub struct TenantSignals<'a> {
     aligned: bool,
     /// The customer's contacts, when the caller already holds them locked.
     history: Option<&'a [Contact]>,
+    /// The decision's time when it is not now (simulation decides as of a logged time).
+    at: Option<i64>,
 }
 
 impl Signals for TenantSignals<'_> {
@@ -499,5 +518,9 @@ impl Signals for TenantSignals<'_> {
             Some(history) => visit(&history),
             None => visit(&[]),
         }
+    }
+
+    fn now(&self) -> i64 {
+        self.at.unwrap_or_else(crate::ids::unix_now)
     }
 }

@@ -30,6 +30,7 @@ pub mod persist;
 pub mod plugins;
 pub mod registry;
 pub mod respond;
+pub mod simulate;
 pub mod views;
 
 use std::collections::HashMap;

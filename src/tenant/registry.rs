@@ -80,9 +80,33 @@ impl TenantHandle {
             return Ok(self.learning.decide_dry(&flow, req, options.explain));
         }
         let mut decision = self.learning.decide(&flow, req, options.explain);
-        self.log_decision(&mut decision);
+        self.log_decision(&mut decision, req);
         self.learning.experiments.decision(&flow.key, &decision.customer_id, decision.control_group);
         Ok(decision)
+    }
+
+    /// Sends the live flow's recent logged requests through its draft (`tenant::simulate`),
+    /// changing nothing; the log is read on a blocking thread.
+    pub async fn simulate(
+        self: &Arc<Self>,
+        input: super::simulate::SimulateInput,
+    ) -> Result<super::simulate::Simulation, TenantError> {
+        let (limit, since) = input.validate()?;
+        let live = self.live_flow(&input.id).ok_or_else(|| {
+            TenantError::NotFound(format!("no published decision flow with id or key `{}` to simulate", input.id))
+        })?;
+        let which = crate::catalog::FlowCandidate::Draft;
+        let draft = self.ask(super::command::CompileCandidate { flow: live.key.to_string(), which }).await?;
+        let t = self.clone();
+        let run = move || {
+            let conversions = super::interaction::conversion_mask(&live);
+            let (logged, outcomes) =
+                super::simulate::load(t.store.as_ref(), &t.id, &live.key, conversions, limit, since)?;
+            Ok(super::simulate::run(&t.learning, &live, &draft, &logged, &outcomes))
+        };
+        tokio::task::spawn_blocking(run)
+            .await
+            .map_err(|e| TenantError::Internal(format!("the simulation failed unexpectedly: {e}")))?
     }
 
     /// A logged decision of this tenant, by the id `/recommend` gave it.
@@ -131,9 +155,9 @@ impl TenantHandle {
     /// `UNACKNOWLEDGED_FLUSH`, without a sync of its own: a crash may lose the last
     /// ~200 ms of decisions (a respond to one of those gets 404), as the sled log did.
     /// (A random-key sled insert per decision was 29% of the server's CPU.)
-    pub fn log_decision(&self, decision: &mut Decision) {
+    pub fn log_decision(&self, decision: &mut Decision, request: &RecommendRequest) {
         let nonce = crate::ids::random_u32();
-        let record = super::interaction::decision_record(&self.id, decision, nonce);
+        let record = super::interaction::decision_record(&self.id, decision, request, nonce);
         match self.store.events().append(&record, false) {
             Ok((at, _)) => {
                 let id = super::interaction::DecisionId { at, nonce }.to_string();
