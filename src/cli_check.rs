@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::client::{error_message, Remote};
 use crate::dsl::error::{locate, render};
 use crate::dsl::{check_source, check_syntax, Context, Diagnostic, Severity};
 use crate::rules::ir::Span;
@@ -141,7 +142,7 @@ fn check_file(against: &Against, file: &Path, name: &str, source: &str) -> Resul
             let checked = check_source(name, source, ctx);
             FileReport { rules: checked.rules.len(), scores: checked.scores.len(), diagnostics: checked.diagnostics }
         }
-        Against::Server(remote) => remote.check(file, source)?,
+        Against::Server(remote) => check_remote(remote, file, source)?,
     })
 }
 
@@ -217,16 +218,6 @@ fn stored_tenant(dir: &Path, tenant: &str) -> Result<Context, String> {
     Ok(catalog.dsl_context())
 }
 
-/// A running server, asked `POST /api/v1/plugins/{name}/check` for each file.
-struct Remote {
-    host: String,
-    port: u16,
-    /// Any path the URL has before `/api/v1` (a server behind a prefix), without a trailing `/`.
-    prefix: String,
-    key: String,
-    runtime: tokio::runtime::Runtime,
-}
-
 /// The `/check` reply's fields the CLI uses.
 #[derive(serde::Deserialize)]
 struct RemoteCheck {
@@ -248,63 +239,18 @@ struct RemoteDiagnostic {
     help: Option<String>,
 }
 
-impl Remote {
-    fn new(url: &str, key: String) -> Result<Remote, String> {
-        let bad = |why: &str| format!("--server `{url}`: {why}");
-        let uri: hyper::Uri = url.parse().map_err(|e| bad(&format!("{e}")))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some(other) => return Err(bad(&format!("{other} is not supported; give the server's http:// address"))),
-            None => return Err(bad("expected a URL such as http://127.0.0.1:8080")),
-        }
-        let host = uri.host().ok_or_else(|| bad("no host"))?.trim_matches(['[', ']']).to_string();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start the runtime: {e}"))?;
-        let prefix = uri.path().trim_end_matches('/').to_string();
-        Ok(Remote { host, port: uri.port_u16().unwrap_or(80), prefix, key, runtime })
+/// A file checked by a running server's `POST /api/v1/plugins/{name}/check`.
+fn check_remote(remote: &Remote, file: &Path, source: &str) -> Result<FileReport, String> {
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let path = format!("/api/v1/plugins/{}/check", encode_segment(&name));
+    let (status, body) = remote.post(&path, "text/plain; charset=utf-8", source.to_string())?;
+    if status != 200 {
+        return Err(format!("{}: the server answered {status}: {}", file.display(), error_message(&body)));
     }
-
-    fn check(&self, file: &Path, source: &str) -> Result<FileReport, String> {
-        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let path = format!("{}/api/v1/plugins/{}/check", self.prefix, encode_segment(&name));
-        let (status, body) = self.runtime.block_on(self.post(&path, source.to_string()))?;
-        if status != 200 {
-            let message = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-            return Err(format!("{}: the server answered {status}: {message}", file.display()));
-        }
-        let reply: RemoteCheck = serde_json::from_slice(&body)
-            .map_err(|e| format!("{}: unexpected reply from the server: {e}", file.display()))?;
-        let diagnostics = reply.diagnostics.into_iter().map(|d| d.into_diagnostic(source)).collect();
-        Ok(FileReport { rules: reply.rules, scores: reply.scores, diagnostics })
-    }
-
-    /// One request on its own connection (a handful of files: no pooling needed).
-    async fn post(&self, path: &str, body: String) -> Result<(u16, bytes::Bytes), String> {
-        use http_body_util::{BodyExt, Full};
-        let unreachable =
-            |e: &dyn std::fmt::Display| format!("cannot reach the server at {}:{}: {e}", self.host, self.port);
-        let stream =
-            tokio::net::TcpStream::connect((self.host.as_str(), self.port)).await.map_err(|e| unreachable(&e))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| unreachable(&e))?;
-        tokio::spawn(connection);
-        let request = hyper::Request::post(path)
-            .header(hyper::header::HOST, format!("{}:{}", self.host, self.port))
-            .header("x-api-key", &self.key)
-            .header(hyper::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-            .body(Full::new(bytes::Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
-        let response = sender.send_request(request).await.map_err(|e| unreachable(&e))?;
-        let status = response.status().as_u16();
-        let body = response.into_body().collect().await.map_err(|e| unreachable(&e))?.to_bytes();
-        Ok((status, body))
-    }
+    let reply: RemoteCheck = serde_json::from_slice(&body)
+        .map_err(|e| format!("{}: unexpected reply from the server: {e}", file.display()))?;
+    let diagnostics = reply.diagnostics.into_iter().map(|d| d.into_diagnostic(source)).collect();
+    Ok(FileReport { rules: reply.rules, scores: reply.scores, diagnostics })
 }
 
 impl RemoteDiagnostic {

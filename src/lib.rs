@@ -23,6 +23,8 @@
 pub mod api;
 pub mod catalog;
 pub mod cli_check;
+pub mod cli_simulate;
+pub mod client;
 pub mod demo;
 pub mod dsl;
 pub mod engine;

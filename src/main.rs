@@ -19,6 +19,8 @@ enum Cmd {
     Serve(arbiter::serve::ServeArgs),
     /// Check rule files; exit 0 when clean, 1 with errors, 2 on bad usage
     Check(arbiter::cli_check::CheckArgs),
+    /// Send a flow's recent logged requests through its draft on a running server; print what changes
+    Simulate(arbiter::cli_simulate::SimulateArgs),
     /// Build the cross-sell tutorial in-process and print the decision for cust_42
     Demo {
         /// Add the score breakdown and why every other offer was removed
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Cmd::Serve(args) => arbiter::serve::main(&args),
         Cmd::Check(args) => arbiter::cli_check::run(&args),
+        Cmd::Simulate(args) => arbiter::cli_simulate::run(&args),
         Cmd::Demo { explain } => demo(explain),
     }
 }

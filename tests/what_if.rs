@@ -229,3 +229,33 @@ async fn a_draft_is_simulated_on_the_live_flows_logged_requests() {
         assert!(message.contains(names), "{body}: `{message}` should name `{names}`");
     }
 }
+
+/// `arbiter simulate` prints the same answer as a table, and a refusal as an error.
+#[tokio::test]
+async fn arbiter_simulate_prints_the_simulation_as_a_table() {
+    let server = TestServer::start().await;
+    let api = &server.admin;
+    tutorial_setup(api).await;
+    for _ in 0..3 {
+        api.post("/api/v1/recommend", &recommend_body(json!({}))).await.expect(200);
+    }
+    let url = format!("http://{}", server.addr);
+    let run = |flow: &'static str| {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_arbiter"))
+                .args(["simulate", flow, "--server", &url, "--key", support::ADMIN_KEY])
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run("cross-sell").await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.starts_with("cross-sell: 3 logged requests, 0 changed by the draft"), "{text}");
+    assert!(text.contains("Rewards credit card") && text.contains("100.0 %"), "{text}");
+    assert!(text.contains("no estimate: ") && text.contains("thompson"), "{text}");
+    let refused = run("nope").await.unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("404"), "{refused:?}");
+}
