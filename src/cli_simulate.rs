@@ -119,6 +119,9 @@ pub fn table(flow: &str, sim: &Value) -> String {
         let e = &estimate[key];
         let interval = |k: &str| {
             let i = &e[k];
+            if i.is_null() {
+                return "-".to_string();
+            }
             let f = |f: &str| i[f].as_f64().unwrap_or(f64::NAN);
             format!("{:.4} [{:.4}, {:.4}]", f("value"), f("low"), f("high"))
         };

@@ -120,7 +120,7 @@ async fn one_seed(t: &Arc<TenantHandle>, seed: u64) -> (f64, [Interval; 3], usiz
     let e = sim.estimate.unwrap_or_else(|| panic!("explored decisions give an estimate: {}", sim.estimate_note));
     assert_eq!(e.requests, treated.len());
     let c = e.conversions;
-    (truth_rate, [c.ips, c.snips, c.doubly_robust], sim.changed)
+    (truth_rate, [c.ips, c.snips.expect("the draft shows logged offers"), c.doubly_robust], sim.changed)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -287,6 +287,8 @@ async fn recommend(app: &App, t: &TenantHandle, req: Request<Incoming>) -> Reply
     let r: RecommendRequest = body(req, app.body_limit).await?;
     let decision = match candidate_flow(&r, dry_run)? {
         Some(which) => {
+            // Checked before the compile, which a bad request should not cost.
+            r.validate()?;
             let key = r.decision_flow_key.clone().unwrap_or_default();
             let flow = t.ask(c::CompileCandidate { flow: key, which }).await?;
             t.dry_run(&flow, &r, explain)?

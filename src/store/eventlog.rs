@@ -66,6 +66,8 @@ pub trait EventStore: Send + Sync + 'static {
     fn replay(&self, segments: Range<u32>, each: &mut dyn FnMut(Position, &[u8])) -> Result<(), StoreError>;
     /// Where the next append goes: every segment before its segment is closed.
     fn end(&self) -> Position;
+    /// The segments on disk, oldest first (retention removes the oldest).
+    fn segments(&self) -> Result<Vec<u32>, StoreError>;
     /// Removes the segments last written before `cutoff`; returns how many.
     fn drop_before(&self, cutoff: SystemTime) -> Result<usize, StoreError>;
     /// Replaces the checkpoint (durably: synced, then renamed into place).
@@ -318,6 +320,11 @@ impl EventStore for EventLog {
             scan(file, limit, |offset, payload| each(Position { segment, offset: offset as u32 }, payload))?;
         }
         Ok(())
+    }
+
+    fn segments(&self) -> Result<Vec<u32>, StoreError> {
+        let current = self.shared.lock().segment;
+        Ok(segments(&self.shared.dir)?.into_iter().filter(|s| *s <= current).collect())
     }
 
     fn drop_before(&self, cutoff: SystemTime) -> Result<usize, StoreError> {

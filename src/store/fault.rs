@@ -117,6 +117,10 @@ impl EventStore for FaultyStore {
         self.inner.events().end()
     }
 
+    fn segments(&self) -> Result<Vec<u32>, StoreError> {
+        self.inner.events().segments()
+    }
+
     fn drop_before(&self, cutoff: std::time::SystemTime) -> Result<usize, StoreError> {
         self.inner.events().drop_before(cutoff)
     }

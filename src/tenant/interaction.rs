@@ -48,11 +48,17 @@ pub struct Interaction {
     /// The customer's uplift features when the decision was made (missing ones omitted).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub features: BTreeMap<String, f64>,
-    /// The request's `limit` and `attributes`, as sent (simulation sends them again).
+    /// The request's `placement`, `limit` and `attributes`, as sent (simulation sends
+    /// them again). Attributes over [`MAX_LOGGED_ATTRIBUTES`] bytes of JSON are not
+    /// logged (`attributesOmitted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub attributes: serde_json::Map<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub attributes_omitted: bool,
     pub created_at: String,
 }
 
@@ -137,16 +143,25 @@ const RESPONSE: u8 = 2;
 /// exploration). Records of decisions that did not explore keep the `DECISION` form.
 const EXPLORED_DECISION: u8 = 3;
 /// A decision record, the show probabilities (possibly none), then the request's
-/// `limit` and `attributes` ([`RequestFacts`]), for a request that sent either.
+/// `placement`, `limit` and `attributes` ([`RequestFacts`]), for a request that sent any.
+/// (A binary older than this kind skips these records.)
 const REQUESTED_DECISION: u8 = 4;
 
+/// The most request attributes a decision record keeps, as JSON text: a record stays
+/// small, and a body near the size limit still logs its decision.
+pub const MAX_LOGGED_ATTRIBUTES: usize = 4096;
+
 /// What a request sent beyond the customer and channel, logged so that simulation can
-/// send the same request again. `attributes` is the JSON text of the request's object.
+/// send the same request again. `attributes` is the JSON text of the request's object,
+/// empty when it sent none or when it was over [`MAX_LOGGED_ATTRIBUTES`] (`omitted`).
 #[derive(Serialize, Deserialize)]
 struct RequestFacts<'a> {
+    #[serde(borrow)]
+    placement: Option<&'a str>,
     limit: Option<u32>,
     #[serde(borrow)]
     attributes: std::borrow::Cow<'a, str>,
+    omitted: bool,
 }
 
 fn is_decision(kind: u8) -> bool {
@@ -198,7 +213,7 @@ pub fn decision_record(tenant: &str, decision: &Decision, request: &RecommendReq
         created_ms: crate::ids::unix_now_millis(),
     };
     let explored = offers.iter().any(|o| o.show_probability.is_some());
-    let requested = request.limit.is_some() || !request.attributes.is_empty();
+    let requested = request.limit.is_some() || request.placement.is_some() || !request.attributes.is_empty();
     let kind = match (requested, explored) {
         (false, false) => return postcard::to_allocvec(&record).expect("a decision record serialises"),
         (false, true) => EXPLORED_DECISION,
@@ -211,12 +226,17 @@ pub fn decision_record(tenant: &str, decision: &Decision, request: &RecommendReq
     if kind == EXPLORED_DECISION {
         return bytes;
     }
-    let attributes = if request.attributes.is_empty() {
+    let mut attributes = if request.attributes.is_empty() {
         String::new()
     } else {
         serde_json::to_string(&request.attributes).expect("JSON values serialise")
     };
-    let facts = RequestFacts { limit: request.limit, attributes: attributes.into() };
+    let omitted = attributes.len() > MAX_LOGGED_ATTRIBUTES;
+    if omitted {
+        attributes.clear();
+    }
+    let placement = request.placement.as_deref();
+    let facts = RequestFacts { placement, limit: request.limit, attributes: attributes.into(), omitted };
     postcard::to_extend(&facts, bytes).expect("request facts serialise")
 }
 
@@ -256,12 +276,25 @@ pub struct DecisionRef<'a> {
     /// Each offer's show probability, for an explored decision (empty otherwise).
     #[serde(skip)]
     pub propensities: Vec<f64>,
-    /// The request's `limit`, when it sent one.
+    /// The request's `placement` and `limit`, when it sent them.
+    #[serde(skip)]
+    pub placement: Option<&'a str>,
     #[serde(skip)]
     pub limit: Option<u32>,
-    /// The request's `attributes` as JSON text (empty when it sent none).
+    /// The request's `attributes` as JSON text (empty when it sent none, or when they
+    /// were too large to log: `attributes_omitted`).
     #[serde(skip)]
     pub attributes: &'a str,
+    #[serde(skip)]
+    pub attributes_omitted: bool,
+}
+
+/// A string postcard decoded without copying (always, from a payload in memory).
+fn borrowed(c: std::borrow::Cow<'_, str>) -> Option<&str> {
+    match c {
+        std::borrow::Cow::Borrowed(s) => Some(s),
+        std::borrow::Cow::Owned(_) => None,
+    }
 }
 
 /// Decodes a decision record's body (after its kind byte).
@@ -272,8 +305,8 @@ fn decision_ref(kind: u8, rest: &[u8]) -> Option<DecisionRef<'_>> {
         REQUESTED_DECISION => {
             let (propensities, tail) = postcard::take_from_bytes(tail).ok()?;
             let facts: RequestFacts<'_> = postcard::from_bytes(tail).ok()?;
-            let std::borrow::Cow::Borrowed(attributes) = facts.attributes else { return None };
-            (d.propensities, d.limit, d.attributes) = (propensities, facts.limit, attributes);
+            (d.propensities, d.placement, d.limit) = (propensities, facts.placement, facts.limit);
+            (d.attributes, d.attributes_omitted) = (borrowed(facts.attributes)?, facts.omitted);
         }
         _ => {}
     }
@@ -449,8 +482,10 @@ pub fn read_decision(payload: &[u8], at: Position) -> Option<(String, u32, Inter
         control_group: r.control_group,
         offers: offers.collect(),
         features: r.features.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+        placement: r.placement.map(str::to_string),
         limit: r.limit,
         attributes: serde_json::from_str(r.attributes).unwrap_or_default(),
+        attributes_omitted: r.attributes_omitted,
         created_at,
     };
     Some((r.tenant.to_string(), r.nonce, interaction))
@@ -700,11 +735,20 @@ mod tests {
         let t = crate::demo::tutorial().unwrap();
         let mut req = crate::demo::request();
         req.limit = Some(1);
+        req.placement = Some("hero".into());
         req.attributes = serde_json::json!({"page": "home", "basket": 42.5, "vip": true}).as_object().unwrap().clone();
         let d = t.flow.decide(&req, &crate::engine::NoSignals, false);
         let record = decision_record("acme", &d, &req, 7);
         let (_, _, i) = read_decision(&record, Position { segment: 0, offset: 0 }).unwrap();
-        assert_eq!((i.limit, &i.attributes), (Some(1), &req.attributes));
+        assert_eq!((i.limit, &i.attributes, i.placement.as_deref()), (Some(1), &req.attributes, Some("hero")));
+        assert!(!i.attributes_omitted);
+        // Attributes too large to log are left out, and the record says so.
+        let big = "x".repeat(MAX_LOGGED_ATTRIBUTES);
+        req.attributes = serde_json::json!({"note": big}).as_object().unwrap().clone();
+        let (_, _, i) =
+            read_decision(&decision_record("acme", &d, &req, 7), Position { segment: 0, offset: 0 }).unwrap();
+        assert!(i.attributes.is_empty() && i.attributes_omitted, "{i:?}");
+        assert_eq!(i.limit, Some(1));
         assert_eq!(i.offers.len(), d.count);
         let Some((_, Record::Decision(r))) = read_record(&record) else { panic!("a decision record") };
         assert_eq!((r.limit, r.customer_id), (Some(1), "cust_42"));

@@ -1,12 +1,15 @@
-//! `POST /decision-flows/simulate`: the live flow's most recent logged requests sent
-//! again through a draft, with no side effects, and what the draft would have changed.
+//! `POST /decision-flows/simulate`: a flow's most recent logged requests (of any of its
+//! versions) sent again through its draft, with no side effects, and what the draft
+//! would have changed against what was shown then.
 //!
 //! Requests are re-decided in log order, each as of its logged time, against contacts
-//! the simulation keeps itself (what the draft would have shown so far), so caps and
-//! cooldowns act as they would have. Customer rows are today's. Held-out requests are
-//! left out: nothing was shown to them. Where the logged decisions carry show
-//! probabilities (Thompson exploration), the draft's conversions and revenue per request
-//! are estimated off-policy from the logged outcomes (IPS, SNIPS, doubly robust).
+//! the simulation keeps itself: what the draft would have shown within the simulated
+//! requests, starting from none (contacts made before the first simulated request, or by
+//! other flows, are not counted). Customer rows and learned counters are today's.
+//! Held-out requests are left out: nothing was shown to them. Where the logged decisions
+//! carry show probabilities (Thompson exploration), the draft's conversions and revenue
+//! per request are estimated off-policy from the logged outcomes (IPS, SNIPS, doubly
+//! robust).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -99,7 +102,8 @@ pub struct Estimators {
     /// What the live flow got per request (observed).
     pub live: f64,
     pub ips: Interval,
-    pub snips: Interval,
+    /// Null when no logged offer is one the draft shows (its weights sum to zero).
+    pub snips: Option<Interval>,
     pub doubly_robust: Interval,
 }
 
@@ -125,7 +129,7 @@ pub struct Logged {
 type Outcomes = HashMap<(String, Arc<str>), (bool, Option<f64>)>;
 
 /// Reads the `limit` most recent treated requests of `flow_key` logged since `since_ms`
-/// (oldest first), and the conversions recorded for them, from the newest segments back:
+/// (oldest first), and the conversions recorded for them, from the newest segment back:
 /// the cost is that of the segments read, not of the whole log.
 pub fn load(
     store: &dyn Storage,
@@ -136,10 +140,10 @@ pub fn load(
     since_ms: i64,
 ) -> Result<(Vec<Logged>, Outcomes), StoreError> {
     let events = store.events();
-    let mut segments: Vec<Vec<Logged>> = Vec::new();
+    let mut read: Vec<Vec<Logged>> = Vec::new();
     let mut outcomes = Outcomes::new();
-    let (mut found, mut segment) = (0, events.end().segment);
-    loop {
+    let mut found = 0;
+    for segment in events.segments()?.into_iter().rev() {
         let mut here = Vec::new();
         let mut oldest = i64::MAX;
         events.replay(segment..segment + 1, &mut |at, payload| match read_record(payload) {
@@ -153,6 +157,7 @@ pub fn load(
                 let request = RecommendRequest {
                     customer_id: d.customer_id.to_string(),
                     channel: d.channel.map(str::to_string),
+                    placement: d.placement.map(str::to_string),
                     limit: d.limit,
                     decision_flow_key: Some(flow_key.to_string()),
                     attributes,
@@ -173,13 +178,12 @@ pub fn load(
             _ => {}
         })?;
         found += here.len();
-        segments.push(here);
-        if found >= limit || oldest < since_ms || segment == 0 {
+        read.push(here);
+        if found >= limit || oldest < since_ms {
             break;
         }
-        segment -= 1;
     }
-    let mut logged: Vec<Logged> = segments.into_iter().rev().flatten().collect();
+    let mut logged: Vec<Logged> = read.into_iter().rev().flatten().collect();
     logged.drain(..logged.len().saturating_sub(limit));
     Ok((logged, outcomes))
 }
@@ -244,7 +248,7 @@ fn why_dropped(d: &Decision, offer: &str) -> String {
             (None, Some(policy)) => format!("policy: {}", policy.name),
             (None, None) => format!("node: {}", r.node_id),
         },
-        // Not an offer of the draft's inventory (or ranked below its limit).
+        // Not in the draft's inventory, or the customer is in the draft's holdout.
         None => "not a candidate".to_string(),
     }
 }
@@ -256,16 +260,19 @@ fn estimate(
     outcomes: &Outcomes,
     values: &HashMap<&str, f64>,
 ) -> (Option<Estimate>, String) {
-    let explored: Vec<(&Logged, &Decision)> = logged
-        .iter()
-        .zip(drafted)
-        .filter(|(l, _)| !l.shown.is_empty() && l.shown.iter().all(|(_, p)| p.is_some()))
-        .collect();
-    if explored.is_empty() {
+    if logged.is_empty() {
+        return (None, "no logged requests of this flow in the window asked for".to_string());
+    }
+    // A request explored when each offer it showed has its probability; one that showed
+    // nothing counts too (it adds 0 to IPS, its direct-method term to DR) once the log
+    // shows that the flow explores at all.
+    if !logged.iter().any(|l| l.shown.iter().any(|(_, p)| p.is_some())) {
         let note = "the live flow's logged decisions carry no show probabilities: with `exploration: \"thompson\"` \
                     on its Score node each shown offer's probability is logged, and the draft can be estimated";
         return (None, note.to_string());
     }
+    let explored: Vec<(&Logged, &Decision)> =
+        logged.iter().zip(drafted).filter(|(l, _)| l.shown.iter().all(|(_, p)| p.is_some())).collect();
     let outcome = |l: &Logged, offer: &Arc<str>| {
         let got = outcomes.get(&(l.interaction_id.clone(), offer.clone()));
         let converted = got.is_some_and(|o| o.0);
@@ -288,14 +295,13 @@ fn estimate(
     let model = |offer: &Arc<str>| shows.get(offer).map_or((0.0, 0.0), |s| (s.1 / s.0, s.2 / s.0));
     let mut terms = Terms::default();
     for (l, d) in &explored {
-        let picked = |offer: &Arc<str>| {
-            d.decisions.iter().find(|o| &o.offer_id == offer).map_or(0.0, |o| o.show_probability.unwrap_or(1.0))
-        };
+        // The draft's slate as decided is one draw of its policy (a Thompson draft's too),
+        // so 1 for each offer in it is an unbiased stand-in for the draft's probability.
+        let picked = |offer: &Arc<str>| f64::from(u8::from(d.decisions.iter().any(|o| &o.offer_id == offer)));
         let mut row = Row::default();
         for o in &d.decisions {
-            let pi = o.show_probability.unwrap_or(1.0);
             let (c, v) = model(&o.offer_id);
-            (row.dm_c, row.dm_v, row.size) = (row.dm_c + pi * c, row.dm_v + pi * v, row.size + pi);
+            (row.dm_c, row.dm_v, row.size) = (row.dm_c + c, row.dm_v + v, row.size + 1.0);
         }
         for (offer, p) in &l.shown {
             let (pi, p) = (picked(offer), p.expect("filtered to explored decisions"));
@@ -317,9 +323,10 @@ fn estimate(
         revenue: terms.estimators(|r| (r.live_v, r.ips_v, r.dm_v + r.dr_v)),
     };
     let note = format!(
-        "{} of {} requests carry show probabilities; estimates are per request, with 95 % normal intervals",
+        "{} of {} requests carry show probabilities; estimates are per request, with 95 % normal intervals{}",
         explored.len(),
-        logged.len()
+        logged.len(),
+        if explored.len() < 30 { " (too few requests for the intervals to be trusted)" } else { "" }
     );
     (Some(estimate), note)
 }
@@ -353,19 +360,19 @@ impl Terms {
         let live = picked.iter().map(|t| t.0).sum::<f64>() / n;
         let ips = mean_interval(picked.iter().map(|t| t.1));
         let doubly_robust = mean_interval(picked.iter().map(|t| t.2));
-        // SNIPS: IPS over the mean importance weight, scaled by the draft's expected slate
-        // size (the weight's expectation); a ratio's interval by the delta method.
+        // SNIPS: IPS over the mean importance weight, scaled by the draft's mean slate
+        // size — the weight's expectation where the live flow could show every offer the
+        // draft shows; a ratio's interval by the delta method (the size's own variance is
+        // left out).
         let weights: f64 = self.rows.iter().map(|r| r.weight).sum();
         let size = self.rows.iter().map(|r| r.size).sum::<f64>() / n;
-        let snips = if weights > 0.0 {
+        let snips = (weights > 0.0).then(|| {
             let ratio = picked.iter().map(|t| t.1).sum::<f64>() / weights;
             let residual: f64 = self.rows.iter().zip(&picked).map(|(r, t)| (t.1 - ratio * r.weight).powi(2)).sum();
             let se = residual.sqrt() / weights * size;
             let value = ratio * size;
             Interval { value, low: value - Z95 * se, high: value + Z95 * se }
-        } else {
-            Interval { value: 0.0, low: 0.0, high: 0.0 }
-        };
+        });
         Estimators { live, ips, snips, doubly_robust }
     }
 }
