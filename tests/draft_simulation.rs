@@ -80,14 +80,7 @@ async fn one_seed(t: &Arc<TenantHandle>, seed: u64) -> (f64, [Interval; 3], usiz
         treated.push(c);
         for o in &d.decisions {
             let converted = rng.uniform() < truth(&o.offer_name, c);
-            outcomes.push(RespondInput {
-                customer_id: c.id.clone(),
-                recommendation_id: Some(d.recommendation_id.clone()),
-                offer_id: Some(o.offer_id.to_string()),
-                outcome: if converted { "convert" } else { "dismiss" }.into(),
-                idempotency_key: Some(format!("{}:{}", d.recommendation_id, o.offer_id)),
-                ..RespondInput::default()
-            });
+            outcomes.push(RespondInput::for_offer(&d, o, if converted { "convert" } else { "dismiss" }));
         }
     }
     for chunk in outcomes.chunks(500) {

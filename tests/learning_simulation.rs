@@ -111,13 +111,8 @@ impl Sim {
                     (false, true) => continue,
                 };
                 outcomes.push(RespondInput {
-                    customer_id: c.id.clone(),
-                    recommendation_id: Some(d.recommendation_id.clone()),
-                    offer_id: Some(o.offer_id.to_string()),
-                    outcome: outcome.into(),
-                    idempotency_key: Some(format!("{}:{}", d.recommendation_id, o.offer_id)),
                     conversion_value: converted.then_some(if &*o.offer_name == CARD { 90.0 } else { 40.0 }),
-                    ..RespondInput::default()
+                    ..RespondInput::for_offer(&d, o, outcome)
                 });
             }
         }

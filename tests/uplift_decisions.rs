@@ -118,14 +118,7 @@ impl Sim {
                     (false, false) => "dismiss",
                     (false, true) => continue,
                 };
-                outcomes.push(RespondInput {
-                    customer_id: c.id.clone(),
-                    recommendation_id: Some(d.recommendation_id.clone()),
-                    offer_id: Some(o.offer_id.to_string()),
-                    outcome: outcome.into(),
-                    idempotency_key: Some(format!("{}:{}", d.recommendation_id, o.offer_id)),
-                    ..RespondInput::default()
-                });
+                outcomes.push(RespondInput::for_offer(&d, o, outcome));
             }
         }
         for chunk in outcomes.chunks(512) {
@@ -281,23 +274,9 @@ async fn held_out_customers_are_capped_like_treated_ones() {
             for o in offers {
                 // No offer has any effect: 30 % convert, shown or not.
                 if sim.rng.uniform() < 0.3 {
-                    outcomes.push(RespondInput {
-                        customer_id: c.id.clone(),
-                        recommendation_id: Some(d.recommendation_id.clone()),
-                        offer_id: Some(o.offer_id.to_string()),
-                        outcome: "convert".into(),
-                        idempotency_key: Some(format!("{}:{}", d.recommendation_id, o.offer_id)),
-                        ..RespondInput::default()
-                    });
+                    outcomes.push(RespondInput::for_offer(&d, o, "convert"));
                 } else if !d.control_group {
-                    outcomes.push(RespondInput {
-                        customer_id: c.id.clone(),
-                        recommendation_id: Some(d.recommendation_id.clone()),
-                        offer_id: Some(o.offer_id.to_string()),
-                        outcome: "dismiss".into(),
-                        idempotency_key: Some(format!("{}:{}", d.recommendation_id, o.offer_id)),
-                        ..RespondInput::default()
-                    });
+                    outcomes.push(RespondInput::for_offer(&d, o, "dismiss"));
                 }
             }
         }
@@ -349,14 +328,7 @@ async fn a_text_fields_values_are_one_hot_features() {
         for o in offers {
             let converted = sim.rng.uniform() < p_convert(&o.offer_name, c, !d.control_group);
             if converted || !d.control_group {
-                outcomes.push(RespondInput {
-                    customer_id: c.id.clone(),
-                    recommendation_id: Some(d.recommendation_id.clone()),
-                    offer_id: Some(o.offer_id.to_string()),
-                    outcome: if converted { "convert" } else { "dismiss" }.into(),
-                    idempotency_key: Some(format!("{}:{}", d.recommendation_id, o.offer_id)),
-                    ..RespondInput::default()
-                });
+                outcomes.push(RespondInput::for_offer(&d, o, if converted { "convert" } else { "dismiss" }));
             }
         }
     }

@@ -582,6 +582,19 @@ pub struct RespondInput {
 }
 
 impl RespondInput {
+    /// An outcome for one offer of a logged decision, keyed by the (decision, offer) pair
+    /// so that sending it again records it once.
+    pub fn for_offer(d: &Decision, offer: &OfferDecision, outcome: &str) -> RespondInput {
+        RespondInput {
+            customer_id: d.customer_id.clone(),
+            recommendation_id: Some(d.recommendation_id.clone()),
+            offer_id: Some(offer.offer_id.to_string()),
+            outcome: outcome.into(),
+            idempotency_key: Some(format!("{}:{}", d.recommendation_id, offer.offer_id)),
+            ..RespondInput::default()
+        }
+    }
+
     /// Checks the fields that do not need the log; returns the interaction id to load.
     pub fn validate(&self) -> Result<String, ValidationError> {
         let mut errors = Vec::new();
