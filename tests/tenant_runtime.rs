@@ -448,6 +448,7 @@ fn learned_state(t: &TenantHandle, customers: &[String]) -> Value {
         "experiment": [treated, control, both],
         "contacts": contacts,
         "keys": t.learning.keys.lock().len(),
+        "interactions": customers.iter().map(|c| t.learning.decisions_of(c).iter().map(|d| d.to_string()).collect::<Vec<_>>()).collect::<Vec<_>>(),
     })
 }
 
@@ -509,9 +510,10 @@ async fn a_checkpoint_and_its_tail_restore_what_a_full_replay_does() {
     std::fs::remove_file(dir.join("events").join("checkpoint")).unwrap();
     let replayed = restart().await;
     assert_eq!(from_checkpoint, replayed, "checkpoint + tail = the whole log");
-    for part in ["counters", "experiment", "keys"] {
+    for part in ["counters", "experiment", "keys", "interactions"] {
         assert_eq!(from_checkpoint[part], live[part], "{part}: as counted live");
     }
+    assert_eq!(live["interactions"][0].as_array().unwrap().len(), 3, "three decisions per customer");
     assert!(live["keys"].as_u64().unwrap() > 60, "the traffic recorded responses: {}", live["keys"]);
     // The start that replayed the whole log checkpointed again: a third start uses it.
     assert_eq!(restart().await, replayed);

@@ -259,3 +259,36 @@ async fn arbiter_simulate_prints_the_simulation_as_a_table() {
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("404"), "{refused:?}");
 }
+
+/// A customer's logged decisions page newest first, and are still listed after a restart
+/// (rebuilt from the checkpoint and the log).
+#[tokio::test]
+async fn a_customers_interactions_page_newest_first_across_a_restart() {
+    let server = TestServer::start().await;
+    let api = &server.admin;
+    tutorial_setup(api).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let d = api.post("/api/v1/recommend", &recommend_body(json!({"attributes": {"page": "home"}}))).await;
+        ids.push(d.expect(200)["recommendationId"].as_str().unwrap().to_string());
+    }
+    api.post("/api/v1/recommend?dryRun=true", &recommend_body(json!({}))).await.expect(200);
+    ids.reverse();
+    let listed = |page: Value| {
+        page["data"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
+
+    let server = server.restart().await;
+    let api = &server.admin;
+    let first = api.get("/api/v1/customers/cust_42/interactions?limit=2").await.expect(200);
+    assert_eq!(listed(first.clone()), ids[..2], "newest first, the dry run not among them: {first}");
+    assert_eq!((&first["pagination"]["hasMore"], &first["pagination"]["total"]), (&json!(true), &json!(3)));
+    assert_eq!(first["data"][0]["attributes"]["page"], "home", "{first}");
+    let cursor = first["pagination"]["cursor"].as_str().unwrap();
+    let second = api.get(&format!("/api/v1/customers/cust_42/interactions?limit=2&cursor={cursor}")).await.expect(200);
+    assert_eq!(listed(second.clone()), ids[2..]);
+    assert_eq!(second["pagination"]["hasMore"], false);
+    let bad = api.get("/api/v1/customers/cust_42/interactions?cursor=nope").await;
+    assert!(bad.expect_error(400, "BAD_REQUEST").contains("cursor"));
+    api.get("/api/v1/customers/nobody/interactions").await.expect_error(404, "NOT_FOUND");
+}

@@ -66,6 +66,11 @@ pub async fn dispatch(app: &Arc<App>, route: Route, params: Params, req: Request
             // The id is not echoed: another tenant's customer ids are not ours to confirm.
             ok(&found.ok_or_else(|| ApiError::NotFound("no contacts are recorded for this customer".into()))?)
         }
+        Route::CustomerInteractions => {
+            let page = Page::from_query(req.uri().query())?;
+            let found = tenant.customer_interactions(&id(), page.limit, page.cursor.as_deref())?;
+            ok(&found.ok_or_else(|| ApiError::NotFound("no logged decisions for this customer".into()))?)
+        }
         Route::Interaction => {
             let found = tenant.interaction(&id())?;
             ok(&found.ok_or_else(|| ApiError::NotFound(format!("interaction `{}` not found", id())))?)

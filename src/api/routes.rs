@@ -36,6 +36,7 @@ pub enum Route {
     OutcomeTypes,
     ExperimentResults,
     CustomerContacts,
+    CustomerInteractions,
     Interaction,
     Models,
     Model,
@@ -197,6 +198,12 @@ const FIXED: &[(&str, &str, Route, &str)] = &[
         "Holdout vs treated statistics of a flow (key or id)",
     ),
     ("GET", "/api/v1/customers/{id}/contacts", CustomerContacts, "The contacts a customer's policies count"),
+    (
+        "GET",
+        "/api/v1/customers/{id}/interactions",
+        CustomerInteractions,
+        "A customer's logged decisions, newest first (limit, cursor)",
+    ),
     ("GET", "/api/v1/interactions/{id}", Interaction, "A logged decision (an interaction or recommendation id)"),
     ("GET", "/api/v1/algorithm-models", Models, "Uplift models: one per live flow"),
     ("GET", "/api/v1/algorithm-models/{id}", Model, "A flow's uplift model (flow id or key)"),
@@ -255,7 +262,9 @@ impl Route {
             InsertRows | UpsertRows | Publish | Simulate | Versions | PutPlugin | DeletePlugin | CheckPlugin
             | TrainModel => Some(Role::Editor),
             WhoAmI | Rows | Plugins | Plugin | OutcomeTypes | Recommend | Respond | RespondBulk | ExperimentResults
-            | Models | Model | ModelUplift | CustomerContacts | Interaction => Some(Role::Viewer),
+            | Models | Model | ModelUplift | CustomerContacts | CustomerInteractions | Interaction => {
+                Some(Role::Viewer)
+            }
         }
     }
 
@@ -348,6 +357,10 @@ const VERSIONS: &[QueryParam] = &[
     QueryParam { range: Some((1, 100)), ..param("limit", "integer", "Versions per page, 1 to 100 (default 25)") },
     param("cursor", "string", "`pagination.cursor` of the previous page (a version number)"),
 ];
+const INTERACTIONS: &[QueryParam] = &[
+    QueryParam { range: Some((1, 100)), ..param("limit", "integer", "Interactions per page, 1 to 100 (default 25)") },
+    param("cursor", "string", "`pagination.cursor` of the previous page (an interaction id)"),
+];
 const RECOMMEND: &[QueryParam] = &[
     param("explain", "boolean", "Explain each score and every removed offer"),
     param(
@@ -407,6 +420,9 @@ impl Route {
             ExperimentResults => (Body::None, &[200], json::<crate::tenant::measure::ExperimentResults>(), &[]),
             Models => (Body::None, &[200], json::<h::ModelList>(), &[]),
             CustomerContacts => (Body::None, &[200], json::<crate::tenant::views::CustomerContacts>(), &[]),
+            CustomerInteractions => {
+                (Body::None, &[200], json::<crate::tenant::views::CustomerInteractions>(), INTERACTIONS)
+            }
             Interaction => (Body::None, &[200], json::<crate::tenant::interaction::Interaction>(), &[]),
             Model | TrainModel => (Body::None, &[200], json::<crate::tenant::measure::ModelSummary>(), &[]),
             ModelUplift => (Body::None, &[200], json::<crate::tenant::measure::CustomerUplift>(), UPLIFT),

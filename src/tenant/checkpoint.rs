@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::experiment::Seen;
 use super::idempotency::Keyed;
-use super::interaction::{each_legacy_decision, each_legacy_response, response_record};
+use super::interaction::{each_legacy_decision, each_legacy_response, response_record, DecisionId};
 use super::learning::{Learning, Replay};
 use crate::engine::contact::Contact;
 use crate::learn::propensity::{CounterBank, CounterSnapshot};
@@ -30,7 +30,7 @@ use crate::store::keys::{self, Kind};
 use crate::store::{Batch, Storage, StoreError};
 
 /// Bumped when the layout changes: a checkpoint of another format is ignored.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 
 #[derive(Serialize, Deserialize)]
 struct Checkpoint {
@@ -50,12 +50,17 @@ struct TenantState {
     /// Per customer, its contacts.
     contacts: Vec<(String, Vec<ContactRecord>)>,
     keys: Vec<Keyed>,
+    /// Per customer, its logged decisions, oldest first.
+    recent: Vec<(String, Vec<DecisionRecord>)>,
 }
 
 /// A contact: (at, offer, category, channel or `NO_CHANNEL`), names by index.
 type ContactRecord = (i64, u32, u32, u32);
 
 const NO_CHANNEL: u32 = u32::MAX;
+
+/// A logged decision's id: (segment, offset, nonce).
+type DecisionRecord = (u32, u32, u32);
 
 impl TenantState {
     fn of(l: &Learning) -> TenantState {
@@ -84,6 +89,13 @@ impl TenantState {
             names,
             contacts,
             keys: l.keys.lock().entries().copied().collect(),
+            recent: l
+                .recent
+                .iter()
+                .map(|e| {
+                    (e.key().to_string(), e.value().iter().map(|d| (d.at.segment, d.at.offset, d.nonce)).collect())
+                })
+                .collect(),
         }
     }
 
@@ -103,6 +115,11 @@ impl TenantState {
                 channel: (channel != NO_CHANNEL).then(|| name(channel)),
             });
             l.contacts.insert(customer.into(), history.collect());
+        }
+        for (customer, ids) in self.recent {
+            let ids =
+                ids.into_iter().map(|(segment, offset, nonce)| DecisionId { at: Position { segment, offset }, nonce });
+            l.recent.insert(customer.into(), ids.collect());
         }
         let mut keys = l.keys.lock();
         for k in self.keys {

@@ -16,7 +16,7 @@ use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
 use super::idempotency::{self, Keys};
-use super::interaction::{Classification, Interaction, Record, Response};
+use super::interaction::{Classification, DecisionId, Interaction, Record, Response};
 use crate::engine::contact::Contact;
 use crate::engine::UpliftSignal;
 use crate::engine::{CompiledFlow, Decision, RecommendRequest, Signals};
@@ -32,10 +32,16 @@ pub const CONTACT_RETENTION_SECS: i64 = 62 * 86_400;
 /// `PRUNE_SLACK` more.
 pub const MAX_CONTACTS_PER_CUSTOMER: usize = 1_000;
 const PRUNE_SLACK: usize = 256;
+/// The most logged decisions a customer's interaction list keeps (the newest), at most
+/// `PRUNE_SLACK` more; older ones are still in the log, by id.
+pub const MAX_RECENT_DECISIONS: usize = 1_000;
 
 pub struct Learning {
     pub counters: Arc<CounterBank>,
     pub(super) contacts: DashMap<Box<str>, Vec<Contact>>,
+    /// Each customer's logged decisions, oldest first, by id (12 bytes each): what
+    /// `GET /customers/{id}/interactions` pages through without scanning the log.
+    pub(super) recent: DashMap<Box<str>, Vec<DecisionId>>,
     /// Trained uplift models by flow key.
     uplift: ArcSwap<HashMap<Box<str>, Arc<FlowUplift>>>,
     /// Each flow's holdout experiment: what `GET /experiments/{flow}/results` reports.
@@ -60,6 +66,8 @@ struct TenantReplay<'a> {
     histories: HashMap<String, Vec<Contact>>,
     /// Offer, category and channel names, shared by the contacts that name them.
     names: Names,
+    /// Each customer's logged decisions met so far.
+    recent: HashMap<String, Vec<DecisionId>>,
 }
 
 /// Interned names: a replay (or a training sample) of a million decisions names a few
@@ -82,7 +90,15 @@ impl<'a> Replay<'a> {
     pub fn new(tenants: &[(&'a str, &'a Learning)]) -> Replay<'a> {
         let tenants = tenants
             .iter()
-            .map(|(id, learning)| (*id, TenantReplay { learning, histories: HashMap::new(), names: Names::default() }))
+            .map(|(id, learning)| {
+                let t = TenantReplay {
+                    learning,
+                    histories: HashMap::new(),
+                    names: Names::default(),
+                    recent: HashMap::new(),
+                };
+                (*id, t)
+            })
             .collect();
         Replay { tenants, now: crate::ids::unix_now() }
     }
@@ -100,6 +116,11 @@ impl<'a> Replay<'a> {
                     channel: d.channel_name,
                     at: d.created_ms / 1000,
                 };
+                let id = DecisionId { at, nonce: d.nonce };
+                match t.recent.get_mut(d.customer_id) {
+                    Some(ids) => push_recent(ids, id),
+                    None => t.recent.entry(d.customer_id.to_string()).or_default().push(id),
+                }
                 t.decision(seen, offers, self.now)
             }
             Some((_, Record::Response(r, recorded_ms))) => t.response(&r, at, recorded_ms),
@@ -122,13 +143,21 @@ impl<'a> Replay<'a> {
         }
     }
 
-    /// Hands the gathered contacts to their tenants.
+    /// Hands the gathered contacts and decision ids to their tenants.
     pub fn finish(self) {
         for t in self.tenants.into_values() {
             for (customer, history) in t.histories {
                 let mut merged = t.learning.contacts.entry(customer.into()).or_default();
                 merged.extend(history);
                 keep_newest(&mut merged);
+            }
+            for (customer, ids) in t.recent {
+                let mut merged = t.learning.recent.entry(customer.into()).or_default();
+                merged.extend(ids);
+                merged.sort_unstable_by_key(|d| (d.at.segment, d.at.offset));
+                merged.dedup();
+                let excess = merged.len().saturating_sub(MAX_RECENT_DECISIONS);
+                merged.drain(..excess);
             }
         }
     }
@@ -186,6 +215,14 @@ impl TenantReplay<'_> {
 }
 
 /// Sorts a history by time and keeps its newest `MAX_CONTACTS_PER_CUSTOMER` contacts.
+/// Appends a decision id, dropping the oldest in steps of `PRUNE_SLACK` past the cap.
+fn push_recent(ids: &mut Vec<DecisionId>, id: DecisionId) {
+    ids.push(id);
+    if ids.len() > MAX_RECENT_DECISIONS + PRUNE_SLACK {
+        ids.drain(..ids.len() - MAX_RECENT_DECISIONS);
+    }
+}
+
 fn keep_newest(history: &mut Vec<Contact>) {
     history.sort_by_key(|c| c.at);
     let excess = history.len().saturating_sub(MAX_CONTACTS_PER_CUSTOMER);
@@ -329,6 +366,7 @@ impl Learning {
         Learning {
             counters,
             contacts: DashMap::new(),
+            recent: DashMap::new(),
             uplift: ArcSwap::from_pointee(HashMap::new()),
             experiments: Default::default(),
             keys: Default::default(),
@@ -440,6 +478,20 @@ impl Learning {
             Classification::Neutral => return,
         };
         self.counters.record(&r.offer_id, &r.category, r.channel.as_deref(), positive);
+    }
+
+    /// Notes a logged decision in its customer's interaction list.
+    pub fn note_decision(&self, customer_id: &str, id: DecisionId) {
+        match self.recent.get_mut(customer_id) {
+            Some(mut ids) => push_recent(&mut ids, id),
+            None => self.recent.entry(customer_id.into()).or_default().push(id),
+        }
+    }
+
+    /// A customer's logged decisions, newest first (at most `MAX_RECENT_DECISIONS`
+    /// and `PRUNE_SLACK`).
+    pub fn decisions_of(&self, customer_id: &str) -> Vec<DecisionId> {
+        self.recent.get(customer_id).map(|ids| ids.iter().rev().copied().collect()).unwrap_or_default()
     }
 
     /// Contacts recorded for a customer (for tests and reports).

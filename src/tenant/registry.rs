@@ -109,6 +109,21 @@ impl TenantHandle {
             .map_err(|e| TenantError::Internal(format!("the simulation failed unexpectedly: {e}")))?
     }
 
+    /// A page of the customer's logged decisions, newest first (`tenant::views`).
+    pub fn customer_interactions(
+        &self,
+        customer_id: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Option<super::views::CustomerInteractions>, TenantError> {
+        use super::views::PageError;
+        super::views::customer_interactions(self.store.as_ref(), &self.id, &self.learning, customer_id, limit, cursor)
+            .map_err(|e| match e {
+                PageError::Cursor(_) => ValidationError::one("cursor", e.to_string()).into(),
+                PageError::Store(e) => e.into(),
+            })
+    }
+
     /// A logged decision of this tenant, by the id `/recommend` gave it.
     pub fn interaction(&self, id: &str) -> Result<Option<super::interaction::Interaction>, TenantError> {
         Ok(super::views::interaction(self.store.as_ref(), &self.id, id)?)
@@ -160,9 +175,10 @@ impl TenantHandle {
         let record = super::interaction::decision_record(&self.id, decision, request, nonce);
         match self.store.events().append(&record, false) {
             Ok((at, _)) => {
-                let id = super::interaction::DecisionId { at, nonce }.to_string();
-                decision.recommendation_id = id.clone();
-                decision.interaction_id = id;
+                let id = super::interaction::DecisionId { at, nonce };
+                self.learning.note_decision(&decision.customer_id, id);
+                decision.recommendation_id = id.to_string();
+                decision.interaction_id = decision.recommendation_id.clone();
             }
             Err(e) => tracing::error!(tenant = %self.id, error = %e, "could not log a decision"),
         }

@@ -54,6 +54,56 @@ pub fn customer_contacts(learning: &Learning, customer_id: &str) -> Option<Custo
     Some(CustomerContacts { customer_id: customer_id.to_string(), count: contacts.len(), contacts })
 }
 
+/// `GET /customers/{id}/interactions`: a page of the customer's logged decisions,
+/// newest first (of its last `MAX_RECENT_DECISIONS`; ids whose records retention has
+/// dropped are skipped).
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerInteractions {
+    pub customer_id: String,
+    pub data: Vec<Interaction>,
+    pub pagination: crate::http::pagination::PageInfo,
+}
+
+/// Why a page of interactions cannot be given.
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    #[error("`{0}` is not an interaction of this customer's list; start again without a cursor")]
+    Cursor(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// `None` when the tenant has no logged decision of the customer.
+pub fn customer_interactions(
+    store: &dyn Storage,
+    tenant: &str,
+    learning: &Learning,
+    customer_id: &str,
+    limit: usize,
+    cursor: Option<&str>,
+) -> Result<Option<CustomerInteractions>, PageError> {
+    let ids = learning.decisions_of(customer_id);
+    if ids.is_empty() {
+        return Ok(None);
+    }
+    let start = match cursor {
+        None => 0,
+        Some(c) => {
+            ids.iter().position(|id| id.to_string() == c).map(|i| i + 1).ok_or_else(|| PageError::Cursor(c.into()))?
+        }
+    };
+    let page = &ids[start.min(ids.len())..(start + limit).min(ids.len())];
+    let mut data = Vec::with_capacity(page.len());
+    for id in page {
+        data.extend(interaction::find_decision(store, tenant, &id.to_string())?);
+    }
+    let has_more = start + page.len() < ids.len();
+    let cursor = page.last().filter(|_| has_more).map(ToString::to_string);
+    let pagination = crate::http::pagination::PageInfo { limit, cursor, has_more, total: ids.len() };
+    Ok(Some(CustomerInteractions { customer_id: customer_id.to_string(), data, pagination }))
+}
+
 /// `GET /interactions/{id}`: the decision as logged, or `None` when the id names no
 /// decision of this tenant (another tenant's id is as unknown as a made-up one).
 pub fn interaction(store: &dyn Storage, tenant: &str, id: &str) -> Result<Option<Interaction>, StoreError> {
