@@ -18,9 +18,19 @@ use arbiter::tenant::simulate::{Interval, SimulateInput};
 use arbiter::tenant::{RecommendOptions, Registry, TenantHandle};
 use serde_json::{json, Value};
 
-/// Seeds (one tenant each) and requests per seed.
-const SEEDS: u64 = 20;
+/// Requests per seed (one tenant each).
 const REQUESTS: usize = 1_500;
+
+/// Seeds, and the share of them each interval must cover. Coverage is a rate: with a true
+/// 95 %, 20 seeds fall below 18 covered about 7 % of the time, so the default run only
+/// guards against a broken estimator (≥ 80 %: below 16 about 0.3 % of the time), and the
+/// target (≥ 90 %) is checked over `DRAFT_SIM_SEEDS` seeds (200 for BENCHMARKS.md).
+fn seeds() -> (u64, f64) {
+    match std::env::var("DRAFT_SIM_SEEDS").ok().and_then(|s| s.parse().ok()) {
+        Some(n) => (n, 0.9),
+        None => (20, 0.8),
+    }
+}
 
 struct Customer {
     id: String,
@@ -120,8 +130,9 @@ async fn one_seed(t: &Arc<TenantHandle>, seed: u64) -> (f64, [Interval; 3], usiz
 async fn a_drafts_estimated_conversion_rate_covers_the_truth() {
     let store = Arc::new(SledStore::temporary().unwrap());
     let registry = Registry::start(store).unwrap();
+    let (seeds, share) = seeds();
     let mut covered = [0usize; 3];
-    for seed in 0..SEEDS {
+    for seed in 0..seeds {
         let t = registry.ensure_tenant(&format!("sim{seed}")).await.unwrap();
         let (truth, intervals, changed) = one_seed(&t, seed).await;
         assert!(changed > 0, "exploration and ranking differ on some requests");
@@ -135,9 +146,9 @@ async fn a_drafts_estimated_conversion_rate_covers_the_truth() {
             intervals[2].value, intervals[2].low, intervals[2].high,
         );
     }
-    eprintln!("covered in {SEEDS} seeds: IPS {}, SNIPS {}, DR {}", covered[0], covered[1], covered[2]);
+    eprintln!("covered in {seeds} seeds: IPS {}, SNIPS {}, DR {}", covered[0], covered[1], covered[2]);
     for (name, n) in ["IPS", "SNIPS", "DR"].iter().zip(covered) {
-        assert!(n as f64 >= 0.9 * SEEDS as f64, "{name}'s 95 % interval covered the truth in {n} of {SEEDS} seeds");
+        assert!(n as f64 >= share * seeds as f64, "{name}'s 95 % interval covered the truth in {n} of {seeds} seeds");
     }
     registry.shutdown();
 }
