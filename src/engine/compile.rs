@@ -92,7 +92,8 @@ pub struct CompiledFlow {
     pub(super) global_counts: Arc<Counts>,
     /// Active contact policies, highest priority first.
     pub(super) policies: Box<[CompiledPolicy]>,
-    /// Uplift features: enriched numeric and boolean fields, by name, with their slots.
+    /// Uplift features: enriched numeric and boolean fields and the request attributes
+    /// the rules read (`attributes.*`), by name, with their slots.
     pub(super) features: Box<[u32]>,
     pub feature_names: Arc<[Arc<str>]>,
     /// Categorical uplift features: enriched text fields (not the lookup key) and request
@@ -247,7 +248,8 @@ pub fn compile(
     let attribute_slots = attribute_slots(&b.layout);
     let offers: Box<[CompiledOffer]> = offers;
     let offers = with_policy_masks(offers, &policies);
-    // Request attributes the rules read are features too (numbers and booleans).
+    // Request attributes the rules read are features too: as numbers (and booleans) here,
+    // as categories (text values) below; each value is read as whichever it is.
     b.features.extend(attribute_slots.iter().map(|(name, slot)| (Arc::from(format!("attributes.{name}")), *slot)));
     b.features.sort();
     b.features.dedup();

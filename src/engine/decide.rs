@@ -27,7 +27,8 @@ struct Candidate {
     score: f64,
     /// An `allow_override` policy exempts it from contact limits.
     exempt: bool,
-    /// What the uplift model said, when the score used it.
+    /// What the uplift model said, when the score asked it (a formula's score always
+    /// does, whether or not its uplift weight uses it).
     uplift: Option<UpliftSignal>,
 }
 
@@ -101,7 +102,8 @@ impl CompiledFlow {
         meta.after_contact_policy = after_cp.unwrap_or(cands.len());
         let plan = self.plan_for(frame.channel, req.channel.as_deref());
         // Features are read only when something uses them: the U factor (a formula with an
-        // uplift weight, or a rule-language formula), explain's τ, or a holdout flow's log.
+        // uplift weight, `incremental_value`, or a rule-language formula), explain's τ, or a
+        // holdout flow's log; the same test decides the categories and the model input.
         let uses_features = plan.1.needs_uplift() || plan.1.formula.is_some() || frame.log.is_some();
         if uses_features || self.holdout_percent.is_some() {
             frame.features = self.features.iter().map(|&slot| feature_value(&frame.slots[slot as usize])).collect();

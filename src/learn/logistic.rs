@@ -154,8 +154,9 @@ fn fold_information(data: &LinearData) -> Vec<f64> {
 /// Rows per panel of the variance factor: four f64 lanes.
 const PANEL: usize = 4;
 
-/// Widest input whose variance is computed without allocating.
-const STACK_WIDTH: usize = 32;
+/// Widest padded `[1, x]` whose variance is computed without allocating: 32 features,
+/// plus the intercept, rounded up to whole panels (the uplift learners' stack width).
+const STACK_WIDTH: usize = (32 + 1usize).next_multiple_of(PANEL);
 
 /// A dot product with four independent sums, so the additions pipeline (a single running
 /// sum waits on every add). The order of summation differs from `dot`'s.

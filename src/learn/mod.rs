@@ -6,10 +6,12 @@
 //! * [`propensity`] — outcome counters (`CounterBank`, atomics shared with compiled
 //!   flows) and the adaptive propensity rule.
 //! * [`normal`] — `erfc`, the standard normal CDF and two-sided p-values.
-//! * [`uplift`] — T- and X-learner uplift (CATE) models for one offer, and segments.
+//! * [`uplift`] — T-, X- and DR-learner uplift (CATE) models for one offer, the choice
+//!   between them on held-out rows, and segments.
 //! * [`logistic`] — logistic (Newton/IRLS) and ridge regression the learners are built from.
 //! * [`linalg`] — dense row-major matrix and Cholesky solver.
-//! * [`rng`] — deterministic splitmix64 for simulations, tests and benchmarks.
+//! * [`rng`] — deterministic splitmix64 (simulations, tests, benchmarks, and the seeded
+//!   Thompson draws of live decisions).
 
 pub mod linalg;
 pub mod logistic;

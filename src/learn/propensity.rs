@@ -151,8 +151,9 @@ fn get_or_create(map: &DashMap<Box<str>, Arc<Counts>>, key: &str) -> Arc<Counts>
     map.entry(key.into()).or_default().clone()
 }
 
-/// The Beta posterior `(α, β)` of an offer's response rate whose mean is [`resolve`]'s
-/// propensity: `Beta(pos + k·prior, n − pos + k·(1 − prior))` while the offer is young,
+/// The Beta posterior `(α, β)` of an offer's response rate, on the same prior chain as
+/// [`resolve`] (close to its propensity, not equal to it):
+/// `Beta(pos + k·prior, n − pos + k·(1 − prior))` while the offer is young,
 /// `Beta(pos + 1, n − pos + 1)` once it is mature (what Thompson sampling draws from).
 pub fn posterior(offer: &Counts, category: Option<&Counts>, global: &Counts) -> (f64, f64) {
     let (pos, n) = offer.read();

@@ -1,5 +1,5 @@
-//! Deterministic random numbers for simulations, tests and benchmarks: splitmix64, so
-//! every run sees the same data and tolerances can be tight without flakiness.
+//! Deterministic random numbers: splitmix64, so every simulation, test and benchmark run
+//! sees the same data, and a live decision's Thompson draws follow from their seed.
 
 pub struct SplitMix64(u64);
 

@@ -39,7 +39,8 @@ use super::stats::Arm;
 /// model is mostly noise and the estimated effects are not worth acting on.
 pub const MIN_ROWS_PER_ARM: usize = 20;
 
-/// |τ| below this is treated as "no effect" when segmenting (2 percentage points).
+/// τ at or above this is a persuadable when segmenting (2 percentage points); any τ
+/// below 0 is a sleeping dog.
 pub const EFFECT_THRESHOLD: f64 = 0.02;
 /// With no effect, a control conversion rate at least this high is a sure thing.
 pub const SURE_THING_BASE_RATE: f64 = 0.3;
@@ -634,12 +635,12 @@ pub fn fit_selected(rows: &[UpliftRow]) -> Result<Selected, UpliftError> {
     Ok(Selected { chosen, models, validation, validation_rows: t_losses.len(), note: None })
 }
 
-/// Per learner, each row's R-loss when scored by the learner fitted on the other folds,
-/// with nuisances (m, e) fitted on the row's own fold only. Fails when a fold's
-/// nuisance cannot be fitted.
 /// Per learner, each row's loss, or why the learner could not be fitted on a fold.
 type FoldLosses = Vec<(Learner, Result<Vec<f64>, String>)>;
 
+/// Per learner, each row's R-loss when scored by the learner fitted on the other folds,
+/// with nuisances (m, e) fitted on the row's own fold only. Fails when a fold's
+/// nuisance cannot be fitted.
 fn cross_validated_losses(rows: &[UpliftRow]) -> Result<FoldLosses, UpliftError> {
     let mut out: FoldLosses = Learner::ALL.into_iter().map(|l| (l, Ok(Vec::with_capacity(rows.len())))).collect();
     let treated = rows.iter().filter(|r| r.treated).count();

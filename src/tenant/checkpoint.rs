@@ -1,5 +1,6 @@
 //! Checkpoints of the state derived from the event log — propensity counters, contact
-//! histories, experiment aggregates and idempotency keys, for every tenant — so a start
+//! histories, experiment aggregates, idempotency keys and each customer's recent
+//! decision ids, for every tenant — so a start
 //! replays only the log after the last one.
 //!
 //! * **Exact.** A checkpoint is the state of all records before a log position, computed

@@ -172,7 +172,8 @@ fn is_decision(kind: u8) -> bool {
 /// first so a lookup can refuse another tenant's record without decoding the rest.
 #[derive(Serialize)]
 struct DecisionRecordOut<'a> {
-    /// `DECISION`: postcard writes a `u8` as one byte, so it is the payload's first byte.
+    /// `DECISION`, `EXPLORED_DECISION` or `REQUESTED_DECISION`: postcard writes a `u8` as
+    /// one byte, so it is the payload's first byte.
     kind: u8,
     tenant: &'a str,
     nonce: u32,
@@ -183,21 +184,19 @@ struct DecisionRecordOut<'a> {
     channel_name: Option<&'a str>,
     control_group: bool,
     offers: OffersView<'a>,
-    features: Vec<(std::borrow::Cow<'a, str>, f64)>,
+    features: FeaturesView<'a>,
     created_ms: i64,
 }
 
 /// The event-log record of `decision`, made for `request`, for `tenant`.
 pub fn decision_record(tenant: &str, decision: &Decision, request: &RecommendRequest, nonce: u32) -> Vec<u8> {
     let offers = if decision.control_group { &decision.counterfactual } else { &decision.decisions };
-    let features = FeaturesView { names: &decision.logged_features, values: &decision.features };
-    // A categorical feature is logged as `name=value` (1.0): the record's format is
-    // the same, and training finds the values it one-hot encodes by the prefix.
-    let categories = decision
-        .logged_categories
-        .iter()
-        .zip(&decision.categories)
-        .filter_map(|(n, v)| v.as_ref().map(|v| (std::borrow::Cow::Owned(format!("{n}={v}")), 1.0)));
+    let features = FeaturesView {
+        names: &decision.logged_features,
+        values: &decision.features,
+        category_names: &decision.logged_categories,
+        categories: &decision.categories,
+    };
     let record = DecisionRecordOut {
         kind: DECISION,
         tenant,
@@ -209,7 +208,7 @@ pub fn decision_record(tenant: &str, decision: &Decision, request: &RecommendReq
         channel_name: decision.channel_name.as_deref(),
         control_group: decision.control_group,
         offers: OffersView(offers),
-        features: features.present().map(|(n, v)| (std::borrow::Cow::Borrowed(n), v)).chain(categories).collect(),
+        features,
         created_ms: crate::ids::unix_now_millis(),
     };
     let explored = offers.iter().any(|o| o.show_probability.is_some());
@@ -514,21 +513,55 @@ impl Serialize for OffersView<'_> {
     }
 }
 
-/// Uplift features by name; missing (non-finite) values are left out.
+/// A decision's logged features as `(name, value)` pairs, written straight from the
+/// decision: numeric ones by name (missing, non-finite values left out), then each
+/// categorical one present as `name=value` with 1.0 — the same format, and training
+/// finds the values it one-hot encodes by the prefix. Nothing is allocated on the
+/// request path (postcard formats `name=value` in place).
 struct FeaturesView<'a> {
     names: &'a [Arc<str>],
     values: &'a [f64],
+    category_names: &'a [Arc<str>],
+    categories: &'a [Option<Arc<str>>],
 }
 
 impl FeaturesView<'_> {
     fn present(&self) -> impl Iterator<Item = (&str, f64)> {
         self.names.iter().zip(self.values).filter(|(_, v)| v.is_finite()).map(|(n, v)| (&**n, *v))
     }
+
+    fn present_categories(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.category_names.iter().zip(self.categories).filter_map(|(n, v)| v.as_deref().map(|v| (&**n, v)))
+    }
 }
 
 impl Serialize for FeaturesView<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.present())
+        use serde::ser::SerializeSeq;
+        let len = self.present().count() + self.present_categories().count();
+        let mut seq = s.serialize_seq(Some(len))?;
+        for pair in self.present() {
+            seq.serialize_element(&pair)?;
+        }
+        for (name, value) in self.present_categories() {
+            seq.serialize_element(&(Joined(name, value), 1.0))?;
+        }
+        seq.end()
+    }
+}
+
+/// `name=value`, serialised as one string.
+struct Joined<'a>(&'a str, &'a str);
+
+impl std::fmt::Display for Joined<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={}", self.0, self.1)
+    }
+}
+
+impl Serialize for Joined<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -680,6 +713,11 @@ pub fn resolve_offer<'i>(
 /// position in [`outcome_types`].
 pub fn outcome_bit(outcome: &str) -> u16 {
     crate::model::outcome::ordinal(outcome).map_or(0, |i| 1 << i)
+}
+
+/// Whether `outcome` is one of the conversion outcomes in `conversions` (a mask).
+pub fn converts(outcome: &str, conversions: u16) -> bool {
+    outcome_bit(outcome) & conversions != 0
 }
 
 /// The outcome bits of a list of outcome keys.

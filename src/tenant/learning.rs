@@ -154,7 +154,7 @@ impl<'a> Replay<'a> {
             for (customer, ids) in t.recent {
                 let mut merged = t.learning.recent.entry(customer.into()).or_default();
                 merged.extend(ids);
-                merged.sort_unstable_by_key(|d| (d.at.segment, d.at.offset));
+                merged.sort_unstable_by_key(|d| d.at);
                 merged.dedup();
                 let excess = merged.len().saturating_sub(MAX_RECENT_DECISIONS);
                 merged.drain(..excess);
@@ -214,7 +214,6 @@ impl TenantReplay<'_> {
     }
 }
 
-/// Sorts a history by time and keeps its newest `MAX_CONTACTS_PER_CUSTOMER` contacts.
 /// Appends a decision id, dropping the oldest in steps of `PRUNE_SLACK` past the cap.
 fn push_recent(ids: &mut Vec<DecisionId>, id: DecisionId) {
     ids.push(id);
@@ -223,6 +222,7 @@ fn push_recent(ids: &mut Vec<DecisionId>, id: DecisionId) {
     }
 }
 
+/// Sorts a history by time and keeps its newest `MAX_CONTACTS_PER_CUSTOMER` contacts.
 fn keep_newest(history: &mut Vec<Contact>) {
     history.sort_by_key(|c| c.at);
     let excess = history.len().saturating_sub(MAX_CONTACTS_PER_CUSTOMER);
@@ -230,8 +230,9 @@ fn keep_newest(history: &mut Vec<Contact>) {
 }
 
 /// The uplift models of one flow: per offer id, every learner that fitted and the one
-/// chosen on held-out rows, trained on the features named in `features` (the flow's
-/// enriched numeric and boolean fields and the request attributes its rules read).
+/// chosen on held-out rows, trained on the model input named in `input_names`: the
+/// flow's numeric features (`features`: enriched numeric and boolean fields and the
+/// request attributes its rules read) and one-hot `category=value` columns.
 #[derive(Debug)]
 pub struct FlowUplift {
     pub flow_key: String,
@@ -398,11 +399,8 @@ impl Learning {
     /// are, and changes nothing: a dry run.
     pub fn decide_dry(&self, flow: &Arc<CompiledFlow>, req: &RecommendRequest, explain: bool) -> Decision {
         let history = self.contacts.get(&*req.customer_id);
-        let mut signals = self.signals(flow);
-        signals.history = Some(history.as_deref().map_or(&[], |h| h.as_slice()));
-        let mut d = flow.decide(req, &signals, explain);
-        d.dry_run = true;
-        d
+        let history = history.as_deref().map_or(&[][..], |h| h.as_slice());
+        self.decide_as_of(flow, req, history, crate::ids::unix_now(), explain)
     }
 
     /// Decides as of `at` (Unix seconds) against `history` instead of the customer's

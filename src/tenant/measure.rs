@@ -5,8 +5,8 @@
 //!
 //! * The experiment's unit is the customer (holdout assignment is per customer): a
 //!   customer who got a decision from the flow is a sample of its arm, and converted if
-//!   any of its responses in the flow is positive; its revenue is the sum of the
-//!   `conversionValue`s of those responses.
+//!   any of its responses in the flow is one of the flow's `conversionOutcomes`; its
+//!   revenue is the sum of the `conversionValue`s of its positive responses.
 //! * An uplift training row is one customer's exposure to one offer within one exposure
 //!   window ([`EXPOSURE_WINDOW_SECS`]), however many decisions showed it: treated when the
 //!   offer was shown, control when the customer was held out and the offer is one it
@@ -71,7 +71,7 @@ impl FlowLog {
             c.control |= i.control_group;
             c.treated |= !i.control_group;
             for r in responses {
-                c.converted |= super::interaction::outcome_bit(&r.outcome) & conversions != 0;
+                c.converted |= super::interaction::converts(&r.outcome, conversions);
                 if r.classification == Classification::Positive {
                     c.revenue += r.conversion_value.unwrap_or(0.0);
                 }
@@ -185,7 +185,7 @@ impl Units {
     /// A response with a conversion outcome converts its exposure: the one of its
     /// window, else (a response after the window closed) the one before.
     fn response(&mut self, r: &Response, conversions: u16) {
-        if super::interaction::outcome_bit(&r.outcome) & conversions == 0 {
+        if !super::interaction::converts(&r.outcome, conversions) {
             return;
         }
         let Some(units) = self.offers.get_mut(&r.offer_id) else { return };

@@ -126,7 +126,7 @@ impl TenantHandle {
 
     /// A logged decision of this tenant, by the id `/recommend` gave it.
     pub fn interaction(&self, id: &str) -> Result<Option<super::interaction::Interaction>, TenantError> {
-        Ok(super::views::interaction(self.store.as_ref(), &self.id, id)?)
+        Ok(super::interaction::find_decision(self.store.as_ref(), &self.id, id)?)
     }
 
     /// A dry run with a flow compiled for it (a draft or a past version): decides and

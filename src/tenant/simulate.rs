@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::interaction::{outcome_bit, read_record, Record};
+use super::interaction::{converts, read_record, Record};
 use super::learning::{made_contacts, push_into, Learning};
 use crate::engine::contact::Contact;
 use crate::engine::{CompiledFlow, Decision, RecommendRequest};
@@ -125,8 +125,9 @@ pub struct Logged {
     pub shown: Vec<(Arc<str>, Option<f64>)>,
 }
 
-/// The outcomes of logged decisions: (interaction, offer) → (converted, value).
-type Outcomes = HashMap<(String, Arc<str>), (bool, Option<f64>)>;
+/// The outcomes of logged decisions: interaction → offer → (converted, value). Nested, so
+/// a lookup borrows the interaction id instead of building a key.
+type Outcomes = HashMap<String, HashMap<Arc<str>, (bool, Option<f64>)>>;
 
 /// Reads the `limit` most recent treated requests of `flow_key` logged since `since_ms`
 /// (oldest first), and the conversions recorded for them, from the newest segment back:
@@ -169,8 +170,9 @@ pub fn load(
                 here.push(Logged { interaction_id: id, request, at_ms: d.created_ms, shown });
             }
             Some((t, Record::Response(r, _))) if t == tenant && r.decision_flow_key == flow_key => {
-                let converted = outcome_bit(&r.outcome) & conversions != 0;
-                let entry = outcomes.entry((r.interaction_id, Arc::from(r.offer_id.as_str()))).or_insert((false, None));
+                let converted = converts(&r.outcome, conversions);
+                let offers = outcomes.entry(r.interaction_id).or_default();
+                let entry = offers.entry(Arc::from(r.offer_id.as_str())).or_insert((false, None));
                 if converted {
                     *entry = (true, r.conversion_value.or(entry.1));
                 }
@@ -201,7 +203,9 @@ pub fn run(
     let mut shares: BTreeMap<Arc<str>, (usize, usize)> = BTreeMap::new();
     let mut removed_by = BTreeMap::new();
     let mut changed = 0;
-    let mut drafted = Vec::with_capacity(logged.len());
+    // What the draft picked per request: all the estimates need of its decisions (the
+    // decisions themselves, explain included, are dropped as they are counted).
+    let mut picks = Vec::with_capacity(logged.len());
     for l in logged {
         let at = l.at_ms.div_euclid(1000);
         let history = contacts.entry(l.request.customer_id.as_str()).or_default();
@@ -220,7 +224,7 @@ pub fn run(
         for id in &picked {
             shares.entry(id.clone()).or_default().1 += 1;
         }
-        drafted.push(d);
+        picks.push(picked);
     }
     let n = logged.len().max(1) as f64;
     let names: HashMap<&str, &str> = live.offer_ids().chain(draft.offer_ids()).map(|(i, n)| (&**i, &**n)).collect();
@@ -235,7 +239,7 @@ pub fn run(
         .collect();
     let values: HashMap<&str, f64> =
         live.offer_facts().chain(draft.offer_facts()).map(|o| (&*o.id, o.revenue_value.unwrap_or(0.0))).collect();
-    let (estimate, estimate_note) = estimate(logged, &drafted, outcomes, &values);
+    let (estimate, estimate_note) = estimate(logged, &picks, outcomes, &values);
     Simulation { requests: logged.len(), changed, offers, removed_by, estimate, estimate_note }
 }
 
@@ -256,7 +260,7 @@ fn why_dropped(d: &Decision, offer: &str) -> String {
 /// The off-policy estimates, or why there are none.
 fn estimate(
     logged: &[Logged],
-    drafted: &[Decision],
+    picks: &[Vec<Arc<str>>],
     outcomes: &Outcomes,
     values: &HashMap<&str, f64>,
 ) -> (Option<Estimate>, String) {
@@ -271,10 +275,10 @@ fn estimate(
                     on its Score node each shown offer's probability is logged, and the draft can be estimated";
         return (None, note.to_string());
     }
-    let explored: Vec<(&Logged, &Decision)> =
-        logged.iter().zip(drafted).filter(|(l, _)| l.shown.iter().all(|(_, p)| p.is_some())).collect();
+    let explored: Vec<(&Logged, &Vec<Arc<str>>)> =
+        logged.iter().zip(picks).filter(|(l, _)| l.shown.iter().all(|(_, p)| p.is_some())).collect();
     let outcome = |l: &Logged, offer: &Arc<str>| {
-        let got = outcomes.get(&(l.interaction_id.clone(), offer.clone()));
+        let got = outcomes.get(&l.interaction_id).and_then(|offers| offers.get(offer));
         let converted = got.is_some_and(|o| o.0);
         let value = if converted {
             got.and_then(|o| o.1).unwrap_or_else(|| values.get(&**offer).copied().unwrap_or(0.0))
@@ -294,17 +298,17 @@ fn estimate(
     }
     let model = |offer: &Arc<str>| shows.get(offer).map_or((0.0, 0.0), |s| (s.1 / s.0, s.2 / s.0));
     let mut terms = Terms::default();
-    for (l, d) in &explored {
+    for (l, picked) in &explored {
         // The draft's slate as decided is one draw of its policy (a Thompson draft's too),
         // so 1 for each offer in it is an unbiased stand-in for the draft's probability.
-        let picked = |offer: &Arc<str>| f64::from(u8::from(d.decisions.iter().any(|o| &o.offer_id == offer)));
+        let pi = |offer: &Arc<str>| f64::from(u8::from(picked.contains(offer)));
         let mut row = Row::default();
-        for o in &d.decisions {
-            let (c, v) = model(&o.offer_id);
+        for offer in picked.iter() {
+            let (c, v) = model(offer);
             (row.dm_c, row.dm_v, row.size) = (row.dm_c + c, row.dm_v + v, row.size + 1.0);
         }
         for (offer, p) in &l.shown {
-            let (pi, p) = (picked(offer), p.expect("filtered to explored decisions"));
+            let (pi, p) = (pi(offer), p.expect("filtered to explored decisions"));
             let (c, v) = outcome(l, offer);
             let (mc, mv) = model(offer);
             row.ips_c += pi * c / p;

@@ -1,9 +1,9 @@
-//! What the API shows of one customer and one decision: the contacts the policies
-//! count (held in memory, exact) and a logged decision read back from the event log.
+//! What the API shows of one customer: the contacts the policies count (held in memory,
+//! exact) and its logged decisions, paged from the ids kept in memory.
 
 use serde::Serialize;
 
-use super::interaction::{self, Interaction};
+use super::interaction::{self, DecisionId, Interaction};
 use super::learning::Learning;
 use crate::engine::contact::Contact;
 use crate::store::{Storage, StoreError};
@@ -90,7 +90,8 @@ pub fn customer_interactions(
     let start = match cursor {
         None => 0,
         Some(c) => {
-            ids.iter().position(|id| id.to_string() == c).map(|i| i + 1).ok_or_else(|| PageError::Cursor(c.into()))?
+            let at = DecisionId::parse(c).and_then(|cursor| ids.iter().position(|id| *id == cursor));
+            at.map(|i| i + 1).ok_or_else(|| PageError::Cursor(c.into()))?
         }
     };
     let page = &ids[start.min(ids.len())..(start + limit).min(ids.len())];
@@ -102,10 +103,4 @@ pub fn customer_interactions(
     let cursor = page.last().filter(|_| has_more).map(ToString::to_string);
     let pagination = crate::http::pagination::PageInfo { limit, cursor, has_more, total: ids.len() };
     Ok(Some(CustomerInteractions { customer_id: customer_id.to_string(), data, pagination }))
-}
-
-/// `GET /interactions/{id}`: the decision as logged, or `None` when the id names no
-/// decision of this tenant (another tenant's id is as unknown as a made-up one).
-pub fn interaction(store: &dyn Storage, tenant: &str, id: &str) -> Result<Option<Interaction>, StoreError> {
-    interaction::find_decision(store, tenant, id)
 }
