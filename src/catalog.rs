@@ -727,6 +727,21 @@ impl Catalog {
         Ok(())
     }
 
+    /// After the entities were reloaded from the store (a change another cluster node
+    /// made): every schema `old` had keeps its customer table, rows included, and the
+    /// learned counters stay shared. Returns the ids of the schemas that are new.
+    pub fn keep_tables(&mut self, old: &Catalog) -> Vec<String> {
+        self.counters = old.counters.clone();
+        let mut fresh = Vec::new();
+        for (schema, table) in self.schemas.iter().zip(self.tables.iter_mut()) {
+            match old.schemas.iter().position(|o| o.meta.id == schema.meta.id) {
+                Some(j) => *table = old.tables[j].clone(),
+                None => fresh.push(schema.meta.id.clone()),
+            }
+        }
+        fresh
+    }
+
     /// Sorts restored entities into creation order.
     pub fn finish_restore(&mut self) {
         fn order<T>(items: &mut [T], meta: impl Fn(&T) -> &Meta) {

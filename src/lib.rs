@@ -25,6 +25,7 @@ pub mod catalog;
 pub mod cli_check;
 pub mod cli_simulate;
 pub mod client;
+pub mod cluster;
 pub mod demo;
 pub mod dsl;
 pub mod engine;

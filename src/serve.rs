@@ -15,8 +15,9 @@ use tokio::net::TcpListener;
 
 use crate::api::handlers::issue_key;
 use crate::api::App;
+use crate::cluster::{ClusterOptions, ReplicatedStore};
 use crate::http::auth::{KeyIndex, KeyRecord, Role};
-use crate::store::SledStore;
+use crate::store::{SledStore, Storage};
 use crate::tenant::{plugins, Registry, TenantError};
 
 /// Uplift models retrain every 5 minutes unless configured otherwise.
@@ -41,6 +42,8 @@ pub struct Config {
     pub slow_request: Duration,
     /// Event-log segments last written longer ago than this are dropped.
     pub retention: Duration,
+    /// Set: this node shares its configuration with the others over NATS JetStream.
+    pub cluster: Option<ClusterOptions>,
 }
 
 /// How long decisions are kept, in days, unless configured otherwise.
@@ -93,6 +96,16 @@ pub struct ServeArgs {
     #[arg(long, env = "ARBITER_RETENTION_DAYS", value_name = "DAYS", default_value_t = DEFAULT_RETENTION_DAYS,
           value_parser = clap::value_parser!(u64).range(1..=36_500))]
     pub retention_days: u64,
+    /// Join a cluster: NATS server URLs, comma-separated (nats://h1:4222,nats://h2:4222)
+    #[arg(long, env = "ARBITER_CLUSTER", value_name = "URLS", value_delimiter = ',')]
+    pub cluster: Vec<String>,
+    /// This node's name in the cluster (default: the host name)
+    #[arg(long, env = "ARBITER_NODE_ID", value_name = "NAME")]
+    pub node_id: Option<String>,
+    /// Replicas of the cluster's configuration stream (at most the NATS servers)
+    #[arg(long, env = "ARBITER_CLUSTER_REPLICAS", value_name = "N", default_value_t = 3,
+          value_parser = clap::value_parser!(u64).range(1..=5))]
+    pub cluster_replicas: u64,
 }
 
 impl ServeArgs {
@@ -109,6 +122,11 @@ impl ServeArgs {
             train_interval: (self.train_interval_secs > 0).then(|| Duration::from_secs(self.train_interval_secs)),
             slow_request: Duration::from_millis(self.slow_request_ms),
             retention: Duration::from_secs(self.retention_days * 86_400),
+            cluster: (!self.cluster.is_empty()).then(|| ClusterOptions {
+                urls: self.cluster.clone(),
+                node_id: self.node_id.clone().filter(|n| !n.is_empty()).unwrap_or_else(host_name),
+                replicas: self.cluster_replicas as usize,
+            }),
         }
     }
 }
@@ -132,6 +150,8 @@ pub enum ServeError {
     Tenant(#[from] TenantError),
     #[error("the first admin key could not be stored: {0}")]
     AdminKey(String),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// Opens the store, restores tenants, makes sure the default tenant and an admin key
@@ -141,7 +161,8 @@ pub async fn start(config: &Config) -> Result<Started, ServeError> {
     std::fs::create_dir_all(&config.data).map_err(folder)?;
     let store =
         SledStore::open(&config.data).map_err(|error| ServeError::Store { folder: config.data.clone(), error })?;
-    let registry = Registry::start(Arc::new(store))?;
+    let (store, replicated) = join_cluster(Arc::new(store), config).await?;
+    let registry = Registry::start(store)?;
     registry.ensure_tenant(&config.tenant).await?;
     if let Some(interval) = config.train_interval {
         registry.start_trainer(interval);
@@ -158,8 +179,74 @@ pub async fn start(config: &Config) -> Result<Started, ServeError> {
     app.slow_request = config.slow_request;
     let app = Arc::new(app);
     let new_admin_key = admin_key(&app, config).await?;
+    if let Some(replicated) = replicated {
+        let app = app.clone();
+        crate::cluster::follow(&replicated, Arc::new(move |applied| make_live(&app, applied)));
+    }
     let watcher = load_plugins(&registry, config).await;
     Ok(Started { app, new_admin_key, _watcher: watcher })
+}
+
+/// In a cluster, the store replicates every shared write; before anything is loaded, the
+/// node applies what the cluster has that it has not (a joining or restarted node).
+async fn join_cluster(
+    local: Arc<dyn Storage>,
+    config: &Config,
+) -> Result<(Arc<dyn Storage>, Option<ReplicatedStore>), ServeError> {
+    let Some(options) = &config.cluster else { return Ok((local, None)) };
+    let cluster = crate::cluster::Cluster::connect(options.clone()).await?;
+    let replicated = ReplicatedStore::new(local, cluster).map_err(TenantError::from)?;
+    let applied = crate::cluster::catch_up(&replicated).await?;
+    tracing::info!(node = %options.node_id, applied, "joined the cluster");
+    Ok((Arc::new(replicated.clone()), Some(replicated)))
+}
+
+/// Makes a change another node made live here: new tenants start, API keys are
+/// accepted (or revoked), and the tenant's actor takes its records.
+fn make_live(app: &App, mut applied: crate::cluster::Applied) {
+    use crate::store::keys::{self, Kind};
+    use crate::store::Op;
+    if applied.ops.iter().any(|op| keys::parse(op.key()).is_none()) {
+        if let Err(e) = app.registry.start_stored_tenants() {
+            tracing::error!(error = %e, "could not start a tenant another node created");
+        }
+    }
+    let mut tenant = None;
+    for op in &applied.ops {
+        let Some(k) = keys::parse(op.key()) else { continue };
+        if k.kind == Kind::ApiKey {
+            let hash = k.parts.first().and_then(|h| from_hex(h));
+            match (op, hash) {
+                (Op::Put { value, .. }, Some(hash)) => {
+                    if let Ok(record) = serde_json::from_slice::<KeyRecord>(value) {
+                        app.keys.insert_hash(hash, record);
+                    }
+                }
+                (Op::Delete { .. }, Some(hash)) => {
+                    app.keys.remove_hash(&hash);
+                }
+                _ => {}
+            }
+        }
+        tenant.get_or_insert(k.tenant);
+    }
+    match tenant.and_then(|t| app.registry.tenant(&t)) {
+        Some(t) => {
+            let ops = std::mem::take(&mut applied.ops);
+            t.notify(crate::tenant::command::Replicated { ops, then: Box::new(move || applied.mark()) });
+        }
+        // The registry's records, or a tenant that just started from the store.
+        None => applied.mark(),
+    }
+}
+
+/// The machine's host name, the default node id.
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "arbiter".into())
 }
 
 /// The pepper: from the environment, else generated on first run and kept in the store.

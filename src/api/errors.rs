@@ -36,6 +36,8 @@ impl From<TenantError> for ApiError {
                 "the disk is full: the change was not made (reads and decisions still work); free space and retry"
                     .into(),
             ),
+            TenantError::Store(crate::store::StoreError::Conflict(m)) => ApiError::Conflict(m),
+            TenantError::Store(crate::store::StoreError::Replication(m)) => ApiError::Unavailable(m),
             TenantError::Store(s) => ApiError::internal("storage", &s),
             TenantError::Unavailable(m) => ApiError::Unavailable(m),
             TenantError::Internal(m) => ApiError::internal("tenant", &m),

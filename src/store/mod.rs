@@ -115,6 +115,13 @@ pub enum StoreError {
     /// The background committer thread could not be started.
     #[error("could not start the storage committer thread: {0}")]
     CommitterSpawn(Arc<std::io::Error>),
+    /// In a cluster: another node changed the same tenant first (compare-and-set on the
+    /// configuration stream failed); nothing was written.
+    #[error("{0}")]
+    Conflict(String),
+    /// In a cluster: JetStream did not store the change on a quorum; nothing was written here.
+    #[error("{0}")]
+    Replication(String),
     /// A read, write or flush failed at the disk (a full disk is `ErrorKind::StorageFull`).
     #[error("storage I/O error: {0}")]
     Io(Arc<std::io::Error>),

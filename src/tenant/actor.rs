@@ -176,6 +176,19 @@ impl Handler<DeletePlugin> for TenantActor {
     }
 }
 
+impl Handler<super::command::Replicated> for TenantActor {
+    type Result = Reply<()>;
+
+    fn handle(&mut self, msg: super::command::Replicated, _: &mut Self::Context) -> Self::Result {
+        let made = self.replicated(msg.ops);
+        if let Err(e) = &made {
+            tracing::error!(tenant = %self.id, error = %e, "a change from another node could not be made live");
+        }
+        (msg.then)();
+        made
+    }
+}
+
 impl<E: Entity> Handler<List<E>> for TenantActor {
     type Result = Reply<Vec<E::View>>;
 
@@ -374,6 +387,44 @@ impl TenantActor {
         entity.store(&mut b, &self.id);
         let durable = self.commit(staged, b)?;
         Ok((view, durable))
+    }
+
+    /// Makes records another node wrote live. Rows go into their tables (a row load is
+    /// the common large change); anything else reloads the tenant's entities from the
+    /// store, keeping the loaded rows, the learned counters and this node's folder files.
+    fn replicated(&mut self, ops: Vec<crate::store::Op>) -> Result<(), TenantError> {
+        use crate::store::Op;
+        let row = |op: &Op| keys::parse(op.key()).filter(|k| matches!(k.kind, Kind::Row | Kind::ApiKey | Kind::Meta));
+        if ops.iter().all(|op| matches!(op, Op::Put { .. }) && row(op).is_some()) {
+            for op in &ops {
+                let (Some(k), Op::Put { value, .. }) = (row(op), op) else { continue };
+                let parsed = serde_json::from_slice::<Value>(value).ok();
+                if let (Kind::Row, Some(schema), Some(row)) = (k.kind, k.parts.first(), parsed) {
+                    if let Err(e) = self.catalog.restore_row(schema, &row) {
+                        tracing::warn!(tenant = %self.id, error = %e, "a replicated row does not load");
+                    }
+                }
+            }
+            return Ok(());
+        }
+        let (mut next, warnings) = persist::reload_catalog(self.store.as_ref(), &self.id, &self.catalog)?;
+        for w in warnings {
+            tracing::warn!(tenant = %self.id, "{w}");
+        }
+        self.api_plugins = next.plugins.iter().map(|p| p.name.clone()).collect();
+        for p in self.catalog.plugins.iter().filter(|p| !self.api_plugins.contains(&p.name)) {
+            if next.put_plugin(&p.name, &p.source).is_err() {
+                tracing::warn!(tenant = %self.id, file = %p.name, "a folder rule file no longer checks after a change");
+            }
+        }
+        let (live, failed) = next.compile_live();
+        for (key, e) in failed {
+            tracing::error!(tenant = %self.id, flow = %key, error = %e, "live flow does not compile after a change");
+        }
+        self.catalog = next;
+        self.swap(live);
+        self.retry_pending();
+        Ok(())
     }
 
     /// Installs pending folder files that now check against the changed catalog.

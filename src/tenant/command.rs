@@ -118,6 +118,18 @@ pub struct PutPlugin {
     pub from_disk: bool,
 }
 
+/// Records another cluster node wrote for this tenant, now in this node's store: make
+/// them live (rows into their tables; anything else reloads the entities), then run
+/// `then` (the cluster marks the change applied), before the next command.
+pub struct Replicated {
+    pub ops: Vec<crate::store::Op>,
+    pub then: Box<dyn FnOnce() + Send>,
+}
+
+impl Message for Replicated {
+    type Result = Reply<()>;
+}
+
 pub struct DeletePlugin {
     pub name: String,
     pub from_disk: bool,

@@ -18,6 +18,25 @@ pub fn row_key(tenant: &str, schema_id: &str, row_key: &str) -> Vec<u8> {
 /// does not fit its schema, a rule file with errors) are skipped and described in the
 /// returned warnings rather than stopping the tenant from starting.
 pub fn load_catalog(store: &dyn Storage, tenant: &str) -> Result<(Catalog, Vec<String>), StoreError> {
+    let (mut catalog, mut warnings) = load_entities(store, tenant)?;
+    let schemas: Vec<String> = catalog.schemas.iter().map(|s| s.meta.id.clone()).collect();
+    load_rows(store, tenant, &mut catalog, &schemas, &mut warnings)?;
+    load_plugins(store, tenant, &mut catalog, &mut warnings)?;
+    Ok((catalog, warnings))
+}
+
+/// The tenant's entities as stored now, on top of `old` (a change another cluster node
+/// made): schemas that `old` had keep their loaded rows, new ones are read in, and the
+/// rule files sent through the API are read again. Folder rule files are the caller's.
+pub fn reload_catalog(store: &dyn Storage, tenant: &str, old: &Catalog) -> Result<(Catalog, Vec<String>), StoreError> {
+    let (mut catalog, mut warnings) = load_entities(store, tenant)?;
+    let fresh = catalog.keep_tables(old);
+    load_rows(store, tenant, &mut catalog, &fresh, &mut warnings)?;
+    load_plugins(store, tenant, &mut catalog, &mut warnings)?;
+    Ok((catalog, warnings))
+}
+
+fn load_entities(store: &dyn Storage, tenant: &str) -> Result<(Catalog, Vec<String>), StoreError> {
     let mut catalog = Catalog::new();
     let mut warnings = Vec::new();
     for schema in entities(store, tenant, Kind::Schema, &mut warnings)? {
@@ -29,16 +48,37 @@ pub fn load_catalog(store: &dyn Storage, tenant: &str) -> Result<(Catalog, Vec<S
     catalog.policies = entities(store, tenant, Kind::Policy, &mut warnings)?;
     catalog.flows = flows(store, tenant, &mut warnings)?;
     catalog.finish_restore();
-    for (key, value) in store.scan_prefix(&keys::prefix(tenant, Kind::Row))? {
-        let restored = keys::parse(&key)
-            .and_then(|k| k.parts.into_iter().next())
-            .zip(serde_json::from_slice::<serde_json::Value>(&value).ok());
-        match restored.map(|(schema, row)| catalog.restore_row(&schema, &row)) {
-            Some(Ok(())) => {}
-            Some(Err(e)) => warnings.push(format!("row {}: {e}", String::from_utf8_lossy(&key))),
-            None => warnings.push(format!("unreadable row record {}", String::from_utf8_lossy(&key))),
+    Ok((catalog, warnings))
+}
+
+/// The stored rows of the schemas named.
+fn load_rows(
+    store: &dyn Storage,
+    tenant: &str,
+    catalog: &mut Catalog,
+    schemas: &[String],
+    warnings: &mut Vec<String>,
+) -> Result<(), StoreError> {
+    for schema in schemas {
+        for (key, value) in store.scan_prefix(&keys::sub_prefix(tenant, Kind::Row, &[schema]))? {
+            let row = serde_json::from_slice::<serde_json::Value>(&value).ok();
+            match row.map(|row| catalog.restore_row(schema, &row)) {
+                Some(Ok(())) => {}
+                Some(Err(e)) => warnings.push(format!("row {}: {e}", String::from_utf8_lossy(&key))),
+                None => warnings.push(format!("unreadable row record {}", String::from_utf8_lossy(&key))),
+            }
         }
     }
+    Ok(())
+}
+
+/// The rule files sent through the API (stored; the folder's are not).
+fn load_plugins(
+    store: &dyn Storage,
+    tenant: &str,
+    catalog: &mut Catalog,
+    warnings: &mut Vec<String>,
+) -> Result<(), StoreError> {
     for (key, value) in store.scan_prefix(&keys::prefix(tenant, Kind::Plugin))? {
         let name = keys::last_component(&key).unwrap_or_default();
         let source = String::from_utf8_lossy(&value).into_owned();
@@ -46,7 +86,7 @@ pub fn load_catalog(store: &dyn Storage, tenant: &str) -> Result<(Catalog, Vec<S
             warnings.push(format!("rule file {name} no longer checks ({} diagnostics); not loaded", diags.len()));
         }
     }
-    Ok((catalog, warnings))
+    Ok(())
 }
 
 /// Flow records with their version records attached (keys `flow/{id}/v/{n}` sort in

@@ -282,6 +282,21 @@ impl Registry {
         serde_json::from_slice(&bytes).map_err(|e| TenantError::Unavailable(format!("unreadable tenant list: {e}")))
     }
 
+    /// Starts the stored tenants that are not running (created by another cluster node);
+    /// returns how many.
+    pub fn start_stored_tenants(&self) -> Result<usize, TenantError> {
+        let _one_at_a_time = self.creating.try_lock();
+        let mut started = 0;
+        for id in self.stored_tenant_ids()? {
+            if self.tenant(&id).is_none() {
+                let (catalog, _) = load_catalog(self.store.as_ref(), &id)?;
+                self.start_new_tenant(&id, catalog);
+                started += 1;
+            }
+        }
+        Ok(started)
+    }
+
     /// Starts a tenant's actor with its learned state (restored, or new for a new tenant).
     fn start_tenant(&self, id: &str, catalog: Catalog, learning: Arc<Learning>) -> Arc<TenantHandle> {
         let id: Arc<str> = id.into();

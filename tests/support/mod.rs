@@ -282,6 +282,7 @@ impl TestServer {
             train_interval: None,
             slow_request: std::time::Duration::from_millis(arbiter::serve::DEFAULT_SLOW_REQUEST_MS),
             retention: std::time::Duration::from_secs(arbiter::serve::DEFAULT_RETENTION_DAYS * 86_400),
+            cluster: None,
         };
         // After a restart in the same process, sled's background writers may hold the
         // folder's lock for a moment longer than the store: retry briefly.
