@@ -120,19 +120,17 @@ async fn apply(
     // Not while this node publishes: its own change must be recognised as applied.
     let _one = shared.publishing.lock().await;
     let known = shared.applied.lock().get(&subject).copied().unwrap_or(0);
-    let mut mark = Batch::new();
-    mark.put(CONSUMED_KEY.to_vec(), seq.to_le_bytes().to_vec());
-    if seq <= known {
-        shared.inner.write_unacknowledged(mark)?;
-        return Ok(None);
-    }
-    let Some(mut ops) = decode(&message.payload) else {
-        tracing::error!(seq, subject, "an unreadable configuration message was skipped");
-        shared.inner.write_unacknowledged(mark)?;
+    let consumed = Op::Put { key: CONSUMED_KEY.to_vec(), value: seq.to_le_bytes().to_vec() };
+    let decoded = if seq <= known { None } else { decode(&message.payload) };
+    let Some(ops) = decoded else {
+        if seq > known {
+            tracing::error!(seq, subject, "an unreadable configuration message was skipped");
+        }
+        shared.inner.write_unacknowledged(Batch::from(vec![consumed]))?;
         return Ok(None);
     };
-    ops.extend(mark.into_ops());
-    write_applied(shared.inner.as_ref(), &subject, seq, ops.clone())?.await?;
-    ops.pop();
+    // The records are also handed to the tenant actor, hence the copy.
+    let stored: Vec<Op> = ops.iter().cloned().chain([consumed]).collect();
+    write_applied(shared.inner.as_ref(), &subject, seq, stored)?.await?;
     Ok(Some(Applied { seq, ops, subject, shared: shared.clone() }))
 }

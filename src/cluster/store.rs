@@ -102,32 +102,36 @@ impl Shared {
 
 /// Writes one applied message's records here with the sequence it was applied at.
 pub(super) fn write_applied(inner: &dyn Storage, subject: &str, seq: u64, ops: Vec<Op>) -> Result<Durable, StoreError> {
-    let mut b = Batch::new();
-    for op in ops {
-        match op {
-            Op::Put { key, value } => b.put(key, value),
-            Op::Delete { key } => b.delete(key),
-        };
-    }
+    let mut b = Batch::from(ops);
     b.put(applied_key(subject), seq.to_le_bytes().to_vec());
     inner.write(b)
 }
 
+/// The subject a batch is settled on: the registry's when it touches a record outside
+/// any tenant (creating a tenant writes the tenant list and the tenant's record), else
+/// its one tenant's. `None` for node-local bookkeeping only; an error for a batch that
+/// spans tenants.
+fn subject_of_batch(ops: &[Op]) -> Result<Option<String>, StoreError> {
+    let mut subject = None;
+    for op in ops {
+        match subject_of(op.key()) {
+            Some(s) if s == super::REGISTRY_SUBJECT => return Ok(Some(s)),
+            Some(s) if subject.as_ref().is_some_and(|first| *first != s) => {
+                return Err(StoreError::Replication("one change may not span tenants".into()))
+            }
+            Some(s) => subject = Some(s),
+            None => {}
+        }
+    }
+    Ok(subject)
+}
+
 impl Storage for ReplicatedStore {
     fn write(&self, batch: Batch) -> Result<Durable, StoreError> {
-        let subjects: Vec<Option<String>> = batch.clone().into_ops().iter().map(|op| subject_of(op.key())).collect();
-        // A change that touches the registry (creating a tenant writes the tenant list and
-        // the tenant's record) is settled on the registry's subject.
-        let registry = Some(super::REGISTRY_SUBJECT.to_string());
-        let subject = if subjects.contains(&registry) { registry } else { subjects.first().cloned().flatten() };
-        let Some(subject) = subject else {
+        let Some(subject) = subject_of_batch(batch.ops())? else {
             // Node-local bookkeeping (or nothing): written here only.
             return self.0.inner.write(batch);
         };
-        let registry = subject.ends_with(".registry");
-        if !registry && subjects.iter().flatten().any(|s| *s != subject) {
-            return Err(StoreError::Replication("one change may not span tenants".into()));
-        }
         // The sequence expected is taken now, on the caller's thread: a tenant actor makes
         // another node's change live (and marks it applied) between its own commands, so
         // this is the change its command was staged on, never a later one it has not seen.

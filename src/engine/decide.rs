@@ -776,7 +776,7 @@ fn rank_order(flow: &CompiledFlow, (sa, a): (f64, u32), (sb, b): (f64, u32)) -> 
 /// the customers it is harmful for; at 0.5 to 2 %, which still gives its model the
 /// exposures that correct a wrong estimate (`tests/learning_simulation.rs`). Measured on
 /// `tests/uplift_decisions.rs`, seeds 1–6: true sleeping dogs among shown offers
-/// 1.9–4.2 % at 1, 0.2–3.9 % at 0.5 (BENCHMARKS.md).
+/// 1.9–4.2 % at 1, 0.4–3.4 % at 0.5 (BENCHMARKS.md).
 const UPLIFT_DRAW_SCALE: f64 = 0.5;
 
 /// Explain's reason for an offer its uplift segment removed: `uplift: sleeping_dog τ=−0.06 ± 0.02`.

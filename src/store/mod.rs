@@ -51,8 +51,8 @@ pub use sled_store::SledStore;
 /// At most this long between an unacknowledged write and its flush.
 pub const UNACKNOWLEDGED_FLUSH: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// The storage interface the rest of arbiter sees. It is the one trait kept with a single
-/// implementation, so that sled stays replaceable.
+/// The storage interface the rest of arbiter sees: [`SledStore`] on one node, wrapped by
+/// `cluster::ReplicatedStore` (shared writes go through JetStream first) in a cluster.
 pub trait Storage: Send + Sync + 'static {
     /// Applies `batch` atomically — every put and delete, or none — so readers see it at once,
     /// and returns a handle that completes when the batch is durable on disk. If the handle
@@ -193,6 +193,17 @@ impl Batch {
     /// The operations, in order.
     pub fn into_ops(self) -> Vec<Op> {
         self.ops
+    }
+
+    /// The operations, in order, borrowed.
+    pub fn ops(&self) -> &[Op] {
+        &self.ops
+    }
+}
+
+impl From<Vec<Op>> for Batch {
+    fn from(ops: Vec<Op>) -> Batch {
+        Batch { ops }
     }
 }
 

@@ -285,7 +285,6 @@ impl Registry {
     /// Starts the stored tenants that are not running (created by another cluster node);
     /// returns how many.
     pub fn start_stored_tenants(&self) -> Result<usize, TenantError> {
-        let _one_at_a_time = self.creating.try_lock();
         let mut started = 0;
         for id in self.stored_tenant_ids()? {
             if self.tenant(&id).is_none() {
