@@ -40,6 +40,22 @@ pub fn new_id() -> String {
     )
 }
 
+/// This node's tag in a cluster (0 on a single node): the first part of the ids of the
+/// decisions it logs, so that every node's ids are distinct.
+static NODE_TAG: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+pub fn node_tag() -> u32 {
+    NODE_TAG.load(Ordering::Relaxed)
+}
+
+/// Sets [`node_tag`] from the node's name, once, when the node joins its cluster (before
+/// any decision is logged). Never 0.
+pub fn set_node_tag(node_id: &str) -> u32 {
+    let tag = (fnv1a_pair("arbiter-node", node_id) as u32).max(1);
+    NODE_TAG.store(tag, Ordering::Relaxed);
+    tag
+}
+
 /// FNV-1a over `a:b`, without building the joined string.
 pub fn fnv1a_pair(a: &str, b: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

@@ -102,7 +102,7 @@ pub struct ServeArgs {
     /// This node's name in the cluster (default: the host name)
     #[arg(long, env = "ARBITER_NODE_ID", value_name = "NAME")]
     pub node_id: Option<String>,
-    /// Replicas of the cluster's configuration stream (at most the NATS servers)
+    /// Replicas of the cluster's streams (at most the NATS servers)
     #[arg(long, env = "ARBITER_CLUSTER_REPLICAS", value_name = "N", default_value_t = 3,
           value_parser = clap::value_parser!(u64).range(1..=5))]
     pub cluster_replicas: u64,
@@ -126,6 +126,7 @@ impl ServeArgs {
                 urls: self.cluster.clone(),
                 node_id: self.node_id.clone().filter(|n| !n.is_empty()).unwrap_or_else(host_name),
                 replicas: self.cluster_replicas as usize,
+                retention: Duration::from_secs(self.retention_days * 86_400),
             }),
         }
     }
@@ -177,11 +178,11 @@ pub async fn start(config: &Config) -> Result<Started, ServeError> {
     }
     let mut app = App::new(registry.clone(), keys, config.tenant.clone());
     app.slow_request = config.slow_request;
+    app.cluster = replicated.as_ref().map(|r| r.cluster().clone());
     let app = Arc::new(app);
     let new_admin_key = admin_key(&app, config).await?;
     if let Some(replicated) = replicated {
-        let app = app.clone();
-        crate::cluster::follow(&replicated, Arc::new(move |applied| make_live(&app, applied)));
+        take_part(&app, &replicated);
     }
     let watcher = load_plugins(&registry, config).await;
     Ok(Started { app, new_admin_key, _watcher: watcher })
@@ -197,8 +198,28 @@ async fn join_cluster(
     let cluster = crate::cluster::Cluster::connect(options.clone()).await?;
     let replicated = ReplicatedStore::new(local, cluster).map_err(TenantError::from)?;
     let applied = crate::cluster::catch_up(&replicated).await?;
-    tracing::info!(node = %options.node_id, applied, "joined the cluster");
+    // Mirrored into the log before the learned state is restored from it.
+    let mirrored = crate::cluster::catch_up_events(&replicated).await?;
+    tracing::info!(node = %options.node_id, applied, mirrored, "joined the cluster");
     Ok((Arc::new(replicated.clone()), Some(replicated)))
+}
+
+/// Once the tenants are loaded: follows both streams (configuration made live, other
+/// nodes' events taken into the learned state) and answers calls for its customers.
+fn take_part(app: &Arc<App>, replicated: &ReplicatedStore) {
+    let live = app.clone();
+    crate::cluster::follow(replicated, Arc::new(move |applied| make_live(&live, applied)));
+    let registry = app.registry.clone();
+    let on_record: crate::cluster::OnRecord = Arc::new(move |tenant, at, record| {
+        if let Some(t) = registry.tenant(tenant) {
+            t.learning.apply_mirrored(tenant, at, record);
+        }
+    });
+    crate::cluster::follow_events(replicated, on_record);
+    let serving = app.clone();
+    replicated
+        .cluster()
+        .take_part(Arc::new(move |call| Box::pin(crate::api::handlers::answer_call(serving.clone(), call))));
 }
 
 /// Makes a change another node made live here: new tenants start, API keys are

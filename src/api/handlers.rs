@@ -12,6 +12,7 @@ use super::entity::EntityApi;
 use super::routes::{Op, Route, ENTITIES};
 use super::App;
 use crate::catalog::{FlowCandidate, LoadMode};
+use crate::cluster::{Answer, Call, CallOp};
 use crate::engine::RecommendRequest;
 use crate::http::auth::{generate_key, to_hex, KeyRecord, Role};
 use crate::http::body::{read_json_body, JsonRowStream};
@@ -57,7 +58,7 @@ pub async fn dispatch(app: &Arc<App>, route: Route, params: Params, req: Request
             Ok(no_content())
         }
         Route::Recommend => recommend(app, &tenant, req).await,
-        Route::Respond => respond(&tenant, req, app.body_limit).await,
+        Route::Respond => respond(app, &tenant, req).await,
         Route::RespondBulk => respond_bulk(&tenant, req, app.body_limit).await,
         Route::OutcomeTypes => ok(&outcome_types()),
         Route::ExperimentResults => experiment_results(&tenant, id()),
@@ -289,7 +290,24 @@ async fn text_body(req: Request<Incoming>, limit: usize) -> Result<bytes::Bytes,
 async fn recommend(app: &App, t: &TenantHandle, req: Request<Incoming>) -> Reply {
     let flag = |name| query_param(req.uri().query(), name).is_some_and(|v| v == "true" || v == "1");
     let (explain, dry_run) = (flag("explain"), flag("dryRun"));
-    let r: RecommendRequest = body(req, app.body_limit).await?;
+    let bytes = read_json_body(req, app.body_limit).await?;
+    let r: RecommendRequest = parse_json(&bytes)?;
+    let call = || Call {
+        tenant: t.id.to_string(),
+        op: CallOp::Recommend,
+        explain,
+        dry_run,
+        idempotency_key: None,
+        body: bytes.to_vec(),
+    };
+    if let Some(answer) = forward(app, &t.id, &r.customer_id, call).await {
+        return answer;
+    }
+    decide(app, t, r, explain, dry_run).await
+}
+
+/// `/recommend` on the node that owns the customer.
+async fn decide(app: &App, t: &TenantHandle, r: RecommendRequest, explain: bool, dry_run: bool) -> Reply {
     let decision = match candidate_flow(&r, dry_run)? {
         Some(which) => {
             // Checked before the compile, which a bad request should not cost.
@@ -298,12 +316,91 @@ async fn recommend(app: &App, t: &TenantHandle, req: Request<Incoming>) -> Reply
             let flow = t.ask(c::CompileCandidate { flow: key, which }).await?;
             t.dry_run(&flow, &r, explain)?
         }
-        None => t.recommend(&r, RecommendOptions { explain, dry_run })?,
+        None => {
+            let (decision, replicated) = t.recommend_logged(&r, RecommendOptions { explain, dry_run })?;
+            if let Some(replicated) = replicated {
+                replicated.await.map_err(crate::tenant::TenantError::from)?;
+            }
+            decision
+        }
     };
     if !decision.dry_run {
         app.metrics.record_decision(&decision.decision_flow_key);
     }
     ok(&decision)
+}
+
+/// In a cluster, runs a customer's request on the node that owns the customer: the
+/// owner's answer when that is another node, `None` to run it here. An owner that does
+/// not answer is taken as gone and the next one tried; this node runs it once it is
+/// the owner (after its mirror of the event stream caught up), or after three tries.
+async fn forward(app: &App, tenant: &str, customer: &str, call: impl FnOnce() -> Call) -> Option<Reply> {
+    let cluster = app.cluster.as_ref()?;
+    if customer.trim().is_empty() {
+        // Refused here, with the other problems of the body.
+        return None;
+    }
+    let (mut make, mut built, mut failed) = (Some(call), None, false);
+    for _ in 0..3 {
+        let owner = cluster.members.owner(tenant, customer);
+        if owner == cluster.node_id() {
+            break;
+        }
+        let call: &Call = match &mut built {
+            Some(call) => call,
+            None => built.insert(make.take()?()),
+        };
+        match cluster.call(&owner, call).await {
+            Ok(answer) => return Some(Ok(answered(answer))),
+            // Sent again: the owner may have decided already (a second decision), and a
+            // respond is recorded once per idempotency key.
+            Err(e) if e.lost => tracing::warn!(error = %e, "forwarding to a customer's owner again"),
+            Err(e) => {
+                tracing::warn!(error = %e, "forwarding to a customer's owner failed; taking it as gone");
+                cluster.members.failed(&owner);
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        // The gone owner's last events must be mirrored here first.
+        cluster.catch_up_now().await;
+    } else {
+        cluster.ready().await;
+    }
+    None
+}
+
+fn answered(answer: Answer) -> HttpResponse {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    bytes(status, "application/json", answer.body.into())
+}
+
+/// Runs a request another node forwarded to this one, the customer's owner (the other
+/// node authenticated it and checked its body).
+pub async fn answer_call(app: Arc<App>, call: Call) -> Answer {
+    let reply = match app.registry.tenant(&call.tenant) {
+        None => Err(ApiError::NotFound(format!("tenant `{}` is not on this node yet", call.tenant))),
+        Some(t) => {
+            if let Some(cluster) = &app.cluster {
+                cluster.ready().await;
+            }
+            match call.op {
+                CallOp::Recommend => match parse_json::<RecommendRequest>(&call.body) {
+                    Ok(r) => decide(&app, &t, r, call.explain, call.dry_run).await,
+                    Err(e) => Err(e.into()),
+                },
+                CallOp::Respond => match parse_json::<RespondInput>(&call.body) {
+                    Ok(input) => record_response(app.cluster.as_deref(), &t, input, call.idempotency_key).await,
+                    Err(e) => Err(e.into()),
+                },
+            }
+        }
+    };
+    let response = reply.unwrap_or_else(|e| e.into_response(&crate::ids::new_id()));
+    let status = response.status().as_u16();
+    let body = http_body_util::BodyExt::collect(response.into_body()).await.map(|b| b.to_bytes()).unwrap_or_default();
+    Answer { status, body: body.to_vec() }
 }
 
 /// The flow a dry run names in its body instead of the live one: `flowVersion` or
@@ -372,15 +469,51 @@ fn model_uplift(t: &TenantHandle, id: String, req: &Request<Incoming>) -> Reply 
     ok(&measure::customer_uplift(&flow, models.as_deref(), &customer, learner))
 }
 
-async fn respond(t: &TenantHandle, req: Request<Incoming>, limit: usize) -> Reply {
+async fn respond(app: &App, t: &TenantHandle, req: Request<Incoming>) -> Reply {
     let header_key = idempotency_header(&req);
-    let mut input: RespondInput = body(req, limit).await?;
+    let bytes = read_json_body(req, app.body_limit).await?;
+    let input: RespondInput = parse_json(&bytes)?;
+    let call = || Call {
+        tenant: t.id.to_string(),
+        op: CallOp::Respond,
+        explain: false,
+        dry_run: false,
+        idempotency_key: header_key.clone(),
+        body: bytes.to_vec(),
+    };
+    if let Some(answer) = forward(app, &t.id, &input.customer_id, call).await {
+        return answer;
+    }
+    record_response(app.cluster.as_deref(), t, input, header_key).await
+}
+
+/// `/respond` on the node that owns the customer.
+async fn record_response(
+    cluster: Option<&crate::cluster::Cluster>,
+    t: &TenantHandle,
+    mut input: RespondInput,
+    header_key: Option<String>,
+) -> Reply {
     if input.idempotency_key.is_none() {
         input.idempotency_key = header_key;
     }
-    let reply = t.respond(input).await?;
+    let reply = match t.respond(input.clone()).await {
+        // Another node's decision, not mirrored here yet: once the mirror has all the
+        // stream holds now (that node had the stream store it before it answered).
+        Err(crate::tenant::TenantError::NotFound(_)) if cluster.is_some() && names_foreign(&input) => {
+            cluster.expect("checked").catch_up_now().await;
+            t.respond(input).await?
+        }
+        reply => reply?,
+    };
     let status = if reply.duplicate { StatusCode::OK } else { StatusCode::CREATED };
     json_response(status, &reply)
+}
+
+/// Whether a respond names a decision another node of the cluster made.
+fn names_foreign(input: &RespondInput) -> bool {
+    let id = input.recommendation_id.as_deref().or(input.interaction_id.as_deref()).unwrap_or_default();
+    crate::tenant::interaction::DecisionId::parse(id).is_some_and(|d| d.is_foreign())
 }
 
 fn idempotency_header(req: &Request<Incoming>) -> Option<String> {

@@ -48,6 +48,8 @@ pub struct App {
     pub data_limit: usize,
     /// Requests that take at least this long are logged at warn.
     pub slow_request: Duration,
+    /// In a cluster: the other nodes, and which one owns each customer.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl App {
@@ -61,6 +63,7 @@ impl App {
             body_limit: BODY_LIMIT,
             data_limit: DATA_LIMIT,
             slow_request: Duration::from_millis(SLOW_REQUEST_MS),
+            cluster: None,
         }
     }
 

@@ -4,11 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
 use futures_util::StreamExt;
 
 use super::store::{decode, decode_u64, write_applied, ReplicatedStore, Shared, CONSUMED_KEY};
-use super::{stream_error, ClusterError, CONFIG_STREAM, SUBJECT_PREFIX};
+use super::{ClusterError, CONFIG_STREAM, SUBJECT_PREFIX};
 use crate::store::{Batch, Op};
 
 /// One batch from the stream, written here, for the caller to make live and then
@@ -38,7 +37,7 @@ pub type OnApplied = Arc<dyn Fn(Applied) + Send + Sync>;
 /// node loads its tenants: a joining or restarted node starts from the cluster's state.
 pub async fn catch_up(store: &ReplicatedStore) -> Result<u64, ClusterError> {
     let shared = &store.0.clone();
-    let last = shared.cluster.last_sequence().await?;
+    let last = shared.cluster.last_sequence(CONFIG_STREAM).await?;
     let mut consumed = consumed(shared)?;
     if consumed >= last {
         return Ok(0);
@@ -88,17 +87,8 @@ async fn follow_once(shared: &Arc<Shared>, on_applied: &OnApplied) -> Result<(),
     Err(ClusterError::Follow("the subscription ended".into()))
 }
 
-type Ordered = async_nats::jetstream::consumer::pull::Ordered;
-
-async fn subscribe(shared: &Shared, from: u64) -> Result<Ordered, ClusterError> {
-    let stream = shared.cluster.js.get_stream(CONFIG_STREAM).await.map_err(|e| stream_error(e.to_string()))?;
-    let config = OrderedConfig {
-        filter_subject: format!("{SUBJECT_PREFIX}>"),
-        deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: from },
-        ..Default::default()
-    };
-    let consumer = stream.create_consumer(config).await.map_err(|e| stream_error(e.to_string()))?;
-    consumer.messages().await.map_err(|e| stream_error(e.to_string()))
+async fn subscribe(shared: &Shared, from: u64) -> Result<super::Ordered, ClusterError> {
+    shared.cluster.read_from(CONFIG_STREAM, SUBJECT_PREFIX, from).await
 }
 
 fn seq_of(message: &async_nats::jetstream::Message) -> u64 {

@@ -11,9 +11,22 @@
 //! node applies it from the stream in order ([`follow`]), writes it, and makes it live.
 //! The records are the same everywhere, so versions and ids are too.
 //!
-//! Module map: [`store`] is the replicating `Storage`; [`follow`] applies the stream.
+//! Events — decisions and responses — go to a second replicated stream,
+//! [`EVENTS_STREAM`], as they are appended to the node's own log ([`events`]); every
+//! other node mirrors them into its log, so each log holds every node's events, and the
+//! learned state derived from it (counters, contacts, experiments) converges. Each
+//! customer of a tenant has one owner node, by rendezvous hash over the live nodes
+//! ([`members`]): `/recommend` and `/respond` for the customer run there, other nodes
+//! forward them over NATS ([`calls`]), so contact caps hold across nodes.
+//!
+//! Module map: [`store`] is the replicating `Storage`; [`follow`] applies the
+//! configuration stream; [`events`] publishes and mirrors the event stream; [`members`]
+//! knows the live nodes and each customer's owner; [`calls`] forwards requests to owners.
 
+mod calls;
+mod events;
 mod follow;
+mod members;
 mod store;
 
 use std::sync::Arc;
@@ -21,7 +34,10 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 
+pub use calls::{Answer, Call, CallOp, ServeCall};
+pub use events::{catch_up_events, follow_events, OnRecord};
 pub use follow::{catch_up, follow, Applied};
+pub use members::Members;
 pub use store::ReplicatedStore;
 
 /// The stream of configuration batches. Subjects: `arbiter.config.{tenant hex}` for a
@@ -34,8 +50,18 @@ pub(super) const REGISTRY_SUBJECT: &str = "arbiter.config.registry";
 /// its `max_payload`, 1 MiB by default). Only large row loads are ever split.
 const MAX_MESSAGE_BYTES: usize = 512 * 1024;
 
-/// How long a node waits for JetStream to acknowledge a change before refusing it.
-const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a node waits for JetStream to acknowledge a change or an event before
+/// refusing it: longer than a NATS server's failover and a stream's leader election
+/// (which waits 4–9 s before it starts; 10–12 s were measured here after kill -9 of
+/// the server that led the stream).
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The stream of decisions and responses. Subjects: `arbiter.events.{tenant hex}`.
+pub const EVENTS_STREAM: &str = "ARBITER_EVENTS";
+const EVENTS_PREFIX: &str = "arbiter.events.";
+
+/// How long a follower's pull from a stream waits for messages before it pulls again.
+const FOLLOW_EXPIRES: Duration = Duration::from_secs(1);
 
 /// `arbiter serve --cluster`: where the NATS servers are and who this node is.
 #[derive(Debug, Clone)]
@@ -44,8 +70,10 @@ pub struct ClusterOptions {
     pub urls: Vec<String>,
     /// This node's name, unique in the cluster.
     pub node_id: String,
-    /// Replicas of the configuration stream (3 on a cluster of 3 or more NATS servers).
+    /// Replicas of the streams (3 on a cluster of 3 or more NATS servers).
     pub replicas: usize,
+    /// How long the event stream keeps decisions and responses (the log's retention).
+    pub retention: Duration,
 }
 
 /// Why the cluster cannot be joined or used.
@@ -65,23 +93,43 @@ pub enum ClusterError {
 /// follower.
 pub struct Cluster {
     pub options: ClusterOptions,
+    /// This node's tag: the first part of its decision ids (`ids::node_tag`).
+    pub tag: u32,
+    client: async_nats::Client,
     js: jetstream::Context,
     /// The runtime the publishes run on (writes come from actor threads).
     runtime: tokio::runtime::Handle,
+    /// The live nodes and each customer's owner.
+    pub members: Members,
+    /// The last sequence of the event stream this node has handled (mirrored, or
+    /// recognised as its own).
+    events_consumed: tokio::sync::watch::Sender<u64>,
+    /// How often the connection to NATS was lost: a call in flight then may never be
+    /// answered, and is sent again.
+    disconnects: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Cluster {
-    /// Connects and makes sure the configuration stream exists with the options' replicas.
+    /// Connects and makes sure both streams exist with the options' replicas.
     pub async fn connect(options: ClusterOptions) -> Result<Arc<Cluster>, ClusterError> {
         let urls = options.urls.join(",");
+        let disconnects = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = disconnects.clone();
         let client = async_nats::ConnectOptions::new()
             .name(format!("arbiter {}", options.node_id))
+            .event_callback(move |event| {
+                if matches!(event, async_nats::Event::Disconnected) {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                tracing::info!(%event, "NATS connection");
+                std::future::ready(())
+            })
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(5))
             .connect(options.urls.as_slice())
             .await
             .map_err(|e| ClusterError::Connect { urls: urls.clone(), error: e.to_string() })?;
-        let js = jetstream::new(client);
+        let js = jetstream::new(client.clone());
         let config = jetstream::stream::Config {
             name: CONFIG_STREAM.into(),
             subjects: vec![format!("{SUBJECT_PREFIX}>")],
@@ -91,29 +139,102 @@ impl Cluster {
             retention: jetstream::stream::RetentionPolicy::Limits,
             ..Default::default()
         };
-        // The stream may be being created by another node at the same moment, and the
-        // cluster may still be electing its leaders: retry for a while.
-        let mut last = String::new();
-        for _ in 0..60 {
-            match js.get_or_create_stream(config.clone()).await {
-                Ok(_) => return Ok(Arc::new(Cluster { options, js, runtime: tokio::runtime::Handle::current() })),
-                Err(e) => last = e.to_string(),
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+        let events = jetstream::stream::Config {
+            name: EVENTS_STREAM.into(),
+            subjects: vec![format!("{EVENTS_PREFIX}>")],
+            num_replicas: options.replicas,
+            storage: jetstream::stream::StorageType::File,
+            // Events are kept as long as the log keeps them; a node that joins later
+            // than that starts from what is left, as a log after retention does.
+            retention: jetstream::stream::RetentionPolicy::Limits,
+            max_age: options.retention,
+            // A publish retried after a lost acknowledgement is stored once.
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        };
+        for config in [config, events] {
+            create_stream(&js, config).await?;
         }
-        Err(ClusterError::Stream { stream: CONFIG_STREAM, error: last })
+        let tag = crate::ids::set_node_tag(&options.node_id);
+        let members = Members::new(options.node_id.clone());
+        Ok(Arc::new(Cluster {
+            options,
+            tag,
+            client,
+            js,
+            runtime: tokio::runtime::Handle::current(),
+            members,
+            events_consumed: tokio::sync::watch::Sender::new(0),
+            disconnects,
+        }))
     }
 
-    /// The stream's last sequence now (what a catch-up must reach).
-    async fn last_sequence(&self) -> Result<u64, ClusterError> {
-        let mut stream = self.js.get_stream(CONFIG_STREAM).await.map_err(|e| stream_error(e.to_string()))?;
-        let info = stream.info().await.map_err(|e| stream_error(e.to_string()))?;
+    /// Starts taking part: answers calls forwarded to this node with `serve`, says it is
+    /// alive and hears the others. Called once the node's tenants are loaded, since other
+    /// nodes forward its customers to it from then on.
+    pub fn take_part(self: &Arc<Self>, serve: ServeCall) {
+        self.serve_calls(serve);
+        members::start(self);
+    }
+
+    /// This node's name.
+    pub fn node_id(&self) -> &str {
+        &self.options.node_id
+    }
+
+    /// A stream's last sequence now (what a catch-up must reach).
+    async fn last_sequence(&self, stream: &'static str) -> Result<u64, ClusterError> {
+        let error = |e: String| ClusterError::Stream { stream, error: e };
+        let mut handle = self.js.get_stream(stream).await.map_err(|e| error(e.to_string()))?;
+        let info = handle.info().await.map_err(|e| error(e.to_string()))?;
         Ok(info.state.last_sequence)
     }
 }
 
-fn stream_error(error: String) -> ClusterError {
-    ClusterError::Stream { stream: CONFIG_STREAM, error }
+type Ordered = jetstream::consumer::pull::Ordered;
+
+impl Cluster {
+    /// The messages of `stream` under `prefix` from sequence `from` on, in order.
+    async fn read_from(&self, stream: &'static str, prefix: &str, from: u64) -> Result<Ordered, ClusterError> {
+        use jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
+        let error = |e: String| ClusterError::Stream { stream, error: e };
+        let handle = self.js.get_stream(stream).await.map_err(|e| error(e.to_string()))?;
+        let config = OrderedConfig {
+            filter_subject: format!("{prefix}>"),
+            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: from },
+            // Pulls expire after a second and idle heartbeats come every half second, so
+            // a consumer lost with its NATS server is recreated within about a second (the
+            // defaults, 30 s and 15 s, would stall the follower for half a minute).
+            max_expires: FOLLOW_EXPIRES,
+            ..Default::default()
+        };
+        let consumer = handle.create_consumer(config).await.map_err(|e| error(e.to_string()))?;
+        consumer.messages().await.map_err(|e| error(e.to_string()))
+    }
+}
+
+/// Creates a stream, or checks it is there. It may be being created by another node at
+/// the same moment, and the cluster may still be electing its leaders: retried for a while.
+async fn create_stream(js: &jetstream::Context, config: jetstream::stream::Config) -> Result<(), ClusterError> {
+    let mut last = String::new();
+    for _ in 0..60 {
+        match js.get_or_create_stream(config.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let stream = if config.name == CONFIG_STREAM { CONFIG_STREAM } else { EVENTS_STREAM };
+    Err(ClusterError::Stream { stream, error: last })
+}
+
+/// A tenant's subject under `prefix`, its id in hex: an id may hold characters that mean
+/// something in a subject (`.`, `*`).
+fn tenant_subject(prefix: &str, tenant: &str) -> String {
+    tenant.bytes().fold(prefix.to_string(), |mut s, b| {
+        s.push_str(&format!("{b:02x}"));
+        s
+    })
 }
 
 /// The subject a store key's batch goes to: its tenant's, or the registry's for the
@@ -123,11 +244,7 @@ fn subject_of(key: &[u8]) -> Option<String> {
         return None;
     }
     match crate::store::keys::parse(key) {
-        // Hex: a tenant id may hold characters that mean something in a subject (`.`, `*`).
-        Some(k) => Some(k.tenant.bytes().fold(SUBJECT_PREFIX.to_string(), |mut s, b| {
-            s.push_str(&format!("{b:02x}"));
-            s
-        })),
+        Some(k) => Some(tenant_subject(SUBJECT_PREFIX, &k.tenant)),
         None => Some(REGISTRY_SUBJECT.to_string()),
     }
 }

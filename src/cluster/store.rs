@@ -11,8 +11,8 @@ use parking_lot::Mutex;
 use super::{subject_of, Cluster, MAX_MESSAGE_BYTES, PUBLISH_TIMEOUT};
 use crate::store::{eventlog, Batch, Durable, KeyValue, Op, Storage, StoreError};
 
-/// Records of this node alone, never replicated: what it has applied of the stream.
-pub(super) const LOCAL_PREFIX: &[u8] = b"cluster/";
+/// Records of this node alone, never replicated: what it has applied of the streams.
+pub(super) const LOCAL_PREFIX: &[u8] = crate::store::keys::NODE_LOCAL_PREFIX;
 /// The last stream sequence the follower has applied (`u64`, little-endian).
 pub(super) const CONSUMED_KEY: &[u8] = b"cluster/consumed";
 
@@ -34,9 +34,16 @@ pub(super) struct Shared {
     /// One write at a time per node: the sequence a write expects must not be taken by
     /// this node's own concurrent write (another node's still conflicts).
     pub(super) publishing: tokio::sync::Mutex<()>,
+    /// The event log, with this node's records also published to the event stream.
+    events: super::events::ReplicatedEvents,
 }
 
 impl ReplicatedStore {
+    /// The cluster this store replicates through.
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.0.cluster
+    }
+
     pub fn new(inner: Arc<dyn Storage>, cluster: Arc<Cluster>) -> Result<ReplicatedStore, StoreError> {
         let mut applied = HashMap::new();
         let prefix = applied_key("");
@@ -44,11 +51,13 @@ impl ReplicatedStore {
             let subject = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
             applied.insert(subject, decode_u64(&value));
         }
+        let events = super::events::ReplicatedEvents { inner: inner.clone(), cluster: cluster.clone() };
         Ok(ReplicatedStore(Arc::new(Shared {
             inner,
             cluster,
             applied: Mutex::new(applied),
             publishing: tokio::sync::Mutex::new(()),
+            events,
         })))
     }
 }
@@ -166,7 +175,7 @@ impl Storage for ReplicatedStore {
     }
 
     fn events(&self) -> &dyn eventlog::EventStore {
-        self.0.inner.events()
+        &self.0.events
     }
 
     fn degraded(&self) -> Option<String> {

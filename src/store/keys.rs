@@ -112,6 +112,21 @@ pub fn tenant_prefix(tenant: &str) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// Keys under this prefix belong to one node of a cluster and are never replicated: what
+/// it has applied of the cluster's streams, and the index of the records it mirrored.
+pub const NODE_LOCAL_PREFIX: &[u8] = b"cluster/";
+
+/// Where this node keeps the local position of another node's event-log record, by that
+/// node's tag and the record's position there (big-endian: one node's records sort in
+/// its log order, so the index grows at its end).
+pub fn mirrored(node: u32, segment: u32, offset: u32) -> Vec<u8> {
+    let mut out = [NODE_LOCAL_PREFIX, b"mirror/"].concat();
+    out.extend(node.to_be_bytes());
+    out.extend(segment.to_be_bytes());
+    out.extend(offset.to_be_bytes());
+    out
+}
+
 /// A key split back into its unescaped components.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedKey {

@@ -31,7 +31,7 @@ use crate::store::keys::{self, Kind};
 use crate::store::{Batch, Storage, StoreError};
 
 /// Bumped when the layout changes: a checkpoint of another format is ignored.
-const FORMAT: u32 = 3;
+const FORMAT: u32 = 4;
 
 #[derive(Serialize, Deserialize)]
 struct Checkpoint {
@@ -60,8 +60,8 @@ type ContactRecord = (i64, u32, u32, u32);
 
 const NO_CHANNEL: u32 = u32::MAX;
 
-/// A logged decision's id: (segment, offset, nonce).
-type DecisionRecord = (u32, u32, u32);
+/// A logged decision's id: (node, segment, offset, nonce).
+type DecisionRecord = (u32, u32, u32, u32);
 
 impl TenantState {
     fn of(l: &Learning) -> TenantState {
@@ -94,7 +94,10 @@ impl TenantState {
                 .recent
                 .iter()
                 .map(|e| {
-                    (e.key().to_string(), e.value().iter().map(|d| (d.at.segment, d.at.offset, d.nonce)).collect())
+                    (
+                        e.key().to_string(),
+                        e.value().iter().map(|d| (d.node, d.at.segment, d.at.offset, d.nonce)).collect(),
+                    )
                 })
                 .collect(),
         }
@@ -118,8 +121,11 @@ impl TenantState {
             l.contacts.insert(customer.into(), history.collect());
         }
         for (customer, ids) in self.recent {
-            let ids =
-                ids.into_iter().map(|(segment, offset, nonce)| DecisionId { at: Position { segment, offset }, nonce });
+            let ids = ids.into_iter().map(|(node, segment, offset, nonce)| DecisionId {
+                node,
+                at: Position { segment, offset },
+                nonce,
+            });
             l.recent.insert(customer.into(), ids.collect());
         }
         let mut keys = l.keys.lock();

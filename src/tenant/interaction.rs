@@ -62,38 +62,67 @@ pub struct Interaction {
     pub created_at: String,
 }
 
-/// A logged decision's id: where its record is in the event log, and a nonce the record
-/// repeats, so an id cannot be guessed from another. 24 hex digits, time-ordered.
+/// A logged decision's id: the node that made it (in a cluster; 0 on a single node),
+/// where its record is in that node's event log, and a nonce the record repeats, so an id
+/// cannot be guessed from another. 24 hex digits on a single node, 32 in a cluster (the
+/// node first); time-ordered per node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecisionId {
+    pub node: u32,
     pub at: Position,
     pub nonce: u32,
 }
 
 impl std::fmt::Display for DecisionId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.node != 0 {
+            write!(f, "{:08x}", self.node)?;
+        }
         write!(f, "{:08x}{:08x}{:08x}", self.at.segment, self.at.offset, self.nonce)
     }
 }
 
 impl DecisionId {
+    /// A decision this node logged at `at`.
+    pub fn here(at: Position, nonce: u32) -> DecisionId {
+        DecisionId { node: crate::ids::node_tag(), at, nonce }
+    }
+
     /// An id as [`Display`](std::fmt::Display) writes it; `None` for anything else (such as
     /// the UUID-shaped ids of decisions logged by earlier versions, kept in sled).
     pub fn parse(id: &str) -> Option<DecisionId> {
-        if id.len() != 24 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !matches!(id.len(), 24 | 32) || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
-        let part = |i: usize| u32::from_str_radix(&id[i * 8..(i + 1) * 8], 16).ok();
-        Some(DecisionId { at: Position { segment: part(0)?, offset: part(1)? }, nonce: part(2)? })
+        let (node, rest) = id.split_at(id.len() - 24);
+        let part = |i: usize| u32::from_str_radix(&rest[i * 8..(i + 1) * 8], 16).ok();
+        let node = if node.is_empty() { 0 } else { u32::from_str_radix(node, 16).ok()? };
+        Some(DecisionId { node, at: Position { segment: part(0)?, offset: part(1)? }, nonce: part(2)? })
+    }
+
+    /// Whether another node logged it (its record is here as a mirrored copy).
+    pub fn is_foreign(&self) -> bool {
+        self.node != 0 && self.node != crate::ids::node_tag()
     }
 }
 
 /// The decision `id` of `tenant`: one read in the event log (`None` for an id that names
-/// nothing, or another tenant's decision).
+/// nothing, or another tenant's decision). Another node's decision is found through the
+/// index its mirrored copy was written with (`keys::mirrored`).
 pub fn find_decision(store: &dyn Storage, tenant: &str, id: &str) -> Result<Option<Interaction>, StoreError> {
     if let Some(d) = DecisionId::parse(id) {
-        let Some(payload) = store.events().read(d.at)? else { return Ok(None) };
-        let found = read_decision(&payload, d.at).filter(|(t, nonce, _)| t == tenant && *nonce == d.nonce);
+        let at = if d.is_foreign() {
+            match store.get(&keys::mirrored(d.node, d.at.segment, d.at.offset))? {
+                Some(local) => decode_position(&local),
+                None => return Ok(None),
+            }
+        } else {
+            Some(d.at)
+        };
+        let Some(at) = at else { return Ok(None) };
+        let Some(payload) = store.events().read(at)? else { return Ok(None) };
+        // The whole id must match: the nonce, and the node the record says made it.
+        let found = read_decision(&payload, at).filter(|(t, _, i)| t == tenant && i.id == id);
         return Ok(found.map(|(_, _, i)| i));
     }
     // Decisions logged by earlier versions are sled records under a random key.
@@ -146,6 +175,10 @@ const EXPLORED_DECISION: u8 = 3;
 /// `placement`, `limit` and `attributes` ([`RequestFacts`]), for a request that sent any.
 /// (A binary older than this kind skips these records.)
 const REQUESTED_DECISION: u8 = 4;
+
+/// Another node's record, mirrored into this node's log from the cluster's event stream
+/// ([`mirrored_record`]).
+const MIRRORED: u8 = 5;
 
 /// The most request attributes a decision record keeps, as JSON text: a record stays
 /// small, and a body near the size limit still logs its decision.
@@ -242,7 +275,7 @@ pub fn decision_record(tenant: &str, decision: &Decision, request: &RecommendReq
 /// The tenant of a decision or response record, read without decoding the rest.
 pub fn record_tenant(payload: &[u8]) -> Option<&str> {
     let (&kind, rest) = payload.split_first()?;
-    if !is_decision(kind) && kind != RESPONSE {
+    if !is_decision(kind) && kind != RESPONSE && kind != MIRRORED {
         return None;
     }
     postcard::take_from_bytes::<&str>(rest).ok().map(|(tenant, _)| tenant)
@@ -321,8 +354,77 @@ pub struct OfferRef<'a> {
     pub category: &'a str,
 }
 
-/// A decision or response record, with its tenant.
+/// Where a mirrored record came from: the node that logged it, where, and the stream
+/// sequence it came at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    pub node: u32,
+    pub at: Position,
+    pub seq: u64,
+}
+
+/// The size of a mirrored record's origin: node, segment, offset (`u32`), sequence (`u64`).
+const ORIGIN_BYTES: usize = 20;
+
+/// Another node's decision or response record as this node's log keeps it: the kind
+/// [`MIRRORED`], the tenant (so [`record_tenant`] reads it as it reads any record), its
+/// [`Origin`], then the record as that node wrote it. `None` for a payload that is not a
+/// record.
+pub fn mirrored_record(origin: Origin, payload: &[u8]) -> Option<Vec<u8>> {
+    let tenant = record_tenant(payload)?;
+    let mut out = vec![MIRRORED];
+    out.extend(postcard::to_allocvec(tenant).ok()?);
+    out.extend(origin.node.to_le_bytes());
+    out.extend(origin.at.segment.to_le_bytes());
+    out.extend(origin.at.offset.to_le_bytes());
+    out.extend(origin.seq.to_le_bytes());
+    out.extend_from_slice(payload);
+    Some(out)
+}
+
+/// A mirrored record's origin and the record inside it; any other record as it is.
+pub fn unmirror(payload: &[u8]) -> (Option<Origin>, &[u8]) {
+    let inner = || {
+        let (&MIRRORED, rest) = payload.split_first()? else { return None };
+        let (_, rest) = postcard::take_from_bytes::<&str>(rest).ok()?;
+        let (origin, record) = rest.split_at_checked(ORIGIN_BYTES)?;
+        let word = |i: usize| u32::from_le_bytes(origin[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
+        let seq = u64::from_le_bytes(origin[12..20].try_into().expect("8 bytes"));
+        let at = Position { segment: word(1), offset: word(2) };
+        Some((Origin { node: word(0), at, seq }, record))
+    };
+    match inner() {
+        Some((origin, record)) => (Some(origin), record),
+        None => (None, payload),
+    }
+}
+
+/// The id of the decision whose record (`payload`) is at `at` in this node's log: its own
+/// position here, or the origin's of a mirrored copy.
+pub fn decision_id(payload: &[u8], at: Position, nonce: u32) -> DecisionId {
+    match unmirror(payload).0 {
+        Some(o) => DecisionId { node: o.node, at: o.at, nonce },
+        None => DecisionId::here(at, nonce),
+    }
+}
+
+/// A position as the mirror index stores it (segment, offset, little-endian).
+pub fn encode_position(at: Position) -> [u8; 8] {
+    let mut out = [0; 8];
+    out[..4].copy_from_slice(&at.segment.to_le_bytes());
+    out[4..].copy_from_slice(&at.offset.to_le_bytes());
+    out
+}
+
+fn decode_position(bytes: &[u8]) -> Option<Position> {
+    let bytes: [u8; 8] = bytes.try_into().ok()?;
+    let word = |i: usize| u32::from_le_bytes(bytes[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
+    Some(Position { segment: word(0), offset: word(1) })
+}
+
+/// A decision or response record, with its tenant (a mirrored one as the record inside).
 pub fn read_record(payload: &[u8]) -> Option<(&str, Record<'_>)> {
+    let payload = unmirror(payload).1;
     let (&kind, rest) = payload.split_first()?;
     match kind {
         DECISION | EXPLORED_DECISION | REQUESTED_DECISION => {
@@ -404,7 +506,7 @@ pub fn response_record(tenant: &str, r: &Response, recorded_ms: i64) -> Vec<u8> 
 
 /// A response record: its tenant, the response and when it was recorded.
 pub fn read_response(payload: &[u8]) -> Option<(String, Response, i64)> {
-    let (&kind, rest) = payload.split_first()?;
+    let (&kind, rest) = unmirror(payload).1.split_first()?;
     if kind != RESPONSE {
         return None;
     }
@@ -456,12 +558,12 @@ pub fn each_legacy_response(
 
 /// A decision record at `at` as an [`Interaction`], with its tenant and nonce.
 pub fn read_decision(payload: &[u8], at: Position) -> Option<(String, u32, Interaction)> {
-    let (&kind, rest) = payload.split_first()?;
+    let (&kind, rest) = unmirror(payload).1.split_first()?;
     if !is_decision(kind) {
         return None;
     }
     let r = decision_ref(kind, rest)?;
-    let id = DecisionId { at, nonce: r.nonce }.to_string();
+    let id = decision_id(payload, at, r.nonce).to_string();
     let created_at = crate::ids::rfc3339(r.created_ms.div_euclid(1000), r.created_ms.rem_euclid(1000) as u32);
     let offers = r.offers.iter().enumerate().map(|(i, o)| LoggedOffer {
         rank: o.rank,
@@ -762,7 +864,7 @@ mod tests {
         let (tenant, nonce, i) = read_decision(&record, at).unwrap();
         assert_eq!((tenant.as_str(), nonce), ("acme", 0xfeed));
         assert_eq!(i.id, "00000003000010000000feed");
-        assert_eq!(DecisionId::parse(&i.id), Some(DecisionId { at, nonce: 0xfeed }));
+        assert_eq!(DecisionId::parse(&i.id), Some(DecisionId { node: 0, at, nonce: 0xfeed }));
         assert_eq!(i.customer_id, d.customer_id);
         assert_eq!(
             (i.decision_flow_key.as_str(), i.decision_flow_version),
@@ -803,5 +905,30 @@ mod tests {
         assert_eq!(i.offers.len(), d.count);
         let Some((_, Record::Decision(r))) = read_record(&record) else { panic!("a decision record") };
         assert_eq!((r.limit, r.customer_id), (Some(1), "cust_42"));
+    }
+
+    /// Another node's record, mirrored here, reads as that node logged it: the same
+    /// interaction under that node's id (32 hex digits, the node first), the same tenant.
+    #[test]
+    fn a_mirrored_record_reads_back_under_its_origins_id() {
+        let t = crate::demo::tutorial().unwrap();
+        let d = t.flow.decide(&crate::demo::request(), &crate::engine::NoSignals, false);
+        let record = decision_record("acme", &d, &crate::demo::request(), 0xfeed);
+        let origin = Origin { node: 0xabcd_0001, at: Position { segment: 2, offset: 512 }, seq: 99 };
+        let mirrored = mirrored_record(origin, &record).unwrap();
+        assert_eq!(record_tenant(&mirrored), Some("acme"));
+        assert_eq!(unmirror(&mirrored), (Some(origin), record.as_slice()));
+        assert_eq!(unmirror(&record), (None, record.as_slice()));
+        let here = Position { segment: 7, offset: 64 };
+        let (_, _, i) = read_decision(&mirrored, here).unwrap();
+        assert_eq!(i.id, "abcd000100000002000002000000feed");
+        let id = DecisionId::parse(&i.id).unwrap();
+        assert_eq!(id, DecisionId { node: 0xabcd_0001, at: origin.at, nonce: 0xfeed });
+        assert_eq!(decision_id(&mirrored, here, 0xfeed), id);
+        assert_eq!(id.to_string(), i.id);
+        // On a single node, an id is the position and nonce alone.
+        assert_eq!(decision_id(&record, here, 1).to_string(), "000000070000004000000001");
+        let Some((_, Record::Decision(r))) = read_record(&mirrored) else { panic!("a decision record") };
+        assert_eq!(r.nonce, 0xfeed);
     }
 }

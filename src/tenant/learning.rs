@@ -116,7 +116,7 @@ impl<'a> Replay<'a> {
                     channel: d.channel_name,
                     at: d.created_ms / 1000,
                 };
-                let id = DecisionId { at, nonce: d.nonce };
+                let id = super::interaction::decision_id(payload, at, d.nonce);
                 match t.recent.get_mut(d.customer_id) {
                     Some(ids) => push_recent(ids, id),
                     None => t.recent.entry(d.customer_id.to_string()).or_default().push(id),
@@ -153,8 +153,8 @@ impl<'a> Replay<'a> {
             }
             for (customer, ids) in t.recent {
                 let mut merged = t.learning.recent.entry(customer.into()).or_default();
+                // In log order: the checkpoint's, then the replayed ones after them.
                 merged.extend(ids);
-                merged.sort_unstable_by_key(|d| d.at);
                 merged.dedup();
                 let excess = merged.len().saturating_sub(MAX_RECENT_DECISIONS);
                 merged.drain(..excess);
@@ -476,6 +476,15 @@ impl Learning {
             Classification::Neutral => return,
         };
         self.counters.record(&r.offer_id, &r.category, r.channel.as_deref(), positive);
+    }
+
+    /// Takes a record another node logged (mirrored into this node's log at `at`) as a
+    /// start's replay takes it: contacts, experiment counts, the customer's decision list,
+    /// idempotency keys and counters.
+    pub fn apply_mirrored(&self, tenant: &str, at: Position, payload: &[u8]) {
+        let mut replay = Replay::new(&[(tenant, self)]);
+        replay.record(at, payload);
+        replay.finish();
     }
 
     /// Notes a logged decision in its customer's interaction list.

@@ -25,7 +25,7 @@ use crate::catalog::Catalog;
 use crate::engine::{CompiledFlow, Decision, RecommendRequest};
 use crate::model::ValidationError;
 use crate::store::keys::{self, Kind};
-use crate::store::{Batch, Storage, StoreError};
+use crate::store::{Batch, Durable, Storage, StoreError};
 
 /// The list of tenant ids; the one record outside any tenant's prefix.
 const TENANTS_KEY: &[u8] = b"registry/tenants";
@@ -61,6 +61,17 @@ impl TenantHandle {
     /// the tenant's learned state, record the contacts it made, and log it so
     /// `/respond` can find it.
     pub fn recommend(&self, req: &RecommendRequest, options: RecommendOptions) -> Result<Decision, RecommendError> {
+        self.recommend_logged(req, options).map(|(decision, _)| decision)
+    }
+
+    /// Decides as [`recommend`](Self::recommend) does, and also gives back what completes
+    /// once the decision's record is replicated (in a cluster: stored by JetStream on a
+    /// quorum, so `/respond` finds it on any node); `None` on a single node.
+    pub fn recommend_logged(
+        &self,
+        req: &RecommendRequest,
+        options: RecommendOptions,
+    ) -> Result<(Decision, Option<Durable>), RecommendError> {
         req.validate()?;
         let key = req
             .decision_flow_key
@@ -77,12 +88,12 @@ impl TenantHandle {
         };
         drop(snapshot);
         if options.dry_run {
-            return Ok(self.learning.decide_dry(&flow, req, options.explain));
+            return Ok((self.learning.decide_dry(&flow, req, options.explain), None));
         }
         let mut decision = self.learning.decide(&flow, req, options.explain);
-        self.log_decision(&mut decision, req);
+        let replicated = self.log_decision(&mut decision, req);
         self.learning.experiments.decision(&flow.key, &decision.customer_id, decision.control_group);
-        Ok(decision)
+        Ok((decision, replicated))
     }
 
     /// Sends the live flow's recent logged requests through its draft (`tenant::simulate`),
@@ -170,17 +181,23 @@ impl TenantHandle {
     /// `UNACKNOWLEDGED_FLUSH`, without a sync of its own: a crash may lose the last
     /// ~200 ms of decisions (a respond to one of those gets 404), as the sled log did.
     /// (A random-key sled insert per decision was 29% of the server's CPU.)
-    pub fn log_decision(&self, decision: &mut Decision, request: &RecommendRequest) {
+    /// In a cluster the record is also published to the event stream; the `Durable`
+    /// returned completes once JetStream has stored it.
+    pub fn log_decision(&self, decision: &mut Decision, request: &RecommendRequest) -> Option<Durable> {
         let nonce = crate::ids::random_u32();
         let record = super::interaction::decision_record(&self.id, decision, request, nonce);
         match self.store.events().append(&record, false) {
-            Ok((at, _)) => {
-                let id = super::interaction::DecisionId { at, nonce };
+            Ok((at, replicated)) => {
+                let id = super::interaction::DecisionId::here(at, nonce);
                 self.learning.note_decision(&decision.customer_id, id);
                 decision.recommendation_id = id.to_string();
                 decision.interaction_id = decision.recommendation_id.clone();
+                replicated
             }
-            Err(e) => tracing::error!(tenant = %self.id, error = %e, "could not log a decision"),
+            Err(e) => {
+                tracing::error!(tenant = %self.id, error = %e, "could not log a decision");
+                None
+            }
         }
     }
 

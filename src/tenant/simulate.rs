@@ -153,7 +153,7 @@ pub fn load(
                 if d.control_group || d.created_ms < since_ms {
                     return;
                 }
-                let id = super::interaction::DecisionId { at, nonce: d.nonce }.to_string();
+                let id = super::interaction::decision_id(payload, at, d.nonce).to_string();
                 let attributes = serde_json::from_str(d.attributes).unwrap_or_default();
                 let request = RecommendRequest {
                     customer_id: d.customer_id.to_string(),
