@@ -195,6 +195,7 @@ async fn join_cluster(
     config: &Config,
 ) -> Result<(Arc<dyn Storage>, Option<ReplicatedStore>), ServeError> {
     let Some(options) = &config.cluster else { return Ok((local, None)) };
+    crate::cluster::claim_data_folder(local.as_ref(), &options.node_id)?;
     let cluster = crate::cluster::Cluster::connect(options.clone()).await?;
     let replicated = ReplicatedStore::new(local, cluster).map_err(TenantError::from)?;
     let applied = crate::cluster::catch_up(&replicated).await?;

@@ -11,7 +11,7 @@ mod support;
 use std::time::Instant;
 
 use serde_json::json;
-use support::cluster::{flow_version, node, slate, until, Nats};
+use support::cluster::{flow_version, node, node_with_env, slate, until, Nats};
 use support::{recommend, tutorial_customer, tutorial_setup, Client, ADMIN_KEY};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,6 +98,26 @@ async fn three_nodes_share_one_configuration() {
         .await;
     }
 
+    // C restarted so that its log writes a second late; decisions through it (made on C
+    // for the customers it owns, forwarded for the others); C killed before its log has
+    // written them.
+    drop(c);
+    let c = node_with_env(tmp.path(), "c", &rotated, &[("ARBITER_TEST_FLUSH_DELAY_MS", "1000")]);
+    let api_c = Client::new(c.addr, Some(ADMIN_KEY));
+    let rows: Vec<_> = (0..30).map(|i| tutorial_customer(&format!("late_{i}"))).collect();
+    let data = format!("/api/v1/schemas/{}/data", tutorial.schema);
+    api_a.post(&data, &json!({"rows": rows})).await.expect(201);
+    for api in [&api_a, &api_b, &api_c] {
+        let page = format!("{data}?limit=500");
+        until("the rows are on every node", || async { api.get(&page).await.text().contains("late_29") }).await;
+    }
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let body = json!({"customerId": format!("late_{i}"), "channel": "in_app", "decisionFlowKey": "cross-sell"});
+        let d = api_c.post("/api/v1/recommend", &body).await.expect(200);
+        ids.push(d["recommendationId"].as_str().unwrap().to_string());
+    }
+
     // A node that joins later (and one restarted with its data) catches up from the stream.
     drop(c);
     let patch = json!({"description": "while C was down"});
@@ -110,6 +130,15 @@ async fn three_nodes_share_one_configuration() {
         let api = Client::new(server.addr, Some(ADMIN_KEY));
         assert_eq!(flow_version(&api, &tutorial.flow).await, version, "{}", server.log_text());
         assert_eq!(slate(&recommend(&api, "cust_42").await), slate(&recommend(&api_a, "cust_42").await));
+        // Every decision made through C is there, also those C made itself and lost
+        // from its log: the stream had them.
+        for id in &ids {
+            api.get(&format!("/api/v1/interactions/{id}")).await.expect(200);
+        }
     }
+    // C made some of them (its id tag differs from A's and B's).
+    let tag = |id: &str| id[..8].to_string();
+    let tags: std::collections::BTreeSet<String> = ids.iter().map(|id| tag(id)).collect();
+    assert_eq!(tags.len(), 3, "decisions made by all three nodes: {tags:?}");
     drop((a, b, c, d));
 }

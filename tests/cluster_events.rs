@@ -1,8 +1,9 @@
 //! Events across three arbiter nodes over a three-server NATS JetStream cluster: a
 //! respond on one node finds a decision made through another, experiment counts
 //! converge on every node, a customer_total_cap hammered through all three is never
-//! exceeded, and under recommend+respond load, kill -9 of one arbiter node and one NATS
-//! server fails no request on the surviving nodes and loses no acknowledged write.
+//! exceeded, under recommend+respond load, kill -9 of one arbiter node and one NATS
+//! server fails no request on the surviving nodes and loses no acknowledged write, and a
+//! node that joins afterwards has every event.
 //! Needs `nats-server` 2.10 or newer, as `tests/cluster.rs` does.
 
 mod support;
@@ -23,13 +24,22 @@ fn body(customer: &str) -> Value {
     json!({"customerId": customer, "channel": "in_app", "decisionFlowKey": "cross-sell"})
 }
 
-/// Runs `request`, counted in `in_flight` while it runs when `count`.
-async fn counted<T>(in_flight: &AtomicUsize, count: bool, request: impl std::future::Future<Output = T>) -> T {
-    if count {
-        in_flight.fetch_add(1, Ordering::SeqCst);
+/// The `n`th of the target nodes, chosen under their lock, and whether it is C (the
+/// third), then counted in `on_c` until [`counted`] has run its request: C is killed once
+/// it is no longer a target and nothing sent to it is unanswered.
+fn pick(targets: &Mutex<Vec<Client>>, on_c: &AtomicUsize, n: usize) -> (Client, usize, bool) {
+    let nodes = targets.lock().unwrap();
+    let i = n % nodes.len();
+    if i == 2 {
+        on_c.fetch_add(1, Ordering::SeqCst);
     }
+    (nodes[i].clone(), i, i == 2)
+}
+
+/// Runs `request`, then takes it out of `in_flight` when `counted` by [`pick`].
+async fn counted<T>(in_flight: &AtomicUsize, counted: bool, request: impl std::future::Future<Output = T>) -> T {
     let out = request.await;
-    if count {
+    if counted {
         in_flight.fetch_sub(1, Ordering::SeqCst);
     }
     out
@@ -101,10 +111,9 @@ async fn events_are_shared_caps_hold_and_a_killed_node_loses_nothing() {
 
     // Experiment counts (from decisions and responses made on whichever node) converge.
     let results = "/api/v1/experiments/cross-sell/results";
-    let totals = |v: Value| v;
     until("experiment counts converge", || async {
-        let on_a = totals(api_a.get(results).await.expect(200));
-        on_a == totals(api_b.get(results).await.expect(200)) && on_a == totals(api_c.get(results).await.expect(200))
+        let on_a = api_a.get(results).await.expect(200);
+        on_a == api_b.get(results).await.expect(200) && on_a == api_c.get(results).await.expect(200)
     })
     .await;
 
@@ -158,11 +167,10 @@ async fn events_are_shared_caps_hold_and_a_killed_node_loses_nothing() {
             let mut n = w;
             while !stop.load(Ordering::Relaxed) {
                 n += 7;
-                let nodes = targets.lock().unwrap().clone();
-                let (at, then) = (n % nodes.len(), (n / 3) % nodes.len());
                 let customer = format!("load_{}", n % 40);
+                let (node, at, is_c) = pick(&targets, &on_c, n);
                 let sent = Instant::now();
-                let d = counted(&on_c, at == 2, nodes[at].post("/api/v1/recommend", &body(&customer))).await;
+                let d = counted(&on_c, is_c, node.post("/api/v1/recommend", &body(&customer))).await;
                 if d.status == 200 {
                     done.lock().unwrap().push((Instant::now(), sent.elapsed()));
                 } else {
@@ -176,8 +184,9 @@ async fn events_are_shared_caps_hold_and_a_killed_node_loses_nothing() {
                 let key = format!("{id}:{offer}");
                 let respond = json!({"customerId": customer, "recommendationId": id, "offerId": offer,
                                      "outcome": "click", "idempotencyKey": key});
+                let (node, then, is_c) = pick(&targets, &on_c, n / 3);
                 let sent = Instant::now();
-                let r = counted(&on_c, then == 2, nodes[then].post("/api/v1/respond", &respond)).await;
+                let r = counted(&on_c, is_c, node.post("/api/v1/respond", &respond)).await;
                 done.lock().unwrap().push((Instant::now(), sent.elapsed()));
                 // 200 is the key's first result: an owner recorded it and went before it
                 // answered, and the next owner found it by its key.
@@ -245,5 +254,18 @@ async fn events_are_shared_caps_hold_and_a_killed_node_loses_nothing() {
             assert_eq!(reply.json()["duplicate"], true);
         }
     }
-    drop((a, b));
+
+    // A node that joins now catches up on the events too: it finds the decisions, and
+    // reports the same experiment results (once A and B have mirrored everything).
+    let d = node(tmp.path(), "d", &rotated(1));
+    let api_d = api(d.addr);
+    for id in decided.iter().step_by(97) {
+        api_d.get(&format!("/api/v1/interactions/{id}")).await.expect(200);
+    }
+    until("experiment counts converge on the new node", || async {
+        let on_a = api_a.get(results).await.expect(200);
+        on_a == api_b.get(results).await.expect(200) && on_a == api_d.get(results).await.expect(200)
+    })
+    .await;
+    drop((a, b, d));
 }

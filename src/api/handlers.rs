@@ -350,6 +350,13 @@ async fn forward(app: &App, tenant: &str, customer: &str, call: impl FnOnce() ->
             Some(call) => call,
             None => built.insert(make.take()?()),
         };
+        if call.body.len() > MAX_FORWARDED {
+            return Some(Err(ApiError::PayloadTooLarge(format!(
+                "in a cluster, a body forwarded to the customer's node may be at most {} KiB; this one is {} bytes",
+                MAX_FORWARDED / 1024,
+                call.body.len()
+            ))));
+        }
         match cluster.call(&owner, call).await {
             Ok(answer) => return Some(Ok(answered(answer))),
             // Sent again: the owner may have decided already (a second decision), and a
@@ -370,6 +377,10 @@ async fn forward(app: &App, tenant: &str, customer: &str, call: impl FnOnce() ->
     }
     None
 }
+
+/// The largest body or answer forwarded between nodes: NATS refuses messages over its
+/// `max_payload` (1 MiB by default), and a call carries a little more than its body.
+const MAX_FORWARDED: usize = 900 * 1024;
 
 fn answered(answer: Answer) -> HttpResponse {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -400,6 +411,18 @@ pub async fn answer_call(app: Arc<App>, call: Call) -> Answer {
     let response = reply.unwrap_or_else(|e| e.into_response(&crate::ids::new_id()));
     let status = response.status().as_u16();
     let body = http_body_util::BodyExt::collect(response.into_body()).await.map(|b| b.to_bytes()).unwrap_or_default();
+    if body.len() > MAX_FORWARDED {
+        let e = ApiError::PayloadTooLarge(format!(
+            "the answer ({} bytes) is larger than one node may send another ({} KiB): ask for fewer offers, or without explain",
+            body.len(),
+            MAX_FORWARDED / 1024
+        ));
+        let response = e.into_response(&crate::ids::new_id());
+        let status = response.status().as_u16();
+        let body =
+            http_body_util::BodyExt::collect(response.into_body()).await.map(|b| b.to_bytes()).unwrap_or_default();
+        return Answer { status, body: body.to_vec() };
+    }
     Answer { status, body: body.to_vec() }
 }
 
@@ -497,14 +520,17 @@ async fn record_response(
     if input.idempotency_key.is_none() {
         input.idempotency_key = header_key;
     }
-    let reply = match t.respond(input.clone()).await {
-        // Another node's decision, not mirrored here yet: once the mirror has all the
-        // stream holds now (that node had the stream store it before it answered).
-        Err(crate::tenant::TenantError::NotFound(_)) if cluster.is_some() && names_foreign(&input) => {
-            cluster.expect("checked").catch_up_now().await;
-            t.respond(input).await?
-        }
-        reply => reply?,
+    let reply = match cluster.filter(|_| names_foreign(&input)) {
+        None => t.respond(input).await?,
+        Some(cluster) => match t.respond(input.clone()).await {
+            // Another node's decision, not mirrored here yet: once the mirror has all
+            // the stream holds now (that node had the stream store it before it answered).
+            Err(crate::tenant::TenantError::NotFound(_)) => {
+                cluster.catch_up_now().await;
+                t.respond(input).await?
+            }
+            reply => reply?,
+        },
     };
     let status = if reply.duplicate { StatusCode::OK } else { StatusCode::CREATED };
     json_response(status, &reply)

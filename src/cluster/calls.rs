@@ -1,7 +1,9 @@
 //! Forwarding a customer's `/recommend` or `/respond` to the node that owns the customer,
 //! as a NATS request on that node's own subject. The node that took the HTTP request has
-//! authenticated it and checked its body; the owner runs it as if it had taken it, and
-//! its answer (status and JSON body) goes back as it is.
+//! authenticated it and parsed its body; the owner runs it as if it had taken it, and
+//! its answer (status and JSON body) goes back as it is. The NATS subjects are the
+//! cluster's own: whoever may publish on `arbiter.call.*` may decide for any tenant, so
+//! the NATS servers must admit the arbiter nodes only.
 
 use std::future::Future;
 use std::pin::Pin;

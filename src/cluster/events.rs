@@ -8,7 +8,7 @@
 //! Every node mirrors the other nodes' records into its own log, in stream order, each
 //! wrapped with its origin (`interaction::mirrored_record`), and indexes where each one
 //! landed (`keys::mirrored`), so `/respond` and `GET /interactions/{id}` find another
-//! node's decision with one read. Whatever reads the log — a start's replay, checkpoints,
+//! node's decision with an index lookup and one read. Whatever reads the log — a start's replay, checkpoints,
 //! reports, training, simulation — reads every node's events, so the state derived from
 //! them converges; the live state takes each mirrored record as a start's replay would.
 //!
@@ -156,7 +156,9 @@ pub type OnRecord = Arc<dyn Fn(&str, Position, &[u8]) + Send + Sync>;
 pub async fn catch_up_events(store: &super::ReplicatedStore) -> Result<u64, ClusterError> {
     let shared = &store.0;
     let mut mirror = Mirror::open(shared.inner.clone(), shared.cluster.clone())?;
-    let last = shared.cluster.last_sequence(EVENTS_STREAM).await?;
+    let (first, last) = shared.cluster.sequences(EVENTS_STREAM).await?;
+    // Events older than the stream keeps are gone for every node (retention).
+    mirror.consumed = mirror.consumed.max(first.saturating_sub(1));
     let started = mirror.consumed;
     if mirror.consumed < last {
         let mut messages = subscribe(&shared.cluster, mirror.consumed + 1).await?;
@@ -253,7 +255,11 @@ impl Mirror {
         let origin =
             message.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).and_then(|id| parse_message_id(id.as_str()));
         match origin {
-            Some((node, _)) if node == self.cluster.tag => {}
+            // This node's own record, in its log already — unless a crash lost it from
+            // there before it was written (it was answered once the stream had it): at the
+            // catch-up after a restart, such a record is taken back like another node's.
+            Some((node, at))
+                if node == self.cluster.tag && (on_record.is_some() || self.has(at, &message.payload)?) => {}
             Some((node, at)) => {
                 let origin = Origin { node, at, seq };
                 match interaction::mirrored_record(origin, &message.payload) {
@@ -266,6 +272,11 @@ impl Mirror {
         self.consumed = seq;
         self.cluster.events_consumed.send_modify(|c| *c = (*c).max(seq));
         Ok(())
+    }
+
+    /// Whether this node's log holds `payload` at `at`.
+    fn has(&self, at: Position, payload: &[u8]) -> Result<bool, StoreError> {
+        Ok(self.inner.events().read(at)?.is_some_and(|here| here == payload))
     }
 
     fn append(&self, origin: Origin, record: &[u8], on_record: Option<&OnRecord>) -> Result<(), StoreError> {

@@ -60,6 +60,27 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(20);
 pub const EVENTS_STREAM: &str = "ARBITER_EVENTS";
 const EVENTS_PREFIX: &str = "arbiter.events.";
 
+/// The node name a data folder was first joined with: its decision ids carry that
+/// name's tag, so the folder may not be used under another name.
+const NODE_ID_KEY: &[u8] = b"cluster/node-id";
+
+/// Checks that `local` was not joined under another node name, and records the name the
+/// first time.
+pub fn claim_data_folder(local: &dyn crate::store::Storage, node_id: &str) -> Result<(), ClusterError> {
+    match local.get(NODE_ID_KEY)? {
+        Some(stored) if stored != node_id.as_bytes() => Err(ClusterError::NodeId {
+            stored: String::from_utf8_lossy(&stored).into_owned(),
+            given: node_id.to_string(),
+        }),
+        Some(_) => Ok(()),
+        None => {
+            let mut b = crate::store::Batch::new();
+            b.put(NODE_ID_KEY.to_vec(), node_id.as_bytes().to_vec());
+            Ok(local.write(b)?.wait()?)
+        }
+    }
+}
+
 /// How long a follower's pull from a stream waits for messages before it pulls again.
 const FOLLOW_EXPIRES: Duration = Duration::from_secs(1);
 
@@ -87,6 +108,8 @@ pub enum ClusterError {
     Follow(String),
     #[error("the local store: {0}")]
     Store(#[from] crate::store::StoreError),
+    #[error("this data folder belongs to cluster node `{stored}`, not `{given}`: start it with --node-id {stored}, or give the new node a data folder of its own")]
+    NodeId { stored: String, given: String },
 }
 
 /// A connection to the cluster's JetStream, shared by the replicating store and the
@@ -184,10 +207,16 @@ impl Cluster {
 
     /// A stream's last sequence now (what a catch-up must reach).
     async fn last_sequence(&self, stream: &'static str) -> Result<u64, ClusterError> {
+        Ok(self.sequences(stream).await?.1)
+    }
+
+    /// A stream's first and last sequence now (0 and the last when it holds nothing).
+    async fn sequences(&self, stream: &'static str) -> Result<(u64, u64), ClusterError> {
         let error = |e: String| ClusterError::Stream { stream, error: e };
         let mut handle = self.js.get_stream(stream).await.map_err(|e| error(e.to_string()))?;
-        let info = handle.info().await.map_err(|e| error(e.to_string()))?;
-        Ok(info.state.last_sequence)
+        let state = &handle.info().await.map_err(|e| error(e.to_string()))?.state;
+        let first = if state.messages == 0 { state.last_sequence + 1 } else { state.first_sequence };
+        Ok((first, state.last_sequence))
     }
 }
 

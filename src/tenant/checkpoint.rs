@@ -30,21 +30,23 @@ use crate::store::eventlog::{EventStore, Position};
 use crate::store::keys::{self, Kind};
 use crate::store::{Batch, Storage, StoreError};
 
-/// Bumped when the layout changes: a checkpoint of another format is ignored.
+/// Bumped when the layout changes: a checkpoint of another format is ignored, except
+/// format 3 (decision ids without their node), which is read as this one.
 const FORMAT: u32 = 4;
+const FORMAT_WITHOUT_NODES: u32 = 3;
 
 #[derive(Serialize, Deserialize)]
-struct Checkpoint {
+struct Checkpoint<D = DecisionRecord> {
     format: u32,
     /// Every record before this position is in the state below.
     next: Position,
-    tenants: Vec<(String, TenantState)>,
+    tenants: Vec<(String, TenantState<D>)>,
 }
 
 /// One tenant's derived state. Contacts name offers, categories and channels by index into
 /// `names`: a history is mostly the same few strings.
 #[derive(Serialize, Deserialize)]
-struct TenantState {
+struct TenantState<D = DecisionRecord> {
     counters: CounterSnapshot,
     experiments: Vec<(String, Vec<(String, Seen)>)>,
     names: Vec<String>,
@@ -52,7 +54,7 @@ struct TenantState {
     contacts: Vec<(String, Vec<ContactRecord>)>,
     keys: Vec<Keyed>,
     /// Per customer, its logged decisions, oldest first.
-    recent: Vec<(String, Vec<DecisionRecord>)>,
+    recent: Vec<(String, Vec<D>)>,
 }
 
 /// A contact: (at, offer, category, channel or `NO_CHANNEL`), names by index.
@@ -62,6 +64,26 @@ const NO_CHANNEL: u32 = u32::MAX;
 
 /// A logged decision's id: (node, segment, offset, nonce).
 type DecisionRecord = (u32, u32, u32, u32);
+
+impl Checkpoint<(u32, u32, u32)> {
+    /// A format-3 checkpoint as this format: its decisions were logged on a single node.
+    fn with_nodes(self) -> Checkpoint {
+        let tenants = self.tenants.into_iter().map(|(id, t)| {
+            let recent =
+                t.recent.into_iter().map(|(c, ids)| (c, ids.into_iter().map(|(s, o, n)| (0, s, o, n)).collect()));
+            let state = TenantState {
+                counters: t.counters,
+                experiments: t.experiments,
+                names: t.names,
+                contacts: t.contacts,
+                keys: t.keys,
+                recent: recent.collect(),
+            };
+            (id, state)
+        });
+        Checkpoint { format: FORMAT, next: self.next, tenants: tenants.collect() }
+    }
+}
 
 impl TenantState {
     fn of(l: &Learning) -> TenantState {
@@ -135,11 +157,22 @@ impl TenantState {
     }
 }
 
+/// A checkpoint of this format or of format 3; `None` for anything else.
+fn decode(bytes: &[u8]) -> Option<Checkpoint> {
+    match postcard::take_from_bytes::<u32>(bytes).ok()?.0 {
+        FORMAT => postcard::from_bytes::<Checkpoint>(bytes).ok(),
+        FORMAT_WITHOUT_NODES => {
+            postcard::from_bytes::<Checkpoint<(u32, u32, u32)>>(bytes).ok().map(Checkpoint::with_nodes)
+        }
+        _ => None,
+    }
+}
+
 fn load(events: &dyn EventStore) -> Result<Option<Checkpoint>, StoreError> {
     let Some(bytes) = events.load_checkpoint()? else { return Ok(None) };
-    match postcard::from_bytes::<Checkpoint>(&bytes) {
-        Ok(c) if c.format == FORMAT => Ok(Some(c)),
-        _ => {
+    match decode(&bytes) {
+        Some(c) => Ok(Some(c)),
+        None => {
             tracing::warn!("the event log's checkpoint is of another format; the whole log is replayed instead");
             Ok(None)
         }
@@ -270,4 +303,32 @@ fn move_legacy_responses(store: &dyn Storage, tenant: &str) -> Result<(), StoreE
     store.write(moved)?.wait()?;
     tracing::info!(tenant, responses = count, "moved the responses kept in sled to the event log");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A checkpoint written before decision ids had a node reads as this format, its
+    /// decisions a single node's.
+    #[test]
+    fn a_format_3_checkpoint_is_read_with_node_0() {
+        let state = TenantState {
+            counters: CounterBank::default().snapshot(),
+            experiments: Vec::new(),
+            names: Vec::new(),
+            contacts: Vec::new(),
+            keys: Vec::new(),
+            recent: vec![("cust_42".to_string(), vec![(1u32, 64u32, 0xfeedu32)])],
+        };
+        let next = Position { segment: 2, offset: 0 };
+        let old = Checkpoint { format: FORMAT_WITHOUT_NODES, next, tenants: vec![("acme".to_string(), state)] };
+        let read = decode(&postcard::to_allocvec(&old).unwrap()).expect("format 3 is read");
+        assert_eq!((read.format, read.next), (FORMAT, next));
+        assert_eq!(read.tenants[0].1.recent, vec![("cust_42".to_string(), vec![(0, 1, 64, 0xfeed)])]);
+        let again = decode(&postcard::to_allocvec(&read).unwrap()).expect("format 4 is read");
+        assert_eq!(again.tenants[0].1.recent, read.tenants[0].1.recent);
+        let other = Checkpoint::<DecisionRecord> { format: 2, next, tenants: Vec::new() };
+        assert!(decode(&postcard::to_allocvec(&other).unwrap()).is_none());
+    }
 }

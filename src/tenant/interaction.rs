@@ -108,22 +108,30 @@ impl DecisionId {
 
 /// The decision `id` of `tenant`: one read in the event log (`None` for an id that names
 /// nothing, or another tenant's decision). Another node's decision is found through the
-/// index its mirrored copy was written with (`keys::mirrored`).
+/// index its mirrored copy was written with (`keys::mirrored`): a lookup, then the read.
 pub fn find_decision(store: &dyn Storage, tenant: &str, id: &str) -> Result<Option<Interaction>, StoreError> {
     if let Some(d) = DecisionId::parse(id) {
-        let at = if d.is_foreign() {
-            match store.get(&keys::mirrored(d.node, d.at.segment, d.at.offset))? {
-                Some(local) => decode_position(&local),
-                None => return Ok(None),
-            }
-        } else {
-            Some(d.at)
+        let read = |at: Position| -> Result<Option<Interaction>, StoreError> {
+            let Some(payload) = store.events().read(at)? else { return Ok(None) };
+            // The whole id must match: the nonce, and the node the record says made it.
+            let found = read_decision(&payload, at).filter(|(t, _, i)| t == tenant && i.id == id);
+            Ok(found.map(|(_, _, i)| i))
         };
-        let Some(at) = at else { return Ok(None) };
-        let Some(payload) = store.events().read(at)? else { return Ok(None) };
-        // The whole id must match: the nonce, and the node the record says made it.
-        let found = read_decision(&payload, at).filter(|(t, _, i)| t == tenant && i.id == id);
-        return Ok(found.map(|(_, _, i)| i));
+        if !d.is_foreign() {
+            if let Some(found) = read(d.at)? {
+                return Ok(Some(found));
+            }
+            if d.node == 0 {
+                return Ok(None);
+            }
+            // This node's own decision, lost from its log by a crash before the log
+            // wrote it and mirrored back from the event stream at the restart.
+        }
+        let local = store.get(&keys::mirrored(d.node, d.at.segment, d.at.offset))?;
+        return match local.as_deref().and_then(decode_position) {
+            Some(at) => read(at),
+            None => Ok(None),
+        };
     }
     // Decisions logged by earlier versions are sled records under a random key.
     let legacy = store.get(&keys::key(tenant, Kind::Interaction, &[id]))?;

@@ -39,7 +39,7 @@ pub const MAX_RECENT_DECISIONS: usize = 1_000;
 pub struct Learning {
     pub counters: Arc<CounterBank>,
     pub(super) contacts: DashMap<Box<str>, Vec<Contact>>,
-    /// Each customer's logged decisions, oldest first, by id (12 bytes each): what
+    /// Each customer's logged decisions, oldest first, by id (16 bytes each): what
     /// `GET /customers/{id}/interactions` pages through without scanning the log.
     pub(super) recent: DashMap<Box<str>, Vec<DecisionId>>,
     /// Trained uplift models by flow key.

@@ -65,7 +65,14 @@ pub async fn record_all(
         let durable = durable.clone();
         async move {
             match begun? {
-                Begun::Appended(appended) => appended.complete(learning, durable),
+                // In a cluster, also once the event stream has it.
+                Begun::Appended(mut appended) => match (durable, appended.durable.take()) {
+                    (Ok(()), Some(replicated)) => {
+                        let replicated = replicated.await;
+                        appended.complete(learning, replicated)
+                    }
+                    (durable, _) => appended.complete(learning, durable),
+                },
                 Begun::Known(_) => record(store, tenant, learning, input).await,
             }
         }

@@ -53,10 +53,16 @@ impl Drop for Nats {
 }
 
 pub fn node(dir: &Path, name: &str, urls: &[String]) -> BinaryServer {
+    node_with_env(dir, name, urls, &[])
+}
+
+/// An arbiter node `name` (data in `dir/name`) with extra environment variables.
+pub fn node_with_env(dir: &Path, name: &str, urls: &[String], env: &[(&str, &str)]) -> BinaryServer {
     let cwd = dir.join(name);
     std::fs::create_dir_all(&cwd).unwrap();
     let cluster = urls.join(",");
-    BinaryServer::start(&cwd, &["--cluster", &cluster, "--node-id", name, "--train-interval-secs", "0"], ADMIN_KEY)
+    let args = ["--cluster", &cluster, "--node-id", name, "--train-interval-secs", "0"];
+    BinaryServer::start_with_env(&cwd, &args, ADMIN_KEY, env, None)
 }
 
 /// The offers of a decision as `(offerId, rank, score)`: what must agree across nodes.
