@@ -111,12 +111,18 @@ async fn three_nodes_share_one_configuration() {
         let page = format!("{data}?limit=500");
         until("the rows are on every node", || async { api.get(&page).await.text().contains("late_29") }).await;
     }
-    let mut ids = Vec::new();
+    let (mut ids, mut slates) = (Vec::new(), std::collections::BTreeSet::new());
     for i in 0..30 {
         let body = json!({"customerId": format!("late_{i}"), "channel": "in_app", "decisionFlowKey": "cross-sell"});
         let d = api_c.post("/api/v1/recommend", &body).await.expect(200);
         ids.push(d["recommendationId"].as_str().unwrap().to_string());
+        if d["controlGroup"] != true {
+            slates.insert(slate(&d));
+        }
     }
+    // The rows are alike, and each node decided for the customers it owns: one slate is
+    // what every node's catalog gives (forwarding alone would hide a node that differs).
+    assert_eq!(slates.len(), 1, "nodes decided alike rows differently: {slates:?}");
 
     // A node that joins later (and one restarted with its data) catches up from the stream.
     drop(c);

@@ -388,7 +388,7 @@ fn answered(answer: Answer) -> HttpResponse {
 }
 
 /// Runs a request another node forwarded to this one, the customer's owner (the other
-/// node authenticated it and checked its body).
+/// node authenticated it and parsed its body).
 pub async fn answer_call(app: Arc<App>, call: Call) -> Answer {
     let reply = match app.registry.tenant(&call.tenant) {
         None => Err(ApiError::NotFound(format!("tenant `{}` is not on this node yet", call.tenant))),
@@ -408,21 +408,21 @@ pub async fn answer_call(app: Arc<App>, call: Call) -> Answer {
             }
         }
     };
-    let response = reply.unwrap_or_else(|e| e.into_response(&crate::ids::new_id()));
+    let answer = answer_of(reply.unwrap_or_else(|e| e.into_response(&crate::ids::new_id()))).await;
+    if answer.body.len() <= MAX_FORWARDED {
+        return answer;
+    }
+    let e = ApiError::PayloadTooLarge(format!(
+        "the answer ({} bytes) is larger than one node may send another ({} KiB): ask for fewer offers, or without explain",
+        answer.body.len(),
+        MAX_FORWARDED / 1024
+    ));
+    answer_of(e.into_response(&crate::ids::new_id())).await
+}
+
+async fn answer_of(response: HttpResponse) -> Answer {
     let status = response.status().as_u16();
     let body = http_body_util::BodyExt::collect(response.into_body()).await.map(|b| b.to_bytes()).unwrap_or_default();
-    if body.len() > MAX_FORWARDED {
-        let e = ApiError::PayloadTooLarge(format!(
-            "the answer ({} bytes) is larger than one node may send another ({} KiB): ask for fewer offers, or without explain",
-            body.len(),
-            MAX_FORWARDED / 1024
-        ));
-        let response = e.into_response(&crate::ids::new_id());
-        let status = response.status().as_u16();
-        let body =
-            http_body_util::BodyExt::collect(response.into_body()).await.map(|b| b.to_bytes()).unwrap_or_default();
-        return Answer { status, body: body.to_vec() };
-    }
     Answer { status, body: body.to_vec() }
 }
 

@@ -27,7 +27,7 @@ use futures_util::StreamExt;
 use super::{Cluster, ClusterError, EVENTS_PREFIX, EVENTS_STREAM, PUBLISH_TIMEOUT};
 use crate::store::eventlog::{EventStore, Position};
 use crate::store::{keys, Batch, Durable, Storage, StoreError};
-use crate::tenant::interaction::{self, Origin};
+use crate::tenant::interaction::{self, encode_position as position, Origin};
 
 /// Where the mirror is: (last sequence mirrored, end of the local log then).
 const MIRROR_KEY: &[u8] = b"cluster/events";
@@ -163,13 +163,7 @@ pub async fn catch_up_events(store: &super::ReplicatedStore) -> Result<u64, Clus
     if mirror.consumed < last {
         let mut messages = subscribe(&shared.cluster, mirror.consumed + 1).await?;
         while mirror.consumed < last {
-            let next = tokio::time::timeout(Duration::from_secs(30), messages.next()).await;
-            let message = match next {
-                Ok(Some(Ok(m))) => m,
-                Ok(Some(Err(e))) => return Err(ClusterError::Follow(e.to_string())),
-                Ok(None) => return Err(ClusterError::Follow("the event stream ended".into())),
-                Err(_) => return Err(ClusterError::Follow(format!("no event after {} in 30 s", mirror.consumed))),
-            };
+            let message = super::next_within(&mut messages, mirror.consumed).await?;
             mirror.take(&message, None)?;
         }
     }
@@ -300,18 +294,13 @@ impl Mirror {
     }
 }
 
-fn position(at: Position) -> [u8; 8] {
-    interaction::encode_position(at)
-}
-
 fn encode_state(consumed: u64, end: Position) -> Vec<u8> {
     [consumed.to_le_bytes().as_slice(), &position(end)].concat()
 }
 
 fn decode_state(bytes: &[u8]) -> Option<(u64, Position)> {
     let consumed = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
-    let word = |i: usize| bytes.get(i..i + 4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
-    Some((consumed, Position { segment: word(8)?, offset: word(12)? }))
+    Some((consumed, interaction::decode_position(bytes.get(8..)?)?))
 }
 
 #[cfg(test)]

@@ -45,13 +45,7 @@ pub async fn catch_up(store: &ReplicatedStore) -> Result<u64, ClusterError> {
     let started = consumed;
     let mut messages = subscribe(shared, consumed + 1).await?;
     while consumed < last {
-        let next = tokio::time::timeout(Duration::from_secs(30), messages.next()).await;
-        let message = match next {
-            Ok(Some(Ok(m))) => m,
-            Ok(Some(Err(e))) => return Err(ClusterError::Follow(e.to_string())),
-            Ok(None) => return Err(ClusterError::Follow("the stream ended".into())),
-            Err(_) => return Err(ClusterError::Follow(format!("no message after sequence {consumed} in 30 s"))),
-        };
+        let message = super::next_within(&mut messages, consumed).await?;
         if let Some(applied) = apply(shared, &message).await? {
             // Nothing runs yet: what is stored is what the node loads next.
             applied.mark();

@@ -153,31 +153,25 @@ impl Cluster {
             .await
             .map_err(|e| ClusterError::Connect { urls: urls.clone(), error: e.to_string() })?;
         let js = jetstream::new(client.clone());
-        let config = jetstream::stream::Config {
-            name: CONFIG_STREAM.into(),
-            subjects: vec![format!("{SUBJECT_PREFIX}>")],
+        let stream = |name: &str, prefix: &str| jetstream::stream::Config {
+            name: name.into(),
+            subjects: vec![format!("{prefix}>")],
             num_replicas: options.replicas,
             storage: jetstream::stream::StorageType::File,
-            // Configuration is kept whole: a joining node replays all of it.
             retention: jetstream::stream::RetentionPolicy::Limits,
             ..Default::default()
         };
+        // Configuration is kept whole: a joining node replays all of it.
+        create_stream(&js, CONFIG_STREAM, stream(CONFIG_STREAM, SUBJECT_PREFIX)).await?;
         let events = jetstream::stream::Config {
-            name: EVENTS_STREAM.into(),
-            subjects: vec![format!("{EVENTS_PREFIX}>")],
-            num_replicas: options.replicas,
-            storage: jetstream::stream::StorageType::File,
             // Events are kept as long as the log keeps them; a node that joins later
             // than that starts from what is left, as a log after retention does.
-            retention: jetstream::stream::RetentionPolicy::Limits,
             max_age: options.retention,
             // A publish retried after a lost acknowledgement is stored once.
             duplicate_window: Duration::from_secs(120),
-            ..Default::default()
+            ..stream(EVENTS_STREAM, EVENTS_PREFIX)
         };
-        for config in [config, events] {
-            create_stream(&js, config).await?;
-        }
+        create_stream(&js, EVENTS_STREAM, events).await?;
         let tag = crate::ids::set_node_tag(&options.node_id);
         let members = Members::new(options.node_id.clone());
         Ok(Arc::new(Cluster {
@@ -222,6 +216,18 @@ impl Cluster {
 
 type Ordered = jetstream::consumer::pull::Ordered;
 
+/// The next message of a catch-up (which reads up to a sequence it knows is there);
+/// `after` names where it is, for the error.
+async fn next_within(messages: &mut Ordered, after: u64) -> Result<jetstream::Message, ClusterError> {
+    use futures_util::StreamExt;
+    match tokio::time::timeout(Duration::from_secs(30), messages.next()).await {
+        Ok(Some(Ok(m))) => Ok(m),
+        Ok(Some(Err(e))) => Err(ClusterError::Follow(e.to_string())),
+        Ok(None) => Err(ClusterError::Follow("the stream ended".into())),
+        Err(_) => Err(ClusterError::Follow(format!("no message after sequence {after} in 30 s"))),
+    }
+}
+
 impl Cluster {
     /// The messages of `stream` under `prefix` from sequence `from` on, in order.
     async fn read_from(&self, stream: &'static str, prefix: &str, from: u64) -> Result<Ordered, ClusterError> {
@@ -244,7 +250,11 @@ impl Cluster {
 
 /// Creates a stream, or checks it is there. It may be being created by another node at
 /// the same moment, and the cluster may still be electing its leaders: retried for a while.
-async fn create_stream(js: &jetstream::Context, config: jetstream::stream::Config) -> Result<(), ClusterError> {
+async fn create_stream(
+    js: &jetstream::Context,
+    stream: &'static str,
+    config: jetstream::stream::Config,
+) -> Result<(), ClusterError> {
     let mut last = String::new();
     for _ in 0..60 {
         match js.get_or_create_stream(config.clone()).await {
@@ -253,7 +263,6 @@ async fn create_stream(js: &jetstream::Context, config: jetstream::stream::Confi
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let stream = if config.name == CONFIG_STREAM { CONFIG_STREAM } else { EVENTS_STREAM };
     Err(ClusterError::Stream { stream, error: last })
 }
 

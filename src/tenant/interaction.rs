@@ -424,7 +424,8 @@ pub fn encode_position(at: Position) -> [u8; 8] {
     out
 }
 
-fn decode_position(bytes: &[u8]) -> Option<Position> {
+/// A position as [`encode_position`] wrote it.
+pub fn decode_position(bytes: &[u8]) -> Option<Position> {
     let bytes: [u8; 8] = bytes.try_into().ok()?;
     let word = |i: usize| u32::from_le_bytes(bytes[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
     Some(Position { segment: word(0), offset: word(1) })
