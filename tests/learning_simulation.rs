@@ -200,6 +200,9 @@ async fn uplift_converges_reorders_the_tutorial_and_the_z_test_sees_the_effect()
             if *name == "card" && learner == 0 {
                 assert!(rl < rs, "{name}: the T-learner's RMSE did not fall ({rs} → {rl})");
             }
+            // Over 40 runs savings ended at 0.032–0.047 and the card at 0.004–0.030 (the
+            // offers' ids, new every run, seed the draws). Before decisions centred their
+            // uplift draw below τ, savings reached 0.065 and 0.075 now and then.
             assert!(*rl < 0.06, "{name}: RMSE {rl} with 10,000 customers");
         }
     }

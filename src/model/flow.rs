@@ -433,8 +433,9 @@ pub enum Exploration {
 }
 
 /// `thompson`: each decision classifies the customer by an effect drawn from the
-/// estimate's tempered posterior (normal, mean τ, sd half its standard error), so an
-/// offer that is probably harmful is still shown now and then: a model fitted on
+/// estimate's tempered, cautious posterior (normal, mean τ less half its standard error,
+/// sd half its standard error), so an offer is shown where its effect is probably above
+/// zero, and one that is probably harmful is still shown now and then: a model fitted on
 /// little data keeps getting the exposures that correct it, and a confident sleeping dog
 /// is almost never shown. `none`: the estimate itself decides; an offer whose estimate
 /// turns negative is never shown again and its model stops learning.
