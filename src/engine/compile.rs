@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::dsl::defs::{RuleDef, RuleOrigin, ScoreDef, ScoreDefBody, FACTORS};
 use crate::learn::propensity::CounterBank;
+use crate::model::channel::{CouplingMode, PlacementStatus};
 use crate::model::flow::{
     Combinator, EnrichConfig, FilterConfig, InventoryConfig, InventoryScope, OverrideScope, PolicyMode, QualifyConfig,
     QualifyMode, ScoreConfig, ScoreMethod, Weights,
@@ -135,6 +136,18 @@ pub(super) struct ChannelInfo {
     pub id: Arc<str>,
     pub name: Arc<str>,
     pub kind: Arc<str>,
+    /// Its active placements, in the channel's order: a request on the channel that
+    /// names none fills them all, in this order.
+    pub placements: Box<[PlacementInfo]>,
+    /// Whether one empty placement empties the others: the flow's `couplingOverride`,
+    /// else the channel's `couplingMode`.
+    pub atomic: bool,
+}
+
+pub(super) struct PlacementInfo {
+    pub key: Arc<str>,
+    pub name: Arc<str>,
+    pub max_slots: u32,
 }
 
 pub(super) enum Step {
@@ -198,7 +211,7 @@ pub fn compile(
         categories: Vec::new(),
         shared: HashMap::new(),
     };
-    let channels = channel_infos(inputs.channels);
+    let channels = channel_infos(inputs.channels, draft.flow_config.coupling_override);
     let offers_in = inventory(&mut b, &nodes);
     b.errors.extend(inputs.rule_errors.iter().cloned());
     let rules = b.rules(&inputs.rules, &channels);
@@ -393,11 +406,18 @@ fn with_policy_masks(mut offers: Box<[CompiledOffer]>, policies: &[CompiledPolic
     offers
 }
 
-fn channel_infos(channels: &[Channel]) -> Vec<ChannelInfo> {
+fn channel_infos(channels: &[Channel], coupling_override: Option<CouplingMode>) -> Vec<ChannelInfo> {
+    let placement = |p: &crate::model::channel::PlacementSpec| PlacementInfo {
+        key: p.key().into(),
+        name: p.name.as_str().into(),
+        max_slots: p.max_slots,
+    };
     let info = |c: &crate::model::Channel| ChannelInfo {
         id: c.meta.id.as_str().into(),
         name: c.spec.name.as_str().into(),
         kind: c.spec.channel_type.name().into(),
+        placements: c.spec.placements.iter().filter(|p| p.status == PlacementStatus::Active).map(placement).collect(),
+        atomic: coupling_override.unwrap_or(c.spec.coupling_mode) == CouplingMode::Atomic,
     };
     channels.iter().map(info).collect()
 }

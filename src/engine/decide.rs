@@ -113,14 +113,23 @@ impl CompiledFlow {
         if uses_features {
             signals.encode(&frame.features, &frame.categories, &mut frame.model_input);
         }
+        let slots = super::placement::plan(frame.channel.map(|c| &self.channels[c]), req, &mut frame.warnings);
         frame.score(plan, signals, &mut cands);
         if self.thompson && plan.1.formula.is_none() && plan.1.needs_propensity() {
-            frame.show_probabilities(plan, req.limit(), &cands);
+            frame.show_probabilities(plan, slots.limit, &cands);
         }
-        let ranked = frame.rank(req.limit(), &mut cands);
-        let decisions = frame.shape(plan, signals, ranked, explain);
+        let ranked = frame.rank(slots.limit, &mut cands);
+        let mut decisions = frame.shape(plan, signals, ranked, explain);
+        let mut placements = None;
+        if let Some(info) = slots.channel {
+            let (shipped, filled) = super::placement::fill(info, decisions, &mut meta, frame.log.as_mut());
+            (decisions, placements) = (shipped, Some(filled));
+        }
         meta.warnings = std::mem::take(&mut frame.warnings);
         let control = self.in_holdout(&req.customer_id);
+        if control {
+            placements.iter_mut().flatten().for_each(|p| p.decisions.clear());
+        }
         let (decisions, counterfactual) = if control { (Vec::new(), decisions) } else { (decisions, Vec::new()) };
         let channel_name = frame.channel.map(|c| self.channels[c].name.clone());
         Decision {
@@ -133,6 +142,7 @@ impl CompiledFlow {
             channel: req.channel.clone(),
             count: decisions.len(),
             decisions,
+            placements,
             meta,
             control_group: control,
             dry_run: false,

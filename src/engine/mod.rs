@@ -8,6 +8,7 @@
 //! * `score` — the score methods (priority_weighted, propensity, PRIE-U formula).
 //! * `response` — request and response types (the platform's JSON shape) and explain.
 //! * `contact` — contact policies against a customer's contact history.
+//! * `placement` — how the ranked offers fill a channel's placements, and coupling.
 //!
 //! Rule and score definitions (`RuleDef`, `ScoreDef`) come from `dsl::defs`; the
 //! engine takes them, with the tenant's entities, as plain inputs ([`TenantInputs`]).
@@ -15,6 +16,7 @@
 mod compile;
 pub mod contact;
 mod decide;
+mod placement;
 pub mod response;
 pub mod score;
 

@@ -106,7 +106,12 @@ pub struct Decision {
     pub decision_flow_version: u32,
     pub channel: Option<String>,
     pub count: usize,
+    /// Every offer shown, in rank order (across placements when there are several).
     pub decisions: Vec<OfferDecision>,
+    /// For a channel with placements and a request that names none: each placement's
+    /// offers (no offer in two), in the channel's order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placements: Option<Vec<PlacementDecisions>>,
     pub meta: Meta,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub control_group: bool,
@@ -161,6 +166,26 @@ pub struct OfferDecision {
     pub category: Arc<str>,
 }
 
+/// One placement's share of a decision.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacementDecisions {
+    pub key: Arc<str>,
+    pub name: Arc<str>,
+    pub decisions: Vec<OfferDecision>,
+}
+
+/// A channel whose placements were not all filled, and what coupling did about it.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelCoupling {
+    pub channel: Arc<str>,
+    /// Atomic coupling emptied the other placements too.
+    pub cascaded: bool,
+    /// The first placement left without an offer.
+    pub empty_placement: Arc<str>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(rename = "DecisionMeta")]
@@ -170,6 +195,8 @@ pub struct Meta {
     pub after_suppression: usize,
     pub after_contact_policy: usize,
     pub degraded_scoring: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub channel_coupling: Vec<ChannelCoupling>,
     /// Inputs a node needed and did not find (no customer row, unknown channel …).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,

@@ -49,6 +49,10 @@ pub struct FlowConfig {
     /// clicks would inflate the measured effect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversion_outcomes: Option<Vec<String>>,
+    /// How this flow couples the placements of a channel, over each channel's own
+    /// `couplingMode`: `atomic` ships none of them when any one is empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coupling_override: Option<super::channel::CouplingMode>,
 }
 
 /// The conversion outcomes when a flow names none.
