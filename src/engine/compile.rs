@@ -28,7 +28,7 @@ use super::contact::{CompiledPolicy, Target};
 use super::response::MAX_LIMIT;
 use super::score::ScorePlan;
 use crate::learn::propensity::Counts;
-use crate::model::policy::{ContactPolicy, PolicyScope, PolicyStatus};
+use crate::model::policy::{ContactPolicy, PolicyRule, PolicyScope, PolicyStatus};
 
 pub type CompileError = ValidationError;
 
@@ -93,6 +93,10 @@ pub struct CompiledFlow {
     pub(super) global_counts: Arc<Counts>,
     /// Active contact policies, highest priority first.
     pub(super) policies: Box<[CompiledPolicy]>,
+    /// Some policy reads the customer's outcomes (`outcome_based`) or the request's
+    /// `segments` (`segment_exclusion`): a decision fetches them only then.
+    pub(super) reads_outcomes: bool,
+    pub(super) reads_segments: bool,
     /// Uplift features: enriched numeric and boolean fields and the request attributes
     /// the rules read (`attributes.*`), by name, with their slots.
     pub(super) features: Box<[u32]>,
@@ -293,6 +297,8 @@ pub fn compile(
         formulas: b.formulas.into(),
         factor_slots: b.factor_slots,
         global_counts: inputs.counters.global(),
+        reads_outcomes: policies.iter().any(|p| matches!(p.rule, PolicyRule::Outcome { .. })),
+        reads_segments: policies.iter().any(|p| matches!(p.rule, PolicyRule::Segments(_))),
         policies,
         features: features.into(),
         feature_names: feature_names.into(),
@@ -361,8 +367,8 @@ fn policies(all: &[ContactPolicy], channels: &[ChannelInfo], errors: &mut Vec<Fi
         .into_iter()
         .filter_map(|p| {
             let path = format!("contact policy `{}` ({})", p.spec.name, p.meta.id);
-            let rule = match p.spec.validate() {
-                Ok(rule) => rule,
+            let valid = match p.spec.validated() {
+                Ok(valid) => valid,
                 Err(ValidationError(e)) => {
                     errors.extend(e.into_iter().map(|e| FieldError::new(format!("{path}.{}", e.path), e.message)));
                     return None;
@@ -386,7 +392,8 @@ fn policies(all: &[ContactPolicy], channels: &[ChannelInfo], errors: &mut Vec<Fi
                 name: p.spec.name.as_str().into(),
                 rule_type: p.spec.rule_type,
                 target,
-                rule,
+                rule: valid.rule,
+                bypassable: valid.bypassable,
             })
         })
         .collect()

@@ -16,6 +16,27 @@ use std::sync::Arc;
 use crate::model::policy::{Period, PolicyRule, PolicyType};
 use crate::rules::OfferFacts;
 
+/// An outcome a customer recorded (a response), as `outcome_based` policies count them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutcomeEvent {
+    /// Unix seconds.
+    pub at: i64,
+    pub offer_id: Arc<str>,
+    pub category: Arc<str>,
+    pub outcome: Arc<str>,
+}
+
+/// What a decision knows about its customer when it evaluates the policies.
+#[derive(Clone, Copy)]
+pub struct PolicyInput<'a> {
+    pub contacts: &'a [Contact],
+    pub outcomes: &'a [OutcomeEvent],
+    /// The request's `segments`.
+    pub segments: &'a [String],
+    /// Unix seconds.
+    pub now: i64,
+}
+
 /// One offer shown to a customer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Contact {
@@ -44,22 +65,57 @@ pub struct CompiledPolicy {
     pub rule_type: PolicyType,
     pub target: Target,
     pub rule: PolicyRule,
+    /// Mandatory offers skip it (unless it is a frequency or cross-channel cap).
+    pub bypassable: bool,
 }
 
 /// A policy's verdict for one decision.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PolicyState {
-    /// Why it blocks, when it does: counted contacts and the limit, or hours since the
-    /// last contact and the cooldown.
+    /// Why it blocks every offer it applies to, when it does: counted contacts and the
+    /// limit, hours since the last contact and the cooldown, …
     pub block: Option<Block>,
     /// More contacts this decision may make under the policy (`None`: no shared limit).
     pub budget: Option<u32>,
+    /// For policies that block some of the offers they apply to (cross-channel caps,
+    /// mutual exclusion, category suppression): which, and why.
+    pub blocks: Vec<(Key, Block)>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+impl PolicyState {
+    const OPEN: PolicyState = PolicyState { block: None, budget: None, blocks: Vec::new() };
+
+    /// Why this policy blocks `offer`, if it does (given that it applies to it).
+    pub fn blocks(&self, offer: &OfferFacts) -> Option<&Block> {
+        self.block.as_ref().or_else(|| self.blocks.iter().find(|(k, _)| k.matches(offer)).map(|(_, b)| b))
+    }
+}
+
+/// An offer, or every offer of a category.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Key {
+    Offer(Arc<str>),
+    Category(Arc<str>),
+}
+
+impl Key {
+    fn matches(&self, offer: &OfferFacts) -> bool {
+        match self {
+            Key::Offer(id) => offer.id == *id,
+            Key::Category(c) => offer.category == *c,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub enum Block {
     Cap { period: Period, count: u32, max: u32 },
+    Rolling { count: u32, max: u32, hours: f64 },
     Cooldown { hours_since: f64, hours: f64 },
+    Outcome { outcome: Arc<str>, days_since: f64, days: f64 },
+    Segment { segment: String },
+    Exclusive { shown: Arc<str>, days_since: f64 },
+    CategoryShown { category: Arc<str>, shown: Arc<str>, days_since: f64, days: f64 },
 }
 
 impl Block {
@@ -70,13 +126,27 @@ impl Block {
             Target::Category(c) => format!("category={c}"),
             Target::Channel(c) => format!("channel={c}"),
         };
+        let kind = p.rule_type.name();
         match self {
             Block::Cap { period, count, max } => {
-                format!("{} exceeded: {count}/{max} this {} at scope={scope}", p.rule_type.name(), period.name())
+                format!("{kind} exceeded: {count}/{max} this {} at scope={scope}", period.name())
+            }
+            Block::Rolling { count, max, hours } => {
+                format!("{kind} exceeded: {count}/{max} in the last {hours}h at scope={scope}")
             }
             Block::Cooldown { hours_since, hours } => {
                 format!("cooldown: last contact {hours_since:.1}h ago, {hours}h required at scope={scope}")
             }
+            Block::Outcome { outcome, days_since, days } => {
+                format!("{kind}: `{outcome}` recorded {days_since:.1} days ago, suppressed for {days} days at scope={scope}")
+            }
+            Block::Segment { segment } => format!("{kind}: the customer is in segment `{segment}`"),
+            Block::Exclusive { shown, days_since } => {
+                format!("{kind}: offer {shown} of the same group was shown {days_since:.1} days ago")
+            }
+            Block::CategoryShown { category, shown, days_since, days } => format!(
+                "{kind}: offer {shown} of category `{category}` was shown {days_since:.1} days ago, suppressed for {days} days"
+            ),
         }
     }
 }
@@ -116,44 +186,180 @@ impl CompiledPolicy {
         self.rule == PolicyRule::AllowOverride
     }
 
-    /// Cooldowns suppress after a contact; caps are the contact policy proper. The two
-    /// feed `meta.afterSuppression` and `meta.afterContactPolicy`.
+    /// Policies that act after a contact or an outcome (cooldowns, outcome-based and
+    /// category suppression, mutual exclusion) suppress; caps and exclusions are the
+    /// contact policy proper. The two feed `meta.afterSuppression` and
+    /// `meta.afterContactPolicy`.
     pub fn is_suppression(&self) -> bool {
-        matches!(self.rule, PolicyRule::Cooldown { .. })
+        matches!(
+            self.rule,
+            PolicyRule::Cooldown { .. }
+                | PolicyRule::Outcome { .. }
+                | PolicyRule::Exclusive { .. }
+                | PolicyRule::CategoryShown { .. }
+        )
     }
 
-    /// The policy's verdict given the customer's contacts.
-    pub fn evaluate(&self, history: &[Contact], now: i64) -> PolicyState {
-        match self.rule {
-            PolicyRule::AllowOverride => PolicyState { block: None, budget: None },
+    /// Whether a mandatory offer obeys it: frequency and cross-channel caps always, the
+    /// others when `bypassable` is false.
+    pub fn binds_mandatory(&self) -> bool {
+        matches!(self.rule_type, PolicyType::FrequencyCap | PolicyType::CrossChannelCap) || !self.bypassable
+    }
+
+    /// The policy's verdict given what the decision knows of its customer.
+    pub fn evaluate(&self, input: &PolicyInput<'_>) -> PolicyState {
+        let (history, now) = (input.contacts, input.now);
+        let counted = || history.iter().filter(|c| self.counts(c));
+        let shared = self.shared();
+        match &self.rule {
+            PolicyRule::AllowOverride => PolicyState::OPEN,
             PolicyRule::Cap(limits) => {
                 let starts = period_starts(now);
                 let mut counts = [0u32; 3];
-                for c in history.iter().filter(|c| self.counts(c)) {
+                for c in counted() {
                     for (i, start) in starts.iter().enumerate() {
                         counts[i] += u32::from(c.at >= *start);
                     }
                 }
-                let mut block = None;
-                let mut budget = u32::MAX;
-                for (i, limit) in limits.iter().enumerate() {
-                    let Some(max) = *limit else { continue };
-                    if counts[i] >= max && block.is_none() {
-                        block = Some(Block::Cap { period: Period::ALL[i], count: counts[i], max });
-                    }
-                    budget = budget.min(max.saturating_sub(counts[i]));
-                }
-                PolicyState { block, budget: self.shared().then_some(budget) }
+                let (block, budget) = cap_verdict(limits, &counts);
+                PolicyState { block, budget: shared.then_some(budget), blocks: Vec::new() }
+            }
+            PolicyRule::Rolling { max, hours } => {
+                let since = now - (hours * 3600.0) as i64;
+                let count = counted().filter(|c| c.at > since).count() as u32;
+                let block = (count >= *max).then_some(Block::Rolling { count, max: *max, hours: *hours });
+                PolicyState { block, budget: shared.then_some(max.saturating_sub(count)), blocks: Vec::new() }
+            }
+            PolicyRule::PerOffer(limits) => {
+                PolicyState { blocks: self.per_offer(limits, history, now), ..PolicyState::OPEN }
             }
             PolicyRule::Cooldown { hours } => {
-                let last = history.iter().filter(|c| self.counts(c)).map(|c| c.at).max();
+                let last = counted().map(|c| c.at).max();
                 let since = last.map(|at| (now - at) as f64 / 3600.0);
-                let block = since.filter(|s| *s < hours).map(|hours_since| Block::Cooldown { hours_since, hours });
+                let block =
+                    since.filter(|s| s < hours).map(|hours_since| Block::Cooldown { hours_since, hours: *hours });
                 // One contact under a shared cooldown starts it for every other offer.
-                PolicyState { block, budget: self.shared().then_some(1) }
+                PolicyState { block, budget: shared.then_some(1), blocks: Vec::new() }
+            }
+            PolicyRule::Outcome { outcomes, days } => {
+                let since = now - (days * 86_400.0) as i64;
+                let last = input
+                    .outcomes
+                    .iter()
+                    .filter(|o| o.at > since && outcomes.iter().any(|t| *t == *o.outcome) && self.counts_outcome(o))
+                    .max_by_key(|o| o.at);
+                let block = last.map(|o| Block::Outcome {
+                    outcome: o.outcome.clone(),
+                    days_since: (now - o.at) as f64 / 86_400.0,
+                    days: *days,
+                });
+                PolicyState { block, ..PolicyState::OPEN }
+            }
+            PolicyRule::Segments(excluded) => {
+                let hit = input.segments.iter().find(|s| excluded.iter().any(|e| e == *s));
+                PolicyState { block: hit.map(|s| Block::Segment { segment: s.clone() }), ..PolicyState::OPEN }
+            }
+            PolicyRule::Exclusive { group, days } => {
+                PolicyState { blocks: exclusive(group, *days, history, now), ..PolicyState::OPEN }
+            }
+            PolicyRule::CategoryShown { category, days } => {
+                PolicyState { blocks: category_shown(category.as_deref(), *days, history, now), ..PolicyState::OPEN }
             }
         }
     }
+
+    /// Whether a recorded outcome counts against an `outcome_based` policy: any outcome
+    /// for a global one, the offer's (or the category's) own for a scoped one.
+    fn counts_outcome(&self, o: &OutcomeEvent) -> bool {
+        match &self.target {
+            Target::Global | Target::Channel(_) => true,
+            Target::Offer(id) => o.offer_id == *id,
+            Target::Category(c) => o.category == *c,
+        }
+    }
+
+    /// `cross_channel_cap`: every offer over its own cap (the policy's scope says which
+    /// offers it applies to), counting its contacts on every channel.
+    fn per_offer(&self, limits: &[Option<u32>; 3], history: &[Contact], now: i64) -> Vec<(Key, Block)> {
+        let starts = period_starts(now);
+        let mut counts: Vec<(&Arc<str>, [u32; 3])> = Vec::new();
+        for c in history.iter().filter(|c| c.at >= starts.iter().copied().min().unwrap_or(now)) {
+            let i = match counts.iter().position(|(id, _)| **id == c.offer_id) {
+                Some(i) => i,
+                None => {
+                    counts.push((&c.offer_id, [0; 3]));
+                    counts.len() - 1
+                }
+            };
+            for (k, start) in starts.iter().enumerate() {
+                counts[i].1[k] += u32::from(c.at >= *start);
+            }
+        }
+        counts
+            .into_iter()
+            .filter_map(|(id, n)| cap_verdict(limits, &n).0.map(|b| (Key::Offer(id.clone()), b)))
+            .collect()
+    }
+}
+
+/// The first period a cap is reached on, and how many more contacts every period allows.
+fn cap_verdict(limits: &[Option<u32>; 3], counts: &[u32; 3]) -> (Option<Block>, u32) {
+    let mut block = None;
+    let mut budget = u32::MAX;
+    for (i, limit) in limits.iter().enumerate() {
+        let Some(max) = *limit else { continue };
+        if counts[i] >= max && block.is_none() {
+            block = Some(Block::Cap { period: Period::ALL[i], count: counts[i], max });
+        }
+        budget = budget.min(max.saturating_sub(counts[i]));
+    }
+    (block, budget)
+}
+
+/// `mutual_exclusion`: once an offer of `group` was shown within `days`, every other one
+/// is blocked (all of them, once two different ones were).
+fn exclusive(group: &[String], days: f64, history: &[Contact], now: i64) -> Vec<(Key, Block)> {
+    let since = now - (days * 86_400.0) as i64;
+    let mut shown: Vec<&Contact> = Vec::new();
+    for c in history.iter().filter(|c| c.at > since && group.iter().any(|g| **g == *c.offer_id)) {
+        match shown.iter_mut().find(|s| s.offer_id == c.offer_id) {
+            Some(s) if s.at < c.at => *s = c,
+            Some(_) => {}
+            None => shown.push(c),
+        }
+    }
+    shown.sort_by_key(|c| std::cmp::Reverse(c.at));
+    let Some(latest) = shown.first() else { return Vec::new() };
+    let block =
+        |c: &Contact| Block::Exclusive { shown: c.offer_id.clone(), days_since: (now - c.at) as f64 / 86_400.0 };
+    let mut blocks: Vec<(Key, Block)> = group
+        .iter()
+        .filter(|g| ***g != *latest.offer_id)
+        .map(|g| (Key::Offer(Arc::from(g.as_str())), block(latest)))
+        .collect();
+    // The latest one itself, when another of the group was shown too.
+    if let Some(other) = shown.get(1) {
+        blocks.push((Key::Offer(latest.offer_id.clone()), block(other)));
+    }
+    blocks
+}
+
+/// `category_suppression`: every category (or `only` that one) an offer of which was shown
+/// within `days`.
+fn category_shown(only: Option<&str>, days: f64, history: &[Contact], now: i64) -> Vec<(Key, Block)> {
+    let since = now - (days * 86_400.0) as i64;
+    let mut blocks: Vec<(Key, Block)> = Vec::new();
+    // Newest first: a category's first contact met is its latest.
+    for c in history.iter().rev().filter(|c| c.at > since && !c.category.is_empty()) {
+        let key = Key::Category(c.category.clone());
+        if only.is_some_and(|o| o != &*c.category) || blocks.iter().any(|(k, _)| *k == key) {
+            continue;
+        }
+        let days_since = (now - c.at) as f64 / 86_400.0;
+        let block = Block::CategoryShown { category: c.category.clone(), shown: c.offer_id.clone(), days_since, days };
+        blocks.push((key, block));
+    }
+    blocks
 }
 
 /// Start (Unix seconds) of the current UTC day, ISO week and month.
@@ -166,33 +372,274 @@ pub fn period_starts(now: i64) -> [i64; 3] {
     [days * 86_400, week * 86_400, month * 86_400]
 }
 
-/// How long a contact can matter: the longest period (31 days) or cooldown.
+/// How long a contact can matter: the longest period (31 days), cooldown or lookback.
 pub fn retention_secs(policies: &[CompiledPolicy]) -> i64 {
-    let cooldown = policies
+    let window = policies
         .iter()
-        .filter_map(|p| match p.rule {
-            PolicyRule::Cooldown { hours } => Some((hours * 3600.0) as i64),
+        .filter_map(|p| match &p.rule {
+            PolicyRule::Cooldown { hours } | PolicyRule::Rolling { hours, .. } => Some((hours * 3600.0) as i64),
+            PolicyRule::Exclusive { days, .. } | PolicyRule::CategoryShown { days, .. } => {
+                Some((days * 86_400.0) as i64)
+            }
             _ => None,
         })
         .max()
         .unwrap_or(0);
-    cooldown.max(31 * 86_400)
+    window.max(31 * 86_400)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::policy::{ContactPolicySpec, PolicyScope};
 
+    const HOUR: i64 = 3600;
     const DAY: i64 = 86_400;
     // 2026-11-23 (a Monday) 12:00 UTC.
-    const NOW: i64 = 1_795_392_000 + 12 * 3600;
+    const NOW: i64 = 1_795_392_000 + 12 * HOUR;
 
-    fn contact(at: i64, offer: &str, channel: Option<&str>) -> Contact {
-        Contact { at, offer_id: offer.into(), category: "cards".into(), channel: channel.map(Into::into) }
+    /// A contact `ago` seconds before NOW: offer, its category, channel.
+    fn contact(ago: i64, offer: &str, category: &str, channel: Option<&str>) -> Contact {
+        Contact { at: NOW - ago, offer_id: offer.into(), category: category.into(), channel: channel.map(Into::into) }
     }
 
-    fn policy(target: Target, rule: PolicyRule) -> CompiledPolicy {
-        CompiledPolicy { id: "p".into(), name: "p".into(), rule_type: PolicyType::FrequencyCap, target, rule }
+    fn outcome(ago: i64, offer: &str, outcome: &str) -> OutcomeEvent {
+        OutcomeEvent { at: NOW - ago, offer_id: offer.into(), category: "cards".into(), outcome: outcome.into() }
+    }
+
+    /// A policy from its API body, compiled as a flow compiles it.
+    fn compiled(body: &str) -> CompiledPolicy {
+        let spec: ContactPolicySpec =
+            crate::model::parse_json(body.as_bytes()).unwrap_or_else(|e| panic!("{body}: {e}"));
+        let valid = spec.validated().unwrap_or_else(|e| panic!("{body}: {e}"));
+        let id = spec.scope_id.clone().unwrap_or_default();
+        let target = match spec.scope() {
+            PolicyScope::Global => Target::Global,
+            PolicyScope::Offer => Target::Offer(id.into()),
+            PolicyScope::Category => Target::Category(id.into()),
+            PolicyScope::Channel => Target::Channel(id.into()),
+        };
+        CompiledPolicy {
+            id: "p".into(),
+            name: spec.name.as_str().into(),
+            rule_type: spec.rule_type,
+            target,
+            rule: valid.rule,
+            bypassable: valid.bypassable,
+        }
+    }
+
+    fn facts(id: &str, category: &str) -> OfferFacts {
+        OfferFacts {
+            id: id.into(),
+            name: id.into(),
+            category: category.into(),
+            status: "active".into(),
+            priority: 50.0,
+            business_value: 0.0,
+            revenue_value: None,
+            margin: None,
+            weight: 1.0,
+            mandatory: false,
+        }
+    }
+
+    /// One named case: a policy, what the decision knows, the candidate (offer, category,
+    /// request channel); `Some(reason prefix)` when it must be blocked, `None` when allowed.
+    struct Case {
+        name: &'static str,
+        policy: &'static str,
+        contacts: Vec<Contact>,
+        outcomes: Vec<OutcomeEvent>,
+        segments: &'static [&'static str],
+        offer: (&'static str, &'static str),
+        channel: Option<&'static str>,
+        blocked: Option<&'static str>,
+    }
+
+    fn case(name: &'static str, policy: &'static str, offer: (&'static str, &'static str)) -> Case {
+        Case {
+            name,
+            policy,
+            contacts: Vec::new(),
+            outcomes: Vec::new(),
+            segments: &[],
+            offer,
+            channel: None,
+            blocked: None,
+        }
+    }
+
+    impl Case {
+        fn contacts(mut self, c: Vec<Contact>) -> Case {
+            self.contacts = c;
+            self
+        }
+        fn outcomes(mut self, o: Vec<OutcomeEvent>) -> Case {
+            self.outcomes = o;
+            self
+        }
+        fn segments(mut self, s: &'static [&'static str]) -> Case {
+            self.segments = s;
+            self
+        }
+        fn on(mut self, channel: &'static str) -> Case {
+            self.channel = Some(channel);
+            self
+        }
+        fn blocked(mut self, reason: &'static str) -> Case {
+            self.blocked = Some(reason);
+            self
+        }
+    }
+
+    const DAILY_OFFER_CAP: &str =
+        r#"{"name": "cap", "ruleType": "frequency_cap", "scopeId": "a", "config": {"maxPerDay": 1}}"#;
+    const ROLLING: &str = r#"{"name": "rolling", "ruleType": "frequency_cap", "scope": "global",
+        "config": {"maxContacts": 2, "lookbackHours": 24}}"#;
+    const EMAIL_CAP: &str = r#"{"name": "email", "ruleType": "frequency_cap", "scope": "channel", "scopeId": "email",
+        "config": {"maxPerWeek": 1}}"#;
+    const CROSS: &str =
+        r#"{"name": "cross", "ruleType": "cross_channel_cap", "scope": "global", "config": {"maxPerWeek": 2}}"#;
+    const TOTAL: &str = r#"{"name": "total", "ruleType": "customer_total_cap",
+        "config": {"maxTotal": 2, "periodType": "monthly"}}"#;
+    const COOLDOWN: &str = r#"{"name": "cool", "ruleType": "cooldown", "scope": "category", "scopeId": "cards", "config": {"cooldownHours": 48}}"#;
+    const DISMISSED: &str = r#"{"name": "after dismissals", "ruleType": "outcome_based", "scope": "global",
+        "config": {"outcomeTypes": ["dismiss", "not_interested"], "lookbackDays": 90}}"#;
+    const NOT_INTERESTED: &str = r#"{"name": "not interested", "ruleType": "outcome_based", "scopeId": "a",
+        "config": {"outcomeType": "not_interested", "lookbackDays": 30}}"#;
+    const SEGMENTS: &str = r#"{"name": "vulnerable", "ruleType": "segment_exclusion",
+        "config": {"excludeSegments": ["vulnerable", "deceased"]}}"#;
+    const GROUP: &str = r#"{"name": "one card", "ruleType": "mutual_exclusion",
+        "config": {"offerGroup": ["a", "b", "c"], "lookbackDays": 7}}"#;
+    const CATEGORY: &str = r#"{"name": "category", "ruleType": "category_suppression",
+        "config": {"suppressionDays": 3}}"#;
+    const ONE_CATEGORY: &str = r#"{"name": "loans only", "ruleType": "category_suppression",
+        "config": {"suppressionDays": 3, "categoryId": "loans"}}"#;
+    const OVERRIDE: &str = r#"{"name": "allow", "ruleType": "allow_override", "scopeId": "a"}"#;
+
+    fn cases() -> Vec<Case> {
+        let a = ("a", "cards");
+        let b = ("b", "cards");
+        let loan = ("l", "loans");
+        vec![
+            case("frequency_cap: under the daily cap", DAILY_OFFER_CAP, a)
+                .contacts(vec![contact(DAY, "a", "cards", None)]),
+            case("frequency_cap: at the daily cap", DAILY_OFFER_CAP, a)
+                .contacts(vec![contact(HOUR, "a", "cards", None)])
+                .blocked("frequency_cap exceeded: 1/1 this day at scope=offer=a"),
+            case("frequency_cap: another offer's contact", DAILY_OFFER_CAP, a)
+                .contacts(vec![contact(HOUR, "b", "cards", None)]),
+            case("frequency_cap: rolling window full", ROLLING, b)
+                .contacts(vec![contact(23 * HOUR, "a", "cards", None), contact(HOUR, "c", "cards", None)])
+                .blocked("frequency_cap exceeded: 2/2 in the last 24h at scope=global"),
+            case("frequency_cap: rolling window, one slid out", ROLLING, b)
+                .contacts(vec![contact(25 * HOUR, "a", "cards", None), contact(HOUR, "c", "cards", None)]),
+            case("frequency_cap: channel cap on its channel", EMAIL_CAP, a)
+                .contacts(vec![contact(HOUR, "b", "cards", Some("email"))])
+                .on("email")
+                .blocked("frequency_cap exceeded: 1/1 this week at scope=channel=email"),
+            case("frequency_cap: channel cap on another channel", EMAIL_CAP, a)
+                .contacts(vec![contact(HOUR, "b", "cards", Some("email"))])
+                .on("sms"),
+            case("cross_channel_cap: the offer's contacts on every channel", CROSS, a)
+                .contacts(vec![
+                    contact(HOUR, "a", "cards", Some("email")),
+                    contact(2 * HOUR, "a", "cards", Some("sms")),
+                ])
+                .on("in_app")
+                .blocked("cross_channel_cap exceeded: 2/2 this week at scope=global"),
+            case("cross_channel_cap: other offers do not count", CROSS, b).contacts(vec![
+                contact(HOUR, "a", "cards", Some("email")),
+                contact(2 * HOUR, "a", "cards", Some("sms")),
+            ]),
+            case("customer_total_cap: budget left", TOTAL, loan).contacts(vec![contact(HOUR, "a", "cards", None)]),
+            case("customer_total_cap: budget spent", TOTAL, loan)
+                .contacts(vec![contact(HOUR, "a", "cards", None), contact(DAY, "b", "cards", None)])
+                .blocked("customer_total_cap exceeded: 2/2 this month at scope=global"),
+            case("cooldown: within it", COOLDOWN, b)
+                .contacts(vec![contact(10 * HOUR, "a", "cards", None)])
+                .blocked("cooldown: last contact 10.0h ago, 48h required at scope=category=cards"),
+            case("cooldown: past it", COOLDOWN, b).contacts(vec![contact(49 * HOUR, "a", "cards", None)]),
+            case("cooldown: another category", COOLDOWN, loan).contacts(vec![contact(HOUR, "a", "cards", None)]),
+            case("outcome_based: a dismissal suppresses everything", DISMISSED, loan)
+                .outcomes(vec![outcome(5 * DAY, "a", "dismiss")])
+                .blocked("outcome_based: `dismiss` recorded 5.0 days ago, suppressed for 90 days at scope=global"),
+            case("outcome_based: an old dismissal", DISMISSED, loan).outcomes(vec![outcome(91 * DAY, "a", "dismiss")]),
+            case("outcome_based: another outcome", DISMISSED, loan).outcomes(vec![outcome(DAY, "a", "click")]),
+            case("outcome_based: not interested in this offer", NOT_INTERESTED, a)
+                .outcomes(vec![outcome(2 * DAY, "a", "not_interested")])
+                .blocked("outcome_based: `not_interested` recorded 2.0 days ago"),
+            case("outcome_based: not interested in another offer", NOT_INTERESTED, a).outcomes(vec![outcome(
+                2 * DAY,
+                "b",
+                "not_interested",
+            )]),
+            case("segment_exclusion: in an excluded segment", SEGMENTS, a)
+                .segments(&["young", "vulnerable"])
+                .blocked("segment_exclusion: the customer is in segment `vulnerable`"),
+            case("segment_exclusion: in no excluded segment", SEGMENTS, a).segments(&["young"]),
+            case("mutual_exclusion: another of the group was shown", GROUP, b)
+                .contacts(vec![contact(DAY, "a", "cards", None)])
+                .blocked("mutual_exclusion: offer a of the same group was shown 1.0 days ago"),
+            case("mutual_exclusion: the one shown stays", GROUP, a).contacts(vec![contact(DAY, "a", "cards", None)]),
+            case("mutual_exclusion: outside the group", GROUP, loan).contacts(vec![contact(DAY, "a", "cards", None)]),
+            case("mutual_exclusion: shown before the lookback", GROUP, b).contacts(vec![contact(
+                8 * DAY,
+                "a",
+                "cards",
+                None,
+            )]),
+            case("mutual_exclusion: two of the group were shown", GROUP, a)
+                .contacts(vec![contact(2 * DAY, "a", "cards", None), contact(DAY, "c", "cards", None)])
+                .blocked("mutual_exclusion: offer c of the same group"),
+            case("category_suppression: the category was shown", CATEGORY, b)
+                .contacts(vec![contact(DAY, "a", "cards", None)])
+                .blocked(
+                    "category_suppression: offer a of category `cards` was shown 1.0 days ago, suppressed for 3 days",
+                ),
+            case("category_suppression: another category", CATEGORY, loan)
+                .contacts(vec![contact(DAY, "a", "cards", None)]),
+            case("category_suppression: long ago", CATEGORY, b).contacts(vec![contact(4 * DAY, "a", "cards", None)]),
+            case("category_suppression: only its category", ONE_CATEGORY, b)
+                .contacts(vec![contact(DAY, "a", "cards", None)]),
+            case("category_suppression: its category shown", ONE_CATEGORY, loan)
+                .contacts(vec![contact(DAY, "m", "loans", None)])
+                .blocked("category_suppression: offer m of category `loans`"),
+            case("allow_override: never blocks", OVERRIDE, a).contacts(vec![contact(HOUR, "a", "cards", None)]),
+        ]
+    }
+
+    #[test]
+    fn every_policy_type_blocks_and_allows() {
+        let cases = cases();
+        let mut names = std::collections::HashSet::new();
+        for c in &cases {
+            assert!(names.insert(c.name), "two cases are named `{}`", c.name);
+            let p = compiled(c.policy);
+            let segments: Vec<String> = c.segments.iter().map(|s| s.to_string()).collect();
+            let input = PolicyInput { contacts: &c.contacts, outcomes: &c.outcomes, segments: &segments, now: NOW };
+            let state = p.evaluate(&input);
+            let offer = facts(c.offer.0, c.offer.1);
+            let block =
+                (p.applies(&offer, c.channel) || p.applies_on(c.channel)).then(|| state.blocks(&offer)).flatten();
+            match (c.blocked, block) {
+                (None, None) => {}
+                (Some(expected), Some(b)) => {
+                    let reason = b.reason(&p);
+                    assert!(reason.starts_with(expected), "{}: reason `{reason}`, expected `{expected}…`", c.name);
+                }
+                (expected, got) => panic!("{}: expected {expected:?}, got {got:?}", c.name),
+            }
+        }
+        // Every type of the API has a blocked and an allowed row.
+        for kind in crate::model::policy::PolicyType::ALL {
+            let rows = cases.iter().filter(|c| compiled(c.policy).rule_type == kind);
+            let (blocked, allowed): (Vec<&Case>, Vec<&Case>) = rows.partition(|c| c.blocked.is_some());
+            let never_blocks = kind == crate::model::policy::PolicyType::AllowOverride;
+            assert!(never_blocks || !blocked.is_empty(), "{}: no blocked case", kind.name());
+            assert!(!allowed.is_empty(), "{}: no allowed case", kind.name());
+        }
     }
 
     #[test]
@@ -207,37 +654,30 @@ mod tests {
     }
 
     #[test]
-    fn a_monthly_total_cap_counts_this_month_only() {
-        let p = policy(Target::Global, PolicyRule::Cap([None, None, Some(4)]));
-        let last_month = contact(NOW - 30 * DAY, "a", None);
-        let mut history = vec![last_month, contact(NOW - DAY, "a", None), contact(NOW - 2 * DAY, "b", None)];
-        let s = p.evaluate(&history, NOW);
-        assert_eq!(s, PolicyState { block: None, budget: Some(2) });
-        history.push(contact(NOW - 60, "c", None));
-        history.push(contact(NOW - 30, "d", None));
-        let s = p.evaluate(&history, NOW);
-        assert_eq!(s.block, Some(Block::Cap { period: Period::Monthly, count: 4, max: 4 }));
-        assert_eq!(s.budget, Some(0));
+    fn shared_caps_give_the_decision_a_budget_and_offer_caps_do_not() {
+        let input = |contacts: &[Contact]| {
+            compiled(TOTAL).evaluate(&PolicyInput { contacts, outcomes: &[], segments: &[], now: NOW })
+        };
+        assert_eq!(input(&[contact(HOUR, "a", "cards", None)]).budget, Some(1));
+        // Last month's contact does not count.
+        assert_eq!(input(&[contact(30 * DAY, "a", "cards", None)]).budget, Some(2));
+        let offer = compiled(DAILY_OFFER_CAP);
+        let state = offer.evaluate(&PolicyInput { contacts: &[], outcomes: &[], segments: &[], now: NOW });
+        assert_eq!(state.budget, None);
+        let cooldown = compiled(COOLDOWN);
+        assert_eq!(
+            cooldown.evaluate(&PolicyInput { contacts: &[], outcomes: &[], segments: &[], now: NOW }).budget,
+            Some(1)
+        );
     }
 
     #[test]
-    fn an_offer_cap_counts_that_offer_and_has_no_shared_budget() {
-        let p = policy(Target::Offer("a".into()), PolicyRule::Cap([Some(1), None, None]));
-        let s = p.evaluate(&[contact(NOW - 3600, "b", None)], NOW);
-        assert_eq!(s, PolicyState { block: None, budget: None });
-        let s = p.evaluate(&[contact(NOW - 3600, "a", None)], NOW);
-        assert!(s.block.is_some());
-        // Yesterday's contact does not count against today's cap.
-        assert!(p.evaluate(&[contact(NOW - DAY, "a", None)], NOW).block.is_none());
-    }
-
-    #[test]
-    fn cooldowns_and_channels() {
-        let p = policy(Target::Channel("email".into()), PolicyRule::Cooldown { hours: 48.0 });
-        let s = p.evaluate(&[contact(NOW - 3600, "a", Some("email"))], NOW);
-        assert!(matches!(s.block, Some(Block::Cooldown { .. })), "{s:?}");
-        assert!(p.evaluate(&[contact(NOW - 3600, "a", Some("sms"))], NOW).block.is_none());
-        assert!(p.evaluate(&[contact(NOW - 49 * 3600, "a", Some("email"))], NOW).block.is_none());
-        assert_eq!(p.evaluate(&[], NOW).budget, Some(1));
+    fn mandatory_offers_obey_caps_and_unbypassable_policies_only() {
+        assert!(compiled(DAILY_OFFER_CAP).binds_mandatory());
+        assert!(compiled(CROSS).binds_mandatory());
+        assert!(!compiled(COOLDOWN).binds_mandatory());
+        let strict = r#"{"name": "strict", "ruleType": "cooldown", "scope": "global",
+            "config": {"cooldownHours": 24, "bypassable": false}}"#;
+        assert!(compiled(strict).binds_mandatory());
     }
 }

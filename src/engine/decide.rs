@@ -11,7 +11,7 @@ use crate::rules::layout::{SLOT_CHANNEL, SLOT_CHANNEL_NAME, SLOT_CHANNEL_TYPE, S
 use crate::rules::{Env, Path, Value};
 
 use super::compile::{CompiledFlow, CompiledOffer, CompiledRule, EnrichPlan, Step};
-use super::contact::{CompiledPolicy, PolicyState, Target};
+use super::contact::{CompiledPolicy, Contact, OutcomeEvent, PolicyInput, PolicyState, Target};
 use super::response::{
     Decision, DecisionExplanation, FlowExplanation, Meta, OfferDecision, PolicyRef, RankingScores, RecommendRequest,
     Removal, RuleFailure,
@@ -41,6 +41,8 @@ struct Frame<'f> {
     warnings: Vec<String>,
     /// Each contact policy's verdict for this customer (empty without a contact_policy node).
     policy_states: Vec<PolicyState>,
+    /// The request's `segments`, when a `segment_exclusion` policy reads them.
+    segments: Vec<String>,
     /// Uplift features, in `CompiledFlow::feature_names` order.
     features: Vec<f64>,
     /// Categorical uplift features, in `CompiledFlow::category_names` order.
@@ -276,6 +278,7 @@ impl<'f> Frame<'f> {
             log: explain.then(FlowExplanation::default),
             warnings,
             policy_states: Vec::new(),
+            segments: if flow.reads_segments { req.segments.clone().unwrap_or_default() } else { Vec::new() },
             features: Vec::new(),
             categories: Vec::new(),
             model_input: Vec::new(),
@@ -390,8 +393,17 @@ impl<'f> Frame<'f> {
         }
         let now = self.now;
         let mut states = Vec::with_capacity(flow.policies.len());
+        let segments = &self.segments;
+        let evaluate = |contacts: &[Contact], outcomes: &[OutcomeEvent], states: &mut Vec<PolicyState>| {
+            let input = PolicyInput { contacts, outcomes, segments, now };
+            states.extend(flow.policies.iter().map(|p| p.evaluate(&input)));
+        };
         signals.contacts(customer_id, &mut |history| {
-            states.extend(flow.policies.iter().map(|p| p.evaluate(history, now)));
+            if flow.reads_outcomes {
+                signals.outcomes(customer_id, &mut |outcomes| evaluate(history, outcomes, &mut states));
+            } else {
+                evaluate(history, &[], &mut states);
+            }
         });
         // Per decision, as bit masks over the policies (highest priority = lowest bit):
         // which apply on this channel, which exempt, which block, which of those suppress.
@@ -406,8 +418,10 @@ impl<'f> Frame<'f> {
         };
         self.channel_mask = mask(&|p, _| matches!(p.target, Target::Channel(_)) && p.applies_on(channel));
         let overrides = mask(&|p, _| p.is_override());
-        let blocking = mask(&|_, s| s.block.is_some());
-        let cooling = mask(&|p, s| p.is_suppression() && s.block.is_some());
+        // Policies that block some offer: all of those they apply to, or some of them.
+        let blocking = mask(&|_, s| s.block.is_some() || !s.blocks.is_empty());
+        let cooling = mask(&|p, _| p.is_suppression());
+        let binds_mandatory = mask(&|p, _| p.binds_mandatory());
         // A policy of another channel limits nothing in this decision.
         for (i, (p, s)) in flow.policies.iter().zip(states.iter_mut()).enumerate() {
             if matches!(p.target, Target::Channel(_)) && self.channel_mask & (1 << i) == 0 {
@@ -420,19 +434,30 @@ impl<'f> Frame<'f> {
         let channel_mask = self.channel_mask;
         cands.retain_mut(|c| {
             let offer = &flow.offers[c.offer as usize];
-            let applying = offer.policy_mask | channel_mask;
+            let mut applying = offer.policy_mask | channel_mask;
             if applying & overrides != 0 {
                 c.exempt = true;
                 return true;
             }
-            let blocked = applying & blocking;
-            if blocked == 0 {
-                return true;
+            if offer.facts.mandatory {
+                applying &= binds_mandatory;
             }
-            suppressed += usize::from(applying & cooling != 0);
+            // The highest-priority policy that blocks this offer (lowest bit first), and
+            // whether any suppression does.
+            let (mut first, mut suppressing) = (None, false);
+            let mut bits = applying & blocking;
+            while bits != 0 {
+                let i = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                if states[i].blocks(&offer.facts).is_some() {
+                    first = first.or(Some(i));
+                    suppressing |= cooling & (1 << i) != 0;
+                }
+            }
+            let Some(i) = first else { return true };
+            suppressed += usize::from(suppressing);
             if explain {
-                let i = blocked.trailing_zeros() as usize;
-                let (p, block) = (&flow.policies[i], states[i].block.expect("a blocking policy"));
+                let (p, block) = (&flow.policies[i], states[i].blocks(&offer.facts).expect("it blocks"));
                 removed.push(policy_removal(offer, node, p, block.reason(p)));
             }
             false

@@ -76,6 +76,11 @@ pub trait Signals: Send + Sync {
     }
     /// Calls `visit` with the customer's recorded contacts (oldest first).
     fn contacts(&self, customer_id: &str, visit: &mut dyn FnMut(&[Contact]));
+    /// Calls `visit` with the customer's recorded outcomes (oldest first), which
+    /// `outcome_based` policies read. By default none.
+    fn outcomes(&self, _customer_id: &str, visit: &mut dyn FnMut(&[super::contact::OutcomeEvent])) {
+        visit(&[])
+    }
     /// The current time, Unix seconds (contact periods and cooldowns).
     fn now(&self) -> i64 {
         crate::ids::unix_now()

@@ -13,19 +13,53 @@ use super::{non_blank, parse_value, FieldError, Meta, ValidationError};
 #[serde(rename_all = "snake_case")]
 pub enum PolicyType {
     FrequencyCap,
+    CrossChannelCap,
     CustomerTotalCap,
     Cooldown,
+    OutcomeBased,
+    SegmentExclusion,
+    MutualExclusion,
+    CategorySuppression,
     AllowOverride,
 }
 
 impl PolicyType {
+    pub const ALL: [PolicyType; 9] = [
+        PolicyType::FrequencyCap,
+        PolicyType::CrossChannelCap,
+        PolicyType::CustomerTotalCap,
+        PolicyType::Cooldown,
+        PolicyType::OutcomeBased,
+        PolicyType::SegmentExclusion,
+        PolicyType::MutualExclusion,
+        PolicyType::CategorySuppression,
+        PolicyType::AllowOverride,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             PolicyType::FrequencyCap => "frequency_cap",
+            PolicyType::CrossChannelCap => "cross_channel_cap",
             PolicyType::CustomerTotalCap => "customer_total_cap",
             PolicyType::Cooldown => "cooldown",
+            PolicyType::OutcomeBased => "outcome_based",
+            PolicyType::SegmentExclusion => "segment_exclusion",
+            PolicyType::MutualExclusion => "mutual_exclusion",
+            PolicyType::CategorySuppression => "category_suppression",
             PolicyType::AllowOverride => "allow_override",
         }
+    }
+
+    /// Types whose scope is always `global`: what they apply to is in their config (an
+    /// offer group, a category) or is the customer (segments, every contact).
+    fn global_only(self) -> bool {
+        matches!(
+            self,
+            PolicyType::CustomerTotalCap
+                | PolicyType::SegmentExclusion
+                | PolicyType::MutualExclusion
+                | PolicyType::CategorySuppression
+        )
     }
 }
 
@@ -87,6 +121,9 @@ pub const MAX_ACTIVE_POLICIES: usize = 64;
 
 /// Contacts are kept 62 days (`tenant::learning`); a longer cooldown could not be honoured.
 pub const MAX_COOLDOWN_HOURS: f64 = 62.0 * 24.0;
+/// Customers' outcomes are kept a year (`tenant::learning`): the longest `lookbackDays`
+/// of an `outcome_based` policy.
+pub const MAX_OUTCOME_DAYS: f64 = 365.0;
 
 fn fifty() -> u32 {
     50
@@ -120,12 +157,26 @@ pub struct ContactPolicySpec {
 }
 
 /// What a policy does, typed.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum PolicyRule {
     /// At most this many contacts per day, week and month (`None`: no cap on that period).
     Cap([Option<u32>; 3]),
+    /// At most `max` contacts in the last `hours` (a rolling window).
+    Rolling { max: u32, hours: f64 },
+    /// Each offer at most this many contacts per day, week and month, counted across
+    /// every channel (`cross_channel_cap`).
+    PerOffer([Option<u32>; 3]),
     /// No contact within this many hours of the last one.
     Cooldown { hours: f64 },
+    /// Blocks once the customer recorded one of these outcomes within `days`.
+    Outcome { outcomes: Vec<String>, days: f64 },
+    /// Blocks customers in any of these segments (the request's `segments`).
+    Segments(Vec<String>),
+    /// Once one offer of the group was shown within `days`, the others are blocked.
+    Exclusive { group: Vec<String>, days: f64 },
+    /// Once an offer of a category (of `category`, when given) was shown within `days`,
+    /// every offer of that category is blocked.
+    CategoryShown { category: Option<String>, days: f64 },
     /// Exempts matching offers from every blocking policy.
     AllowOverride,
 }
@@ -138,12 +189,58 @@ struct CapConfig {
     max_per_month: Option<u32>,
     max_total: Option<u32>,
     period_type: Option<Period>,
+    /// A rolling window instead of calendar periods: `maxContacts` in the last
+    /// `lookbackHours` (or `windowDays`).
+    max_contacts: Option<u32>,
+    lookback_hours: Option<f64>,
+    window_days: Option<f64>,
+    /// `false`: mandatory offers obey it too (they skip bypassable policies).
+    bypassable: Option<bool>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct OutcomeConfig {
+    /// One outcome type, or several in `outcomeTypes`.
+    outcome_type: Option<String>,
+    outcome_types: Option<Vec<String>>,
+    /// Default 90.
+    lookback_days: Option<f64>,
+    /// Only `suppress`.
+    action: Option<String>,
+    bypassable: Option<bool>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SegmentConfig {
+    exclude_segments: Vec<String>,
+    bypassable: Option<bool>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ExclusionConfig {
+    /// Offer ids (or names), at least two.
+    offer_group: Vec<String>,
+    /// Default 30.
+    lookback_days: Option<f64>,
+    bypassable: Option<bool>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CategoryConfig {
+    suppression_days: f64,
+    category_id: Option<String>,
+    bypassable: Option<bool>,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CooldownConfig {
     cooldown_hours: f64,
+    bypassable: Option<bool>,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -157,19 +254,34 @@ struct EmptyConfig {}
 enum PolicyConfig {
     Cap(CapConfig),
     Cooldown(CooldownConfig),
+    Outcome(OutcomeConfig),
+    Segment(SegmentConfig),
+    Exclusion(ExclusionConfig),
+    Category(CategoryConfig),
     AllowOverride(EmptyConfig),
+}
+
+/// A validated policy: what it does, and whether mandatory offers may skip it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidPolicy {
+    pub rule: PolicyRule,
+    /// `config.bypassable` (default true): mandatory offers skip a bypassable policy,
+    /// except frequency and cross-channel caps, which they always obey.
+    pub bypassable: bool,
 }
 
 impl ContactPolicySpec {
     pub fn scope(&self) -> PolicyScope {
-        self.scope.unwrap_or(match self.rule_type {
-            PolicyType::CustomerTotalCap => PolicyScope::Global,
-            _ => PolicyScope::Offer,
-        })
+        self.scope.unwrap_or(if self.rule_type.global_only() { PolicyScope::Global } else { PolicyScope::Offer })
     }
 
     /// Checks the fields and parses `config`; the typed rule on success.
     pub fn validate(&self) -> Result<PolicyRule, ValidationError> {
+        self.validated().map(|p| p.rule)
+    }
+
+    /// As [`validate`](Self::validate), with `bypassable`.
+    pub fn validated(&self) -> Result<ValidPolicy, ValidationError> {
         let mut errors = Vec::new();
         non_blank(&mut errors, "name", &self.name);
         if self.priority > 100 {
@@ -186,38 +298,119 @@ impl ContactPolicySpec {
             }
             _ => {}
         }
-        if self.rule_type == PolicyType::CustomerTotalCap && scope != PolicyScope::Global {
-            errors.push(FieldError::new("scope", "customer_total_cap counts every contact, so its scope is `global`"));
+        let kind = self.rule_type;
+        if kind.global_only() && scope != PolicyScope::Global {
+            let why = match kind {
+                PolicyType::CustomerTotalCap => "counts every contact",
+                PolicyType::SegmentExclusion => "applies to the customer",
+                PolicyType::MutualExclusion => "names its offers in config.offerGroup",
+                _ => "names its category in config.categoryId, or covers every category",
+            };
+            errors.push(FieldError::new("scope", format!("{} {why}, so its scope is `global`", kind.name())));
+        }
+        if kind == PolicyType::CrossChannelCap && scope == PolicyScope::Channel {
+            errors.push(FieldError::new(
+                "scope",
+                "cross_channel_cap counts across channels: use frequency_cap for one channel",
+            ));
         }
         let rule = self.rule(&mut errors);
         ValidationError::check(errors)?;
         Ok(rule.expect("a config error was reported above"))
     }
 
-    fn rule(&self, errors: &mut Vec<FieldError>) -> Option<PolicyRule> {
+    fn rule(&self, errors: &mut Vec<FieldError>) -> Option<ValidPolicy> {
         let config = if self.config.is_null() { serde_json::json!({}) } else { self.config.clone() };
+        let valid = |rule, bypassable: Option<bool>| ValidPolicy { rule, bypassable: bypassable.unwrap_or(true) };
         let parsed = match self.rule_type {
-            PolicyType::FrequencyCap | PolicyType::CustomerTotalCap => {
-                parse_value::<CapConfig>("config", &config).and_then(|c| cap(self.rule_type, c))
+            PolicyType::FrequencyCap | PolicyType::CustomerTotalCap | PolicyType::CrossChannelCap => {
+                parse_value::<CapConfig>("config", &config).and_then(|c| {
+                    let bypassable = c.bypassable;
+                    cap(self.rule_type, c).map(|r| valid(r, bypassable))
+                })
             }
             PolicyType::Cooldown => parse_value::<CooldownConfig>("config", &config).and_then(|c| {
-                if c.cooldown_hours.is_finite() && c.cooldown_hours > 0.0 && c.cooldown_hours <= MAX_COOLDOWN_HOURS {
-                    Ok(PolicyRule::Cooldown { hours: c.cooldown_hours })
-                } else {
-                    Err(ValidationError::one(
-                        "config.cooldownHours",
-                        format!("must be a number of hours above 0 and at most {MAX_COOLDOWN_HOURS} (62 days, how long contacts are kept)"),
-                    ))
-                }
+                let hours = hours_within("config.cooldownHours", c.cooldown_hours, MAX_COOLDOWN_HOURS)?;
+                Ok(valid(PolicyRule::Cooldown { hours }, c.bypassable))
             }),
-            PolicyType::AllowOverride => parse_value::<EmptyConfig>("config", &config).map(|_| PolicyRule::AllowOverride),
+            PolicyType::OutcomeBased => parse_value::<OutcomeConfig>("config", &config).and_then(outcome_rule),
+            PolicyType::SegmentExclusion => parse_value::<SegmentConfig>("config", &config).and_then(|c| {
+                let segments = non_empty("config.excludeSegments", c.exclude_segments, 1)?;
+                Ok(valid(PolicyRule::Segments(segments), c.bypassable))
+            }),
+            PolicyType::MutualExclusion => parse_value::<ExclusionConfig>("config", &config).and_then(|c| {
+                let group = non_empty("config.offerGroup", c.offer_group, 2)?;
+                let days =
+                    days_within("config.lookbackDays", c.lookback_days.unwrap_or(30.0), MAX_COOLDOWN_HOURS / 24.0)?;
+                Ok(valid(PolicyRule::Exclusive { group, days }, c.bypassable))
+            }),
+            PolicyType::CategorySuppression => parse_value::<CategoryConfig>("config", &config).and_then(|c| {
+                let days = days_within("config.suppressionDays", c.suppression_days, MAX_COOLDOWN_HOURS / 24.0)?;
+                let category = c.category_id.filter(|s| !s.trim().is_empty());
+                Ok(valid(PolicyRule::CategoryShown { category, days }, c.bypassable))
+            }),
+            PolicyType::AllowOverride => {
+                parse_value::<EmptyConfig>("config", &config).map(|_| valid(PolicyRule::AllowOverride, None))
+            }
         };
         parsed.map_err(|e| errors.extend(e.0)).ok()
     }
 }
 
-/// `maxPerDay/Week/Month`, or `maxTotal` with `periodType`; at least one limit.
+fn outcome_rule(c: OutcomeConfig) -> Result<ValidPolicy, ValidationError> {
+    if let Some(action) = c.action.as_deref().filter(|a| *a != "suppress") {
+        return Err(ValidationError::one("config.action", format!("must be `suppress`, got `{action}`")));
+    }
+    let outcomes: Vec<String> = c.outcome_type.into_iter().chain(c.outcome_types.into_iter().flatten()).collect();
+    let outcomes = non_empty("config.outcomeType", outcomes, 1)
+        .map_err(|_| ValidationError::one("config.outcomeType", "give an outcome type (or several in outcomeTypes)"))?;
+    if let Some(unknown) = outcomes.iter().find(|o| super::outcome::ordinal(o).is_none()) {
+        let known: Vec<&str> = super::outcome::outcome_types().iter().map(|t| t.key).collect();
+        return Err(ValidationError::one(
+            "config.outcomeType",
+            format!("`{unknown}` is not an outcome type; one of {}", known.join(", ")),
+        ));
+    }
+    let days = days_within("config.lookbackDays", c.lookback_days.unwrap_or(90.0), MAX_OUTCOME_DAYS)?;
+    Ok(ValidPolicy { rule: PolicyRule::Outcome { outcomes, days }, bypassable: c.bypassable.unwrap_or(true) })
+}
+
+/// At least `min` non-blank entries, trimmed.
+fn non_empty(path: &str, list: Vec<String>, min: usize) -> Result<Vec<String>, ValidationError> {
+    let list: Vec<String> = list.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    if list.len() < min {
+        let what = if min == 1 { "at least one entry".to_string() } else { format!("at least {min} entries") };
+        return Err(ValidationError::one(path, format!("must list {what}")));
+    }
+    Ok(list)
+}
+
+fn hours_within(path: &str, hours: f64, max: f64) -> Result<f64, ValidationError> {
+    if hours.is_finite() && hours > 0.0 && hours <= max {
+        Ok(hours)
+    } else {
+        let days = max / 24.0;
+        Err(ValidationError::one(
+            path,
+            format!("must be a number of hours above 0 and at most {max} ({days} days, how long contacts are kept)"),
+        ))
+    }
+}
+
+fn days_within(path: &str, days: f64, max: f64) -> Result<f64, ValidationError> {
+    if days.is_finite() && days > 0.0 && days <= max {
+        Ok(days)
+    } else {
+        Err(ValidationError::one(path, format!("must be a number of days above 0 and at most {max}")))
+    }
+}
+
+/// `maxPerDay/Week/Month`, or `maxTotal` with `periodType`; at least one limit. Or, for
+/// `frequency_cap`, a rolling window: `maxContacts` with `lookbackHours` or `windowDays`.
 fn cap(kind: PolicyType, c: CapConfig) -> Result<PolicyRule, ValidationError> {
+    if c.max_contacts.is_some() || c.lookback_hours.is_some() || c.window_days.is_some() {
+        return rolling(kind, &c);
+    }
     let mut limits = [c.max_per_day, c.max_per_week, c.max_per_month];
     match (c.max_total, c.period_type) {
         (Some(max), Some(period)) => {
@@ -240,7 +433,34 @@ fn cap(kind: PolicyType, c: CapConfig) -> Result<PolicyRule, ValidationError> {
         };
         return Err(ValidationError::one("config", hint));
     }
-    Ok(PolicyRule::Cap(limits))
+    Ok(if kind == PolicyType::CrossChannelCap { PolicyRule::PerOffer(limits) } else { PolicyRule::Cap(limits) })
+}
+
+fn rolling(kind: PolicyType, c: &CapConfig) -> Result<PolicyRule, ValidationError> {
+    if kind != PolicyType::FrequencyCap {
+        return Err(ValidationError::one(
+            "config.maxContacts",
+            format!("a rolling window is for frequency_cap; {} takes maxPerDay, maxPerWeek, maxPerMonth", kind.name()),
+        ));
+    }
+    if c.max_per_day.is_some() || c.max_per_week.is_some() || c.max_per_month.is_some() || c.max_total.is_some() {
+        return Err(ValidationError::one(
+            "config.maxContacts",
+            "give either a rolling window (maxContacts with lookbackHours) or calendar caps (maxPerDay …), not both",
+        ));
+    }
+    let Some(max) = c.max_contacts else {
+        return Err(ValidationError::one("config.maxContacts", "is required with lookbackHours or windowDays"));
+    };
+    let hours = match (c.lookback_hours, c.window_days) {
+        (Some(h), None) => hours_within("config.lookbackHours", h, MAX_COOLDOWN_HOURS)?,
+        (None, Some(d)) => hours_within("config.windowDays", d * 24.0, MAX_COOLDOWN_HOURS)?,
+        (Some(_), Some(_)) => {
+            return Err(ValidationError::one("config.windowDays", "give lookbackHours or windowDays, not both"))
+        }
+        (None, None) => return Err(ValidationError::one("config.lookbackHours", "is required with maxContacts")),
+    };
+    Ok(PolicyRule::Rolling { max, hours })
 }
 
 /// A contact policy as stored and returned: its spec and the stored fields.
@@ -304,6 +524,54 @@ mod tests {
             (
                 r#"{"name": "f", "ruleType": "frequency_cap", "scope": "global", "config": {}}"#,
                 "config: give at least one",
+            ),
+            (
+                r#"{"name": "f", "ruleType": "frequency_cap", "scope": "global", "config": {"maxContacts": 3}}"#,
+                "config.lookbackHours: is required with maxContacts",
+            ),
+            (
+                r#"{"name": "f", "ruleType": "frequency_cap", "scope": "global", "config": {"maxContacts": 3, "lookbackHours": 5, "maxPerDay": 1}}"#,
+                "config.maxContacts: give either a rolling window",
+            ),
+            (
+                r#"{"name": "f", "ruleType": "cross_channel_cap", "scope": "channel", "scopeId": "email", "config": {"maxPerDay": 1}}"#,
+                "scope: cross_channel_cap counts across channels",
+            ),
+            (
+                r#"{"name": "f", "ruleType": "outcome_based", "scope": "global", "config": {"lookbackDays": 30}}"#,
+                "config.outcomeType: give an outcome type",
+            ),
+            (
+                r#"{"name": "f", "ruleType": "outcome_based", "scope": "global", "config": {"outcomeType": "dismiss", "action": "boost"}}"#,
+                "config.action: must be `suppress`",
+            ),
+            (
+                r#"{"name": "f", "ruleType": "outcome_based", "scope": "global", "config": {"outcomeType": "dismiss", "lookbackDays": 400}}"#,
+                "config.lookbackDays: must be a number of days above 0 and at most 365",
+            ),
+            (
+                r#"{"name": "f", "ruleType": "outcome_based", "scope": "global", "config": {"outcomeType": "complaint"}}"#,
+                "config.outcomeType: `complaint` is not an outcome type; one of impression, click",
+            ),
+            (
+                r#"{"name": "f", "ruleType": "segment_exclusion", "config": {"excludeSegments": [" "]}}"#,
+                "config.excludeSegments: must list at least one entry",
+            ),
+            (
+                r#"{"name": "f", "ruleType": "mutual_exclusion", "config": {"offerGroup": ["a"]}}"#,
+                "config.offerGroup: must list at least 2 entries",
+            ),
+            (
+                r#"{"name": "f", "ruleType": "mutual_exclusion", "scope": "offer", "scopeId": "a", "config": {"offerGroup": ["a", "b"]}}"#,
+                "scope: mutual_exclusion names its offers in config.offerGroup",
+            ),
+            (
+                r#"{"name": "f", "ruleType": "category_suppression", "config": {"suppressionDays": 90}}"#,
+                "config.suppressionDays: must be a number of days above 0 and at most 62",
+            ),
+            (
+                r#"{"name": "f", "ruleType": "cooldown", "scope": "global", "config": {"cooldownHours": 5, "bypassable": "no"}}"#,
+                "config.bypassable",
             ),
         ];
         for (body, expected) in cases {

@@ -24,16 +24,16 @@ use super::experiment::Seen;
 use super::idempotency::Keyed;
 use super::interaction::{each_legacy_decision, each_legacy_response, response_record, DecisionId};
 use super::learning::{Learning, Replay};
-use crate::engine::contact::Contact;
+use crate::engine::contact::{Contact, OutcomeEvent};
 use crate::learn::propensity::{CounterBank, CounterSnapshot};
 use crate::store::eventlog::{EventStore, Position};
 use crate::store::keys::{self, Kind};
 use crate::store::{Batch, Storage, StoreError};
 
-/// Bumped when the layout changes: a checkpoint of another format is ignored, except
-/// format 3 (decision ids without their node), which is read as this one.
-const FORMAT: u32 = 4;
-const FORMAT_WITHOUT_NODES: u32 = 3;
+/// Bumped when the layout changes: a checkpoint of another format is ignored and the
+/// whole log replayed. (Format 5 added customers' outcomes, which an older checkpoint
+/// cannot have: only a replay finds those recorded before it.)
+const FORMAT: u32 = 5;
 
 #[derive(Serialize, Deserialize)]
 struct Checkpoint<D = DecisionRecord> {
@@ -55,7 +55,12 @@ struct TenantState<D = DecisionRecord> {
     keys: Vec<Keyed>,
     /// Per customer, its logged decisions, oldest first.
     recent: Vec<(String, Vec<D>)>,
+    /// Per customer, its recorded outcomes, oldest first.
+    outcomes: Vec<(String, Vec<OutcomeRecord>)>,
 }
+
+/// An outcome: (at, offer, category, outcome), names by index.
+type OutcomeRecord = (i64, u32, u32, u32);
 
 /// A contact: (at, offer, category, channel or `NO_CHANNEL`), names by index.
 type ContactRecord = (i64, u32, u32, u32);
@@ -64,26 +69,6 @@ const NO_CHANNEL: u32 = u32::MAX;
 
 /// A logged decision's id: (node, segment, offset, nonce).
 type DecisionRecord = (u32, u32, u32, u32);
-
-impl Checkpoint<(u32, u32, u32)> {
-    /// A format-3 checkpoint as this format: its decisions were logged on a single node.
-    fn with_nodes(self) -> Checkpoint {
-        let tenants = self.tenants.into_iter().map(|(id, t)| {
-            let recent =
-                t.recent.into_iter().map(|(c, ids)| (c, ids.into_iter().map(|(s, o, n)| (0, s, o, n)).collect()));
-            let state = TenantState {
-                counters: t.counters,
-                experiments: t.experiments,
-                names: t.names,
-                contacts: t.contacts,
-                keys: t.keys,
-                recent: recent.collect(),
-            };
-            (id, state)
-        });
-        Checkpoint { format: FORMAT, next: self.next, tenants: tenants.collect() }
-    }
-}
 
 impl TenantState {
     fn of(l: &Learning) -> TenantState {
@@ -106,7 +91,16 @@ impl TenantState {
                 (e.key().to_string(), h.collect())
             })
             .collect();
+        let outcomes = l
+            .outcomes
+            .iter()
+            .map(|e| {
+                let h = e.value().iter().map(|o| (o.at, name(&o.offer_id), name(&o.category), name(&o.outcome)));
+                (e.key().to_string(), h.collect())
+            })
+            .collect();
         TenantState {
+            outcomes,
             counters: l.counters.snapshot(),
             experiments: l.experiments.export(),
             names,
@@ -142,6 +136,15 @@ impl TenantState {
             });
             l.contacts.insert(customer.into(), history.collect());
         }
+        for (customer, history) in self.outcomes {
+            let history = history.into_iter().map(|(at, offer, category, outcome)| OutcomeEvent {
+                at,
+                offer_id: name(offer),
+                category: name(category),
+                outcome: name(outcome),
+            });
+            l.outcomes.insert(customer.into(), history.collect());
+        }
         for (customer, ids) in self.recent {
             let ids = ids.into_iter().map(|(node, segment, offset, nonce)| DecisionId {
                 node,
@@ -157,13 +160,10 @@ impl TenantState {
     }
 }
 
-/// A checkpoint of this format or of format 3; `None` for anything else.
+/// A checkpoint of this format; `None` for anything else.
 fn decode(bytes: &[u8]) -> Option<Checkpoint> {
     match postcard::take_from_bytes::<u32>(bytes).ok()?.0 {
         FORMAT => postcard::from_bytes::<Checkpoint>(bytes).ok(),
-        FORMAT_WITHOUT_NODES => {
-            postcard::from_bytes::<Checkpoint<(u32, u32, u32)>>(bytes).ok().map(Checkpoint::with_nodes)
-        }
         _ => None,
     }
 }
@@ -309,26 +309,25 @@ fn move_legacy_responses(store: &dyn Storage, tenant: &str) -> Result<(), StoreE
 mod tests {
     use super::*;
 
-    /// A checkpoint written before decision ids had a node reads as this format, its
-    /// decisions a single node's.
+    /// This format reads back; an older one (format 4 had no outcomes) is not read, so
+    /// the log is replayed.
     #[test]
-    fn a_format_3_checkpoint_is_read_with_node_0() {
+    fn only_this_format_is_read() {
         let state = TenantState {
             counters: CounterBank::default().snapshot(),
             experiments: Vec::new(),
-            names: Vec::new(),
+            names: vec!["o1".into(), "cards".into(), "complaint".into()],
             contacts: Vec::new(),
             keys: Vec::new(),
-            recent: vec![("cust_42".to_string(), vec![(1u32, 64u32, 0xfeedu32)])],
+            recent: vec![("cust_42".to_string(), vec![(0u32, 1u32, 64u32, 0xfeedu32)])],
+            outcomes: vec![("cust_42".to_string(), vec![(1_700_000_000, 0, 1, 2)])],
         };
         let next = Position { segment: 2, offset: 0 };
-        let old = Checkpoint { format: FORMAT_WITHOUT_NODES, next, tenants: vec![("acme".to_string(), state)] };
-        let read = decode(&postcard::to_allocvec(&old).unwrap()).expect("format 3 is read");
-        assert_eq!((read.format, read.next), (FORMAT, next));
-        assert_eq!(read.tenants[0].1.recent, vec![("cust_42".to_string(), vec![(0, 1, 64, 0xfeed)])]);
-        let again = decode(&postcard::to_allocvec(&read).unwrap()).expect("format 4 is read");
-        assert_eq!(again.tenants[0].1.recent, read.tenants[0].1.recent);
-        let other = Checkpoint::<DecisionRecord> { format: 2, next, tenants: Vec::new() };
-        assert!(decode(&postcard::to_allocvec(&other).unwrap()).is_none());
+        let current = Checkpoint { format: FORMAT, next, tenants: vec![("acme".to_string(), state)] };
+        let read = decode(&postcard::to_allocvec(&current).unwrap()).expect("this format is read");
+        assert_eq!(read.tenants[0].1.outcomes, current.tenants[0].1.outcomes);
+        assert_eq!(read.tenants[0].1.recent, current.tenants[0].1.recent);
+        let older = Checkpoint { format: 4, ..current };
+        assert!(decode(&postcard::to_allocvec(&older).unwrap()).is_none());
     }
 }

@@ -17,7 +17,7 @@ use dashmap::DashMap;
 
 use super::idempotency::{self, Keys};
 use super::interaction::{Classification, DecisionId, Interaction, Record, Response};
-use crate::engine::contact::Contact;
+use crate::engine::contact::{Contact, OutcomeEvent};
 use crate::engine::UpliftSignal;
 use crate::engine::{CompiledFlow, Decision, RecommendRequest, Signals};
 use crate::learn::propensity::CounterBank;
@@ -49,7 +49,13 @@ pub struct Learning {
     /// The idempotency keys of recorded responses. `/respond` checks and inserts under
     /// this lock, so two concurrent uses of one key cannot both record.
     pub keys: parking_lot::Mutex<Keys>,
+    /// Each customer's recorded outcomes, oldest first (the newest
+    /// `MAX_OUTCOMES_PER_CUSTOMER` of the last year): what `outcome_based` policies read.
+    pub(super) outcomes: DashMap<Box<str>, Vec<OutcomeEvent>>,
 }
+
+/// The most outcomes kept per customer (the newest).
+pub const MAX_OUTCOMES_PER_CUSTOMER: usize = 200;
 
 /// Applies logged records to tenants' learned state, in log order: at start (after a
 /// checkpoint, or from the beginning) and when a checkpoint folds in closed segments.
@@ -371,6 +377,7 @@ impl Learning {
             uplift: ArcSwap::from_pointee(HashMap::new()),
             experiments: Default::default(),
             keys: Default::default(),
+            outcomes: DashMap::new(),
         }
     }
 
@@ -467,6 +474,7 @@ impl Learning {
     /// count: propensity is the response rate of customers who were shown the offer.
     pub fn count(&self, r: &Response) {
         self.experiments.outcome(r);
+        self.note_outcome(r);
         if r.control_group {
             return;
         }
@@ -476,6 +484,29 @@ impl Learning {
             Classification::Neutral => return,
         };
         self.counters.record(&r.offer_id, &r.category, r.channel.as_deref(), positive);
+    }
+
+    /// Keeps a response's outcome in its customer's list, dropping those older than the
+    /// longest `lookbackDays` a policy may have and, past the cap, the oldest.
+    fn note_outcome(&self, r: &Response) {
+        let at = crate::ids::parse_rfc3339(&r.timestamp).unwrap_or_else(crate::ids::unix_now);
+        let event = OutcomeEvent {
+            at,
+            offer_id: r.offer_id.as_str().into(),
+            category: r.category.as_str().into(),
+            outcome: r.outcome.as_str().into(),
+        };
+        let mut list = match self.outcomes.get_mut(r.customer_id.as_str()) {
+            Some(list) => list,
+            None => self.outcomes.entry(r.customer_id.as_str().into()).or_default(),
+        };
+        let oldest = crate::ids::unix_now() - (crate::model::policy::MAX_OUTCOME_DAYS * 86_400.0) as i64;
+        list.retain(|o| o.at > oldest);
+        // Replays may meet responses out of time order (several nodes' logs).
+        let i = list.partition_point(|o| o.at <= at);
+        list.insert(i, event);
+        let excess = list.len().saturating_sub(MAX_OUTCOMES_PER_CUSTOMER);
+        list.drain(..excess);
     }
 
     /// Takes a record another node logged (mirrored into this node's log at `at`) as a
@@ -575,6 +606,13 @@ impl Signals for TenantSignals<'_> {
         }
         match self.learning.contacts.get(customer_id) {
             Some(history) => visit(&history),
+            None => visit(&[]),
+        }
+    }
+
+    fn outcomes(&self, customer_id: &str, visit: &mut dyn FnMut(&[OutcomeEvent])) {
+        match self.learning.outcomes.get(customer_id) {
+            Some(list) => visit(&list),
             None => visit(&[]),
         }
     }

@@ -1,0 +1,114 @@
+//! Contact policies over real HTTP, end to end: an outcome recorded by `/respond`
+//! suppresses the offer in the next decision, the request's segments exclude a customer,
+//! mutual exclusion and category suppression read the contacts decisions made, and a
+//! mandatory offer skips bypassable policies but not `bypassable: false` ones. (Each type's
+//! blocked and allowed cases are table-driven in `engine::contact`.)
+
+mod support;
+
+use serde_json::{json, Value};
+use support::{tutorial_setup, Client, TestServer};
+
+const CARD: &str = "Rewards credit card";
+const SAVINGS: &str = "High-yield savings";
+
+async fn decide(api: &Client, extra: Value) -> Value {
+    let mut body = json!({"customerId": "cust_42", "channel": "in_app", "decisionFlowKey": "cross-sell"});
+    body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    api.post("/api/v1/recommend?explain=true", &body).await.expect(200)
+}
+
+fn shown(d: &Value) -> Vec<&str> {
+    d["decisions"].as_array().unwrap().iter().map(|o| o["offerName"].as_str().unwrap()).collect()
+}
+
+/// The reason explain gives for removing `offer`.
+fn reason<'d>(d: &'d Value, offer: &str) -> &'d str {
+    let removed = d["explanation"]["removed"].as_array().unwrap();
+    let r = removed.iter().find(|r| r["offerName"] == offer).unwrap_or_else(|| panic!("{offer} not removed: {d}"));
+    r["reason"].as_str().unwrap()
+}
+
+async fn policy(api: &Client, body: Value) -> String {
+    api.create("/api/v1/contact-policies", &body).await["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn policies_act_on_outcomes_segments_contacts_and_mandatory_offers() {
+    let server = TestServer::start().await;
+    let api = server.client(Some(support::ADMIN_KEY));
+    let t = tutorial_setup(&api).await;
+
+    // Segments: the request's `segments` exclude the customer from everything.
+    let segments = policy(
+        &api,
+        json!({"name": "No vulnerable customers", "ruleType": "segment_exclusion",
+               "config": {"excludeSegments": ["vulnerable"]}}),
+    )
+    .await;
+    let d = decide(&api, json!({"segments": ["vulnerable"]})).await;
+    assert_eq!(shown(&d), Vec::<&str>::new(), "{d}");
+    assert_eq!(reason(&d, CARD), "segment_exclusion: the customer is in segment `vulnerable`");
+    assert_eq!(api.delete(&format!("/api/v1/contact-policies/{segments}")).await.status, 204);
+
+    // An outcome recorded by /respond suppresses that offer for the customer.
+    policy(
+        &api,
+        json!({"name": "Not interested: 30 days", "ruleType": "outcome_based", "scopeId": t.card,
+               "config": {"outcomeType": "not_interested", "lookbackDays": 30}}),
+    )
+    .await;
+    let d = decide(&api, json!({})).await;
+    assert_eq!(shown(&d), [CARD, SAVINGS], "{d}");
+    let respond = json!({"customerId": "cust_42", "recommendationId": d["recommendationId"], "offerId": t.card,
+                         "outcome": "not_interested", "idempotencyKey": "no-card"});
+    api.post("/api/v1/respond", &respond).await.expect(201);
+    let d = decide(&api, json!({})).await;
+    assert_eq!(shown(&d), [SAVINGS], "{d}");
+    assert!(reason(&d, CARD).starts_with("outcome_based: `not_interested` recorded 0.0 days ago"), "{d}");
+
+    // The savings offer was shown twice: a category suppression of one day now blocks
+    // its category (both offers are `cross-sell`), and a mandatory savings offer skips it
+    // unless it is not bypassable.
+    let category = policy(
+        &api,
+        json!({"name": "One cross-sell a day", "ruleType": "category_suppression", "priority": 60,
+               "config": {"suppressionDays": 1}}),
+    )
+    .await;
+    let d = decide(&api, json!({})).await;
+    assert_eq!(shown(&d), Vec::<&str>::new(), "{d}");
+    assert!(reason(&d, SAVINGS).starts_with("category_suppression: offer "), "{d}");
+    api.put(&format!("/api/v1/offers/{}", t.savings), &json!({"mandatory": true})).await.expect(200);
+    let d = decide(&api, json!({})).await;
+    assert_eq!(shown(&d), [SAVINGS], "a mandatory offer skips a bypassable policy: {d}");
+    api.put(
+        &format!("/api/v1/contact-policies/{category}"),
+        &json!({"config": {"suppressionDays": 1, "bypassable": false}}),
+    )
+    .await
+    .expect(200);
+    let d = decide(&api, json!({})).await;
+    assert_eq!(shown(&d), Vec::<&str>::new(), "bypassable: false binds mandatory offers too: {d}");
+    assert_eq!(d["meta"]["afterSuppression"], 0, "{d}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn mutual_exclusion_keeps_the_offer_shown_and_blocks_the_rest_of_its_group() {
+    let server = TestServer::start().await;
+    let api = server.client(Some(support::ADMIN_KEY));
+    let t = tutorial_setup(&api).await;
+    let d = decide(&api, json!({"limit": 1})).await;
+    assert_eq!(shown(&d), [CARD], "{d}");
+    policy(
+        &api,
+        json!({"name": "Card or savings", "ruleType": "mutual_exclusion",
+               "config": {"offerGroup": [t.card, t.savings], "lookbackDays": 7}}),
+    )
+    .await;
+    let d = decide(&api, json!({})).await;
+    assert_eq!(shown(&d), [CARD], "{d}");
+    assert!(reason(&d, SAVINGS).starts_with(&format!("mutual_exclusion: offer {} of the same group", t.card)), "{d}");
+    server.stop().await;
+}
