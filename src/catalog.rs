@@ -8,7 +8,9 @@ use crate::dsl::{check_source, Context, Diagnostic, RuleDef, RuleOrigin, ScoreDe
 use crate::engine::{self, CompiledFlow, TenantInputs};
 use crate::learn::propensity::CounterBank;
 use crate::model::flow::{FlowStatus, PublishedVersion};
-use crate::model::policy::{ContactPolicy, ContactPolicySpec, PolicyScope, PolicyStatus, MAX_ACTIVE_POLICIES};
+use crate::model::policy::{
+    ContactPolicy, ContactPolicySpec, PolicyRule, PolicyScope, PolicyStatus, MAX_ACTIVE_POLICIES,
+};
 use crate::model::rule::{RuleStatus, Scope};
 use crate::model::{
     Channel, ChannelSpec, DecisionFlow, FieldError, FlowSpec, Meta, Offer, OfferSpec, QualificationRule, RuleSpec,
@@ -391,7 +393,13 @@ impl Catalog {
     /// Validates a policy, refuses a duplicate name, and stores an offer or channel
     /// named in `scopeId` by its id.
     fn check_policy(&self, spec: &mut ContactPolicySpec, id: Option<&str>) -> Result<(), CatalogError> {
-        spec.validate()?;
+        match spec.validate()? {
+            PolicyRule::Metric { attribute, operator, value } => {
+                self.check_metric(&attribute, operator, value.as_ref())?
+            }
+            PolicyRule::Exclusive { group, .. } => self.resolve_group(spec, &group)?,
+            _ => {}
+        }
         // Stored with its effective scope, so a reader sees what the policy counts.
         spec.scope = Some(spec.scope());
         if self.policies.iter().any(|p| p.spec.name == spec.name && Some(p.meta.id.as_str()) != id) {
@@ -424,6 +432,47 @@ impl Catalog {
                     .into())
             }
         }
+    }
+
+    /// A `metric_condition`'s condition type-checks against the tenant's fields and reads
+    /// no offer field: it is evaluated once per decision, not per offer.
+    fn check_metric(
+        &self,
+        attribute: &str,
+        operator: json::Operator,
+        value: Option<&serde_json::Value>,
+    ) -> Result<(), ValidationError> {
+        let expr = json::lower(attribute, operator, value)
+            .map_err(|e| ValidationError::one(format!("config.{}", e.field), e.message))?;
+        let mut layout = self.layout();
+        let typed = Checker::new(&mut layout, Literals::Lenient)
+            .check_predicate(&expr)
+            .map_err(|errs| ValidationError(errs.iter().map(|e| condition_error("config", e)).collect()))?;
+        if typed.offer_independent_shape().is_none() {
+            return Err(ValidationError::one(
+                "config.attribute",
+                "a metric condition reads the customer (`customer.<field>`) or the request, not the offer",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A `mutual_exclusion` group names offers by id or name; it is stored by id.
+    fn resolve_group(&self, spec: &mut ContactPolicySpec, group: &[String]) -> Result<(), ValidationError> {
+        let mut ids = Vec::with_capacity(group.len());
+        for (i, wanted) in group.iter().enumerate() {
+            match self.offers.iter().find(|o| o.meta.id == *wanted || o.spec.name == *wanted) {
+                Some(o) => ids.push(serde_json::Value::from(o.meta.id.clone())),
+                None => {
+                    return Err(ValidationError::one(
+                        format!("config.offerGroup[{i}]"),
+                        format!("no offer with id or name `{wanted}`"),
+                    ))
+                }
+            }
+        }
+        spec.config["offerGroup"] = serde_json::Value::Array(ids);
+        Ok(())
     }
 
     pub fn update_channel(&mut self, id: &str, spec: ChannelSpec) -> Result<&Channel, CatalogError> {

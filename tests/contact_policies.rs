@@ -95,6 +95,71 @@ async fn policies_act_on_outcomes_segments_contacts_and_mandatory_offers() {
 }
 
 #[tokio::test]
+async fn a_metric_condition_blocks_while_the_customer_meets_it() {
+    let server = TestServer::start().await;
+    let api = server.client(Some(support::ADMIN_KEY));
+    tutorial_setup(&api).await;
+    // cust_42 has 36 months of tenure.
+    let body = |operator: &str| {
+        json!({"name": format!("Tenure {operator} 40"), "ruleType": "metric_condition",
+               "config": {"attribute": "customer.tenureMonths", "operator": operator, "value": 40}})
+    };
+    let id = policy(&api, body("lt")).await;
+    let d = decide(&api, json!({})).await;
+    assert_eq!(shown(&d), Vec::<&str>::new(), "{d}");
+    assert_eq!(reason(&d, CARD), "metric_condition: customer.tenureMonths lt 40 holds");
+    api.put(&format!("/api/v1/contact-policies/{id}"), &body("gte")).await.expect(200);
+    assert_eq!(shown(&decide(&api, json!({})).await), [CARD, SAVINGS]);
+    // A condition on the offer, or on a field no schema has, is refused by name.
+    let mut on_offer = body("gte");
+    (on_offer["name"], on_offer["config"]["attribute"]) = (json!("on the offer"), json!("offer.priority"));
+    let message = api.post("/api/v1/contact-policies", &on_offer).await.expect_error(400, "BAD_REQUEST");
+    assert!(message.starts_with("config.attribute: a metric condition reads the customer"), "{message}");
+    let mut unknown = body("gte");
+    (unknown["name"], unknown["config"]["attribute"]) = (json!("a typo"), json!("customer.tenure"));
+    let message = api.post("/api/v1/contact-policies", &unknown).await.expect_error(400, "BAD_REQUEST");
+    assert_eq!(message, "config.attribute: unknown attribute `customer.tenure`");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_offer_budget_counts_impressions_across_customers_and_survives_a_restart() {
+    let server = TestServer::start().await;
+    let api = server.client(Some(support::ADMIN_KEY));
+    let t = tutorial_setup(&api).await;
+    policy(
+        &api,
+        json!({"name": "Savings: 3 a day", "ruleType": "budget_exhausted", "scopeId": t.savings,
+               "config": {"maxPerDay": 3}}),
+    )
+    .await;
+    let rows: Vec<Value> = (0..5).map(|i| support::tutorial_customer(&format!("budget_{i}"))).collect();
+    api.create(&format!("/api/v1/schemas/{}/data", t.schema), &json!({"rows": rows})).await;
+    let mut with_savings = 0;
+    for i in 0..5 {
+        let d = decide(&api, json!({"customerId": format!("budget_{i}")})).await;
+        if d["controlGroup"] == true {
+            continue;
+        }
+        if shown(&d).contains(&SAVINGS) {
+            with_savings += 1;
+        } else {
+            assert_eq!(
+                reason(&d, SAVINGS),
+                "budget_exhausted: 3/3 impressions this day at scope=offer=".to_string() + &t.savings
+            );
+        }
+    }
+    assert_eq!(with_savings, 3, "the budget is the offer's, across customers");
+    // The count is derived from the log: it is back after a restart.
+    let server = server.restart().await;
+    let api = server.client(Some(support::ADMIN_KEY));
+    let d = decide(&api, json!({})).await;
+    assert_eq!(shown(&d), [CARD], "{d}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn mutual_exclusion_keeps_the_offer_shown_and_blocks_the_rest_of_its_group() {
     let server = TestServer::start().await;
     let api = server.client(Some(support::ADMIN_KEY));

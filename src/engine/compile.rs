@@ -97,6 +97,8 @@ pub struct CompiledFlow {
     /// `segments` (`segment_exclusion`): a decision fetches them only then.
     pub(super) reads_outcomes: bool,
     pub(super) reads_segments: bool,
+    /// The conditions of `metric_condition` policies, by policy index.
+    pub(super) policy_conditions: Box<[(u32, BoolFn)]>,
     /// Uplift features: enriched numeric and boolean fields and the request attributes
     /// the rules read (`attributes.*`), by name, with their slots.
     pub(super) features: Box<[u32]>,
@@ -250,6 +252,12 @@ pub fn compile(
         })
         .unwrap_or(MAX_LIMIT as usize);
     let policies = policies(inputs.policies, &channels, &mut b.errors);
+    let policy_conditions = policies
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| b.policy_condition(p).map(|f| (i as u32, f)))
+        .collect::<Vec<_>>()
+        .into_boxed_slice();
     ValidationError::check(std::mem::take(&mut b.errors))?;
     let offers = offers_in
         .iter()
@@ -297,6 +305,7 @@ pub fn compile(
         formulas: b.formulas.into(),
         factor_slots: b.factor_slots,
         global_counts: inputs.counters.global(),
+        policy_conditions,
         reads_outcomes: policies.iter().any(|p| matches!(p.rule, PolicyRule::Outcome { .. })),
         reads_segments: policies.iter().any(|p| matches!(p.rule, PolicyRule::Segments(_))),
         policies,
@@ -392,6 +401,7 @@ fn policies(all: &[ContactPolicy], channels: &[ChannelInfo], errors: &mut Vec<Fi
                 name: p.spec.name.as_str().into(),
                 rule_type: p.spec.rule_type,
                 target,
+                zone: super::contact::zone_of(&valid.rule),
                 rule: valid.rule,
                 bypassable: valid.bypassable,
             })
@@ -598,6 +608,34 @@ impl Builder<'_> {
             }
             Err(errs) => {
                 self.errors.extend(errs.iter().map(|e| FieldError::new(location, e.to_string())));
+                None
+            }
+        }
+    }
+
+    /// A `metric_condition` policy's condition, compiled like a qualification rule's; it
+    /// may read the customer and the request, not the offer (it is checked once per
+    /// decision).
+    fn policy_condition(&mut self, p: &CompiledPolicy) -> Option<BoolFn> {
+        let PolicyRule::Metric { attribute, operator, value } = &p.rule else { return None };
+        let path = format!("contact policy `{}` ({}).config", p.name, p.id);
+        let expr = match json::lower(attribute, *operator, value.as_ref()) {
+            Ok(expr) => expr,
+            Err(e) => {
+                self.errors.push(FieldError::new(format!("{path}.{}", e.field), e.message));
+                return None;
+            }
+        };
+        match Checker::new(&mut self.layout, Literals::Lenient).check_predicate(&expr) {
+            Ok(typed) if typed.offer_independent_shape().is_none() => {
+                let message =
+                    "a metric condition reads the customer (`customer.<field>`) or the request, not the offer";
+                self.errors.push(FieldError::new(format!("{path}.attribute"), message));
+                None
+            }
+            Ok(typed) => Some(self.compiler.predicate(&typed)),
+            Err(errs) => {
+                self.errors.extend(errs.iter().map(|e| condition_error(&path, e)));
                 None
             }
         }

@@ -35,6 +35,8 @@ pub struct PolicyInput<'a> {
     pub segments: &'a [String],
     /// Unix seconds.
     pub now: i64,
+    /// An offer's impressions across customers this day, week and month.
+    pub impressions: &'a dyn Fn(&str) -> [u32; 3],
 }
 
 /// One offer shown to a customer.
@@ -67,6 +69,8 @@ pub struct CompiledPolicy {
     pub rule: PolicyRule,
     /// Mandatory offers skip it (unless it is a frequency or cross-channel cap).
     pub bypassable: bool,
+    /// A `time_window`'s time zone, resolved once.
+    pub zone: Option<jiff::tz::TimeZone>,
 }
 
 /// A policy's verdict for one decision.
@@ -109,13 +113,51 @@ impl Key {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Block {
-    Cap { period: Period, count: u32, max: u32 },
-    Rolling { count: u32, max: u32, hours: f64 },
-    Cooldown { hours_since: f64, hours: f64 },
-    Outcome { outcome: Arc<str>, days_since: f64, days: f64 },
-    Segment { segment: String },
-    Exclusive { shown: Arc<str>, days_since: f64 },
-    CategoryShown { category: Arc<str>, shown: Arc<str>, days_since: f64, days: f64 },
+    Cap {
+        period: Period,
+        count: u32,
+        max: u32,
+    },
+    Rolling {
+        count: u32,
+        max: u32,
+        hours: f64,
+    },
+    Cooldown {
+        hours_since: f64,
+        hours: f64,
+    },
+    Outcome {
+        outcome: Arc<str>,
+        days_since: f64,
+        days: f64,
+    },
+    Segment {
+        segment: String,
+    },
+    Exclusive {
+        shown: Arc<str>,
+        days_since: f64,
+    },
+    CategoryShown {
+        category: Arc<str>,
+        shown: Arc<str>,
+        days_since: f64,
+        days: f64,
+    },
+    /// A `metric_condition` holds.
+    Metric,
+    /// A `budget_exhausted` offer's impressions reached its budget for the period.
+    Budget {
+        period: Period,
+        count: u32,
+        max: u32,
+    },
+    /// Outside a `time_window`: the local weekday (1 Monday … 7 Sunday) and hour.
+    TimeWindow {
+        day: i8,
+        hour: i8,
+    },
 }
 
 impl Block {
@@ -131,6 +173,9 @@ impl Block {
             Block::Cap { period, count, max } => {
                 format!("{kind} exceeded: {count}/{max} this {} at scope={scope}", period.name())
             }
+            Block::Budget { period, count, max } => {
+                format!("{kind}: {count}/{max} impressions this {} at scope={scope}", period.name())
+            }
             Block::Rolling { count, max, hours } => {
                 format!("{kind} exceeded: {count}/{max} in the last {hours}h at scope={scope}")
             }
@@ -144,6 +189,24 @@ impl Block {
             Block::Exclusive { shown, days_since } => {
                 format!("{kind}: offer {shown} of the same group was shown {days_since:.1} days ago")
             }
+            Block::Metric => match &p.rule {
+                PolicyRule::Metric { attribute, operator, value } => {
+                    let value = value.as_ref().map_or(String::new(), |v| format!(" {v}"));
+                    format!("{kind}: {attribute} {}{value} holds", operator.name())
+                }
+                _ => format!("{kind}: its condition holds"),
+            },
+            Block::TimeWindow { day, hour } => match &p.rule {
+                PolicyRule::TimeWindow { days, start, end, zone } => {
+                    let allowed: Vec<&str> = (1..=7).filter(|d| days & (1 << d) != 0).map(weekday).collect();
+                    format!(
+                        "{kind}: {} {hour}h in {zone} is outside {} {start}–{end}h",
+                        weekday(*day as u8),
+                        allowed.join(",")
+                    )
+                }
+                _ => format!("{kind}: outside its hours"),
+            },
             Block::CategoryShown { category, shown, days_since, days } => format!(
                 "{kind}: offer {shown} of category `{category}` was shown {days_since:.1} days ago, suppressed for {days} days"
             ),
@@ -212,7 +275,8 @@ impl CompiledPolicy {
         let counted = || history.iter().filter(|c| self.counts(c));
         let shared = self.shared();
         match &self.rule {
-            PolicyRule::AllowOverride => PolicyState::OPEN,
+            // A metric condition is evaluated by the decision, on its slots.
+            PolicyRule::AllowOverride | PolicyRule::Metric { .. } => PolicyState::OPEN,
             PolicyRule::Cap(limits) => {
                 let starts = period_starts(now);
                 let mut counts = [0u32; 3];
@@ -262,6 +326,24 @@ impl CompiledPolicy {
             PolicyRule::Exclusive { group, days } => {
                 PolicyState { blocks: exclusive(group, *days, history, now), ..PolicyState::OPEN }
             }
+            PolicyRule::Budget(limits) => {
+                let Target::Offer(id) = &self.target else { return PolicyState::OPEN };
+                let block = match cap_verdict(limits, &(input.impressions)(id)).0 {
+                    Some(Block::Cap { period, count, max }) => Some(Block::Budget { period, count, max }),
+                    _ => None,
+                };
+                PolicyState { block, ..PolicyState::OPEN }
+            }
+            PolicyRule::TimeWindow { days, start, end, .. } => {
+                let (day, hour) = local_day_hour(self.zone.as_ref(), now);
+                let open = if start < end {
+                    (*start as i8..*end as i8).contains(&hour)
+                } else {
+                    hour >= *start as i8 || hour < *end as i8
+                };
+                let block = (days & (1 << day) == 0 || !open).then_some(Block::TimeWindow { day, hour });
+                PolicyState { block, ..PolicyState::OPEN }
+            }
             PolicyRule::CategoryShown { category, days } => {
                 PolicyState { blocks: category_shown(category.as_deref(), *days, history, now), ..PolicyState::OPEN }
             }
@@ -300,6 +382,26 @@ impl CompiledPolicy {
             .filter_map(|(id, n)| cap_verdict(limits, &n).0.map(|b| (Key::Offer(id.clone()), b)))
             .collect()
     }
+}
+
+/// A `time_window` rule's time zone (checked when the policy was validated).
+pub fn zone_of(rule: &PolicyRule) -> Option<jiff::tz::TimeZone> {
+    match rule {
+        PolicyRule::TimeWindow { zone, .. } => jiff::tz::TimeZone::get(zone).ok(),
+        _ => None,
+    }
+}
+
+/// The ISO weekday (1 Monday … 7 Sunday) and hour of `now` in `zone` (UTC when none).
+fn local_day_hour(zone: Option<&jiff::tz::TimeZone>, now: i64) -> (i8, i8) {
+    let utc = jiff::tz::TimeZone::UTC;
+    let at = jiff::Timestamp::from_second(now).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let local = at.to_zoned(zone.unwrap_or(&utc).clone());
+    (local.weekday().to_monday_one_offset(), local.hour())
+}
+
+fn weekday(d: u8) -> &'static str {
+    ["", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"][d as usize % 8]
 }
 
 /// The first period a cap is reached on, and how many more contacts every period allows.
@@ -424,6 +526,7 @@ mod tests {
             name: spec.name.as_str().into(),
             rule_type: spec.rule_type,
             target,
+            zone: zone_of(&valid.rule),
             rule: valid.rule,
             bypassable: valid.bypassable,
         }
@@ -452,6 +555,8 @@ mod tests {
         contacts: Vec<Contact>,
         outcomes: Vec<OutcomeEvent>,
         segments: &'static [&'static str],
+        /// Offer `a`'s impressions across customers (day, week, month).
+        impressions: [u32; 3],
         offer: (&'static str, &'static str),
         channel: Option<&'static str>,
         blocked: Option<&'static str>,
@@ -464,6 +569,7 @@ mod tests {
             contacts: Vec::new(),
             outcomes: Vec::new(),
             segments: &[],
+            impressions: [0; 3],
             offer,
             channel: None,
             blocked: None,
@@ -481,6 +587,10 @@ mod tests {
         }
         fn segments(mut self, s: &'static [&'static str]) -> Case {
             self.segments = s;
+            self
+        }
+        fn impressions(mut self, counts: [u32; 3]) -> Case {
+            self.impressions = counts;
             self
         }
         fn on(mut self, channel: &'static str) -> Case {
@@ -517,6 +627,18 @@ mod tests {
     const ONE_CATEGORY: &str = r#"{"name": "loans only", "ruleType": "category_suppression",
         "config": {"suppressionDays": 3, "categoryId": "loans"}}"#;
     const OVERRIDE: &str = r#"{"name": "allow", "ruleType": "allow_override", "scopeId": "a"}"#;
+    const BUDGET: &str = r#"{"name": "budget", "ruleType": "budget_exhausted", "scopeId": "a",
+        "config": {"maxPerDay": 100, "maxPerMonth": 1000}}"#;
+    const OFFICE: &str = r#"{"name": "office", "ruleType": "time_window",
+        "config": {"allowedDays": [1, 2, 3, 4, 5], "startHour": 9, "endHour": 18}}"#;
+    const AFTERNOON: &str = r#"{"name": "afternoon", "ruleType": "time_window",
+        "config": {"startHour": 13, "endHour": 18}}"#;
+    const TOKYO_OFFICE: &str = r#"{"name": "tokyo", "ruleType": "time_window",
+        "config": {"startHour": 9, "endHour": 18, "timeZone": "Asia/Tokyo"}}"#;
+    const TOKYO_EVENINGS: &str = r#"{"name": "tokyo evenings", "ruleType": "time_window",
+        "config": {"startHour": 20, "endHour": 6, "timeZone": "Asia/Tokyo"}}"#;
+    const WEEKENDS: &str = r#"{"name": "weekends", "ruleType": "time_window", "scope": "channel", "scopeId": "sms",
+        "config": {"allowedDays": [6, 7], "startHour": 0, "endHour": 24}}"#;
 
     fn cases() -> Vec<Case> {
         let a = ("a", "cards");
@@ -607,6 +729,25 @@ mod tests {
                 .contacts(vec![contact(DAY, "m", "loans", None)])
                 .blocked("category_suppression: offer m of category `loans`"),
             case("allow_override: never blocks", OVERRIDE, a).contacts(vec![contact(HOUR, "a", "cards", None)]),
+            case("budget_exhausted: budget left", BUDGET, a).impressions([99, 400, 999]),
+            case("budget_exhausted: the day's budget spent", BUDGET, a)
+                .impressions([100, 400, 999])
+                .blocked("budget_exhausted: 100/100 impressions this day at scope=offer=a"),
+            case("budget_exhausted: the month's budget spent", BUDGET, a)
+                .impressions([3, 400, 1000])
+                .blocked("budget_exhausted: 1000/1000 impressions this month"),
+            case("budget_exhausted: another offer", BUDGET, b).impressions([100, 400, 1000]),
+            // NOW is Monday 12:00 UTC, 21:00 in Tokyo.
+            case("time_window: within office hours", OFFICE, a),
+            case("time_window: before its hours", AFTERNOON, a)
+                .blocked("time_window: Mon 12h in UTC is outside Mon,Tue,Wed,Thu,Fri,Sat,Sun 13–18h"),
+            case("time_window: after its hours in its time zone", TOKYO_OFFICE, a)
+                .blocked("time_window: Mon 21h in Asia/Tokyo is outside"),
+            case("time_window: overnight hours", TOKYO_EVENINGS, a),
+            case("time_window: not on this day", WEEKENDS, a)
+                .on("sms")
+                .blocked("time_window: Mon 12h in UTC is outside Sat,Sun 0–24h"),
+            case("time_window: another channel", WEEKENDS, a).on("email"),
         ]
     }
 
@@ -618,7 +759,14 @@ mod tests {
             assert!(names.insert(c.name), "two cases are named `{}`", c.name);
             let p = compiled(c.policy);
             let segments: Vec<String> = c.segments.iter().map(|s| s.to_string()).collect();
-            let input = PolicyInput { contacts: &c.contacts, outcomes: &c.outcomes, segments: &segments, now: NOW };
+            let impressions = |id: &str| if id == "a" { c.impressions } else { [0; 3] };
+            let input = PolicyInput {
+                contacts: &c.contacts,
+                outcomes: &c.outcomes,
+                segments: &segments,
+                now: NOW,
+                impressions: &impressions,
+            };
             let state = p.evaluate(&input);
             let offer = facts(c.offer.0, c.offer.1);
             let block =
@@ -636,8 +784,12 @@ mod tests {
         for kind in crate::model::policy::PolicyType::ALL {
             let rows = cases.iter().filter(|c| compiled(c.policy).rule_type == kind);
             let (blocked, allowed): (Vec<&Case>, Vec<&Case>) = rows.partition(|c| c.blocked.is_some());
-            let never_blocks = kind == crate::model::policy::PolicyType::AllowOverride;
-            assert!(never_blocks || !blocked.is_empty(), "{}: no blocked case", kind.name());
+            use crate::model::policy::PolicyType::{AllowOverride, MetricCondition};
+            // A metric condition is evaluated on the decision's slots: `tests/contact_policies.rs`.
+            if kind == MetricCondition {
+                continue;
+            }
+            assert!(kind == AllowOverride || !blocked.is_empty(), "{}: no blocked case", kind.name());
             assert!(!allowed.is_empty(), "{}: no allowed case", kind.name());
         }
     }
@@ -656,17 +808,37 @@ mod tests {
     #[test]
     fn shared_caps_give_the_decision_a_budget_and_offer_caps_do_not() {
         let input = |contacts: &[Contact]| {
-            compiled(TOTAL).evaluate(&PolicyInput { contacts, outcomes: &[], segments: &[], now: NOW })
+            compiled(TOTAL).evaluate(&PolicyInput {
+                contacts,
+                outcomes: &[],
+                segments: &[],
+                now: NOW,
+                impressions: &|_| [0; 3],
+            })
         };
         assert_eq!(input(&[contact(HOUR, "a", "cards", None)]).budget, Some(1));
         // Last month's contact does not count.
         assert_eq!(input(&[contact(30 * DAY, "a", "cards", None)]).budget, Some(2));
         let offer = compiled(DAILY_OFFER_CAP);
-        let state = offer.evaluate(&PolicyInput { contacts: &[], outcomes: &[], segments: &[], now: NOW });
+        let state = offer.evaluate(&PolicyInput {
+            contacts: &[],
+            outcomes: &[],
+            segments: &[],
+            now: NOW,
+            impressions: &|_| [0; 3],
+        });
         assert_eq!(state.budget, None);
         let cooldown = compiled(COOLDOWN);
         assert_eq!(
-            cooldown.evaluate(&PolicyInput { contacts: &[], outcomes: &[], segments: &[], now: NOW }).budget,
+            cooldown
+                .evaluate(&PolicyInput {
+                    contacts: &[],
+                    outcomes: &[],
+                    segments: &[],
+                    now: NOW,
+                    impressions: &|_| [0; 3]
+                })
+                .budget,
             Some(1)
         );
     }

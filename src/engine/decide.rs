@@ -11,7 +11,7 @@ use crate::rules::layout::{SLOT_CHANNEL, SLOT_CHANNEL_NAME, SLOT_CHANNEL_TYPE, S
 use crate::rules::{Env, Path, Value};
 
 use super::compile::{CompiledFlow, CompiledOffer, CompiledRule, EnrichPlan, Step};
-use super::contact::{CompiledPolicy, Contact, OutcomeEvent, PolicyInput, PolicyState, Target};
+use super::contact::{Block, CompiledPolicy, Contact, OutcomeEvent, PolicyInput, PolicyState, Target};
 use super::response::{
     Decision, DecisionExplanation, FlowExplanation, Meta, OfferDecision, PolicyRef, RankingScores, RecommendRequest,
     Removal, RuleFailure,
@@ -394,8 +394,9 @@ impl<'f> Frame<'f> {
         let now = self.now;
         let mut states = Vec::with_capacity(flow.policies.len());
         let segments = &self.segments;
+        let impressions = |offer: &str| signals.impressions(offer);
         let evaluate = |contacts: &[Contact], outcomes: &[OutcomeEvent], states: &mut Vec<PolicyState>| {
-            let input = PolicyInput { contacts, outcomes, segments, now };
+            let input = PolicyInput { contacts, outcomes, segments, now, impressions: &impressions };
             states.extend(flow.policies.iter().map(|p| p.evaluate(&input)));
         };
         signals.contacts(customer_id, &mut |history| {
@@ -405,6 +406,15 @@ impl<'f> Frame<'f> {
                 evaluate(history, &[], &mut states);
             }
         });
+        // Metric conditions read the customer's slots, not an offer's: any offer's
+        // environment serves.
+        if let Some(any) = flow.offers.first() {
+            for (i, condition) in flow.policy_conditions.iter() {
+                if condition(&self.env(any)) == Some(true) {
+                    states[*i as usize].block = Some(Block::Metric);
+                }
+            }
+        }
         // Per decision, as bit masks over the policies (highest priority = lowest bit):
         // which apply on this channel, which exempt, which block, which of those suppress.
         let channel = self.channel_name();

@@ -76,6 +76,11 @@ pub trait Signals: Send + Sync {
     }
     /// Calls `visit` with the customer's recorded contacts (oldest first).
     fn contacts(&self, customer_id: &str, visit: &mut dyn FnMut(&[Contact]));
+    /// The offer's impressions across all customers this day, week and month, which
+    /// `budget_exhausted` policies read. By default none.
+    fn impressions(&self, _offer_id: &str) -> [u32; 3] {
+        [0; 3]
+    }
     /// Calls `visit` with the customer's recorded outcomes (oldest first), which
     /// `outcome_based` policies read. By default none.
     fn outcomes(&self, _customer_id: &str, visit: &mut dyn FnMut(&[super::contact::OutcomeEvent])) {

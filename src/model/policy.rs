@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{non_blank, parse_value, FieldError, Meta, ValidationError};
+use crate::rules::json::Operator;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -20,11 +21,14 @@ pub enum PolicyType {
     SegmentExclusion,
     MutualExclusion,
     CategorySuppression,
+    MetricCondition,
+    TimeWindow,
+    BudgetExhausted,
     AllowOverride,
 }
 
 impl PolicyType {
-    pub const ALL: [PolicyType; 9] = [
+    pub const ALL: [PolicyType; 12] = [
         PolicyType::FrequencyCap,
         PolicyType::CrossChannelCap,
         PolicyType::CustomerTotalCap,
@@ -33,6 +37,9 @@ impl PolicyType {
         PolicyType::SegmentExclusion,
         PolicyType::MutualExclusion,
         PolicyType::CategorySuppression,
+        PolicyType::MetricCondition,
+        PolicyType::TimeWindow,
+        PolicyType::BudgetExhausted,
         PolicyType::AllowOverride,
     ];
 
@@ -46,6 +53,9 @@ impl PolicyType {
             PolicyType::SegmentExclusion => "segment_exclusion",
             PolicyType::MutualExclusion => "mutual_exclusion",
             PolicyType::CategorySuppression => "category_suppression",
+            PolicyType::MetricCondition => "metric_condition",
+            PolicyType::TimeWindow => "time_window",
+            PolicyType::BudgetExhausted => "budget_exhausted",
             PolicyType::AllowOverride => "allow_override",
         }
     }
@@ -177,6 +187,15 @@ pub enum PolicyRule {
     /// Once an offer of a category (of `category`, when given) was shown within `days`,
     /// every offer of that category is blocked.
     CategoryShown { category: Option<String>, days: f64 },
+    /// Blocks while a condition on the customer (or the request) holds, e.g.
+    /// `customer.complaintCount gte 2`.
+    Metric { attribute: String, operator: Operator, value: Option<serde_json::Value> },
+    /// Contacts only on these ISO weekdays (bit 1 Monday … bit 7 Sunday) and from
+    /// `start` to `end` o'clock (`start > end`: overnight), local time in `zone`.
+    TimeWindow { days: u8, start: u8, end: u8, zone: String },
+    /// The offer at most this many impressions across all customers per day, week and
+    /// month (`budget_exhausted`: its delivery budget).
+    Budget([Option<u32>; 3]),
     /// Exempts matching offers from every blocking policy.
     AllowOverride,
 }
@@ -244,6 +263,40 @@ struct CooldownConfig {
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct MetricConfig {
+    /// `customer.<field>` or `attributes.<name>`, as in a qualification rule.
+    attribute: String,
+    operator: Operator,
+    #[serde(default)]
+    value: Option<serde_json::Value>,
+    bypassable: Option<bool>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TimeWindowConfig {
+    /// ISO weekdays, 1 (Monday) to 7 (Sunday); default every day.
+    allowed_days: Option<Vec<u8>>,
+    /// The first hour contacts are allowed (0–23) and the hour they stop (1–24).
+    start_hour: u8,
+    end_hour: u8,
+    /// An IANA time zone (`Europe/London`); default `UTC`.
+    time_zone: Option<String>,
+    bypassable: Option<bool>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct BudgetConfig {
+    /// The offer's impressions across all customers per UTC day, week and month.
+    max_per_day: Option<u32>,
+    max_per_week: Option<u32>,
+    max_per_month: Option<u32>,
+    bypassable: Option<bool>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct EmptyConfig {}
 
@@ -258,6 +311,9 @@ enum PolicyConfig {
     Segment(SegmentConfig),
     Exclusion(ExclusionConfig),
     Category(CategoryConfig),
+    Metric(MetricConfig),
+    TimeWindow(TimeWindowConfig),
+    Budget(BudgetConfig),
     AllowOverride(EmptyConfig),
 }
 
@@ -272,7 +328,9 @@ pub struct ValidPolicy {
 
 impl ContactPolicySpec {
     pub fn scope(&self) -> PolicyScope {
-        self.scope.unwrap_or(if self.rule_type.global_only() { PolicyScope::Global } else { PolicyScope::Offer })
+        let global = self.rule_type.global_only()
+            || matches!(self.rule_type, PolicyType::MetricCondition | PolicyType::TimeWindow);
+        self.scope.unwrap_or(if global { PolicyScope::Global } else { PolicyScope::Offer })
     }
 
     /// Checks the fields and parses `config`; the typed rule on success.
@@ -307,6 +365,9 @@ impl ContactPolicySpec {
                 _ => "names its category in config.categoryId, or covers every category",
             };
             errors.push(FieldError::new("scope", format!("{} {why}, so its scope is `global`", kind.name())));
+        }
+        if kind == PolicyType::BudgetExhausted && scope != PolicyScope::Offer {
+            errors.push(FieldError::new("scope", "budget_exhausted is one offer's budget, so its scope is `offer`"));
         }
         if kind == PolicyType::CrossChannelCap && scope == PolicyScope::Channel {
             errors.push(FieldError::new(
@@ -349,12 +410,55 @@ impl ContactPolicySpec {
                 let category = c.category_id.filter(|s| !s.trim().is_empty());
                 Ok(valid(PolicyRule::CategoryShown { category, days }, c.bypassable))
             }),
+            PolicyType::MetricCondition => parse_value::<MetricConfig>("config", &config).map(|c| {
+                let MetricConfig { attribute, operator, value, bypassable } = c;
+                valid(PolicyRule::Metric { attribute, operator, value }, bypassable)
+            }),
+            PolicyType::TimeWindow => parse_value::<TimeWindowConfig>("config", &config).and_then(time_window),
+            PolicyType::BudgetExhausted => parse_value::<BudgetConfig>("config", &config).and_then(|c| {
+                let limits = [c.max_per_day, c.max_per_week, c.max_per_month];
+                if limits.iter().all(Option::is_none) {
+                    return Err(ValidationError::one(
+                        "config",
+                        "give at least one of maxPerDay, maxPerWeek, maxPerMonth",
+                    ));
+                }
+                Ok(valid(PolicyRule::Budget(limits), c.bypassable))
+            }),
             PolicyType::AllowOverride => {
                 parse_value::<EmptyConfig>("config", &config).map(|_| valid(PolicyRule::AllowOverride, None))
             }
         };
         parsed.map_err(|e| errors.extend(e.0)).ok()
     }
+}
+
+fn time_window(c: TimeWindowConfig) -> Result<ValidPolicy, ValidationError> {
+    let mut days = 0u8;
+    for (i, &d) in c.allowed_days.as_deref().unwrap_or(&[1, 2, 3, 4, 5, 6, 7]).iter().enumerate() {
+        if !(1..=7).contains(&d) {
+            let message = format!("must be an ISO weekday, 1 (Monday) to 7 (Sunday), got {d}");
+            return Err(ValidationError::one(format!("config.allowedDays[{i}]"), message));
+        }
+        days |= 1 << d;
+    }
+    if days == 0 {
+        return Err(ValidationError::one("config.allowedDays", "must list at least one day"));
+    }
+    if c.start_hour > 23 {
+        return Err(ValidationError::one("config.startHour", format!("must be 0 to 23, got {}", c.start_hour)));
+    }
+    if !(1..=24).contains(&c.end_hour) || c.end_hour == c.start_hour {
+        let message = format!("must be 1 to 24 and differ from startHour, got {}", c.end_hour);
+        return Err(ValidationError::one("config.endHour", message));
+    }
+    let zone = c.time_zone.unwrap_or_else(|| "UTC".to_string());
+    if jiff::tz::TimeZone::get(&zone).is_err() {
+        let message = format!("`{zone}` is not an IANA time zone (such as `Europe/London` or `UTC`)");
+        return Err(ValidationError::one("config.timeZone", message));
+    }
+    let rule = PolicyRule::TimeWindow { days, start: c.start_hour, end: c.end_hour, zone };
+    Ok(ValidPolicy { rule, bypassable: c.bypassable.unwrap_or(true) })
 }
 
 fn outcome_rule(c: OutcomeConfig) -> Result<ValidPolicy, ValidationError> {
@@ -568,6 +672,18 @@ mod tests {
             (
                 r#"{"name": "f", "ruleType": "category_suppression", "config": {"suppressionDays": 90}}"#,
                 "config.suppressionDays: must be a number of days above 0 and at most 62",
+            ),
+            (
+                r#"{"name": "f", "ruleType": "time_window", "config": {"startHour": 9, "endHour": 17, "timeZone": "Mars/Olympus"}}"#,
+                "config.timeZone: `Mars/Olympus` is not an IANA time zone",
+            ),
+            (
+                r#"{"name": "f", "ruleType": "time_window", "config": {"allowedDays": [1, 8], "startHour": 9, "endHour": 17}}"#,
+                "config.allowedDays[1]: must be an ISO weekday",
+            ),
+            (
+                r#"{"name": "f", "ruleType": "time_window", "config": {"startHour": 9, "endHour": 9}}"#,
+                "config.endHour: must be 1 to 24 and differ from startHour",
             ),
             (
                 r#"{"name": "f", "ruleType": "cooldown", "scope": "global", "config": {"cooldownHours": 5, "bypassable": "no"}}"#,

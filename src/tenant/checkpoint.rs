@@ -57,6 +57,8 @@ struct TenantState<D = DecisionRecord> {
     recent: Vec<(String, Vec<D>)>,
     /// Per customer, its recorded outcomes, oldest first.
     outcomes: Vec<(String, Vec<OutcomeRecord>)>,
+    /// Per offer, its impressions in the periods they were last counted in.
+    impressions: Vec<(String, super::impressions::Counts)>,
 }
 
 /// An outcome: (at, offer, category, outcome), names by index.
@@ -101,6 +103,7 @@ impl TenantState {
             .collect();
         TenantState {
             outcomes,
+            impressions: l.impressions.export(),
             counters: l.counters.snapshot(),
             experiments: l.experiments.export(),
             names,
@@ -135,6 +138,9 @@ impl TenantState {
                 channel: (channel != NO_CHANNEL).then(|| name(channel)),
             });
             l.contacts.insert(customer.into(), history.collect());
+        }
+        for (offer, counts) in self.impressions {
+            l.impressions.import(offer, counts);
         }
         for (customer, history) in self.outcomes {
             let history = history.into_iter().map(|(at, offer, category, outcome)| OutcomeEvent {
@@ -321,6 +327,7 @@ mod tests {
             keys: Vec::new(),
             recent: vec![("cust_42".to_string(), vec![(0u32, 1u32, 64u32, 0xfeedu32)])],
             outcomes: vec![("cust_42".to_string(), vec![(1_700_000_000, 0, 1, 2)])],
+            impressions: Vec::new(),
         };
         let next = Position { segment: 2, offset: 0 };
         let current = Checkpoint { format: FORMAT, next, tenants: vec![("acme".to_string(), state)] };

@@ -52,6 +52,8 @@ pub struct Learning {
     /// Each customer's recorded outcomes, oldest first (the newest
     /// `MAX_OUTCOMES_PER_CUSTOMER` of the last year): what `outcome_based` policies read.
     pub(super) outcomes: DashMap<Box<str>, Vec<OutcomeEvent>>,
+    /// Each offer's impressions across customers this day, week and month.
+    pub impressions: super::impressions::Impressions,
 }
 
 /// The most outcomes kept per customer (the newest).
@@ -184,6 +186,11 @@ impl TenantReplay<'_> {
     fn decision<'o>(&mut self, d: Decided<'_>, offers: impl Iterator<Item = (&'o str, &'o str)>, now: i64) {
         let Decided { customer, flow, control, channel, at } = d;
         self.learning.experiments.decision(flow, customer, control);
+        let offers: Vec<(&str, &str)> = offers.collect();
+        if !control {
+            offers.iter().for_each(|(offer, _)| self.learning.impressions.add(offer, at));
+        }
+        let offers = offers.into_iter();
         // Held-out customers' would-have-been offers are contacts too (`made_contacts`).
         if now - at >= CONTACT_RETENTION_SECS {
             return;
@@ -378,6 +385,7 @@ impl Learning {
             experiments: Default::default(),
             keys: Default::default(),
             outcomes: DashMap::new(),
+            impressions: Default::default(),
         }
     }
 
@@ -399,6 +407,7 @@ impl Learning {
         let d = flow.decide(req, &signals, explain);
         drop(signals);
         push_into(&mut history, made_contacts(&d, now), now);
+        self.note_impressions(&d, now);
         d
     }
 
@@ -431,6 +440,14 @@ impl Learning {
     pub fn record_contacts(&self, d: &Decision, now: i64) {
         if !d.decisions.is_empty() || !d.counterfactual.is_empty() {
             push_into(&mut self.history_mut(&d.customer_id), made_contacts(d, now), now);
+        }
+        self.note_impressions(d, now);
+    }
+
+    /// Counts the offers a treated customer was shown in their offers' impressions.
+    fn note_impressions(&self, d: &Decision, now: i64) {
+        for o in &d.decisions {
+            self.impressions.add(&o.offer_id, now);
         }
     }
 
@@ -608,6 +625,10 @@ impl Signals for TenantSignals<'_> {
             Some(history) => visit(&history),
             None => visit(&[]),
         }
+    }
+
+    fn impressions(&self, offer_id: &str) -> [u32; 3] {
+        self.learning.impressions.of(offer_id, self.now())
     }
 
     fn outcomes(&self, customer_id: &str, visit: &mut dyn FnMut(&[OutcomeEvent])) {

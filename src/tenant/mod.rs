@@ -13,6 +13,7 @@
 //! * `checkpoint` — the derived state saved at a log position, restored at start.
 //! * `experiment` — holdout experiment aggregates, kept as decisions and outcomes happen.
 //! * `learning` — counters, contacts and uplift models shared with the read path.
+//! * `impressions` — each offer's impressions across customers per period (budgets).
 //! * `measure` — the experiment report and uplift training from a bounded sample of the log.
 //! * `registry` — all tenants, the actix System thread, restore on start.
 //! * `persist` — entity ↔ storage records and rebuilding a catalog from them.
@@ -23,6 +24,7 @@ pub mod checkpoint;
 pub mod command;
 pub mod experiment;
 pub mod idempotency;
+pub mod impressions;
 pub mod interaction;
 pub mod learning;
 pub mod measure;
