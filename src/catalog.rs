@@ -20,6 +20,7 @@ use crate::rules::check::{Checker, Literals};
 use crate::rules::json;
 use crate::rules::{Layout, Namespace, Path};
 
+pub mod conflicts;
 pub mod entity;
 
 pub use crate::model::condition_error;
@@ -412,25 +413,36 @@ impl Catalog {
                 "a tenant may have at most {MAX_ACTIVE_POLICIES} active contact policies; pause or archive one first"
             )));
         }
-        let Some(scope_id) = spec.scope_id.clone() else { return Ok(()) };
-        let resolved = match spec.scope() {
+        if let Some(mut scopes) = spec.scopes.take() {
+            for (i, s) in scopes.iter_mut().enumerate() {
+                s.scope_id = self.policy_scope_id(s.scope, s.scope_id.take(), &format!("scopes[{i}].scopeId"))?;
+            }
+            spec.scopes = Some(scopes);
+        }
+        spec.scope_id = self.policy_scope_id(spec.scope(), spec.scope_id.take(), "scopeId")?;
+        Ok(())
+    }
+
+    /// An offer or channel scope's id, from an id or a name (stored by id).
+    fn policy_scope_id(
+        &self,
+        scope: PolicyScope,
+        id: Option<String>,
+        path: &str,
+    ) -> Result<Option<String>, CatalogError> {
+        let Some(wanted) = id else { return Ok(None) };
+        let found = match scope {
             PolicyScope::Offer => {
-                self.offers.iter().find(|o| o.meta.id == scope_id || o.spec.name == scope_id).map(|o| &o.meta.id)
+                self.offers.iter().find(|o| o.meta.id == wanted || o.spec.name == wanted).map(|o| &o.meta.id)
             }
             PolicyScope::Channel => {
-                self.channels.iter().find(|c| c.meta.id == scope_id || c.spec.name == scope_id).map(|c| &c.meta.id)
+                self.channels.iter().find(|c| c.meta.id == wanted || c.spec.name == wanted).map(|c| &c.meta.id)
             }
-            PolicyScope::Category | PolicyScope::Global => return Ok(()),
+            PolicyScope::Category | PolicyScope::Global => return Ok(Some(wanted)),
         };
-        match resolved {
-            Some(found) => {
-                spec.scope_id = Some(found.clone());
-                Ok(())
-            }
-            None => {
-                Err(ValidationError::one("scopeId", format!("no {} with id or name `{scope_id}`", spec.scope().name()))
-                    .into())
-            }
+        match found {
+            Some(id) => Ok(Some(id.clone())),
+            None => Err(ValidationError::one(path, format!("no {} with id or name `{wanted}`", scope.name())).into()),
         }
     }
 

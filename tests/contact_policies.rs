@@ -66,6 +66,17 @@ async fn policies_act_on_outcomes_segments_contacts_and_mandatory_offers() {
     let d = decide(&api, json!({})).await;
     assert_eq!(shown(&d), [SAVINGS], "{d}");
     assert!(reason(&d, CARD).starts_with("outcome_based: `not_interested` recorded 0.0 days ago"), "{d}");
+    // The customer's suppressions say what is blocked and until when.
+    let list = api.get("/api/v1/customers/cust_42/suppressions").await.expect(200);
+    let data = list["data"].as_array().unwrap();
+    assert_eq!(data.len(), 1, "{list}");
+    let s = &data[0];
+    assert_eq!((s["scope"].as_str(), s["scopeId"].as_str()), (Some("offer"), Some(t.card.as_str())), "{s}");
+    assert_eq!((s["policyType"].as_str(), s["isActive"].as_bool()), (Some("outcome_based"), Some(true)), "{s}");
+    let days = |field: &str| arbiter::ids::parse_rfc3339(s[field].as_str().unwrap()).unwrap() / 86_400;
+    assert_eq!(days("expiresAt") - days("createdAt"), 30, "{s}");
+    let nobody = api.get("/api/v1/customers/nobody/suppressions").await.expect(200);
+    assert_eq!(nobody["data"], json!([]));
 
     // The savings offer was shown twice: a category suppression of one day now blocks
     // its category (both offers are `cross-sell`), and a mandatory savings offer skips it
@@ -175,5 +186,19 @@ async fn mutual_exclusion_keeps_the_offer_shown_and_blocks_the_rest_of_its_group
     let d = decide(&api, json!({})).await;
     assert_eq!(shown(&d), [CARD], "{d}");
     assert!(reason(&d, SAVINGS).starts_with(&format!("mutual_exclusion: offer {} of the same group", t.card)), "{d}");
+
+    // The analysis finds two caps on one offer and a scope that names nothing.
+    for (name, scope_id) in [("Card daily", t.card.as_str()), ("Card daily again", t.card.as_str())] {
+        let body = json!({"name": name, "ruleType": "frequency_cap", "scopeId": scope_id, "config": {"maxPerDay": 2}});
+        policy(&api, body).await;
+    }
+    let body = json!({"name": "Loans", "ruleType": "cooldown", "scope": "category", "scopeId": "loans",
+                      "config": {"cooldownHours": 24}});
+    policy(&api, body).await;
+    let report = api.post("/api/v1/policy-conflicts/analyze", &json!({})).await.expect(200);
+    let kinds: Vec<&str> =
+        report["conflicts"].as_array().unwrap().iter().map(|c| c["type"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"overlap") && kinds.contains(&"dead_rule"), "{report}");
+    assert_eq!(report["summary"]["errors"], 1, "{report}");
     server.stop().await;
 }

@@ -67,6 +67,13 @@ pub async fn dispatch(app: &Arc<App>, route: Route, params: Params, req: Request
             // The id is not echoed: another tenant's customer ids are not ours to confirm.
             ok(&found.ok_or_else(|| ApiError::NotFound("no contacts are recorded for this customer".into()))?)
         }
+        Route::PolicyConflicts => ok(&tenant.ask(c::AnalyzePolicies).await?),
+        Route::CustomerSuppressions => {
+            // Every live flow compiles all of the tenant's active policies: any one tells.
+            let snapshot = tenant.snapshot.load();
+            let flow = snapshot.flows.values().next().map(|f| &**f);
+            ok(&views::customer_suppressions(&tenant.learning, flow, &id()))
+        }
         Route::CustomerInteractions => {
             let page = Page::from_query(req.uri().query())?;
             let found = tenant.customer_interactions(&id(), page.limit, page.cursor.as_deref())?;

@@ -36,6 +36,8 @@ pub enum Route {
     OutcomeTypes,
     ExperimentResults,
     CustomerContacts,
+    CustomerSuppressions,
+    PolicyConflicts,
     CustomerInteractions,
     Interaction,
     Models,
@@ -199,6 +201,18 @@ const FIXED: &[(&str, &str, Route, &str)] = &[
     ),
     ("GET", "/api/v1/customers/{id}/contacts", CustomerContacts, "The contacts a customer's policies count"),
     (
+        "POST",
+        "/api/v1/policy-conflicts/analyze",
+        PolicyConflicts,
+        "Conflicts among the active contact policies (dead scopes, overlaps, ties, contradictions, gaps)",
+    ),
+    (
+        "GET",
+        "/api/v1/customers/{id}/suppressions",
+        CustomerSuppressions,
+        "What suppressing policies block for a customer now, and until when",
+    ),
+    (
         "GET",
         "/api/v1/customers/{id}/interactions",
         CustomerInteractions,
@@ -262,9 +276,8 @@ impl Route {
             InsertRows | UpsertRows | Publish | Simulate | Versions | PutPlugin | DeletePlugin | CheckPlugin
             | TrainModel => Some(Role::Editor),
             WhoAmI | Rows | Plugins | Plugin | OutcomeTypes | Recommend | Respond | RespondBulk | ExperimentResults
-            | Models | Model | ModelUplift | CustomerContacts | CustomerInteractions | Interaction => {
-                Some(Role::Viewer)
-            }
+            | Models | Model | ModelUplift | CustomerContacts | CustomerSuppressions | PolicyConflicts
+            | CustomerInteractions | Interaction => Some(Role::Viewer),
         }
     }
 
@@ -420,6 +433,8 @@ impl Route {
             ExperimentResults => (Body::None, &[200], json::<crate::tenant::measure::ExperimentResults>(), &[]),
             Models => (Body::None, &[200], json::<h::ModelList>(), &[]),
             CustomerContacts => (Body::None, &[200], json::<crate::tenant::views::CustomerContacts>(), &[]),
+            CustomerSuppressions => (Body::None, &[200], json::<crate::tenant::views::CustomerSuppressions>(), &[]),
+            PolicyConflicts => (Body::None, &[200], json::<crate::catalog::conflicts::ConflictReport>(), &[]),
             CustomerInteractions => {
                 (Body::None, &[200], json::<crate::tenant::views::CustomerInteractions>(), INTERACTIONS)
             }

@@ -383,19 +383,23 @@ fn policies(all: &[ContactPolicy], channels: &[ChannelInfo], errors: &mut Vec<Fi
                     return None;
                 }
             };
-            let scope_id = p.spec.scope_id.as_deref().unwrap_or_default();
-            let target = match p.spec.scope() {
-                PolicyScope::Global => Target::Global,
-                PolicyScope::Offer => Target::Offer(scope_id.into()),
-                PolicyScope::Category => Target::Category(scope_id.into()),
-                PolicyScope::Channel => {
-                    let Some(c) = channels.iter().find(|c| &*c.id == scope_id || &*c.name == scope_id) else {
-                        errors.push(FieldError::new(format!("{path}.scopeId"), format!("no channel `{scope_id}`")));
-                        return None;
-                    };
-                    Target::Channel(c.name.clone())
-                }
-            };
+            let mut targets = Vec::new();
+            for s in p.spec.scope_refs() {
+                let scope_id = s.scope_id.as_deref().unwrap_or_default();
+                targets.push(match s.scope {
+                    PolicyScope::Global => Target::Global,
+                    PolicyScope::Offer => Target::Offer(scope_id.into()),
+                    PolicyScope::Category => Target::Category(scope_id.into()),
+                    PolicyScope::Channel => {
+                        let Some(c) = channels.iter().find(|c| &*c.id == scope_id || &*c.name == scope_id) else {
+                            errors.push(FieldError::new(format!("{path}.scopeId"), format!("no channel `{scope_id}`")));
+                            return None;
+                        };
+                        Target::Channel(c.name.clone())
+                    }
+                });
+            }
+            let target = if targets.len() == 1 { targets.remove(0) } else { Target::Any(targets.into()) };
             Some(CompiledPolicy {
                 id: p.meta.id.as_str().into(),
                 name: p.spec.name.as_str().into(),
@@ -417,7 +421,7 @@ fn with_policy_masks(mut offers: Box<[CompiledOffer]>, policies: &[CompiledPolic
             .iter()
             .enumerate()
             .take(64)
-            .filter(|(_, p)| !matches!(p.target, Target::Channel(_)) && p.applies(&o.facts, None))
+            .filter(|(_, p)| p.applies(&o.facts, None))
             .fold(0, |mask, (i, _)| mask | 1 << i);
     }
     offers
@@ -774,6 +778,14 @@ impl Builder<'_> {
         let expr =
             combined.unwrap_or_else(|| Expr::new(crate::rules::ir::ExprKind::Bool(true), crate::rules::Span::NONE));
         self.predicate(&format!("{path}.conditions"), &expr).unwrap_or_else(|| Box::new(|_| Some(true)))
+    }
+}
+
+impl CompiledFlow {
+    /// The tenant's active contact policies (every flow compiles them all), highest
+    /// priority first.
+    pub fn policies(&self) -> &[CompiledPolicy] {
+        &self.policies
     }
 }
 

@@ -58,6 +58,30 @@ pub enum Target {
     Category(Arc<str>),
     /// By channel name.
     Channel(Arc<str>),
+    /// Any of these (`scopes`; never itself an `Any`).
+    Any(Arc<[Target]>),
+}
+
+impl Target {
+    /// Whether it selects by channel (so whether it applies depends on the request).
+    pub fn by_channel(&self) -> bool {
+        match self {
+            Target::Channel(_) => true,
+            Target::Any(all) => all.iter().any(Target::by_channel),
+            _ => false,
+        }
+    }
+
+    /// How explain names it: `global`, `offer=…`, `category=…|channel=…`.
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Global => "global".to_string(),
+            Target::Offer(id) => format!("offer={id}"),
+            Target::Category(c) => format!("category={c}"),
+            Target::Channel(c) => format!("channel={c}"),
+            Target::Any(all) => all.iter().map(Target::describe).collect::<Vec<_>>().join("|"),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -162,12 +186,7 @@ pub enum Block {
 
 impl Block {
     pub fn reason(&self, p: &CompiledPolicy) -> String {
-        let scope = match &p.target {
-            Target::Global => "global".to_string(),
-            Target::Offer(id) => format!("offer={id}"),
-            Target::Category(c) => format!("category={c}"),
-            Target::Channel(c) => format!("channel={c}"),
-        };
+        let scope = p.target.describe();
         let kind = p.rule_type.name();
         match self {
             Block::Cap { period, count, max } => {
@@ -217,27 +236,17 @@ impl Block {
 impl CompiledPolicy {
     /// Whether the policy governs this candidate in this request.
     pub fn applies(&self, offer: &OfferFacts, channel: Option<&str>) -> bool {
-        match &self.target {
-            Target::Global => true,
-            Target::Offer(id) => offer.id == *id,
-            Target::Category(c) => offer.category == *c,
-            Target::Channel(c) => channel == Some(&**c),
-        }
+        applies(&self.target, offer, channel)
     }
 
     /// Whether a channel-scoped policy applies on this channel (false for other scopes).
     pub fn applies_on(&self, channel: Option<&str>) -> bool {
-        matches!(&self.target, Target::Channel(c) if channel == Some(&**c))
+        on_channel(&self.target, channel)
     }
 
     /// Whether a past contact counts against the policy.
     fn counts(&self, c: &Contact) -> bool {
-        match &self.target {
-            Target::Global => true,
-            Target::Offer(id) => c.offer_id == *id,
-            Target::Category(cat) => c.category == *cat,
-            Target::Channel(ch) => c.channel.as_deref() == Some(&**ch),
-        }
+        counts(&self.target, c)
     }
 
     /// Several offers of one decision can count against it (not one offer's own cap).
@@ -353,11 +362,7 @@ impl CompiledPolicy {
     /// Whether a recorded outcome counts against an `outcome_based` policy: any outcome
     /// for a global one, the offer's (or the category's) own for a scoped one.
     fn counts_outcome(&self, o: &OutcomeEvent) -> bool {
-        match &self.target {
-            Target::Global | Target::Channel(_) => true,
-            Target::Offer(id) => o.offer_id == *id,
-            Target::Category(c) => o.category == *c,
-        }
+        counts_outcome(&self.target, o)
     }
 
     /// `cross_channel_cap`: every offer over its own cap (the policy's scope says which
@@ -402,6 +407,87 @@ fn local_day_hour(zone: Option<&jiff::tz::TimeZone>, now: i64) -> (i8, i8) {
 
 fn weekday(d: u8) -> &'static str {
     ["", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"][d as usize % 8]
+}
+
+/// A suppression in force: what a suppressing policy (cooldown, outcome-based, mutual
+/// exclusion, category suppression) blocks for a customer now, and from when to when.
+#[derive(Debug, Clone)]
+pub struct Suppression<'p> {
+    pub policy: &'p CompiledPolicy,
+    /// What it blocks: one offer or category, or (None) everything the policy applies to.
+    pub key: Option<Key>,
+    pub block: Block,
+    /// Unix seconds: the contact or outcome that started it, and when it ends.
+    pub since: i64,
+    pub until: i64,
+}
+
+/// The suppressions `policies` hold over a customer at `input.now`.
+pub fn suppressions<'p>(policies: &'p [CompiledPolicy], input: &PolicyInput<'_>) -> Vec<Suppression<'p>> {
+    let mut out = Vec::new();
+    for p in policies.iter().filter(|p| p.is_suppression()) {
+        let state = p.evaluate(input);
+        let blocks =
+            state.block.map(|b| (None, b)).into_iter().chain(state.blocks.into_iter().map(|(k, b)| (Some(k), b)));
+        for (key, block) in blocks {
+            let Some((since, until)) = span(&p.rule, &block, input.now) else { continue };
+            out.push(Suppression { policy: p, key, block, since, until });
+        }
+    }
+    out
+}
+
+/// When a suppression started and ends (Unix seconds), from its block.
+fn span(rule: &PolicyRule, block: &Block, now: i64) -> Option<(i64, i64)> {
+    let (ago, length) = match (rule, block) {
+        (_, Block::Cooldown { hours_since, hours }) => (hours_since * 3600.0, hours * 3600.0),
+        (_, Block::Outcome { days_since, days, .. }) | (_, Block::CategoryShown { days_since, days, .. }) => {
+            (days_since * 86_400.0, days * 86_400.0)
+        }
+        (PolicyRule::Exclusive { days, .. }, Block::Exclusive { days_since, .. }) => {
+            (days_since * 86_400.0, days * 86_400.0)
+        }
+        _ => return None,
+    };
+    let since = now - ago.round() as i64;
+    Some((since, since + length.round() as i64))
+}
+
+fn applies(target: &Target, offer: &OfferFacts, channel: Option<&str>) -> bool {
+    match target {
+        Target::Global => true,
+        Target::Offer(id) => offer.id == *id,
+        Target::Category(c) => offer.category == *c,
+        Target::Channel(c) => channel == Some(&**c),
+        Target::Any(all) => all.iter().any(|t| applies(t, offer, channel)),
+    }
+}
+
+fn on_channel(target: &Target, channel: Option<&str>) -> bool {
+    match target {
+        Target::Channel(c) => channel == Some(&**c),
+        Target::Any(all) => all.iter().any(|t| on_channel(t, channel)),
+        _ => false,
+    }
+}
+
+fn counts(target: &Target, c: &Contact) -> bool {
+    match target {
+        Target::Global => true,
+        Target::Offer(id) => c.offer_id == *id,
+        Target::Category(cat) => c.category == *cat,
+        Target::Channel(ch) => c.channel.as_deref() == Some(&**ch),
+        Target::Any(all) => all.iter().any(|t| counts(t, c)),
+    }
+}
+
+fn counts_outcome(target: &Target, o: &OutcomeEvent) -> bool {
+    match target {
+        Target::Global | Target::Channel(_) => true,
+        Target::Offer(id) => o.offer_id == *id,
+        Target::Category(c) => o.category == *c,
+        Target::Any(all) => all.iter().any(|t| counts_outcome(t, o)),
+    }
 }
 
 /// The first period a cap is reached on, and how many more contacts every period allows.
@@ -514,13 +600,20 @@ mod tests {
         let spec: ContactPolicySpec =
             crate::model::parse_json(body.as_bytes()).unwrap_or_else(|e| panic!("{body}: {e}"));
         let valid = spec.validated().unwrap_or_else(|e| panic!("{body}: {e}"));
-        let id = spec.scope_id.clone().unwrap_or_default();
-        let target = match spec.scope() {
-            PolicyScope::Global => Target::Global,
-            PolicyScope::Offer => Target::Offer(id.into()),
-            PolicyScope::Category => Target::Category(id.into()),
-            PolicyScope::Channel => Target::Channel(id.into()),
-        };
+        let mut targets: Vec<Target> = spec
+            .scope_refs()
+            .into_iter()
+            .map(|s| {
+                let id: Arc<str> = s.scope_id.unwrap_or_default().into();
+                match s.scope {
+                    PolicyScope::Global => Target::Global,
+                    PolicyScope::Offer => Target::Offer(id),
+                    PolicyScope::Category => Target::Category(id),
+                    PolicyScope::Channel => Target::Channel(id),
+                }
+            })
+            .collect();
+        let target = if targets.len() == 1 { targets.remove(0) } else { Target::Any(targets.into()) };
         CompiledPolicy {
             id: "p".into(),
             name: spec.name.as_str().into(),
@@ -627,6 +720,9 @@ mod tests {
     const ONE_CATEGORY: &str = r#"{"name": "loans only", "ruleType": "category_suppression",
         "config": {"suppressionDays": 3, "categoryId": "loans"}}"#;
     const OVERRIDE: &str = r#"{"name": "allow", "ruleType": "allow_override", "scopeId": "a"}"#;
+    const TWO_SCOPES: &str = r#"{"name": "two scopes", "ruleType": "frequency_cap",
+        "scopes": [{"scope": "offer", "scopeId": "a"}, {"scope": "category", "scopeId": "loans"}],
+        "config": {"maxPerDay": 1}}"#;
     const BUDGET: &str = r#"{"name": "budget", "ruleType": "budget_exhausted", "scopeId": "a",
         "config": {"maxPerDay": 100, "maxPerMonth": 1000}}"#;
     const OFFICE: &str = r#"{"name": "office", "ruleType": "time_window",
@@ -729,6 +825,10 @@ mod tests {
                 .contacts(vec![contact(DAY, "m", "loans", None)])
                 .blocked("category_suppression: offer m of category `loans`"),
             case("allow_override: never blocks", OVERRIDE, a).contacts(vec![contact(HOUR, "a", "cards", None)]),
+            case("scopes: a contact in one scope counts for the other", TWO_SCOPES, a)
+                .contacts(vec![contact(HOUR, "m", "loans", None)])
+                .blocked("frequency_cap exceeded: 1/1 this day at scope=offer=a|category=loans"),
+            case("scopes: an offer in neither scope", TWO_SCOPES, b).contacts(vec![contact(HOUR, "m", "loans", None)]),
             case("budget_exhausted: budget left", BUDGET, a).impressions([99, 400, 999]),
             case("budget_exhausted: the day's budget spent", BUDGET, a)
                 .impressions([100, 400, 999])

@@ -426,7 +426,7 @@ impl<'f> Frame<'f> {
                 .filter(|(_, (p, s))| keep(p, s))
                 .fold(0u64, |m, (i, _)| m | 1 << i)
         };
-        self.channel_mask = mask(&|p, _| matches!(p.target, Target::Channel(_)) && p.applies_on(channel));
+        self.channel_mask = mask(&|p, _| p.target.by_channel() && p.applies_on(channel));
         let overrides = mask(&|p, _| p.is_override());
         // Policies that block some offer: all of those they apply to, or some of them.
         let blocking = mask(&|_, s| s.block.is_some() || !s.blocks.is_empty());

@@ -155,6 +155,10 @@ pub struct ContactPolicySpec {
     pub scope: Option<PolicyScope>,
     #[serde(default)]
     pub scope_id: Option<String>,
+    /// Several scopes at once, over `scope` and `scopeId`: the policy applies to an offer
+    /// any of them selects and counts the contacts any of them selects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<ScopeRef>>,
     /// By `ruleType`: caps (`maxPerDay`, …, or `maxTotal` with `periodType`), a cooldown
     /// (`cooldownHours`), or nothing for `allow_override`.
     #[serde(default)]
@@ -164,6 +168,15 @@ pub struct ContactPolicySpec {
     #[serde(default = "fifty")]
     #[schemars(range(max = 100))]
     pub priority: u32,
+}
+
+/// One scope of a policy's `scopes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScopeRef {
+    pub scope: PolicyScope,
+    #[serde(default)]
+    pub scope_id: Option<String>,
 }
 
 /// What a policy does, typed.
@@ -345,14 +358,38 @@ impl ContactPolicySpec {
         if self.priority > 100 {
             errors.push(FieldError::new("priority", format!("must be between 0 and 100, got {}", self.priority)));
         }
-        let scope = self.scope();
-        match (scope, self.scope_id.as_deref().map(str::trim)) {
+        let rule = self.rule(&mut errors);
+        if self.scopes.as_ref().is_some_and(Vec::is_empty) {
+            errors.push(FieldError::new("scopes", "must list at least one scope (or be left out)"));
+        }
+        for (i, s) in self.scope_refs().iter().enumerate() {
+            let at = |field: &str| match self.scopes {
+                Some(_) => format!("scopes[{i}].{field}"),
+                None => field.to_string(),
+            };
+            self.check_scope(&mut errors, s, at);
+        }
+        ValidationError::check(errors)?;
+        Ok(rule.expect("a config error was reported above"))
+    }
+
+    /// What the policy applies to: `scopes`, or else `scope` and `scopeId`.
+    pub fn scope_refs(&self) -> Vec<ScopeRef> {
+        match &self.scopes {
+            Some(list) => list.clone(),
+            None => vec![ScopeRef { scope: self.scope(), scope_id: self.scope_id.clone() }],
+        }
+    }
+
+    fn check_scope(&self, errors: &mut Vec<FieldError>, s: &ScopeRef, at: impl Fn(&str) -> String) {
+        let scope = s.scope;
+        match (scope, s.scope_id.as_deref().map(str::trim)) {
             (PolicyScope::Global, Some(id)) if !id.is_empty() => {
-                errors.push(FieldError::new("scopeId", "must be omitted for a global policy"))
+                errors.push(FieldError::new(at("scopeId"), "must be omitted for a global policy"))
             }
             (PolicyScope::Global, _) => {}
             (s, None | Some("")) => {
-                errors.push(FieldError::new("scopeId", format!("is required for scope `{}`", s.name())))
+                errors.push(FieldError::new(at("scopeId"), format!("is required for scope `{}`", s.name())))
             }
             _ => {}
         }
@@ -364,20 +401,18 @@ impl ContactPolicySpec {
                 PolicyType::MutualExclusion => "names its offers in config.offerGroup",
                 _ => "names its category in config.categoryId, or covers every category",
             };
-            errors.push(FieldError::new("scope", format!("{} {why}, so its scope is `global`", kind.name())));
+            errors.push(FieldError::new(at("scope"), format!("{} {why}, so its scope is `global`", kind.name())));
         }
         if kind == PolicyType::BudgetExhausted && scope != PolicyScope::Offer {
-            errors.push(FieldError::new("scope", "budget_exhausted is one offer's budget, so its scope is `offer`"));
+            errors
+                .push(FieldError::new(at("scope"), "budget_exhausted is one offer's budget, so its scope is `offer`"));
         }
         if kind == PolicyType::CrossChannelCap && scope == PolicyScope::Channel {
             errors.push(FieldError::new(
-                "scope",
+                at("scope"),
                 "cross_channel_cap counts across channels: use frequency_cap for one channel",
             ));
         }
-        let rule = self.rule(&mut errors);
-        ValidationError::check(errors)?;
-        Ok(rule.expect("a config error was reported above"))
     }
 
     fn rule(&self, errors: &mut Vec<FieldError>) -> Option<ValidPolicy> {
@@ -684,6 +719,14 @@ mod tests {
             (
                 r#"{"name": "f", "ruleType": "time_window", "config": {"startHour": 9, "endHour": 9}}"#,
                 "config.endHour: must be 1 to 24 and differ from startHour",
+            ),
+            (
+                r#"{"name": "f", "ruleType": "frequency_cap", "scopes": [{"scope": "global"}, {"scope": "offer"}], "config": {"maxPerDay": 1}}"#,
+                "scopes[1].scopeId: is required for scope `offer`",
+            ),
+            (
+                r#"{"name": "f", "ruleType": "frequency_cap", "scopes": [], "config": {"maxPerDay": 1}}"#,
+                "scopes: must list at least one scope",
             ),
             (
                 r#"{"name": "f", "ruleType": "cooldown", "scope": "global", "config": {"cooldownHours": 5, "bypassable": "no"}}"#,

@@ -253,6 +253,15 @@ impl Handler<Plugins> for TenantActor {
     }
 }
 
+impl Handler<super::command::AnalyzePolicies> for TenantActor {
+    type Result = Reply<crate::catalog::conflicts::ConflictReport>;
+
+    fn handle(&mut self, _: super::command::AnalyzePolicies, _: &mut Self::Context) -> Self::Result {
+        let c = &self.catalog;
+        Ok(crate::catalog::conflicts::analyze(&c.policies, &c.offers, &c.channels))
+    }
+}
+
 impl Handler<CheckPlugin> for TenantActor {
     type Result = Reply<PluginCheck>;
 

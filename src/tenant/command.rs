@@ -178,6 +178,9 @@ pub struct CompileCandidate {
 /// Every rule file.
 pub struct Plugins;
 
+/// The conflicts among the active contact policies (`POST /policy-conflicts/analyze`).
+pub struct AnalyzePolicies;
+
 /// Checks a rule file against the current catalog; installs nothing.
 pub struct CheckPlugin {
     pub name: String,
@@ -198,6 +201,9 @@ impl Message for CompileCandidate {
 }
 impl Message for Plugins {
     type Result = Reply<Vec<PluginSummary>>;
+}
+impl Message for AnalyzePolicies {
+    type Result = Reply<crate::catalog::conflicts::ConflictReport>;
 }
 impl Message for CheckPlugin {
     type Result = Reply<PluginCheck>;

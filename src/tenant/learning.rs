@@ -553,6 +553,11 @@ impl Learning {
     pub fn contacts_of(&self, customer_id: &str) -> Vec<Contact> {
         self.contacts.get(customer_id).map(|h| h.clone()).unwrap_or_default()
     }
+
+    /// A copy of the customer's recorded outcomes, oldest first.
+    pub fn outcomes_of(&self, customer_id: &str) -> Vec<OutcomeEvent> {
+        self.outcomes.get(customer_id).map(|h| h.clone()).unwrap_or_default()
+    }
 }
 
 /// The contacts a decision made: the offers shown, or for a held-out customer the offers

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::interaction::{self, DecisionId, Interaction};
 use super::learning::Learning;
-use crate::engine::contact::Contact;
+use crate::engine::contact::{self, Contact, Key, PolicyInput, Target};
 use crate::store::{Storage, StoreError};
 
 /// `GET /customers/{id}/contacts`: every contact the customer's contact policies can
@@ -52,6 +52,75 @@ pub fn customer_contacts(learning: &Learning, customer_id: &str) -> Option<Custo
     contacts.sort_by_key(|c| c.at);
     let contacts: Vec<ContactView> = contacts.iter().map(ContactView::from).collect();
     Some(CustomerContacts { customer_id: customer_id.to_string(), count: contacts.len(), contacts })
+}
+
+/// `GET /customers/{id}/suppressions`: what the suppressing policies block for the
+/// customer now. A suppression is not a stored record of its own: it follows from the
+/// contacts and outcomes the log holds, so it starts, ends and survives a restart
+/// exactly as those do.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerSuppressions {
+    pub customer_id: String,
+    pub data: Vec<SuppressionView>,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SuppressionView {
+    /// The policy's id, and what it suppresses (`offer:<id>`, `category:<name>`, `all`).
+    pub id: String,
+    /// `global`, `offer`, `category` or `channel`.
+    pub scope: &'static str,
+    /// The offer id, category or channel; `all` for a global one.
+    pub scope_id: String,
+    pub policy_id: String,
+    pub policy_name: String,
+    pub policy_type: &'static str,
+    pub reason: String,
+    /// RFC 3339: the contact or outcome that started it, and when it ends.
+    pub created_at: String,
+    pub expires_at: String,
+    pub is_active: bool,
+}
+
+pub fn customer_suppressions(
+    learning: &Learning,
+    flow: Option<&crate::engine::CompiledFlow>,
+    customer_id: &str,
+) -> CustomerSuppressions {
+    let contacts = learning.contacts_of(customer_id);
+    let outcomes = learning.outcomes_of(customer_id);
+    let now = crate::ids::unix_now();
+    let impressions = |_: &str| [0; 3];
+    let input = PolicyInput { contacts: &contacts, outcomes: &outcomes, segments: &[], now, impressions: &impressions };
+    let found = flow.map(|f| contact::suppressions(f.policies(), &input)).unwrap_or_default();
+    let data = found.into_iter().map(|s| view(s, now)).collect();
+    CustomerSuppressions { customer_id: customer_id.to_string(), data }
+}
+
+fn view(s: contact::Suppression<'_>, now: i64) -> SuppressionView {
+    let p = s.policy;
+    let (scope, scope_id) = match (&s.key, &p.target) {
+        (Some(Key::Offer(id)), _) | (None, Target::Offer(id)) => ("offer", id.to_string()),
+        (Some(Key::Category(c)), _) | (None, Target::Category(c)) => ("category", c.to_string()),
+        (None, Target::Channel(c)) => ("channel", c.to_string()),
+        (None, Target::Global) => ("global", "all".to_string()),
+        (None, t @ Target::Any(_)) => ("scopes", t.describe()),
+    };
+    let what = if scope == "global" { "all".to_string() } else { format!("{scope}:{scope_id}") };
+    SuppressionView {
+        id: format!("{}/{what}", p.id),
+        scope,
+        scope_id,
+        policy_id: p.id.to_string(),
+        policy_name: p.name.to_string(),
+        policy_type: p.rule_type.name(),
+        reason: s.block.reason(p),
+        created_at: crate::ids::rfc3339(s.since, 0),
+        expires_at: crate::ids::rfc3339(s.until, 0),
+        is_active: s.until > now,
+    }
 }
 
 /// `GET /customers/{id}/interactions`: a page of the customer's logged decisions,
