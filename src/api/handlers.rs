@@ -72,7 +72,9 @@ pub async fn dispatch(app: &Arc<App>, route: Route, params: Params, req: Request
             // Every live flow compiles all of the tenant's active policies: any one tells.
             let snapshot = tenant.snapshot.load();
             let flow = snapshot.flows.values().next().map(|f| &**f);
-            ok(&views::customer_suppressions(&tenant.learning, flow, &id()))
+            let found = views::customer_suppressions(&tenant.learning, flow, &id());
+            ok(&found
+                .ok_or_else(|| ApiError::NotFound("no contacts or outcomes are recorded for this customer".into()))?)
         }
         Route::CustomerInteractions => {
             let page = Page::from_query(req.uri().query())?;

@@ -84,19 +84,24 @@ pub struct SuppressionView {
     pub is_active: bool,
 }
 
+/// `None` when the tenant holds no contact or outcome of the customer (as for contacts:
+/// another tenant's customer is not found rather than shown as empty).
 pub fn customer_suppressions(
     learning: &Learning,
     flow: Option<&crate::engine::CompiledFlow>,
     customer_id: &str,
-) -> CustomerSuppressions {
+) -> Option<CustomerSuppressions> {
     let contacts = learning.contacts_of(customer_id);
     let outcomes = learning.outcomes_of(customer_id);
+    if contacts.is_empty() && outcomes.is_empty() {
+        return None;
+    }
     let now = crate::ids::unix_now();
     let impressions = |_: &str| [0; 3];
     let input = PolicyInput { contacts: &contacts, outcomes: &outcomes, segments: &[], now, impressions: &impressions };
     let found = flow.map(|f| contact::suppressions(f.policies(), &input)).unwrap_or_default();
     let data = found.into_iter().map(|s| view(s, now)).collect();
-    CustomerSuppressions { customer_id: customer_id.to_string(), data }
+    Some(CustomerSuppressions { customer_id: customer_id.to_string(), data })
 }
 
 fn view(s: contact::Suppression<'_>, now: i64) -> SuppressionView {
