@@ -119,6 +119,24 @@ async fn placements_share_offers_out_and_coupling_decides_what_ships() {
     assert_eq!(names(&d["decisions"]), [CARD, SAVINGS], "{d}");
     assert_eq!(d["meta"]["warnings"][0], "unknown placement `popup` on channel `web`: up to `limit` offers are shown");
 
+    // The placements API: list, replace one, add one, remove one; decisions follow.
+    let list = api.get(&format!("/api/v1/channels/{web}/placements")).await.expect(200);
+    let keys: Vec<&str> = list["data"].as_array().unwrap().iter().map(|p| p["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["hero_banner", "side", "footer"], "{list}");
+    assert_eq!((list["couplingMode"].as_str(), list["data"][2]["slotType"].as_str()), (Some("atomic"), Some("text")));
+    let path = |key: &str| format!("/api/v1/channels/{web}/placements/{key}");
+    api.put(&path("hero_banner"), &json!({"name": "Hero banner", "maxSlots": 2})).await.expect(200);
+    assert_eq!(api.delete(&path("footer")).await.status, 204);
+    assert_eq!(api.delete(&path("footer")).await.status, 404);
+    let d = on_web(&api, "cust_wide", json!({})).await;
+    assert_eq!(placements(&d).iter().map(|p| p.1.len()).collect::<Vec<_>>(), [2, 1], "{d}");
+    let added = api.put(&path("popup"), &json!({"name": "Pop-up", "status": "inactive"})).await.expect(200);
+    assert_eq!(added["data"].as_array().unwrap().len(), 3, "{added}");
+    let d = on_web(&api, "cust_wide", json!({})).await;
+    assert_eq!(placements(&d).len(), 2, "an inactive placement is left out: {d}");
+    let bad = api.put(&path("popup"), &json!({"name": "Pop-up", "maxSlots": 0})).await;
+    assert!(bad.expect_error(400, "BAD_REQUEST").contains("maxSlots"));
+
     // A channel without placements decides as before.
     let d = support::recommend(&api, "cust_42").await;
     assert!(d.get("placements").is_none(), "{d}");

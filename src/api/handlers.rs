@@ -68,6 +68,14 @@ pub async fn dispatch(app: &Arc<App>, route: Route, params: Params, req: Request
             ok(&found.ok_or_else(|| ApiError::NotFound("no contacts are recorded for this customer".into()))?)
         }
         Route::PolicyConflicts => ok(&tenant.ask(c::AnalyzePolicies).await?),
+        Route::Placements => super::placements::list(&tenant, id()).await,
+        Route::PutPlacement => {
+            let key = params.get("key").unwrap_or_default().to_string();
+            super::placements::put(&tenant, id(), key, req, app.body_limit).await
+        }
+        Route::DeletePlacement => {
+            super::placements::delete(&tenant, id(), params.get("key").unwrap_or_default().to_string()).await
+        }
         Route::CustomerSuppressions => {
             // Every live flow compiles all of the tenant's active policies: any one tells.
             let snapshot = tenant.snapshot.load();

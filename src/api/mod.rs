@@ -11,6 +11,7 @@ pub mod entity;
 pub mod errors;
 pub mod handlers;
 pub mod openapi;
+pub mod placements;
 pub mod routes;
 
 use std::sync::Arc;

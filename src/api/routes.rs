@@ -38,6 +38,9 @@ pub enum Route {
     CustomerContacts,
     CustomerSuppressions,
     PolicyConflicts,
+    Placements,
+    PutPlacement,
+    DeletePlacement,
     CustomerInteractions,
     Interaction,
     Models,
@@ -200,6 +203,9 @@ const FIXED: &[(&str, &str, Route, &str)] = &[
         "Holdout vs treated statistics of a flow (key or id)",
     ),
     ("GET", "/api/v1/customers/{id}/contacts", CustomerContacts, "The contacts a customer's policies count"),
+    ("GET", "/api/v1/channels/{id}/placements", Placements, "A channel's placements and its coupling mode"),
+    ("PUT", "/api/v1/channels/{id}/placements/{key}", PutPlacement, "Add or replace the channel's placement `key`"),
+    ("DELETE", "/api/v1/channels/{id}/placements/{key}", DeletePlacement, "Remove the channel's placement `key`"),
     (
         "POST",
         "/api/v1/policy-conflicts/analyze",
@@ -274,9 +280,9 @@ impl Route {
             Entity(_, Op::List | Op::Get) => Some(Role::Viewer),
             Entity(kind, Op::Create | Op::Update | Op::Delete) => Some(ENTITIES[kind].writes),
             InsertRows | UpsertRows | Publish | Simulate | Versions | PutPlugin | DeletePlugin | CheckPlugin
-            | TrainModel => Some(Role::Editor),
+            | TrainModel | PutPlacement | DeletePlacement => Some(Role::Editor),
             WhoAmI | Rows | Plugins | Plugin | OutcomeTypes | Recommend | Respond | RespondBulk | ExperimentResults
-            | Models | Model | ModelUplift | CustomerContacts | CustomerSuppressions | PolicyConflicts
+            | Models | Model | ModelUplift | CustomerContacts | CustomerSuppressions | PolicyConflicts | Placements
             | CustomerInteractions | Interaction => Some(Role::Viewer),
         }
     }
@@ -435,6 +441,11 @@ impl Route {
             CustomerContacts => (Body::None, &[200], json::<crate::tenant::views::CustomerContacts>(), &[]),
             CustomerSuppressions => (Body::None, &[200], json::<crate::tenant::views::CustomerSuppressions>(), &[]),
             PolicyConflicts => (Body::None, &[200], json::<crate::catalog::conflicts::ConflictReport>(), &[]),
+            Placements => (Body::None, &[200], json::<super::placements::Placements>(), &[]),
+            PutPlacement => {
+                (json::<super::placements::PlacementBody>(), &[200], json::<super::placements::Placements>(), &[])
+            }
+            DeletePlacement => (Body::None, &[204], Body::None, &[]),
             CustomerInteractions => {
                 (Body::None, &[200], json::<crate::tenant::views::CustomerInteractions>(), INTERACTIONS)
             }
