@@ -549,7 +549,20 @@ impl Catalog {
                 }
             }
         }
-        for p in self.policies.iter().filter(|p| p.spec.scope_id.as_deref().is_some_and(names)) {
+        // A policy names an entity by its scopes, or (mutual exclusion) in its offer group.
+        let policy_names = |p: &&ContactPolicy| {
+            let scoped = p
+                .spec
+                .scope_refs()
+                .iter()
+                .any(|s| s.scope.name() == scope.name() && s.scope_id.as_deref().is_some_and(names));
+            let grouped = scope == Scope::Offer
+                && p.spec.config["offerGroup"]
+                    .as_array()
+                    .is_some_and(|g| g.iter().filter_map(|v| v.as_str()).any(names));
+            scoped || grouped
+        };
+        for p in self.policies.iter().filter(policy_names) {
             out.push(format!("contact policy `{}`", p.spec.name));
         }
         for f in &self.flows {

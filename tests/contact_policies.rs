@@ -170,6 +170,37 @@ async fn an_offer_budget_counts_impressions_across_customers_and_survives_a_rest
 }
 
 #[tokio::test]
+async fn one_decision_shows_one_offer_of_a_group_and_mandatory_offers_pass_a_spent_total_cap() {
+    let server = TestServer::start().await;
+    let api = server.client(Some(support::ADMIN_KEY));
+    let t = tutorial_setup(&api).await;
+    // No history at all: the group still allows only one of its offers per decision.
+    let group = policy(
+        &api,
+        json!({"name": "Card or savings", "ruleType": "mutual_exclusion", "config": {"offerGroup": [t.card, t.savings]}}),
+    )
+    .await;
+    let d = decide(&api, json!({})).await;
+    assert_eq!(shown(&d), [CARD], "{d}");
+    assert!(reason(&d, SAVINGS).contains("another offer it covers is in this decision"), "{d}");
+    assert_eq!(api.delete(&format!("/api/v1/contact-policies/{group}")).await.status, 204);
+
+    // A total cap of one, spent by that decision: the next shows nothing, except a
+    // mandatory offer, which skips the bypassable cap (at rank time too).
+    policy(
+        &api,
+        json!({"name": "One a month", "ruleType": "customer_total_cap", "config": {"maxTotal": 1, "periodType": "monthly"}}),
+    )
+    .await;
+    let d = decide(&api, json!({})).await;
+    assert_eq!(shown(&d), Vec::<&str>::new(), "{d}");
+    api.put(&format!("/api/v1/offers/{}", t.savings), &json!({"mandatory": true})).await.expect(200);
+    let d = decide(&api, json!({})).await;
+    assert_eq!(shown(&d), [SAVINGS], "{d}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn mutual_exclusion_keeps_the_offer_shown_and_blocks_the_rest_of_its_group() {
     let server = TestServer::start().await;
     let api = server.client(Some(support::ADMIN_KEY));

@@ -443,12 +443,17 @@ fn learned_state(t: &TenantHandle, customers: &[String]) -> Value {
     // Clicks are not conversions by default; counting them too makes the comparison see them.
     let conversions = arbiter::tenant::interaction::outcome_mask(&["click", "convert"]);
     let (treated, control, both) = t.learning.experiments.totals("cross-sell", conversions);
+    let mut impressions = t.learning.impressions.export();
+    impressions.sort_by(|a, b| a.0.cmp(&b.0));
+    let impressions = format!("{impressions:?}");
     json!({
         "counters": format!("{:?}", t.learning.counters.snapshot()),
         "experiment": [treated, control, both],
         "contacts": contacts,
         "keys": t.learning.keys.lock().len(),
         "interactions": customers.iter().map(|c| t.learning.decisions_of(c).iter().map(|d| d.to_string()).collect::<Vec<_>>()).collect::<Vec<_>>(),
+        "outcomes": customers.iter().map(|c| t.learning.outcomes_of(c).iter().map(|o| json!([o.at, &*o.offer_id, &*o.outcome])).collect::<Vec<_>>()).collect::<Vec<_>>(),
+        "impressions": impressions,
     })
 }
 
@@ -474,8 +479,9 @@ async fn traffic(t: &TenantHandle, customers: &[String], round: usize) {
 }
 
 /// A start from a checkpoint (folded by the background step, then the tail after it)
-/// rebuilds the same counters, experiment, contacts and idempotency keys as a replay of
-/// the whole log, and the counters and experiment are those counted live.
+/// rebuilds the same counters, experiment, contacts, outcomes, impressions and
+/// idempotency keys as a replay of the whole log, and all but the contacts are those
+/// counted live.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkpoint_and_its_tail_restore_what_a_full_replay_does() {
     use arbiter::tenant::checkpoint;
@@ -510,11 +516,17 @@ async fn a_checkpoint_and_its_tail_restore_what_a_full_replay_does() {
     std::fs::remove_file(dir.join("events").join("checkpoint")).unwrap();
     let replayed = restart().await;
     assert_eq!(from_checkpoint, replayed, "checkpoint + tail = the whole log");
-    for part in ["counters", "experiment", "keys", "interactions"] {
+    for part in ["counters", "experiment", "keys", "interactions", "outcomes", "impressions"] {
         assert_eq!(from_checkpoint[part], live[part], "{part}: as counted live");
     }
     assert_eq!(live["interactions"][0].as_array().unwrap().len(), 3, "three decisions per customer");
     assert!(live["keys"].as_u64().unwrap() > 60, "the traffic recorded responses: {}", live["keys"]);
+    assert_eq!(
+        live["outcomes"][0].as_array().unwrap().len(),
+        3,
+        "three outcomes per treated customer: {}",
+        live["outcomes"]
+    );
     // The start that replayed the whole log checkpointed again: a third start uses it.
     assert_eq!(restart().await, replayed);
 }

@@ -97,6 +97,9 @@ pub struct CompiledFlow {
     /// `segments` (`segment_exclusion`): a decision fetches them only then.
     pub(super) reads_outcomes: bool,
     pub(super) reads_segments: bool,
+    /// Some policy allows one offer per group or category in a decision: ranking takes
+    /// the offers in order and checks (`Frame::within_budgets`).
+    pub(super) one_per_decision: bool,
     /// The conditions of `metric_condition` policies, by policy index.
     pub(super) policy_conditions: Box<[(u32, BoolFn)]>,
     /// Uplift features: enriched numeric and boolean fields and the request attributes
@@ -306,6 +309,9 @@ pub fn compile(
         factor_slots: b.factor_slots,
         global_counts: inputs.counters.global(),
         policy_conditions,
+        one_per_decision: policies
+            .iter()
+            .any(|p| matches!(p.rule, PolicyRule::Exclusive { .. } | PolicyRule::CategoryShown { .. })),
         reads_outcomes: policies.iter().any(|p| matches!(p.rule, PolicyRule::Outcome { .. })),
         reads_segments: policies.iter().any(|p| matches!(p.rule, PolicyRule::Segments(_))),
         policies,

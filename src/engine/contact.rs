@@ -1,9 +1,11 @@
 //! Contact policies at decision time: which candidates a customer's recent contacts rule
 //! out, and how many more contacts a decision may make.
 //!
-//! A *contact* is an offer shown to a treated customer by `/recommend` (control-group
-//! decisions show nothing and record nothing). Periods are UTC calendar periods: the day
-//! from 00:00, the ISO week from Monday 00:00, the month from the 1st.
+//! A *contact* is an offer shown to a treated customer by `/recommend`, or one a
+//! held-out customer would have been shown (both arms obey the same caps). Policies also
+//! read the customer's recorded outcomes, the request's segments and an offer's
+//! impressions across customers. Periods are UTC calendar periods: the day from 00:00,
+//! the ISO week from Monday 00:00, the month from the 1st.
 //!
 //! Each policy is evaluated once per decision against the customer's history (not once
 //! per candidate), giving a [`PolicyState`]: whether it blocks, and — for policies that
@@ -68,6 +70,15 @@ impl Target {
         match self {
             Target::Channel(_) => true,
             Target::Any(all) => all.iter().any(Target::by_channel),
+            _ => false,
+        }
+    }
+
+    /// Whether it selects by channel alone (off its channels it limits nothing).
+    pub fn only_channels(&self) -> bool {
+        match self {
+            Target::Channel(_) => true,
+            Target::Any(all) => all.iter().all(Target::only_channels),
             _ => false,
         }
     }
@@ -272,6 +283,21 @@ impl CompiledPolicy {
         )
     }
 
+    /// For policies that allow one offer per group or category in a decision (mutual
+    /// exclusion, category suppression): the key `offer` takes, if the policy covers it.
+    /// Without this, a customer with no history could be shown two offers of one group
+    /// at once.
+    pub fn slot_key<'o>(&self, offer: &'o OfferFacts) -> Option<&'o str> {
+        match &self.rule {
+            PolicyRule::Exclusive { group, .. } => group.iter().any(|g| **g == *offer.id).then_some(""),
+            PolicyRule::CategoryShown { category, .. } => {
+                let covered = !offer.category.is_empty() && category.as_deref().is_none_or(|c| c == &*offer.category);
+                covered.then_some(&*offer.category)
+            }
+            _ => None,
+        }
+    }
+
     /// Whether a mandatory offer obeys it: frequency and cross-channel caps always, the
     /// others when `bypassable` is false.
     pub fn binds_mandatory(&self) -> bool {
@@ -319,7 +345,8 @@ impl CompiledPolicy {
                 let last = input
                     .outcomes
                     .iter()
-                    .filter(|o| o.at > since && outcomes.iter().any(|t| *t == *o.outcome) && self.counts_outcome(o))
+                    .filter(|o| o.at > since && o.at <= now)
+                    .filter(|o| outcomes.iter().any(|t| *t == *o.outcome) && self.counts_outcome(o))
                     .max_by_key(|o| o.at);
                 let block = last.map(|o| Block::Outcome {
                     outcome: o.outcome.clone(),
@@ -345,12 +372,12 @@ impl CompiledPolicy {
             }
             PolicyRule::TimeWindow { days, start, end, .. } => {
                 let (day, hour) = local_day_hour(self.zone.as_ref(), now);
-                let open = if start < end {
-                    (*start as i8..*end as i8).contains(&hour)
-                } else {
-                    hour >= *start as i8 || hour < *end as i8
-                };
-                let block = (days & (1 << day) == 0 || !open).then_some(Block::TimeWindow { day, hour });
+                let (start, end) = (*start as i8, *end as i8);
+                // An overnight window belongs to the day it starts on: Friday 22–06 is
+                // open at 02:00 on Saturday.
+                let window_day = if start > end && hour < end { (day + 5) % 7 + 1 } else { day };
+                let open = if start < end { (start..end).contains(&hour) } else { hour >= start || hour < end };
+                let block = (days & (1 << window_day) == 0 || !open).then_some(Block::TimeWindow { day, hour });
                 PolicyState { block, ..PolicyState::OPEN }
             }
             PolicyRule::CategoryShown { category, days } => {
@@ -650,6 +677,8 @@ mod tests {
         segments: &'static [&'static str],
         /// Offer `a`'s impressions across customers (day, week, month).
         impressions: [u32; 3],
+        /// Seconds after NOW the decision is made (contacts and outcomes stay relative to NOW).
+        later: i64,
         offer: (&'static str, &'static str),
         channel: Option<&'static str>,
         blocked: Option<&'static str>,
@@ -663,6 +692,7 @@ mod tests {
             outcomes: Vec::new(),
             segments: &[],
             impressions: [0; 3],
+            later: 0,
             offer,
             channel: None,
             blocked: None,
@@ -680,6 +710,10 @@ mod tests {
         }
         fn segments(mut self, s: &'static [&'static str]) -> Case {
             self.segments = s;
+            self
+        }
+        fn later(mut self, secs: i64) -> Case {
+            self.later = secs;
             self
         }
         fn impressions(mut self, counts: [u32; 3]) -> Case {
@@ -733,6 +767,11 @@ mod tests {
         "config": {"startHour": 9, "endHour": 18, "timeZone": "Asia/Tokyo"}}"#;
     const TOKYO_EVENINGS: &str = r#"{"name": "tokyo evenings", "ruleType": "time_window",
         "config": {"startHour": 20, "endHour": 6, "timeZone": "Asia/Tokyo"}}"#;
+    // NOW + 7h is 19:00 UTC on Monday, 04:00 on Tuesday in Tokyo.
+    const MONDAY_NIGHTS: &str = r#"{"name": "monday nights", "ruleType": "time_window",
+        "config": {"allowedDays": [1], "startHour": 22, "endHour": 6, "timeZone": "Asia/Tokyo"}}"#;
+    const SUNDAY_NIGHTS: &str = r#"{"name": "sunday nights", "ruleType": "time_window",
+        "config": {"allowedDays": [7], "startHour": 22, "endHour": 6, "timeZone": "Asia/Tokyo"}}"#;
     const WEEKENDS: &str = r#"{"name": "weekends", "ruleType": "time_window", "scope": "channel", "scopeId": "sms",
         "config": {"allowedDays": [6, 7], "startHour": 0, "endHour": 24}}"#;
 
@@ -844,6 +883,11 @@ mod tests {
             case("time_window: after its hours in its time zone", TOKYO_OFFICE, a)
                 .blocked("time_window: Mon 21h in Asia/Tokyo is outside"),
             case("time_window: overnight hours", TOKYO_EVENINGS, a),
+            // 04:00 on Tuesday in Tokyo belongs to Monday night's window.
+            case("time_window: overnight, past midnight", MONDAY_NIGHTS, a).later(7 * HOUR),
+            case("time_window: overnight, the wrong night", SUNDAY_NIGHTS, a)
+                .later(7 * HOUR)
+                .blocked("time_window: Tue 4h in Asia/Tokyo is outside Sun 22–6h"),
             case("time_window: not on this day", WEEKENDS, a)
                 .on("sms")
                 .blocked("time_window: Mon 12h in UTC is outside Sat,Sun 0–24h"),
@@ -864,7 +908,7 @@ mod tests {
                 contacts: &c.contacts,
                 outcomes: &c.outcomes,
                 segments: &segments,
-                now: NOW,
+                now: NOW + c.later,
                 impressions: &impressions,
             };
             let state = p.evaluate(&input);

@@ -11,7 +11,7 @@ use crate::rules::layout::{SLOT_CHANNEL, SLOT_CHANNEL_NAME, SLOT_CHANNEL_TYPE, S
 use crate::rules::{Env, Path, Value};
 
 use super::compile::{CompiledFlow, CompiledOffer, CompiledRule, EnrichPlan, Step};
-use super::contact::{Block, CompiledPolicy, Contact, OutcomeEvent, PolicyInput, PolicyState, Target};
+use super::contact::{Block, CompiledPolicy, Contact, OutcomeEvent, PolicyInput, PolicyState};
 use super::response::{
     Decision, DecisionExplanation, FlowExplanation, Meta, OfferDecision, PolicyRef, RankingScores, RecommendRequest,
     Removal, RuleFailure,
@@ -41,6 +41,8 @@ struct Frame<'f> {
     warnings: Vec<String>,
     /// Each contact policy's verdict for this customer (empty without a contact_policy node).
     policy_states: Vec<PolicyState>,
+    /// The policies mandatory offers obey, as bits (set by the contact-policy step).
+    binds_mandatory: u64,
     /// The request's `segments`, when a `segment_exclusion` policy reads them.
     segments: Vec<String>,
     /// Uplift features, in `CompiledFlow::feature_names` order.
@@ -278,6 +280,7 @@ impl<'f> Frame<'f> {
             log: explain.then(FlowExplanation::default),
             warnings,
             policy_states: Vec::new(),
+            binds_mandatory: 0,
             segments: if flow.reads_segments { req.segments.clone().unwrap_or_default() } else { Vec::new() },
             features: Vec::new(),
             categories: Vec::new(),
@@ -432,9 +435,10 @@ impl<'f> Frame<'f> {
         let blocking = mask(&|_, s| s.block.is_some() || !s.blocks.is_empty());
         let cooling = mask(&|p, _| p.is_suppression());
         let binds_mandatory = mask(&|p, _| p.binds_mandatory());
+        self.binds_mandatory = binds_mandatory;
         // A policy of another channel limits nothing in this decision.
         for (i, (p, s)) in flow.policies.iter().zip(states.iter_mut()).enumerate() {
-            if matches!(p.target, Target::Channel(_)) && self.channel_mask & (1 << i) == 0 {
+            if p.target.only_channels() && self.channel_mask & (1 << i) == 0 {
                 s.budget = None;
             }
         }
@@ -680,7 +684,7 @@ impl<'f> Frame<'f> {
         let n = limit.min(flow.max_candidates).min(cands.len());
         // A budget binds only when it is smaller than the offers to show: each shown
         // offer uses at most one contact of it. Otherwise the cheap selection stands.
-        if self.policy_states.iter().any(|s| s.budget.is_some_and(|b| (b as usize) < n)) {
+        if flow.one_per_decision || self.policy_states.iter().any(|s| s.budget.is_some_and(|b| (b as usize) < n)) {
             cands.sort_unstable_by(order);
             return self.within_budgets(n, cands);
         }
@@ -705,6 +709,8 @@ impl<'f> Frame<'f> {
     fn within_budgets(&mut self, n: usize, sorted: &[Candidate]) -> Vec<Candidate> {
         let flow = self.flow;
         let mut budgets: Vec<Option<u32>> = self.policy_states.iter().map(|s| s.budget).collect();
+        // (policy, key) of the groups and categories an offer of this decision took.
+        let mut taken: Vec<(usize, &str)> = Vec::new();
         let mut top = Vec::with_capacity(n);
         for c in sorted {
             let offer = &flow.offers[c.offer as usize];
@@ -716,13 +722,25 @@ impl<'f> Frame<'f> {
                 continue;
             }
             let bits = offer.policy_mask | self.channel_mask;
+            // A mandatory offer is held back only by the policies that bind it, but still
+            // uses up the contacts of every one that applies.
+            let binding = if offer.facts.mandatory { bits & self.binds_mandatory } else { bits };
             let applying = |i: &usize| bits & (1 << *i) != 0;
-            let full = (0..budgets.len()).filter(applying).find(|&i| budgets[i] == Some(0));
-            match full {
-                Some(i) if !c.exempt => {
+            let binds = |i: &usize| binding & (1 << *i) != 0;
+            let full = (0..budgets.len()).filter(binds).find(|&i| budgets[i] == Some(0)).map(|i| (i, false));
+            let twice = || {
+                let slot = |i: usize| flow.policies[i].slot_key(&offer.facts).map(|k| (i, k));
+                (0..budgets.len()).filter(binds).filter_map(slot).find(|t| taken.contains(t)).map(|(i, _)| (i, true))
+            };
+            match full.or_else(twice) {
+                Some((i, group)) if !c.exempt => {
                     if let Some(log) = &mut self.log {
                         let p = &flow.policies[i];
-                        let reason = format!("{} `{}`: no contacts left for this decision", p.rule_type.name(), p.name);
+                        let reason = if group {
+                            format!("{} `{}`: another offer it covers is in this decision", p.rule_type.name(), p.name)
+                        } else {
+                            format!("{} `{}`: no contacts left for this decision", p.rule_type.name(), p.name)
+                        };
                         let mut r = policy_removal(offer, &flow.rank_node, p, reason);
                         r.node_type = "rank";
                         log.removed.push(r);
@@ -732,7 +750,10 @@ impl<'f> Frame<'f> {
                     if !c.exempt {
                         for i in (0..budgets.len()).filter(applying) {
                             if let Some(b) = &mut budgets[i] {
-                                *b -= 1;
+                                *b = b.saturating_sub(1);
+                            }
+                            if let Some(k) = flow.policies[i].slot_key(&offer.facts) {
+                                taken.push((i, k));
                             }
                         }
                     }

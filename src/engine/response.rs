@@ -36,7 +36,7 @@ pub struct RecommendRequest {
     pub context: Option<serde_json::Value>,
     // The platform's documented optional fields, accepted so its clients keep working,
     // and not used by arbiter's decisions yet: `channelId`/`placements` (arbiter reads
-    // `channel`/`placement`), `sessionId`, `segments`, `locale`, `currency`,
+    // `channel`/`placement`), `sessionId`, `locale`, `currency`,
     // `excludeOffers`, `excludeCreatives` (no creatives here), `debug` (use `?explain=true`)
     // and `decisionFlowId` (flows are chosen by `decisionFlowKey`).
     #[serde(default)]
@@ -45,6 +45,7 @@ pub struct RecommendRequest {
     pub placements: Option<Vec<serde_json::Value>>,
     #[serde(default)]
     pub session_id: Option<String>,
+    /// The customer's segments, which `segment_exclusion` policies read.
     #[serde(default)]
     pub segments: Option<Vec<String>>,
     #[serde(default)]

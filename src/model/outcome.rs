@@ -67,6 +67,12 @@ pub fn ordinal(key: &str) -> Option<usize> {
     ROWS.iter().position(|r| r.0 == key)
 }
 
+/// Whether an outcome type is of the impression kind (`impression`, `not_presented`,
+/// `expired`): what happened to the offer, not what the customer did.
+pub fn is_impression(key: &str) -> bool {
+    ROWS.iter().any(|r| r.0 == key && r.3 == OutcomeCategory::Impression)
+}
+
 /// The classification of an outcome type (neutral for an unknown one).
 pub fn classification(key: &str) -> Classification {
     ordinal(key).map_or(Neutral, |i| ROWS[i].2)

@@ -362,6 +362,10 @@ impl ContactPolicySpec {
         if self.scopes.as_ref().is_some_and(Vec::is_empty) {
             errors.push(FieldError::new("scopes", "must list at least one scope (or be left out)"));
         }
+        if self.rule_type == PolicyType::BudgetExhausted && self.scopes.as_ref().is_some_and(|l| l.len() > 1) {
+            errors
+                .push(FieldError::new("scopes", "budget_exhausted is one offer's budget: give one scope (or scopeId)"));
+        }
         for (i, s) in self.scope_refs().iter().enumerate() {
             let at = |field: &str| match self.scopes {
                 Some(_) => format!("scopes[{i}].{field}"),
@@ -503,6 +507,12 @@ fn outcome_rule(c: OutcomeConfig) -> Result<ValidPolicy, ValidationError> {
     let outcomes: Vec<String> = c.outcome_type.into_iter().chain(c.outcome_types.into_iter().flatten()).collect();
     let outcomes = non_empty("config.outcomeType", outcomes, 1)
         .map_err(|_| ValidationError::one("config.outcomeType", "give an outcome type (or several in outcomeTypes)"))?;
+    if let Some(routine) = outcomes.iter().find(|o| super::outcome::is_impression(o)) {
+        return Err(ValidationError::one(
+            "config.outcomeType",
+            format!("`{routine}` is an impression-kind outcome, which is not kept per customer; name what the customer did (dismiss, not_interested …)"),
+        ));
+    }
     if let Some(unknown) = outcomes.iter().find(|o| super::outcome::ordinal(o).is_none()) {
         let known: Vec<&str> = super::outcome::outcome_types().iter().map(|t| t.key).collect();
         return Err(ValidationError::one(

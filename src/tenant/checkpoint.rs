@@ -30,10 +30,14 @@ use crate::store::eventlog::{EventStore, Position};
 use crate::store::keys::{self, Kind};
 use crate::store::{Batch, Storage, StoreError};
 
-/// Bumped when the layout changes: a checkpoint of another format is ignored and the
-/// whole log replayed. (Format 5 added customers' outcomes, which an older checkpoint
-/// cannot have: only a replay finds those recorded before it.)
+/// Bumped when the layout changes. Formats 3 (decision ids without their node) and 4
+/// (no outcomes or impressions) are read as this one: their counters, contacts and keys
+/// may be all that is left of segments retention has dropped, so they are never thrown
+/// away. Outcomes and impressions recorded before such a checkpoint are not in it; only
+/// the records after it add them. Any other format is ignored and the log replayed.
 const FORMAT: u32 = 5;
+const FORMAT_WITHOUT_OUTCOMES: u32 = 4;
+const FORMAT_WITHOUT_NODES: u32 = 3;
 
 #[derive(Serialize, Deserialize)]
 struct Checkpoint<D = DecisionRecord> {
@@ -63,6 +67,45 @@ struct TenantState<D = DecisionRecord> {
 
 /// An outcome: (at, offer, category, outcome), names by index.
 type OutcomeRecord = (i64, u32, u32, u32);
+
+/// Formats 3 and 4: a tenant's state before outcomes and impressions were kept.
+#[derive(Serialize, Deserialize)]
+struct LegacyState<D> {
+    counters: CounterSnapshot,
+    experiments: Vec<(String, Vec<(String, Seen)>)>,
+    names: Vec<String>,
+    contacts: Vec<(String, Vec<ContactRecord>)>,
+    keys: Vec<Keyed>,
+    recent: Vec<(String, Vec<D>)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Legacy<D> {
+    format: u32,
+    next: Position,
+    tenants: Vec<(String, LegacyState<D>)>,
+}
+
+impl<D> Legacy<D> {
+    /// As this format, each decision id made whole by `id`.
+    fn upgrade(self, id: impl Fn(D) -> DecisionRecord) -> Checkpoint {
+        let tenants = self.tenants.into_iter().map(|(tenant, t)| {
+            let recent = t.recent.into_iter().map(|(c, ids)| (c, ids.into_iter().map(&id).collect()));
+            let state = TenantState {
+                counters: t.counters,
+                experiments: t.experiments,
+                names: t.names,
+                contacts: t.contacts,
+                keys: t.keys,
+                recent: recent.collect(),
+                outcomes: Vec::new(),
+                impressions: Vec::new(),
+            };
+            (tenant, state)
+        });
+        Checkpoint { format: FORMAT, next: self.next, tenants: tenants.collect() }
+    }
+}
 
 /// A contact: (at, offer, category, channel or `NO_CHANNEL`), names by index.
 type ContactRecord = (i64, u32, u32, u32);
@@ -166,10 +209,15 @@ impl TenantState {
     }
 }
 
-/// A checkpoint of this format; `None` for anything else.
+/// A checkpoint of this format, or of format 3 or 4 read as this one; `None` for anything else.
 fn decode(bytes: &[u8]) -> Option<Checkpoint> {
     match postcard::take_from_bytes::<u32>(bytes).ok()?.0 {
         FORMAT => postcard::from_bytes::<Checkpoint>(bytes).ok(),
+        FORMAT_WITHOUT_OUTCOMES => postcard::from_bytes::<Legacy<DecisionRecord>>(bytes).ok().map(|c| c.upgrade(|d| d)),
+        // Format 3's decisions were logged on a single node: node 0.
+        FORMAT_WITHOUT_NODES => {
+            postcard::from_bytes::<Legacy<(u32, u32, u32)>>(bytes).ok().map(|c| c.upgrade(|(s, o, n)| (0, s, o, n)))
+        }
         _ => None,
     }
 }
@@ -315,14 +363,34 @@ fn move_legacy_responses(store: &dyn Storage, tenant: &str) -> Result<(), StoreE
 mod tests {
     use super::*;
 
-    /// This format reads back; an older one (format 4 had no outcomes) is not read, so
-    /// the log is replayed.
+    fn legacy(format: u32) -> Vec<u8> {
+        let state = LegacyState {
+            counters: CounterBank::default().snapshot(),
+            experiments: Vec::new(),
+            names: Vec::new(),
+            contacts: Vec::new(),
+            keys: Vec::new(),
+            recent: vec![("cust_42".to_string(), vec![(0u32, 1u32, 64u32, 0xfeedu32)])],
+        };
+        let next = Position { segment: 2, offset: 0 };
+        if format == FORMAT_WITHOUT_NODES {
+            let recent = vec![("cust_42".to_string(), vec![(1u32, 64u32, 0xfeedu32)])];
+            let LegacyState { counters, experiments, names, contacts, keys, .. } = state;
+            let state = LegacyState { counters, experiments, names, contacts, keys, recent };
+            let old = Legacy { format, next, tenants: vec![("acme".to_string(), state)] };
+            return postcard::to_allocvec(&old).unwrap();
+        }
+        postcard::to_allocvec(&Legacy { format, next, tenants: vec![("acme".to_string(), state)] }).unwrap()
+    }
+
+    /// This format reads back; formats 3 and 4 read as it, with nothing lost (format 3's
+    /// decisions a single node's); any other is not read, so the log is replayed.
     #[test]
-    fn only_this_format_is_read() {
+    fn this_format_and_the_two_before_it_are_read() {
         let state = TenantState {
             counters: CounterBank::default().snapshot(),
             experiments: Vec::new(),
-            names: vec!["o1".into(), "cards".into(), "complaint".into()],
+            names: vec!["o1".into(), "cards".into(), "not_interested".into()],
             contacts: Vec::new(),
             keys: Vec::new(),
             recent: vec![("cust_42".to_string(), vec![(0u32, 1u32, 64u32, 0xfeedu32)])],
@@ -334,7 +402,13 @@ mod tests {
         let read = decode(&postcard::to_allocvec(&current).unwrap()).expect("this format is read");
         assert_eq!(read.tenants[0].1.outcomes, current.tenants[0].1.outcomes);
         assert_eq!(read.tenants[0].1.recent, current.tenants[0].1.recent);
-        let older = Checkpoint { format: 4, ..current };
-        assert!(decode(&postcard::to_allocvec(&older).unwrap()).is_none());
+        for format in [FORMAT_WITHOUT_OUTCOMES, FORMAT_WITHOUT_NODES] {
+            let read = decode(&legacy(format)).unwrap_or_else(|| panic!("format {format} is read"));
+            assert_eq!((read.format, read.next), (FORMAT, next));
+            assert_eq!(read.tenants[0].1.recent, vec![("cust_42".to_string(), vec![(0, 1, 64, 0xfeed)])], "{format}");
+            assert!(read.tenants[0].1.outcomes.is_empty());
+        }
+        let other = Checkpoint { format: 2, ..current };
+        assert!(decode(&postcard::to_allocvec(&other).unwrap()).is_none());
     }
 }

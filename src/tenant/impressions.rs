@@ -9,9 +9,12 @@ use dashmap::DashMap;
 
 use crate::engine::contact::period_starts;
 
+/// Every decision that shows an offer counts here, so an offer's entry is found under the
+/// map's shared (read) lock and only its own counts are locked: decisions for popular
+/// offers do not queue on a shard's write lock.
 #[derive(Default)]
 pub struct Impressions {
-    by_offer: DashMap<Box<str>, Counts>,
+    by_offer: DashMap<Box<str>, parking_lot::Mutex<Counts>>,
 }
 
 /// Per period (day, week, month): its start (Unix seconds) and the impressions in it.
@@ -43,23 +46,23 @@ impl Counts {
 impl Impressions {
     /// One impression of `offer` at `at` (Unix seconds).
     pub fn add(&self, offer: &str, at: i64) {
-        match self.by_offer.get_mut(offer) {
-            Some(mut c) => c.add(at),
-            None => self.by_offer.entry(offer.into()).or_default().add(at),
+        match self.by_offer.get(offer) {
+            Some(c) => c.lock().add(at),
+            None => self.by_offer.entry(offer.into()).or_default().lock().add(at),
         }
     }
 
     /// The offer's impressions this day, week and month.
     pub fn of(&self, offer: &str, now: i64) -> [u32; 3] {
-        self.by_offer.get(offer).map_or([0; 3], |c| c.at(now))
+        self.by_offer.get(offer).map_or([0; 3], |c| c.lock().at(now))
     }
 
     pub fn export(&self) -> Vec<(String, Counts)> {
-        self.by_offer.iter().map(|e| (e.key().to_string(), *e.value())).collect()
+        self.by_offer.iter().map(|e| (e.key().to_string(), *e.value().lock())).collect()
     }
 
     pub fn import(&self, offer: String, counts: Counts) {
-        self.by_offer.insert(offer.into(), counts);
+        self.by_offer.insert(offer.into(), parking_lot::Mutex::new(counts));
     }
 }
 

@@ -223,7 +223,7 @@ impl TenantReplay<'_> {
         }
         keys.insert(digest, at, recorded_ms);
         drop(keys);
-        self.learning.count(r);
+        self.learning.count(r, recorded_ms);
     }
 }
 
@@ -489,9 +489,10 @@ impl Learning {
 
     /// Counts a recorded response in the propensity counters. Only treated responses
     /// count: propensity is the response rate of customers who were shown the offer.
-    pub fn count(&self, r: &Response) {
+    /// `recorded_ms`: when the response was recorded, as its log record says.
+    pub fn count(&self, r: &Response, recorded_ms: i64) {
         self.experiments.outcome(r);
-        self.note_outcome(r);
+        self.note_outcome(r, recorded_ms);
         if r.control_group {
             return;
         }
@@ -505,8 +506,23 @@ impl Learning {
 
     /// Keeps a response's outcome in its customer's list, dropping those older than the
     /// longest `lookbackDays` a policy may have and, past the cap, the oldest.
-    fn note_outcome(&self, r: &Response) {
-        let at = crate::ids::parse_rfc3339(&r.timestamp).unwrap_or_else(crate::ids::unix_now);
+    ///
+    /// The outcome's time is the client's `timestamp`, never later than when it was
+    /// recorded (a future time would suppress for as long as the client liked), and the
+    /// record's time when the timestamp does not parse: the live path and any replay
+    /// agree.
+    fn note_outcome(&self, r: &Response, recorded_ms: i64) {
+        // Impression-kind outcomes (impression, not_presented, expired) are routine and
+        // would push out the ones policies act on.
+        if crate::model::outcome::is_impression(&r.outcome) {
+            return;
+        }
+        let recorded = recorded_ms.div_euclid(1000);
+        let at = crate::ids::parse_rfc3339(&r.timestamp).map_or(recorded, |t| t.min(recorded));
+        let oldest = crate::ids::unix_now() - (crate::model::policy::MAX_OUTCOME_DAYS * 86_400.0) as i64;
+        if at <= oldest {
+            return;
+        }
         let event = OutcomeEvent {
             at,
             offer_id: r.offer_id.as_str().into(),
@@ -517,7 +533,6 @@ impl Learning {
             Some(list) => list,
             None => self.outcomes.entry(r.customer_id.as_str().into()).or_default(),
         };
-        let oldest = crate::ids::unix_now() - (crate::model::policy::MAX_OUTCOME_DAYS * 86_400.0) as i64;
         list.retain(|o| o.at > oldest);
         // Replays may meet responses out of time order (several nodes' logs).
         let i = list.partition_point(|o| o.at <= at);

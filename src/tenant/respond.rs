@@ -93,6 +93,8 @@ struct Appended {
     response: Response,
     digest: KeyDigest,
     at: crate::store::eventlog::Position,
+    /// When it was recorded (Unix milliseconds), as its log record says.
+    recorded_ms: i64,
     /// Its own acknowledgement, unless it is part of a batch that waits for one barrier.
     durable: Option<crate::store::Durable>,
 }
@@ -108,7 +110,7 @@ impl Appended {
     ) -> Result<RespondReply, TenantError> {
         match durable {
             Ok(()) => {
-                learning.count(&self.response);
+                learning.count(&self.response, self.recorded_ms);
                 Ok(RespondReply { response: self.response, recorded: true, duplicate: false })
             }
             Err(e) => {
@@ -161,7 +163,7 @@ fn begin(
     }
     let (at, durable) = store.events().append(&record, ack)?;
     keys.insert(digest, at, now_ms);
-    Ok(Begun::Appended(Box::new(Appended { response, digest, at, durable })))
+    Ok(Begun::Appended(Box::new(Appended { response, digest, at, recorded_ms: now_ms, durable })))
 }
 
 /// The first result recorded under `digest`, once durable; `None` if the key is new, or its
