@@ -16,7 +16,7 @@ use crate::model::{
     Channel, ChannelSpec, DecisionFlow, FieldError, FlowSpec, Meta, Offer, OfferSpec, QualificationRule, RuleSpec,
     Schema, SchemaSpec, ValidationError,
 };
-use crate::rules::check::{Checker, Literals};
+use crate::rules::check::{Checker, Literals, Typed};
 use crate::rules::json;
 use crate::rules::{Layout, Namespace, Path};
 
@@ -315,12 +315,20 @@ impl Catalog {
 
     /// Type-checks a JSON condition against the tenant's fields, naming the config key.
     fn check_condition(&self, cond: &crate::model::rule::AttributeCondition) -> Result<(), Vec<FieldError>> {
-        let expr = json::lower(&cond.attribute, cond.operator, cond.value.as_ref())
+        self.typed_condition(&cond.attribute, cond.operator, cond.value.as_ref()).map(|_| ())
+    }
+
+    fn typed_condition(
+        &self,
+        attribute: &str,
+        operator: json::Operator,
+        value: Option<&serde_json::Value>,
+    ) -> Result<Typed, Vec<FieldError>> {
+        let expr = json::lower(attribute, operator, value)
             .map_err(|e| vec![FieldError::new(format!("config.{}", e.field), e.message)])?;
         let mut layout = self.layout();
         Checker::new(&mut layout, Literals::Lenient)
             .check_predicate(&expr)
-            .map(|_| ())
             .map_err(|errs| errs.iter().map(|e| condition_error("config", e)).collect())
     }
 
@@ -454,17 +462,9 @@ impl Catalog {
         operator: json::Operator,
         value: Option<&serde_json::Value>,
     ) -> Result<(), ValidationError> {
-        let expr = json::lower(attribute, operator, value)
-            .map_err(|e| ValidationError::one(format!("config.{}", e.field), e.message))?;
-        let mut layout = self.layout();
-        let typed = Checker::new(&mut layout, Literals::Lenient)
-            .check_predicate(&expr)
-            .map_err(|errs| ValidationError(errs.iter().map(|e| condition_error("config", e)).collect()))?;
+        let typed = self.typed_condition(attribute, operator, value).map_err(ValidationError)?;
         if typed.offer_independent_shape().is_none() {
-            return Err(ValidationError::one(
-                "config.attribute",
-                "a metric condition reads the customer (`customer.<field>`) or the request, not the offer",
-            ));
+            return Err(ValidationError::one("config.attribute", crate::model::policy::METRIC_READS_OFFER));
         }
         Ok(())
     }

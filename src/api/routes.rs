@@ -443,7 +443,7 @@ impl Route {
             PolicyConflicts => (Body::None, &[200], json::<crate::catalog::conflicts::ConflictReport>(), &[]),
             Placements => (Body::None, &[200], json::<super::placements::Placements>(), &[]),
             PutPlacement => {
-                (json::<super::placements::PlacementBody>(), &[200], json::<super::placements::Placements>(), &[])
+                (json::<crate::model::channel::PlacementSpec>(), &[200], json::<super::placements::Placements>(), &[])
             }
             DeletePlacement => (Body::None, &[204], Body::None, &[]),
             CustomerInteractions => {

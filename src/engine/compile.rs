@@ -638,8 +638,7 @@ impl Builder<'_> {
         };
         match Checker::new(&mut self.layout, Literals::Lenient).check_predicate(&expr) {
             Ok(typed) if typed.offer_independent_shape().is_none() => {
-                let message =
-                    "a metric condition reads the customer (`customer.<field>`) or the request, not the offer";
+                let message = crate::model::policy::METRIC_READS_OFFER;
                 self.errors.push(FieldError::new(format!("{path}.attribute"), message));
                 None
             }

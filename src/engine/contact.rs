@@ -130,11 +130,12 @@ impl PolicyState {
     }
 }
 
-/// An offer, or every offer of a category.
+/// An offer, every offer of a category, or every offer the policy applies to but one.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Key {
     Offer(Arc<str>),
     Category(Arc<str>),
+    AllBut(Arc<str>),
 }
 
 impl Key {
@@ -142,6 +143,7 @@ impl Key {
         match self {
             Key::Offer(id) => offer.id == *id,
             Key::Category(c) => offer.category == *c,
+            Key::AllBut(id) => offer.id != *id,
         }
     }
 }
@@ -246,8 +248,13 @@ impl Block {
 
 impl CompiledPolicy {
     /// Whether the policy governs this candidate in this request.
+    /// (Checked once per offer when a flow compiles: decisions read the offer's bits.)
     pub fn applies(&self, offer: &OfferFacts, channel: Option<&str>) -> bool {
-        applies(&self.target, offer, channel)
+        let in_group = match &self.rule {
+            PolicyRule::Exclusive { group, .. } => group.iter().any(|g| **g == *offer.id),
+            _ => true,
+        };
+        in_group && applies(&self.target, offer, channel)
     }
 
     /// Whether a channel-scoped policy applies on this channel (false for other scopes).
@@ -270,8 +277,8 @@ impl CompiledPolicy {
     }
 
     /// Policies that act after a contact or an outcome (cooldowns, outcome-based and
-    /// category suppression, mutual exclusion) suppress; caps and exclusions are the
-    /// contact policy proper. The two feed `meta.afterSuppression` and
+    /// category suppression, mutual exclusion) suppress; caps, budgets, segment
+    /// exclusions, time windows and metric conditions are the contact policy proper. The two feed `meta.afterSuppression` and
     /// `meta.afterContactPolicy`.
     pub fn is_suppression(&self) -> bool {
         matches!(
@@ -284,12 +291,13 @@ impl CompiledPolicy {
     }
 
     /// For policies that allow one offer per group or category in a decision (mutual
-    /// exclusion, category suppression): the key `offer` takes, if the policy covers it.
-    /// Without this, a customer with no history could be shown two offers of one group
-    /// at once.
+    /// exclusion, category suppression): the key `offer`, which the policy applies to,
+    /// takes. Without this, a customer with no history could be shown two offers of one
+    /// group at once.
     pub fn slot_key<'o>(&self, offer: &'o OfferFacts) -> Option<&'o str> {
         match &self.rule {
-            PolicyRule::Exclusive { group, .. } => group.iter().any(|g| **g == *offer.id).then_some(""),
+            // It applies to its group's offers only: they share one key.
+            PolicyRule::Exclusive { .. } => Some(""),
             PolicyRule::CategoryShown { category, .. } => {
                 let covered = !offer.category.is_empty() && category.as_deref().is_none_or(|c| c == &*offer.category);
                 covered.then_some(&*offer.category)
@@ -396,8 +404,9 @@ impl CompiledPolicy {
     /// offers it applies to), counting its contacts on every channel.
     fn per_offer(&self, limits: &[Option<u32>; 3], history: &[Contact], now: i64) -> Vec<(Key, Block)> {
         let starts = period_starts(now);
+        let earliest = starts.iter().copied().min().unwrap_or(now);
         let mut counts: Vec<(&Arc<str>, [u32; 3])> = Vec::new();
-        for c in history.iter().filter(|c| c.at >= starts.iter().copied().min().unwrap_or(now)) {
+        for c in history.iter().filter(|c| c.at >= earliest) {
             let i = match counts.iter().position(|(id, _)| **id == c.offer_id) {
                 Some(i) => i,
                 None => {
@@ -458,7 +467,16 @@ pub fn suppressions<'p>(policies: &'p [CompiledPolicy], input: &PolicyInput<'_>)
             state.block.map(|b| (None, b)).into_iter().chain(state.blocks.into_iter().map(|(k, b)| (Some(k), b)));
         for (key, block) in blocks {
             let Some((since, until)) = span(&p.rule, &block, input.now) else { continue };
-            out.push(Suppression { policy: p, key, block, since, until });
+            // "All of the group but one" is listed offer by offer.
+            let keys = match (&key, &p.rule) {
+                (Some(Key::AllBut(shown)), PolicyRule::Exclusive { group, .. }) => {
+                    group.iter().filter(|g| ***g != **shown).map(|g| Some(Key::Offer(g.as_str().into()))).collect()
+                }
+                _ => vec![key],
+            };
+            for key in keys {
+                out.push(Suppression { policy: p, key, block: block.clone(), since, until });
+            }
         }
     }
     out
@@ -535,25 +553,14 @@ fn cap_verdict(limits: &[Option<u32>; 3], counts: &[u32; 3]) -> (Option<Block>, 
 /// is blocked (all of them, once two different ones were).
 fn exclusive(group: &[String], days: f64, history: &[Contact], now: i64) -> Vec<(Key, Block)> {
     let since = now - (days * 86_400.0) as i64;
-    let mut shown: Vec<&Contact> = Vec::new();
-    for c in history.iter().filter(|c| c.at > since && group.iter().any(|g| **g == *c.offer_id)) {
-        match shown.iter_mut().find(|s| s.offer_id == c.offer_id) {
-            Some(s) if s.at < c.at => *s = c,
-            Some(_) => {}
-            None => shown.push(c),
-        }
-    }
-    shown.sort_by_key(|c| std::cmp::Reverse(c.at));
-    let Some(latest) = shown.first() else { return Vec::new() };
+    // Newest first: the latest group offer shown, and the latest other one.
+    let mut shown = history.iter().rev().filter(|c| c.at > since && group.iter().any(|g| **g == *c.offer_id));
+    let Some(latest) = shown.next() else { return Vec::new() };
     let block =
         |c: &Contact| Block::Exclusive { shown: c.offer_id.clone(), days_since: (now - c.at) as f64 / 86_400.0 };
-    let mut blocks: Vec<(Key, Block)> = group
-        .iter()
-        .filter(|g| ***g != *latest.offer_id)
-        .map(|g| (Key::Offer(Arc::from(g.as_str())), block(latest)))
-        .collect();
-    // The latest one itself, when another of the group was shown too.
-    if let Some(other) = shown.get(1) {
+    // The policy applies to its group's offers only: "all but the latest" is the rest of it.
+    let mut blocks = vec![(Key::AllBut(latest.offer_id.clone()), block(latest))];
+    if let Some(other) = shown.find(|c| c.offer_id != latest.offer_id) {
         blocks.push((Key::Offer(latest.offer_id.clone()), block(other)));
     }
     blocks
@@ -566,13 +573,13 @@ fn category_shown(only: Option<&str>, days: f64, history: &[Contact], now: i64) 
     let mut blocks: Vec<(Key, Block)> = Vec::new();
     // Newest first: a category's first contact met is its latest.
     for c in history.iter().rev().filter(|c| c.at > since && !c.category.is_empty()) {
-        let key = Key::Category(c.category.clone());
-        if only.is_some_and(|o| o != &*c.category) || blocks.iter().any(|(k, _)| *k == key) {
+        let seen = |k: &Key| matches!(k, Key::Category(seen) if *seen == c.category);
+        if only.is_some_and(|o| o != &*c.category) || blocks.iter().any(|(k, _)| seen(k)) {
             continue;
         }
         let days_since = (now - c.at) as f64 / 86_400.0;
         let block = Block::CategoryShown { category: c.category.clone(), shown: c.offer_id.clone(), days_since, days };
-        blocks.push((key, block));
+        blocks.push((Key::Category(c.category.clone()), block));
     }
     blocks
 }

@@ -135,6 +135,11 @@ pub const MAX_COOLDOWN_HOURS: f64 = 62.0 * 24.0;
 /// of an `outcome_based` policy.
 pub const MAX_OUTCOME_DAYS: f64 = 365.0;
 
+/// Why a `metric_condition` that reads an offer field is refused: it is checked once per
+/// decision, not per offer.
+pub const METRIC_READS_OFFER: &str =
+    "a metric condition reads the customer (`customer.<field>`) or the request, not the offer";
+
 fn fifty() -> u32 {
     50
 }

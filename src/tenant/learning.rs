@@ -183,14 +183,12 @@ struct Decided<'a> {
 
 impl TenantReplay<'_> {
     /// A decision that showed `offers` (id, category), or would have.
-    fn decision<'o>(&mut self, d: Decided<'_>, offers: impl Iterator<Item = (&'o str, &'o str)>, now: i64) {
+    fn decision<'o>(&mut self, d: Decided<'_>, offers: impl Iterator<Item = (&'o str, &'o str)> + Clone, now: i64) {
         let Decided { customer, flow, control, channel, at } = d;
         self.learning.experiments.decision(flow, customer, control);
-        let offers: Vec<(&str, &str)> = offers.collect();
         if !control {
-            offers.iter().for_each(|(offer, _)| self.learning.impressions.add(offer, at));
+            offers.clone().for_each(|(offer, _)| self.learning.impressions.add(offer, at));
         }
-        let offers = offers.into_iter();
         // Held-out customers' would-have-been offers are contacts too (`made_contacts`).
         if now - at >= CONTACT_RETENTION_SECS {
             return;

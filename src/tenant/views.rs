@@ -112,6 +112,8 @@ fn view(s: contact::Suppression<'_>, now: i64) -> SuppressionView {
         (None, Target::Channel(c)) => ("channel", c.to_string()),
         (None, Target::Global) => ("global", "all".to_string()),
         (None, t @ Target::Any(_)) => ("scopes", t.describe()),
+        // `contact::suppressions` lists a group offer by offer; any other is the policy's rest.
+        (Some(Key::AllBut(shown)), _) => ("all_but", shown.to_string()),
     };
     let what = if scope == "global" { "all".to_string() } else { format!("{scope}:{scope_id}") };
     SuppressionView {
