@@ -22,6 +22,7 @@ use crate::rules::{Layout, Namespace, Path};
 
 pub mod conflicts;
 pub mod entity;
+pub mod journey;
 
 pub use crate::model::condition_error;
 pub use crate::model::schema::Table;
@@ -51,6 +52,7 @@ pub struct Catalog {
     pub channels: Vec<Channel>,
     pub policies: Vec<ContactPolicy>,
     pub flows: Vec<DecisionFlow>,
+    pub journeys: Vec<crate::model::journey::Journey>,
     /// Rule-language files, by name, in load order.
     pub plugins: Vec<Plugin>,
     tables: Vec<Arc<Table>>,
@@ -570,6 +572,9 @@ impl Catalog {
                 out.push(format!("decision flow `{}`", f.spec.key));
             }
         }
+        for j in self.journeys.iter().filter(|j| journey::names(j, scope, &names)) {
+            out.push(format!("journey `{}`", j.spec.name));
+        }
         out
     }
 
@@ -828,6 +833,7 @@ impl Catalog {
         order(&mut self.rules, |r| &r.meta);
         order(&mut self.channels, |c| &c.meta);
         order(&mut self.flows, |f| &f.meta);
+        order(&mut self.journeys, |j| &j.meta);
     }
 }
 

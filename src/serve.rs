@@ -169,6 +169,7 @@ pub async fn start(config: &Config) -> Result<Started, ServeError> {
         registry.start_trainer(interval);
     }
     registry.start_log_maintenance(config.retention);
+    registry.start_journeys();
     let pepper = pepper(&registry, config).await?;
     let keys = KeyIndex::new(pepper);
     for (_, hash, record) in registry.api_keys()? {

@@ -24,6 +24,7 @@ struct Fixture {
     recommendation: Value,
     b_key: String,
     policy: String,
+    journey: String,
 }
 
 impl Fixture {
@@ -36,10 +37,11 @@ impl Fixture {
         let policy = json!({"name": "Weekly budget", "ruleType": "customer_total_cap",
                             "config": {"maxTotal": 50, "periodType": "weekly"}});
         let policy = api.create("/api/v1/contact-policies", &policy).await["id"].as_str().expect("id").to_string();
+        let journey = api.create("/api/v1/journeys", &journey_spec()).await["id"].as_str().expect("id").to_string();
         let recommendation = recommend(api, "cust_42").await;
         let b = api.create("/api/v1/tenants", &json!({"id": TENANT_B})).await;
         let b_key = b["apiKey"].as_str().expect("apiKey").to_string();
-        Fixture { server, a, recommendation, b_key, policy }
+        Fixture { server, a, recommendation, b_key, policy, journey }
     }
 
     /// The pattern with `{id}` replaced by tenant A's entity of the route's kind, `{name}` by
@@ -52,6 +54,7 @@ impl Fixture {
             p if p.starts_with("/api/v1/channels/") => self.a.channels[0].as_str(),
             p if p.starts_with("/api/v1/decision-flows/") => self.a.flow.as_str(),
             p if p.starts_with("/api/v1/contact-policies/") => self.policy.as_str(),
+            p if p.starts_with("/api/v1/journeys/") => self.journey.as_str(),
             p if p.starts_with("/api/v1/algorithm-models/") => self.a.flow.as_str(),
             p if p.starts_with("/api/v1/experiments/") => "cross-sell",
             p if p.starts_with("/api/v1/customers/") => "cust_42",
@@ -81,7 +84,9 @@ impl Fixture {
             "CreateOffer" => offer("Never", 1, 1, 1),
             "CreatePolicy" => json!({"name": "Never", "ruleType": "cooldown", "scope": "global",
                                           "config": {"cooldownHours": 1}}),
-            "UpdateOffer" | "UpdateRule" | "UpdateChannel" | "UpdateFlow" | "UpdatePolicy" => {
+            "CreateJourney" => journey_spec(),
+            "EnrollJourney" | "TestJourney" => json!({"customerId": "cust_42"}),
+            "UpdateOffer" | "UpdateRule" | "UpdateChannel" | "UpdateFlow" | "UpdatePolicy" | "UpdateJourney" => {
                 json!({"name": "stolen"})
             }
             "CreateRule" => rule("Never", &self.a.card, "customer.tenureMonths", "gte", json!(1)),
@@ -120,6 +125,7 @@ impl Fixture {
             (format!("/api/v1/channels/{}", self.a.channels[0]), "name", json!("email")),
             (format!("/api/v1/decision-flows/{}", self.a.flow), "name", json!("Flow cross-sell")),
             (format!("/api/v1/plugins/{PLUGIN}"), "source", json!(PLUGIN_SOURCE)),
+            (format!("/api/v1/journeys/{}", self.journey), "name", json!("Card follow-up")),
         ];
         for (path, field, expected) in checks {
             assert_eq!(api.get(&path).await.expect(200)[field], expected, "tenant A's {path} changed");
@@ -130,6 +136,16 @@ impl Fixture {
         assert_eq!(versions["versions"].as_array().map(Vec::len), Some(1), "tenant A's flow was published again");
         assert_eq!(recommend(api, "cust_42").await["count"], 2);
     }
+}
+
+/// A draft journey of tenant A that names its card offer and channels.
+fn journey_spec() -> Value {
+    json!({"name": "Card follow-up", "definition": {
+        "nodes": [{"id": "in", "type": "entry_trigger"},
+                  {"id": "lead", "type": "nba_decision", "config": {"decisionFlowKey": "cross-sell", "channel": "email"}},
+                  {"id": "act", "type": "channel_action", "config": {"channel": "branch", "offerId": "Rewards credit card"}},
+                  {"id": "out", "type": "exit"}],
+        "edges": [{"from": "in", "to": "lead"}, {"from": "lead", "to": "act"}, {"from": "act", "to": "out"}]}})
 }
 
 /// The routes that need a role, with their method.
@@ -251,7 +267,7 @@ async fn another_tenants_key_never_reaches_this_tenants_resources() {
     assert!(rows >= 20, "only {rows} by-id routes checked");
 
     // B's lists are empty; its bulk respond with A's recommendation records nothing.
-    for list in ["schemas", "offers", "qualification-rules", "channels", "decision-flows"] {
+    for list in ["schemas", "offers", "qualification-rules", "channels", "decision-flows", "journeys"] {
         let reply = b.get(&format!("/api/v1/{list}")).await;
         if reply.status != 200 || reply.json()["pagination"]["total"] != 0 {
             failures.push(format!("GET /api/v1/{list} [tenant B]: expected an empty list, got {}", reply.brief()));

@@ -93,6 +93,22 @@ pub async fn dispatch(app: &Arc<App>, route: Route, params: Params, req: Request
             let found = tenant.interaction(&id())?;
             ok(&found.ok_or_else(|| ApiError::NotFound(format!("interaction `{}` not found", id())))?)
         }
+        Route::EnrollJourney => {
+            let b: EnrollBody = body(req, app.body_limit).await?;
+            let customer = b.customer()?;
+            let reply = tenant.journeys.enroll(&*tenant, &id(), &customer).await?;
+            let status = if reply.enrolled { StatusCode::CREATED } else { StatusCode::OK };
+            json_response(status, &reply)
+        }
+        Route::JourneyEnrollments => {
+            let customer = query_param(req.uri().query(), "customerId");
+            ok(&tenant.journeys.enrollments(&id(), customer.as_deref())?)
+        }
+        Route::TestJourney => {
+            let b: JourneyTestBody = body(req, app.body_limit).await?;
+            let customer = b.customer()?;
+            ok(&tenant.journeys.test(&*tenant, &id(), &customer, &b.events)?)
+        }
         Route::Models => {
             let flows: Vec<_> = tenant.snapshot.load().flows.values().cloned().collect();
             let data =
@@ -732,4 +748,48 @@ pub struct RowsBody {
     /// Each row as column name → value, checked against the schema's fields.
     #[schemars(length(min = 1))]
     pub rows: Vec<serde_json::Map<String, Value>>,
+}
+
+/// `POST /journeys/{id}/enroll`.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("required" = ["customerId"]))]
+pub struct EnrollBody {
+    /// Required; defaulted so that its absence is a named 400.
+    #[serde(default)]
+    #[schemars(length(min = 1, max = 256))]
+    pub customer_id: String,
+}
+
+impl EnrollBody {
+    fn customer(self) -> Result<String, ApiError> {
+        customer_id(self.customer_id)
+    }
+}
+
+/// `POST /journeys/{id}/test`.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("required" = ["customerId"]))]
+pub struct JourneyTestBody {
+    #[serde(default)]
+    #[schemars(length(min = 1, max = 256))]
+    pub customer_id: String,
+    /// Outcome types that arrive at the journey's waits (a wait for one not listed takes
+    /// its timeout branch, or ends the walk).
+    #[serde(default)]
+    pub events: Vec<String>,
+}
+
+impl JourneyTestBody {
+    fn customer(&self) -> Result<String, ApiError> {
+        customer_id(self.customer_id.clone())
+    }
+}
+
+fn customer_id(id: String) -> Result<String, ApiError> {
+    if id.trim().is_empty() || id.len() > 256 {
+        return Err(ValidationError::one("customerId", "is required (1 to 256 characters)").into());
+    }
+    Ok(id)
 }

@@ -47,6 +47,9 @@ pub enum Route {
     Model,
     TrainModel,
     ModelUplift,
+    EnrollJourney,
+    JourneyEnrollments,
+    TestJourney,
 }
 
 use Route::*;
@@ -145,6 +148,17 @@ pub const ENTITIES: &[EntityRoutes] = &[
         ],
         api: &Api::<crate::model::DecisionFlow>::NEW,
     },
+    EntityRoutes {
+        path: "/api/v1/journeys",
+        item: "/api/v1/journeys/{id}",
+        one: "Journey",
+        many: "Journeys",
+        a_one: "a journey",
+        plural: "journeys",
+        writes: Role::Editor,
+        notes: &[(Op::Delete, "Delete a journey and its enrollments")],
+        api: &Api::<crate::model::journey::Journey>::NEW,
+    },
 ];
 
 impl EntityRoutes {
@@ -225,6 +239,19 @@ const FIXED: &[(&str, &str, Route, &str)] = &[
         "A customer's logged decisions, newest first (limit, cursor)",
     ),
     ("GET", "/api/v1/interactions/{id}", Interaction, "A logged decision (an interaction or recommendation id)"),
+    ("POST", "/api/v1/journeys/{id}/enroll", EnrollJourney, "Enroll a customer in an active journey"),
+    (
+        "GET",
+        "/api/v1/journeys/{id}/enrollments",
+        JourneyEnrollments,
+        "A journey's enrollments with their current step and history (?customerId=)",
+    ),
+    (
+        "POST",
+        "/api/v1/journeys/{id}/test",
+        TestJourney,
+        "Walk a journey for a customer now, with dry-run decisions; records nothing",
+    ),
     ("GET", "/api/v1/algorithm-models", Models, "Uplift models: one per live flow"),
     ("GET", "/api/v1/algorithm-models/{id}", Model, "A flow's uplift model (flow id or key)"),
     ("POST", "/api/v1/algorithm-models/{id}/train", TrainModel, "Retrain a flow's uplift model now"),
@@ -280,10 +307,10 @@ impl Route {
             Entity(_, Op::List | Op::Get) => Some(Role::Viewer),
             Entity(kind, Op::Create | Op::Update | Op::Delete) => Some(ENTITIES[kind].writes),
             InsertRows | UpsertRows | Publish | Simulate | Versions | PutPlugin | DeletePlugin | CheckPlugin
-            | TrainModel | PutPlacement | DeletePlacement => Some(Role::Editor),
+            | TrainModel | PutPlacement | DeletePlacement | EnrollJourney => Some(Role::Editor),
             WhoAmI | Rows | Plugins | Plugin | OutcomeTypes | Recommend | Respond | RespondBulk | ExperimentResults
             | Models | Model | ModelUplift | CustomerContacts | CustomerSuppressions | PolicyConflicts | Placements
-            | CustomerInteractions | Interaction => Some(Role::Viewer),
+            | CustomerInteractions | Interaction | JourneyEnrollments | TestJourney => Some(Role::Viewer),
         }
     }
 
@@ -380,6 +407,8 @@ const INTERACTIONS: &[QueryParam] = &[
     QueryParam { range: Some((1, 100)), ..param("limit", "integer", "Interactions per page, 1 to 100 (default 25)") },
     param("cursor", "string", "`pagination.cursor` of the previous page (an interaction id)"),
 ];
+const ENROLLMENTS: &[QueryParam] =
+    &[param("customerId", "string", "Only this customer's enrollments (else the newest 1,000)")];
 const RECOMMEND: &[QueryParam] = &[
     param("explain", "boolean", "Explain each score and every removed offer"),
     param(
@@ -403,6 +432,7 @@ impl Route {
         use crate::api::handlers as h;
         use crate::model::flow::FlowView;
         use crate::tenant::command as c;
+        use crate::tenant::journeys;
         let (request, statuses, success, query): (Body, &'static [u16], Body, &'static [QueryParam]) = match self {
             Entity(kind, op) => return ENTITIES[kind].api.contract(op),
             Health => (Body::None, &[200], json::<h::Health>(), &[]),
@@ -453,6 +483,10 @@ impl Route {
             Model | TrainModel => (Body::None, &[200], json::<crate::tenant::measure::ModelSummary>(), &[]),
             ModelUplift => (Body::None, &[200], json::<crate::tenant::measure::CustomerUplift>(), UPLIFT),
             DeletePlugin => (Body::None, &[204], Body::None, &[]),
+            // 201 when enrolled, 200 when not (already active, or the entry condition).
+            EnrollJourney => (json::<h::EnrollBody>(), &[201, 200], json::<journeys::EnrollReply>(), &[]),
+            JourneyEnrollments => (Body::None, &[200], json::<journeys::EnrollmentList>(), ENROLLMENTS),
+            TestJourney => (json::<h::JourneyTestBody>(), &[200], json::<journeys::JourneyTest>(), &[]),
         };
         Contract { request, statuses, success, query }
     }

@@ -212,6 +212,30 @@ impl Entity for ContactPolicy {
     }
 }
 
+impl Entity for crate::model::journey::Journey {
+    type Spec = crate::model::journey::JourneySpec;
+    type View = crate::model::journey::Journey;
+    const NAME: &'static str = "journey";
+    const RECORD: Kind = Kind::Journey;
+    // Journeys are walked by the tenant's journey runtime, not compiled into flows.
+    const LIVE: bool = false;
+
+    stored_as_itself!(journeys);
+    fn add(c: &mut Catalog, spec: Self::Spec) -> Result<&Self, CatalogError> {
+        c.add_journey(spec)
+    }
+    fn update<'c>(c: &'c mut Catalog, id: &str, spec: Self::Spec) -> Result<&'c Self, CatalogError> {
+        c.update_journey(id, spec)
+    }
+    fn remove(c: &mut Catalog, id: &str) -> Result<(), CatalogError> {
+        remove_from(&mut c.journeys, id)
+    }
+    /// Its enrollments go with it.
+    fn owned_records(tenant: &str, id: &str) -> Option<Vec<u8>> {
+        Some(keys::sub_prefix(tenant, Kind::Enrollment, &[id]))
+    }
+}
+
 /// Fields of a flow's view that only publishing changes.
 pub const STORED_FLOW_FIELDS: &[&str] =
     &["id", "version", "createdAt", "updatedAt", "status", "publishedVersions", "liveVersion", "versionCount"];

@@ -3,6 +3,7 @@
 
 pub mod channel;
 pub mod flow;
+pub mod journey;
 pub mod offer;
 pub mod outcome;
 pub mod policy;

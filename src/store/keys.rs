@@ -34,11 +34,15 @@ pub enum Kind {
     Counter,
     /// `t/{tenant}/policy/{id}` — a contact policy.
     Policy,
+    /// `t/{tenant}/journey/{id}`.
+    Journey,
+    /// `t/{tenant}/enrollment/{journey_id}/{id}` — a customer's place in a journey.
+    Enrollment,
 }
 
 impl Kind {
     /// Every kind, for parsing and tests.
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 16] = [
         Kind::Meta,
         Kind::ApiKey,
         Kind::Schema,
@@ -53,6 +57,8 @@ impl Kind {
         Kind::Idem,
         Kind::Counter,
         Kind::Policy,
+        Kind::Journey,
+        Kind::Enrollment,
     ];
 
     /// The key segment naming this kind.
@@ -72,6 +78,8 @@ impl Kind {
             Kind::Idem => "idem",
             Kind::Counter => "counter",
             Kind::Policy => "policy",
+            Kind::Journey => "journey",
+            Kind::Enrollment => "enrollment",
         }
     }
 

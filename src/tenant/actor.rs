@@ -52,6 +52,8 @@ pub struct TenantActor {
     /// visible, and if the write fails it is dropped. The actor takes no other message
     /// meanwhile (`AtomicResponse`), so the next command sees the state this one leaves.
     deferred: Vec<Deferred>,
+    /// The journey runtime, given the journeys compiled after every change.
+    journeys: Arc<super::journeys::Journeys>,
 }
 
 /// A change to memory waiting for its write to be durable.
@@ -272,7 +274,12 @@ impl Handler<CheckPlugin> for TenantActor {
 
 impl TenantActor {
     /// A tenant restored (or created) with `catalog`; compiles its live flows.
-    pub fn new(id: Arc<str>, catalog: Catalog, store: Arc<dyn Storage>) -> (TenantActor, Arc<ArcSwap<TenantSnapshot>>) {
+    pub fn new(
+        id: Arc<str>,
+        catalog: Catalog,
+        store: Arc<dyn Storage>,
+        journeys: Arc<super::journeys::Journeys>,
+    ) -> (TenantActor, Arc<ArcSwap<TenantSnapshot>>) {
         let (live, failed) = catalog.compile_live();
         for (key, e) in failed {
             tracing::error!(tenant = %id, flow = %key, error = %e, "live flow does not compile; it will refuse decisions");
@@ -288,7 +295,9 @@ impl TenantActor {
             api_plugins,
             pending_disk,
             deferred: Vec::new(),
+            journeys,
         };
+        actor.install_journeys();
         (actor, snapshot)
     }
 
@@ -332,6 +341,16 @@ impl TenantActor {
             }
         }));
         ran.map_err(|_| TenantError::Internal("applying a durable change failed unexpectedly".into()))
+    }
+
+    /// Compiles the catalog's journeys and hands them to the journey runtime; one that
+    /// no longer compiles (an offer it shows was deleted) is logged and left out.
+    fn install_journeys(&self) {
+        let (compiled, failed) = self.catalog.compile_journeys();
+        for (name, e) in failed {
+            tracing::error!(tenant = %self.id, journey = %name, error = %e, "journey does not compile; it is stopped");
+        }
+        self.journeys.install(compiled);
     }
 
     fn defer(&mut self, then: impl FnOnce(&mut TenantActor) + Send + 'static) {
@@ -380,6 +399,7 @@ impl TenantActor {
                 None => actor.refresh_unpublished(),
             }
             actor.retry_pending();
+            actor.install_journeys();
         });
         Ok(durable)
     }
@@ -403,7 +423,11 @@ impl TenantActor {
     /// store, keeping the loaded rows, the learned counters and this node's folder files.
     fn replicated(&mut self, ops: Vec<crate::store::Op>) -> Result<(), TenantError> {
         use crate::store::Op;
-        let row = |op: &Op| keys::parse(op.key()).filter(|k| matches!(k.kind, Kind::Row | Kind::ApiKey | Kind::Meta));
+        // Enrollments are the journey runtime's records, not catalog entities: a node
+        // does not reload its catalog for another node's journey steps.
+        let row = |op: &Op| {
+            keys::parse(op.key()).filter(|k| matches!(k.kind, Kind::Row | Kind::ApiKey | Kind::Meta | Kind::Enrollment))
+        };
         if ops.iter().all(|op| matches!(op, Op::Put { .. }) && row(op).is_some()) {
             for op in &ops {
                 let (Some(k), Op::Put { value, .. }) = (row(op), op) else { continue };
@@ -433,6 +457,7 @@ impl TenantActor {
         self.catalog = next;
         self.swap(live);
         self.retry_pending();
+        self.install_journeys();
         Ok(())
     }
 

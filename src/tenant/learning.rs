@@ -442,6 +442,21 @@ impl Learning {
         self.note_impressions(d, now);
     }
 
+    /// Records the contact of one offer added to a decision after it was made (a
+    /// journey's channel action delivered in it).
+    pub fn record_offer_contact(
+        &self,
+        customer_id: &str,
+        offer_id: &Arc<str>,
+        category: &Arc<str>,
+        channel: Option<Arc<str>>,
+    ) {
+        let now = crate::ids::unix_now();
+        let contact = Contact { at: now, offer_id: offer_id.clone(), category: category.clone(), channel };
+        push_into(&mut self.history_mut(customer_id), std::iter::once(contact), now);
+        self.impressions.add(offer_id, now);
+    }
+
     /// Counts the offers a treated customer was shown in their offers' impressions.
     fn note_impressions(&self, d: &Decision, now: i64) {
         for o in &d.decisions {

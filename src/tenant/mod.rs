@@ -15,6 +15,7 @@
 //! * `learning` — counters, contacts and uplift models shared with the read path.
 //! * `impressions` — each offer's impressions across customers per period (budgets).
 //! * `measure` — the experiment report and uplift training from a bounded sample of the log.
+//! * `journeys` — enrollments and their walk through a journey's steps; the scheduler.
 //! * `registry` — all tenants, the actix System thread, restore on start.
 //! * `persist` — entity ↔ storage records and rebuilding a catalog from them.
 //! * `plugins` — the plugins folder: load at start, watch, hot reload.
@@ -26,6 +27,7 @@ pub mod experiment;
 pub mod idempotency;
 pub mod impressions;
 pub mod interaction;
+pub mod journeys;
 pub mod learning;
 pub mod measure;
 pub mod persist;

@@ -47,6 +47,7 @@ fn load_entities(store: &dyn Storage, tenant: &str) -> Result<(Catalog, Vec<Stri
     catalog.channels = entities(store, tenant, Kind::Channel, &mut warnings)?;
     catalog.policies = entities(store, tenant, Kind::Policy, &mut warnings)?;
     catalog.flows = flows(store, tenant, &mut warnings)?;
+    catalog.journeys = entities(store, tenant, Kind::Journey, &mut warnings)?;
     catalog.finish_restore();
     Ok((catalog, warnings))
 }

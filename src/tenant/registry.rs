@@ -17,6 +17,7 @@ use serde_json::Value;
 use super::actor::TenantActor;
 use super::command::RespondReply;
 use super::interaction::RespondInput;
+use super::journeys::{self, Decider, Journeys};
 use super::learning::{FlowUplift, Learning};
 use super::measure::{self, FlowLog};
 use super::persist::load_catalog;
@@ -35,6 +36,9 @@ const TENANTS_KEY: &[u8] = b"registry/tenants";
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
+/// How often the journey scheduler looks for waits that timed out.
+const JOURNEY_TICK: Duration = Duration::from_secs(1);
+
 /// How long a request waits for a tenant actor before giving up with an error.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -47,6 +51,8 @@ pub struct TenantHandle {
     store: Arc<dyn Storage>,
     /// Counters, contacts and uplift models.
     pub learning: Arc<Learning>,
+    /// Enrollments and the walk through journeys.
+    pub journeys: Arc<Journeys>,
 }
 
 impl TenantHandle {
@@ -91,9 +97,36 @@ impl TenantHandle {
             return Ok((self.learning.decide_dry(&flow, req, options.explain), None));
         }
         let mut decision = self.learning.decide(&flow, req, options.explain);
+        let delivery = self.deliver_journey_action(&mut decision);
         let replicated = self.log_decision(&mut decision, req);
+        if let Some(p) = delivery {
+            match decision.interaction_id.is_empty() {
+                true => self.journeys.undeliver(&decision.customer_id, p),
+                false => self.journeys.delivered(p, decision.interaction_id.clone()),
+            }
+        }
         self.learning.experiments.decision(&flow.key, &decision.customer_id, decision.control_group);
         Ok((decision, replicated))
+    }
+
+    /// Puts a journey's channel action waiting for this customer on this channel first in
+    /// the decision, and records its contact. A holdout customer gets none: the flow's
+    /// experiment measures what the flow alone does.
+    fn deliver_journey_action(&self, decision: &mut Decision) -> Option<journeys::Pending> {
+        if decision.control_group {
+            return None;
+        }
+        let p = self.journeys.take_delivery(&decision.customer_id, decision.channel_name.as_deref())?;
+        if journeys::place_first(decision, &p) {
+            let offer = p.offer();
+            self.learning.record_offer_contact(
+                &decision.customer_id,
+                &offer.id,
+                &offer.category,
+                decision.channel_name.clone(),
+            );
+        }
+        Some(p)
     }
 
     /// Sends the live flow's recent logged requests through its draft (`tenant::simulate`),
@@ -155,13 +188,21 @@ impl TenantHandle {
     /// Records an outcome for a logged decision; a replayed idempotency key returns the
     /// first result (`duplicate: true`) and counts nothing twice. Resolves once durable.
     pub async fn respond(&self, input: RespondInput) -> Result<RespondReply, TenantError> {
-        super::respond::record(self.store.as_ref(), &self.id, &self.learning, input).await
+        let reply = super::respond::record(self.store.as_ref(), &self.id, &self.learning, input).await?;
+        if !reply.duplicate {
+            self.journeys.on_response(self, &reply.response).await;
+        }
+        Ok(reply)
     }
 
     /// Records a batch of outcomes (`/respond/bulk`), each as `respond` would, their appends
     /// sharing group commits; one result per input, in order.
     pub async fn respond_all(&self, inputs: Vec<RespondInput>) -> Vec<Result<RespondReply, TenantError>> {
-        super::respond::record_all(self.store.as_ref(), &self.id, &self.learning, inputs).await
+        let replies = super::respond::record_all(self.store.as_ref(), &self.id, &self.learning, inputs).await;
+        for reply in replies.iter().flatten().filter(|r| !r.duplicate) {
+            self.journeys.on_response(self, &reply.response).await;
+        }
+        replies
     }
 
     /// Sends a command or query (`tenant::command`) to the tenant's actor and waits for
@@ -240,6 +281,14 @@ impl TenantHandle {
     }
 }
 
+/// A journey's `nba_decision` is a `/recommend` of the tenant (or, tested, a dry run).
+impl Decider for TenantHandle {
+    fn decide(&self, req: &RecommendRequest, dry: bool) -> Result<Decision, String> {
+        let options = RecommendOptions { explain: false, dry_run: dry };
+        self.recommend_logged(req, options).map(|(decision, _)| decision).map_err(|e| e.to_string())
+    }
+}
+
 fn mailbox(tenant: &str, e: MailboxError) -> TenantError {
     match e {
         MailboxError::Closed => TenantError::Unavailable(format!("tenant `{tenant}` has stopped")),
@@ -259,6 +308,8 @@ pub struct Registry {
     /// Tenant creation reads, extends and rewrites the tenant list: one at a time.
     creating: tokio::sync::Mutex<()>,
     stopping: AtomicBool,
+    /// Wakes the journey scheduler when a `/recommend` delivered a channel action.
+    journey_wake: Arc<tokio::sync::Notify>,
 }
 
 impl Registry {
@@ -274,6 +325,7 @@ impl Registry {
             arbiters: Mutex::new(Vec::new()),
             creating: tokio::sync::Mutex::new(()),
             stopping: AtomicBool::new(false),
+            journey_wake: Arc::new(tokio::sync::Notify::new()),
         });
         let mut stored = Vec::new();
         for id in registry.stored_tenant_ids()? {
@@ -316,9 +368,11 @@ impl Registry {
     /// Starts a tenant's actor with its learned state (restored, or new for a new tenant).
     fn start_tenant(&self, id: &str, catalog: Catalog, learning: Arc<Learning>) -> Arc<TenantHandle> {
         let id: Arc<str> = id.into();
-        let (actor, snapshot) = TenantActor::new(id.clone(), catalog, self.store.clone());
+        let journeys = Arc::new(Journeys::load(id.clone(), self.store.clone(), self.journey_wake.clone()));
+        let (actor, snapshot) = TenantActor::new(id.clone(), catalog, self.store.clone(), journeys.clone());
         let addr = TenantActor::start_in_arbiter(&self.tenant_arbiter(&id), move |_| actor);
-        let handle = Arc::new(TenantHandle { id: id.clone(), snapshot, addr, store: self.store.clone(), learning });
+        let store = self.store.clone();
+        let handle = Arc::new(TenantHandle { id: id.clone(), snapshot, addr, store, learning, journeys });
         self.tenants.insert(id.to_string(), handle.clone());
         handle
     }
@@ -425,6 +479,30 @@ impl Registry {
         if let Err(e) = started {
             tracing::error!(error = %e, "could not start the uplift trainer; models train on demand only");
         }
+    }
+
+    /// Runs the journey scheduler on the tokio runtime: every second, or as soon as a
+    /// `/recommend` delivered a channel action, each tenant records its deliveries and
+    /// moves the enrollments whose wait timed out (`Journeys::tick`). Stops with the
+    /// registry.
+    pub fn start_journeys(self: &Arc<Self>) {
+        let registry = Arc::downgrade(self);
+        let wake = self.journey_wake.clone();
+        tokio::spawn(async move {
+            loop {
+                let Some(r) = registry.upgrade() else { return };
+                if r.stopping.load(Ordering::Relaxed) {
+                    return;
+                }
+                let tenants: Vec<Arc<TenantHandle>> = r.tenants.iter().map(|t| t.clone()).collect();
+                drop(r);
+                for t in &tenants {
+                    t.journeys.tick(&**t).await;
+                }
+                drop(tenants);
+                let _ = tokio::time::timeout(JOURNEY_TICK, wake.notified()).await;
+            }
+        });
     }
 
     /// Looks after the event log in the background: every `CHECKPOINT_EVERY`, folds the
