@@ -218,6 +218,10 @@ fn take_part(app: &Arc<App>, replicated: &ReplicatedStore) {
         }
     });
     crate::cluster::follow_events(replicated, on_record);
+    let cluster = replicated.cluster().clone();
+    app.registry.set_journey_owner(Arc::new(move |tenant, customer| {
+        cluster.members.owner(tenant, customer) == cluster.node_id()
+    }));
     let serving = app.clone();
     replicated
         .cluster()

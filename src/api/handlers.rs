@@ -93,13 +93,7 @@ pub async fn dispatch(app: &Arc<App>, route: Route, params: Params, req: Request
             let found = tenant.interaction(&id())?;
             ok(&found.ok_or_else(|| ApiError::NotFound(format!("interaction `{}` not found", id())))?)
         }
-        Route::EnrollJourney => {
-            let b: EnrollBody = body(req, app.body_limit).await?;
-            let customer = b.customer()?;
-            let reply = tenant.journeys.enroll(&*tenant, &id(), &customer).await?;
-            let status = if reply.enrolled { StatusCode::CREATED } else { StatusCode::OK };
-            json_response(status, &reply)
-        }
+        Route::EnrollJourney => enroll(app, &tenant, id(), req).await,
         Route::JourneyEnrollments => {
             let customer = query_param(req.uri().query(), "customerId");
             ok(&tenant.journeys.enrollments(&id(), customer.as_deref())?)
@@ -331,6 +325,7 @@ async fn recommend(app: &App, t: &TenantHandle, req: Request<Incoming>) -> Reply
         explain,
         dry_run,
         idempotency_key: None,
+        target: None,
         body: bytes.to_vec(),
     };
     if let Some(answer) = forward(app, &t.id, &r.customer_id, call).await {
@@ -438,6 +433,11 @@ pub async fn answer_call(app: Arc<App>, call: Call) -> Answer {
                     Ok(input) => record_response(app.cluster.as_deref(), &t, input, call.idempotency_key).await,
                     Err(e) => Err(e.into()),
                 },
+                CallOp::EnrollJourney => match parse_json::<EnrollBody>(&call.body).map(EnrollBody::customer) {
+                    Ok(Ok(customer)) => enroll_here(&t, call.target.as_deref().unwrap_or_default(), &customer).await,
+                    Ok(Err(e)) => Err(e),
+                    Err(e) => Err(e.into()),
+                },
             }
         }
     };
@@ -535,12 +535,39 @@ async fn respond(app: &App, t: &TenantHandle, req: Request<Incoming>) -> Reply {
         explain: false,
         dry_run: false,
         idempotency_key: header_key.clone(),
+        target: None,
         body: bytes.to_vec(),
     };
     if let Some(answer) = forward(app, &t.id, &input.customer_id, call).await {
         return answer;
     }
     record_response(app.cluster.as_deref(), t, input, header_key).await
+}
+
+/// `POST /journeys/{id}/enroll`, on the node that owns the customer (its first steps
+/// decide for the customer, and its later ones run there).
+async fn enroll(app: &App, t: &TenantHandle, journey: String, req: Request<Incoming>) -> Reply {
+    let bytes = read_json_body(req, app.body_limit).await?;
+    let customer = parse_json::<EnrollBody>(&bytes)?.customer()?;
+    let call = || Call {
+        tenant: t.id.to_string(),
+        op: CallOp::EnrollJourney,
+        explain: false,
+        dry_run: false,
+        idempotency_key: None,
+        target: Some(journey.clone()),
+        body: bytes.to_vec(),
+    };
+    if let Some(answer) = forward(app, &t.id, &customer, call).await {
+        return answer;
+    }
+    enroll_here(t, &journey, &customer).await
+}
+
+async fn enroll_here(t: &TenantHandle, journey: &str, customer: &str) -> Reply {
+    let reply = t.journeys.enroll(t, journey, customer).await?;
+    let status = if reply.enrolled { StatusCode::CREATED } else { StatusCode::OK };
+    json_response(status, &reply)
 }
 
 /// `/respond` on the node that owns the customer.

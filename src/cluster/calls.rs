@@ -26,6 +26,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(45);
 pub enum CallOp {
     Recommend,
     Respond,
+    /// `POST /journeys/{target}/enroll`: a journey's first steps decide for the customer.
+    EnrollJourney,
 }
 
 /// A request forwarded to its customer's owner.
@@ -38,6 +40,9 @@ pub struct Call {
     pub dry_run: bool,
     /// The `Idempotency-Key` header, for a respond.
     pub idempotency_key: Option<String>,
+    /// The path's id, for a call on one entity (the journey of an enroll).
+    #[serde(default)]
+    pub target: Option<String>,
     /// The JSON body, as sent.
     pub body: Vec<u8>,
 }

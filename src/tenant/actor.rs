@@ -423,11 +423,17 @@ impl TenantActor {
     /// store, keeping the loaded rows, the learned counters and this node's folder files.
     fn replicated(&mut self, ops: Vec<crate::store::Op>) -> Result<(), TenantError> {
         use crate::store::Op;
-        // Enrollments are the journey runtime's records, not catalog entities: a node
-        // does not reload its catalog for another node's journey steps.
-        let row = |op: &Op| {
-            keys::parse(op.key()).filter(|k| matches!(k.kind, Kind::Row | Kind::ApiKey | Kind::Meta | Kind::Enrollment))
-        };
+        // Enrollments are the journey runtime's records, not catalog entities: they go
+        // to it, and the catalog is not reloaded for another node's journey steps.
+        let enrollment = |op: &Op| keys::parse(op.key()).is_some_and(|k| k.kind == Kind::Enrollment);
+        let (enrollments, ops): (Vec<Op>, Vec<Op>) = ops.into_iter().partition(enrollment);
+        if !enrollments.is_empty() {
+            self.journeys.replicated(&enrollments);
+            if ops.is_empty() {
+                return Ok(());
+            }
+        }
+        let row = |op: &Op| keys::parse(op.key()).filter(|k| matches!(k.kind, Kind::Row | Kind::ApiKey | Kind::Meta));
         if ops.iter().all(|op| matches!(op, Op::Put { .. }) && row(op).is_some()) {
             for op in &ops {
                 let (Some(k), Op::Put { value, .. }) = (row(op), op) else { continue };

@@ -36,6 +36,10 @@ pub const MAX_ENROLLMENTS: usize = 100_000;
 /// Steps one walk may take: a DAG of `MAX_NODES` cannot need more; a guard, not a limit.
 const MAX_WALK: usize = 2 * crate::model::journey::MAX_NODES;
 
+/// Whether this node owns a customer of a tenant (in a cluster, where its requests go):
+/// only the owner moves the customer's enrollments.
+pub type OwnerFn = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
+
 /// What runs a journey's `nba_decision`: the tenant's own decision path.
 pub trait Decider: Send + Sync {
     /// A decision for the request, recorded as any `/recommend` (or, `dry`, recorded nowhere).
@@ -228,11 +232,18 @@ pub struct Journeys {
     listening: AtomicBool,
     /// The scheduler's wake-up, shared by every tenant.
     wake: Arc<tokio::sync::Notify>,
+    /// Set in a cluster: the scheduler moves only the enrollments of customers this node owns.
+    owner: Arc<std::sync::OnceLock<OwnerFn>>,
 }
 
 impl Journeys {
     /// The tenant's journey runtime with its stored enrollments.
-    pub fn load(tenant: Arc<str>, store: Arc<dyn Storage>, wake: Arc<tokio::sync::Notify>) -> Journeys {
+    pub fn load(
+        tenant: Arc<str>,
+        store: Arc<dyn Storage>,
+        wake: Arc<tokio::sync::Notify>,
+        owner: Arc<std::sync::OnceLock<OwnerFn>>,
+    ) -> Journeys {
         let mut state = State::default();
         match store.scan_prefix(&keys::prefix(&tenant, Kind::Enrollment)) {
             Ok(records) => {
@@ -257,6 +268,7 @@ impl Journeys {
             delivered: parking_lot::Mutex::new(Vec::new()),
             listening: AtomicBool::new(false),
             wake,
+            owner,
         }
     }
 
@@ -524,9 +536,10 @@ impl Journeys {
         self.state.lock().enrollments.values().any(|e| self.due(e, now))
     }
 
-    /// An active enrollment of an active journey whose wait timed out or whose time is up.
+    /// An active enrollment of an active journey whose wait timed out or whose time is up,
+    /// of a customer this node owns.
     fn due(&self, e: &Enrollment, now: i64) -> bool {
-        if !e.active() {
+        if !e.active() || self.owner.get().is_some_and(|owns| !owns(&self.tenant, &e.customer_id)) {
             return false;
         }
         let Some(j) = self.journey(&e.journey_id).filter(|j| j.active) else { return false };
@@ -569,6 +582,33 @@ impl Journeys {
             completed: e.status == EnrollmentStatus::Completed,
             steps: e.history,
         })
+    }
+
+    /// Takes the enrollment records another cluster node wrote: every node holds every
+    /// enrollment, so the customer's next owner carries on where the last one stopped.
+    pub fn replicated(&self, ops: &[crate::store::Op]) {
+        use crate::store::Op;
+        let mut state = self.state.lock();
+        for op in ops {
+            match op {
+                Op::Put { value, .. } => match serde_json::from_slice::<Enrollment>(value) {
+                    Ok(e) => {
+                        self.untrack_pending(&e.customer_id, &e.id);
+                        self.track_pending(&e);
+                        state.insert(e);
+                    }
+                    Err(e) => tracing::warn!(tenant = %self.tenant, error = %e, "unreadable replicated enrollment"),
+                },
+                Op::Delete { key } => {
+                    if let Some(id) = keys::parse(key).and_then(|k| k.parts.get(1).cloned()) {
+                        if let Some(e) = state.enrollments.get(id.as_str()) {
+                            self.untrack_pending(&e.customer_id.clone(), &id);
+                        }
+                        state.remove(&id);
+                    }
+                }
+            }
+        }
     }
 
     /// Writes the changed enrollments and, once durable, makes them current.

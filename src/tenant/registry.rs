@@ -310,6 +310,8 @@ pub struct Registry {
     stopping: AtomicBool,
     /// Wakes the journey scheduler when a `/recommend` delivered a channel action.
     journey_wake: Arc<tokio::sync::Notify>,
+    /// In a cluster: which customers' enrollments this node moves.
+    journey_owner: Arc<std::sync::OnceLock<journeys::OwnerFn>>,
 }
 
 impl Registry {
@@ -326,6 +328,7 @@ impl Registry {
             creating: tokio::sync::Mutex::new(()),
             stopping: AtomicBool::new(false),
             journey_wake: Arc::new(tokio::sync::Notify::new()),
+            journey_owner: Arc::new(std::sync::OnceLock::new()),
         });
         let mut stored = Vec::new();
         for id in registry.stored_tenant_ids()? {
@@ -368,7 +371,8 @@ impl Registry {
     /// Starts a tenant's actor with its learned state (restored, or new for a new tenant).
     fn start_tenant(&self, id: &str, catalog: Catalog, learning: Arc<Learning>) -> Arc<TenantHandle> {
         let id: Arc<str> = id.into();
-        let journeys = Arc::new(Journeys::load(id.clone(), self.store.clone(), self.journey_wake.clone()));
+        let (wake, owner) = (self.journey_wake.clone(), self.journey_owner.clone());
+        let journeys = Arc::new(Journeys::load(id.clone(), self.store.clone(), wake, owner));
         let (actor, snapshot) = TenantActor::new(id.clone(), catalog, self.store.clone(), journeys.clone());
         let addr = TenantActor::start_in_arbiter(&self.tenant_arbiter(&id), move |_| actor);
         let store = self.store.clone();
@@ -503,6 +507,12 @@ impl Registry {
                 let _ = tokio::time::timeout(JOURNEY_TICK, wake.notified()).await;
             }
         });
+    }
+
+    /// In a cluster: the scheduler then moves only the enrollments of the customers `owns`
+    /// says this node owns (set once, when the node takes part).
+    pub fn set_journey_owner(&self, owns: journeys::OwnerFn) {
+        let _ = self.journey_owner.set(owns);
     }
 
     /// Looks after the event log in the background: every `CHECKPOINT_EVERY`, folds the
