@@ -61,7 +61,7 @@ impl Fixture {
             p if p.starts_with("/api/v1/interactions/") => self.recommendation["recommendationId"].as_str().unwrap(),
             _ => "dummy-id",
         };
-        let path = pattern.replace("{id}", id).replace("{name}", PLUGIN);
+        let path = pattern.replace("{id}", id).replace("{name}", PLUGIN).replace("{version}", "1");
         if pattern == "/api/v1/decision-flows/versions" {
             format!("{path}?id={}", self.a.flow)
         } else if pattern.ends_with("/uplift") {

@@ -31,6 +31,11 @@ type Reply = Result<HttpResponse, ApiError>;
 
 /// Authenticates (where the route needs it) and runs the route's handler.
 pub async fn dispatch(app: &Arc<App>, route: Route, params: Params, req: Request<Incoming>) -> Reply {
+    match route {
+        Route::Console => return Ok(super::console::page()),
+        Route::ConsoleAsset => return super::console::asset(params.get("asset").unwrap_or_default()),
+        _ => {}
+    }
     let Some(role) = route.role() else { return public(app, route) };
     let (key, tenant) = authorize(app, role, &req).inspect_err(|e| auth_failed(&req, e))?;
     let id = || params.get("id").unwrap_or_default().to_string();
@@ -118,7 +123,15 @@ pub async fn dispatch(app: &Arc<App>, route: Route, params: Params, req: Request
         Route::Metrics if key.tenant_id != app.default_tenant => Err(ApiError::Forbidden(
             "metrics cover every tenant: only the operator tenant's admin keys may read them".into(),
         )),
-        Route::Health | Route::Metrics | Route::OpenApi => public(app, route),
+        Route::VersionConfig => {
+            let version = params.get("version").unwrap_or_default();
+            let version = version.parse::<u32>().map_err(|_| {
+                ApiError::BadRequest(format!("version: expected a version number in the path, got `{version}`"))
+            })?;
+            ok(&tenant.ask(c::VersionConfig { flow_id: id(), version }).await?)
+        }
+        Route::ModelQini => model_qini(tenant, id()).await,
+        Route::Health | Route::Metrics | Route::OpenApi | Route::Console | Route::ConsoleAsset => public(app, route),
     }
 }
 
@@ -505,6 +518,15 @@ async fn train_model(t: Arc<TenantHandle>, id: String) -> Reply {
             .map_err(|e| ApiError::internal("uplift training", &e))?
             .map_err(crate::tenant::TenantError::from)?;
     ok(&summary)
+}
+
+async fn model_qini(t: Arc<TenantHandle>, id: String) -> Reply {
+    let flow = live_flow(&t, &id)?;
+    let curves = tokio::task::spawn_blocking(move || t.uplift_curves(&flow))
+        .await
+        .map_err(|e| ApiError::internal("the Qini curves", &e))?
+        .map_err(crate::tenant::TenantError::from)?;
+    ok(&curves)
 }
 
 fn model_uplift(t: &TenantHandle, id: String, req: &Request<Incoming>) -> Reply {

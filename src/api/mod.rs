@@ -6,7 +6,9 @@
 //! * `handlers` — one small function per endpoint.
 //! * `openapi` — the OpenAPI 3 document, generated from the route table.
 //! * `errors` — mapping tenant and catalog errors to API errors.
+//! * `console` — the web console's page and assets, embedded in the binary.
 
+pub mod console;
 pub mod entity;
 pub mod errors;
 pub mod handlers;

@@ -50,6 +50,10 @@ pub enum Route {
     EnrollJourney,
     JourneyEnrollments,
     TestJourney,
+    VersionConfig,
+    ModelQini,
+    Console,
+    ConsoleAsset,
 }
 
 use Route::*;
@@ -252,6 +256,20 @@ const FIXED: &[(&str, &str, Route, &str)] = &[
         TestJourney,
         "Walk a journey for a customer now, with dry-run decisions; records nothing",
     ),
+    (
+        "GET",
+        "/api/v1/decision-flows/{id}/versions/{version}",
+        VersionConfig,
+        "One published version of a flow, with its config",
+    ),
+    (
+        "GET",
+        "/api/v1/algorithm-models/{id}/qini",
+        ModelQini,
+        "Per offer, the uplift models' segments and Qini curve on the training sample",
+    ),
+    ("GET", "/console", Console, "The web console (HTML; it signs in with an API key)"),
+    ("GET", "/console/{asset}", ConsoleAsset, "The console's script and style sheet"),
     ("GET", "/api/v1/algorithm-models", Models, "Uplift models: one per live flow"),
     ("GET", "/api/v1/algorithm-models/{id}", Model, "A flow's uplift model (flow id or key)"),
     ("POST", "/api/v1/algorithm-models/{id}/train", TrainModel, "Retrain a flow's uplift model now"),
@@ -298,7 +316,7 @@ impl Route {
     /// The least role that may call the route; `None` for unauthenticated routes.
     pub fn role(self) -> Option<Role> {
         match self {
-            Health | OpenApi => None,
+            Health | OpenApi | Console | ConsoleAsset => None,
             // Metrics name every tenant's flows: operators only (checked in the handler).
             Metrics => Some(Role::Admin),
             // As on the platform: keys and rollback are admin work; reading versions
@@ -307,10 +325,10 @@ impl Route {
             Entity(_, Op::List | Op::Get) => Some(Role::Viewer),
             Entity(kind, Op::Create | Op::Update | Op::Delete) => Some(ENTITIES[kind].writes),
             InsertRows | UpsertRows | Publish | Simulate | Versions | PutPlugin | DeletePlugin | CheckPlugin
-            | TrainModel | PutPlacement | DeletePlacement | EnrollJourney => Some(Role::Editor),
+            | TrainModel | PutPlacement | DeletePlacement | EnrollJourney | VersionConfig => Some(Role::Editor),
             WhoAmI | Rows | Plugins | Plugin | OutcomeTypes | Recommend | Respond | RespondBulk | ExperimentResults
             | Models | Model | ModelUplift | CustomerContacts | CustomerSuppressions | PolicyConflicts | Placements
-            | CustomerInteractions | Interaction | JourneyEnrollments | TestJourney => Some(Role::Viewer),
+            | CustomerInteractions | Interaction | JourneyEnrollments | TestJourney | ModelQini => Some(Role::Viewer),
         }
     }
 
@@ -487,6 +505,10 @@ impl Route {
             EnrollJourney => (json::<h::EnrollBody>(), &[201, 200], json::<journeys::EnrollReply>(), &[]),
             JourneyEnrollments => (Body::None, &[200], json::<journeys::EnrollmentList>(), ENROLLMENTS),
             TestJourney => (json::<h::JourneyTestBody>(), &[200], json::<journeys::JourneyTest>(), &[]),
+            VersionConfig => (Body::None, &[200], json::<crate::model::flow::PublishedVersion>(), &[]),
+            ModelQini => (Body::None, &[200], json::<crate::tenant::qini::UpliftCurves>(), &[]),
+            Console => (Body::None, &[200], Body::Text("text/html"), &[]),
+            ConsoleAsset => (Body::None, &[200], Body::Text("text/javascript"), &[]),
         };
         Contract { request, statuses, success, query }
     }

@@ -223,6 +223,20 @@ impl Handler<Versions> for TenantActor {
     }
 }
 
+impl Handler<super::command::VersionConfig> for TenantActor {
+    type Result = Reply<crate::model::flow::PublishedVersion>;
+
+    fn handle(&mut self, q: super::command::VersionConfig, _: &mut Self::Context) -> Self::Result {
+        let flow = self.catalog.flows.iter().find(|f| f.meta.id == q.flow_id || f.spec.key == q.flow_id);
+        let flow = flow.ok_or_else(|| TenantError::NotFound(format!("decision flow `{}` not found", q.flow_id)))?;
+        let found = flow.published_versions.iter().find(|v| v.version == q.version);
+        let found = found.ok_or_else(|| {
+            TenantError::NotFound(format!("decision flow `{}` has no published version {}", flow.spec.key, q.version))
+        })?;
+        Ok((**found).clone())
+    }
+}
+
 impl Handler<super::command::CompileCandidate> for TenantActor {
     type Result = Reply<Arc<crate::engine::CompiledFlow>>;
 

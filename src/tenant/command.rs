@@ -165,6 +165,12 @@ pub struct Versions {
     pub after: Option<u32>,
 }
 
+/// One published version of a flow, with its config.
+pub struct VersionConfig {
+    pub flow_id: String,
+    pub version: u32,
+}
+
 /// One rule file's source.
 pub struct Plugin(pub String);
 
@@ -192,6 +198,9 @@ impl Message for Rows {
 }
 impl Message for Versions {
     type Result = Reply<VersionList>;
+}
+impl Message for VersionConfig {
+    type Result = Result<crate::model::flow::PublishedVersion, TenantError>;
 }
 impl Message for Plugin {
     type Result = Reply<PluginSource>;

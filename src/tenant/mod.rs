@@ -16,6 +16,7 @@
 //! * `impressions` — each offer's impressions across customers per period (budgets).
 //! * `measure` — the experiment report and uplift training from a bounded sample of the log.
 //! * `journeys` — enrollments and their walk through a journey's steps; the scheduler.
+//! * `qini` — per offer, the uplift models' segments and Qini curve over the training sample.
 //! * `registry` — all tenants, the actix System thread, restore on start.
 //! * `persist` — entity ↔ storage records and rebuilding a catalog from them.
 //! * `plugins` — the plugins folder: load at start, watch, hot reload.
@@ -32,6 +33,7 @@ pub mod learning;
 pub mod measure;
 pub mod persist;
 pub mod plugins;
+pub mod qini;
 pub mod registry;
 pub mod respond;
 pub mod simulate;

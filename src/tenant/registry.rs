@@ -268,6 +268,21 @@ impl TenantHandle {
         Ok(self.learning.uplift_models(&flow.key).expect("just installed"))
     }
 
+    /// Each offer's segments and Qini curve for the flow's installed uplift models, over the
+    /// training sample (`tenant::qini`).
+    pub fn uplift_curves(&self, flow: &Arc<CompiledFlow>) -> Result<super::qini::UpliftCurves, StoreError> {
+        let Some(models) = self.learning.uplift_models(&flow.key) else { return Ok(super::qini::untrained(flow)) };
+        let conversions = super::interaction::conversion_mask(flow);
+        let sample = measure::TrainingSample::load(
+            self.store.as_ref(),
+            &self.id,
+            &flow.key,
+            conversions,
+            measure::SAMPLE_PER_OFFER,
+        )?;
+        Ok(super::qini::curves(flow, &sample, &models))
+    }
+
     /// Sends a command without waiting for its reply (the plugins watcher; the actor logs).
     pub fn notify<M, R>(&self, msg: M)
     where
