@@ -153,6 +153,14 @@ async fn at_scale() {
             json!({"customerId": format!("c{:03}", i % 1000), "channel": "in_app", "decisionFlowKey": "cross-sell"});
         api.post("/api/v1/recommend", &body).await.expect(200);
     }
+    // The server's share of the slowest view, for comparison with the browser's figure.
+    let started = std::time::Instant::now();
+    api.post("/api/v1/decision-flows/simulate", &json!({"id": t.flow})).await.expect(200);
+    println!("POST /decision-flows/simulate over HTTP alone: {} ms", started.elapsed().as_millis());
+    let started = std::time::Instant::now();
+    let body = json!({"customerId": "cust_42", "channel": "in_app", "decisionFlowKey": "cross-sell"});
+    api.post("/api/v1/recommend?dryRun=true&explain=true", &body).await.expect(200);
+    println!("POST /recommend?dryRun=true&explain=true over HTTP alone: {} ms", started.elapsed().as_millis());
     let out = Command::new("node")
         .arg(dir.join("drive.mjs"))
         .current_dir(&dir)

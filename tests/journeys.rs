@@ -375,3 +375,58 @@ async fn definitions_are_checked_against_the_tenant() {
     assert!(refused.expect_error(409, "CONFLICT").contains("journey `Mortgage follow-up`"));
     server.stop().await;
 }
+
+/// The scheduler's expiry, on the journey runtime itself: an enrollment still active past
+/// its journey's `maxDurationDays` ends as `expired` on the next tick, while one of a
+/// paused journey does not move.
+#[tokio::test]
+async fn enrollments_past_their_maximum_duration_expire_unless_the_journey_is_paused() {
+    use arbiter::tenant::journeys::{Decider, Journeys};
+    struct NoDecisions;
+    impl Decider for NoDecisions {
+        fn decide(&self, _: &arbiter::engine::RecommendRequest, _: bool) -> Result<arbiter::engine::Decision, String> {
+            Err("not in this test".into())
+        }
+    }
+    let dir = support::temp_dir("journey-expiry");
+    let store: std::sync::Arc<dyn arbiter::store::Storage> =
+        std::sync::Arc::new(arbiter::store::SledStore::open(dir.path()).unwrap());
+    let mut catalog = arbiter::demo::tutorial().unwrap().catalog;
+    let spec = |name: &str, status: &str| {
+        json!({"name": name, "status": status, "maxDurationDays": 1, "definition": {
+            "nodes": [{"id": "in", "type": "entry_trigger"}, {"id": "hold", "type": "wait", "config": {"delayHours": 48}},
+                      {"id": "out", "type": "exit"}],
+            "edges": [{"from": "in", "to": "hold"}, {"from": "hold", "to": "out"}]}})
+    };
+    let mut ids = Vec::new();
+    for (name, status) in [("Short", "active"), ("Paused", "paused")] {
+        let spec = arbiter::model::parse_value("", &spec(name, status)).unwrap();
+        ids.push(catalog.add_journey(spec).unwrap().meta.id.clone());
+    }
+    let journeys = Journeys::load("t".into(), store, Default::default(), Default::default());
+    journeys.install(catalog.compile_journeys().0);
+    // Enrolled two days ago, waiting until tomorrow: past the one-day maximum.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let at = |secs: i64| arbiter::ids::rfc3339(secs, 0);
+    let ops: Vec<arbiter::store::Op> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, journey)| {
+            let record = json!({"id": format!("e{i}"), "journeyId": journey, "customerId": "cust_42",
+                "status": "active", "currentNode": "hold", "enrolledAt": at(now - 2 * 86_400),
+                "updatedAt": at(now - 2 * 86_400), "resumeAt": at(now + 86_400), "history": []});
+            let key =
+                arbiter::store::keys::key("t", arbiter::store::keys::Kind::Enrollment, &[journey, &format!("e{i}")]);
+            arbiter::store::Op::Put { key, value: serde_json::to_vec(&record).unwrap() }
+        })
+        .collect();
+    journeys.replicated(&ops);
+    journeys.tick(&NoDecisions).await;
+    let status = |i: usize| {
+        let list = journeys.enrollments(&ids[i], Some("cust_42")).unwrap();
+        serde_json::to_value(&list.data[0]).unwrap()
+    };
+    assert_eq!(status(0)["status"], "expired", "{}", status(0));
+    assert_eq!(status(0)["history"][0]["type"], "expired");
+    assert_eq!(status(1)["status"], "active", "a paused journey's enrollments wait");
+}

@@ -33,7 +33,7 @@ impl Condition {
                 slots[*slot as usize] = v;
             }
         }
-        (self.pred)(&Env { slots: &slots, offer: &no_offer(), consts: &self.consts })
+        (self.pred)(&Env { slots: &slots, offer: &OfferFacts::empty(), consts: &self.consts })
     }
 }
 
@@ -293,19 +293,4 @@ fn known_outcome(field: &'static str, key: &str) -> Result<(), (&'static str, St
     }
     let keys: Vec<String> = outcome::outcome_types().into_iter().map(|t| t.key.to_string()).collect();
     Err((field, format!("unknown outcome type `{key}`; expected one of {}", keys.join(", "))))
-}
-
-fn no_offer() -> OfferFacts {
-    OfferFacts {
-        id: "".into(),
-        name: "".into(),
-        category: "".into(),
-        status: "".into(),
-        priority: 0.0,
-        business_value: 0.0,
-        revenue_value: None,
-        margin: None,
-        weight: 0.0,
-        mandatory: false,
-    }
 }

@@ -359,7 +359,7 @@ impl FileChecker<'_> {
         let mut compiler = Compiler::new();
         let pred = compiler.predicate(typed);
         let consts = compiler.into_consts();
-        let offer = empty_offer();
+        let offer = OfferFacts::empty();
         let value = pred(&Env { slots: &[], offer: &offer, consts: &consts });
         let d = match value {
             Some(false) => Diagnostic::error(
@@ -551,21 +551,6 @@ fn reads_input(t: &Typed) -> bool {
         Node::Binary(_, a, b) | Node::Default(a, b) => reads_input(a) || reads_input(b),
         Node::In { needle, .. } => reads_input(needle),
         Node::Call(_, args) => args.iter().any(reads_input),
-    }
-}
-
-fn empty_offer() -> OfferFacts {
-    OfferFacts {
-        id: "".into(),
-        name: "".into(),
-        category: "".into(),
-        status: "".into(),
-        priority: 0.0,
-        business_value: 0.0,
-        revenue_value: None,
-        margin: None,
-        weight: 0.0,
-        mandatory: false,
     }
 }
 

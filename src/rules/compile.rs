@@ -26,6 +26,25 @@ pub struct OfferFacts {
     pub mandatory: bool,
 }
 
+impl OfferFacts {
+    /// An offer with no facts: for expressions that read none (a constant folded at
+    /// check time, a condition on the customer alone).
+    pub fn empty() -> OfferFacts {
+        OfferFacts {
+            id: "".into(),
+            name: "".into(),
+            category: "".into(),
+            status: "".into(),
+            priority: 0.0,
+            business_value: 0.0,
+            revenue_value: None,
+            margin: None,
+            weight: 0.0,
+            mandatory: false,
+        }
+    }
+}
+
 /// Everything a compiled expression reads: the decision's slot frame, the candidate
 /// offer, and the string constants of the compiled rule set.
 #[derive(Clone, Copy)]

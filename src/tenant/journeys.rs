@@ -114,6 +114,22 @@ pub struct Enrollment {
 }
 
 impl Enrollment {
+    /// A new enrollment at the journey's entry, before its walk.
+    fn start(j: &CompiledJourney, id: String, customer: &str, now: i64) -> Enrollment {
+        Enrollment {
+            id,
+            journey_id: j.id.to_string(),
+            customer_id: customer.to_string(),
+            status: EnrollmentStatus::Active,
+            current_node: j.plan.ids[j.plan.entry].clone(),
+            enrolled_at: now,
+            updated_at: now,
+            resume_at: None,
+            waiting_for: None,
+            history: Vec::new(),
+        }
+    }
+
     fn active(&self) -> bool {
         self.status == EnrollmentStatus::Active
     }
@@ -432,18 +448,7 @@ impl Journeys {
             let reason = "the customer does not meet the journey's entryCondition";
             return Ok((EnrollReply { enrolled: false, reason: Some(reason.into()), enrollment: None }, Vec::new()));
         }
-        let mut e = Enrollment {
-            id: crate::ids::new_id(),
-            journey_id: j.id.to_string(),
-            customer_id: customer.to_string(),
-            status: EnrollmentStatus::Active,
-            current_node: j.plan.ids[j.plan.entry].clone(),
-            enrolled_at: now,
-            updated_at: now,
-            resume_at: None,
-            waiting_for: None,
-            history: Vec::new(),
-        };
+        let mut e = Enrollment::start(j, crate::ids::new_id(), customer, now);
         walk(j, &mut e, j.plan.entry, now, d, &mut Walk::Live);
         changed.push(e.clone());
         Ok((EnrollReply { enrolled: true, reason: None, enrollment: Some(e) }, changed))
@@ -557,18 +562,8 @@ impl Journeys {
     ) -> Result<JourneyTest, TenantError> {
         let j = self.find(journey)?;
         let now = crate::ids::unix_now();
-        let mut e = Enrollment {
-            id: String::new(),
-            journey_id: j.id.to_string(),
-            customer_id: customer.to_string(),
-            status: EnrollmentStatus::Active,
-            current_node: j.plan.ids[j.plan.entry].clone(),
-            enrolled_at: now,
-            updated_at: now,
-            resume_at: None,
-            waiting_for: None,
-            history: Vec::new(),
-        };
+        // Never stored: it has no id.
+        let mut e = Enrollment::start(&j, String::new(), customer, now);
         if meets_entry(&j, customer) {
             walk(&j, &mut e, j.plan.entry, now, d, &mut Walk::Test { events });
         } else {

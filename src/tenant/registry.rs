@@ -256,14 +256,7 @@ impl TenantHandle {
 
     /// Trains the flow's uplift models from its log and makes them live.
     pub fn train_uplift(&self, flow: &Arc<CompiledFlow>) -> Result<Arc<FlowUplift>, StoreError> {
-        let conversions = super::interaction::conversion_mask(flow);
-        let sample = measure::TrainingSample::load(
-            self.store.as_ref(),
-            &self.id,
-            &flow.key,
-            conversions,
-            measure::SAMPLE_PER_OFFER,
-        )?;
+        let sample = self.training_sample(flow)?;
         self.learning.install_uplift(measure::train(flow, &sample));
         Ok(self.learning.uplift_models(&flow.key).expect("just installed"))
     }
@@ -272,15 +265,13 @@ impl TenantHandle {
     /// training sample (`tenant::qini`).
     pub fn uplift_curves(&self, flow: &Arc<CompiledFlow>) -> Result<super::qini::UpliftCurves, StoreError> {
         let Some(models) = self.learning.uplift_models(&flow.key) else { return Ok(super::qini::untrained(flow)) };
+        Ok(super::qini::curves(flow, &self.training_sample(flow)?, &models))
+    }
+
+    /// The bounded sample of the flow's log that training reads.
+    fn training_sample(&self, flow: &Arc<CompiledFlow>) -> Result<measure::TrainingSample, StoreError> {
         let conversions = super::interaction::conversion_mask(flow);
-        let sample = measure::TrainingSample::load(
-            self.store.as_ref(),
-            &self.id,
-            &flow.key,
-            conversions,
-            measure::SAMPLE_PER_OFFER,
-        )?;
-        Ok(super::qini::curves(flow, &sample, &models))
+        measure::TrainingSample::load(self.store.as_ref(), &self.id, &flow.key, conversions, measure::SAMPLE_PER_OFFER)
     }
 
     /// Sends a command without waiting for its reply (the plugins watcher; the actor logs).
