@@ -30,30 +30,9 @@ fn console_dir() -> PathBuf {
     dir
 }
 
-/// 600 customers decided for and some converting, so the experiment has both arms and
-/// the uplift models train.
+/// Measured traffic (both arms, conversions), and the uplift models trained on it.
 async fn traffic(api: &Client, t: &Tutorial) {
-    let ids: Vec<String> = (0..600).map(|i| format!("c{i:03}")).collect();
-    let rows: Vec<Value> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| {
-            let mut row = tutorial_customer(id);
-            row["tenureMonths"] = json!(6 + (i * 7) % 110);
-            row
-        })
-        .collect();
-    api.create(&format!("/api/v1/schemas/{}/data", t.schema), &json!({"rows": rows})).await;
-    for (i, id) in ids.iter().enumerate() {
-        let body = json!({"customerId": id, "channel": "in_app", "decisionFlowKey": "cross-sell"});
-        let rec = api.post("/api/v1/recommend", &body).await.expect(200);
-        let converts = if rec["controlGroup"] == true { i % 5 == 0 } else { i % 3 != 0 };
-        if converts {
-            let body = json!({"customerId": id, "recommendationId": rec["recommendationId"], "offerId": t.card,
-                "outcome": "convert", "conversionValue": 90, "idempotencyKey": format!("m{i}")});
-            api.post("/api/v1/respond", &body).await.expect(201);
-        }
-    }
+    support::measured_traffic(api, t).await;
     api.post("/api/v1/algorithm-models/cross-sell/train", &json!({})).await.expect(200);
 }
 

@@ -264,35 +264,7 @@ async fn measurement_over_http_on_real_traffic() {
     let server = TestServer::start().await;
     let api = &server.admin;
     let t = tutorial_setup(api).await;
-    let ids: Vec<String> = (0..600).map(|i| format!("c{i:03}")).collect();
-    let rows: Vec<Value> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| {
-            let mut row = tutorial_customer(id);
-            row["tenureMonths"] = json!(6 + (i * 7) % 110);
-            row
-        })
-        .collect();
-    api.create(&format!("/api/v1/schemas/{}/data", t.schema), &json!({"rows": rows})).await;
-    let (mut control, mut treated) = (0, 0);
-    for (i, id) in ids.iter().enumerate() {
-        let rec = recommend_with(api, id, None, false).await;
-        let is_control = rec["controlGroup"] == true;
-        if is_control {
-            control += 1;
-        } else {
-            treated += 1;
-        }
-        // Treated customers convert on the card two times in three, held-out ones one in
-        // five; nobody else responds.
-        let converts = if is_control { i % 5 == 0 } else { i % 3 != 0 };
-        if converts {
-            let body = json!({"customerId": id, "recommendationId": rec["recommendationId"], "offerId": t.card,
-                "outcome": "convert", "conversionValue": 90, "idempotencyKey": format!("m{i}")});
-            api.post("/api/v1/respond", &body).await.expect(201);
-        }
-    }
+    let (control, treated) = measured_traffic(api, &t).await;
     assert!(control >= 50, "about 10% of 600 held out, got {control}");
     let results = api.get(&format!("/api/v1/experiments/{}/results", t.flow)).await.expect(200);
     assert_eq!(results["treated"]["samples"], treated, "{results}");

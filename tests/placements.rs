@@ -69,6 +69,16 @@ async fn placements_share_offers_out_and_coupling_decides_what_ships() {
     assert_eq!(shown.len(), 3, "no offer in two placements: {d}");
     assert_eq!(d["count"], 3);
     assert!(d["meta"].get("channelCoupling").is_none(), "{d}");
+    // The receipt says which placement each offer was in.
+    let receipt = api.get(&format!("/api/v1/interactions/{}", d["interactionId"].as_str().unwrap())).await.expect(200);
+    let logged: Vec<(&str, &str)> = receipt["offers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["offerName"].as_str().unwrap(), o["placement"].as_str().unwrap_or("none")))
+        .collect();
+    let expected: Vec<(&str, &str)> = filled.iter().map(|(key, offers)| (offers[0], *key)).collect();
+    assert_eq!(logged, expected, "{receipt}");
 
     // cust_42 qualifies for two offers: the footer stays empty and atomic coupling empties
     // the hero and the sidebar too, and says why.

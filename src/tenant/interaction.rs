@@ -28,6 +28,10 @@ pub struct LoggedOffer {
     /// Under Thompson exploration: the probability the policy showed this offer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub show_probability: Option<f64>,
+    /// The key of the channel's placement it was shown in, for a decision shared out
+    /// between placements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<String>,
 }
 
 /// A logged decision, as `GET /interactions/{id}` returns it.
@@ -184,6 +188,11 @@ const EXPLORED_DECISION: u8 = 3;
 /// (A binary older than this kind skips these records.)
 const REQUESTED_DECISION: u8 = 4;
 
+/// A `REQUESTED_DECISION` record followed by the placement key of each logged offer (in
+/// order), for a decision shared out between a channel's placements. (A binary older
+/// than this kind skips these records.)
+const PLACED_DECISION: u8 = 6;
+
 /// Another node's record, mirrored into this node's log from the cluster's event stream
 /// ([`mirrored_record`]).
 const MIRRORED: u8 = 5;
@@ -206,7 +215,7 @@ struct RequestFacts<'a> {
 }
 
 fn is_decision(kind: u8) -> bool {
-    matches!(kind, DECISION | EXPLORED_DECISION | REQUESTED_DECISION)
+    matches!(kind, DECISION | EXPLORED_DECISION | REQUESTED_DECISION | PLACED_DECISION)
 }
 
 /// A decision as the event log keeps it: compact binary (postcard), the tenant and nonce
@@ -253,11 +262,13 @@ pub fn decision_record(tenant: &str, decision: &Decision, request: &RecommendReq
         created_ms: crate::ids::unix_now_millis(),
     };
     let explored = offers.iter().any(|o| o.show_probability.is_some());
+    let placed = decision.placements.as_deref().filter(|_| !decision.control_group);
     let requested = request.limit.is_some() || request.placement.is_some() || !request.attributes.is_empty();
-    let kind = match (requested, explored) {
-        (false, false) => return postcard::to_allocvec(&record).expect("a decision record serialises"),
-        (false, true) => EXPLORED_DECISION,
-        (true, _) => REQUESTED_DECISION,
+    let kind = match (placed.is_some(), requested, explored) {
+        (false, false, false) => return postcard::to_allocvec(&record).expect("a decision record serialises"),
+        (false, false, true) => EXPLORED_DECISION,
+        (false, true, _) => REQUESTED_DECISION,
+        (true, _, _) => PLACED_DECISION,
     };
     let propensities: Vec<f64> =
         offers.iter().filter(|_| explored).map(|o| o.show_probability.unwrap_or(f64::NAN)).collect();
@@ -277,7 +288,11 @@ pub fn decision_record(tenant: &str, decision: &Decision, request: &RecommendReq
     }
     let placement = request.placement.as_deref();
     let facts = RequestFacts { placement, limit: request.limit, attributes: attributes.into(), omitted };
-    postcard::to_extend(&facts, bytes).expect("request facts serialise")
+    let bytes = postcard::to_extend(&facts, bytes).expect("request facts serialise");
+    let Some(placements) = placed else { return bytes };
+    let key_of = |offer: &str| placements.iter().find(|p| p.decisions.iter().any(|o| &*o.offer_id == offer));
+    let keys: Vec<Option<&str>> = offers.iter().map(|o| key_of(&o.offer_id).map(|p| &*p.key)).collect();
+    postcard::to_extend(&keys, bytes).expect("placement keys serialise")
 }
 
 /// The tenant of a decision or response record, read without decoding the rest.
@@ -327,6 +342,9 @@ pub struct DecisionRef<'a> {
     pub attributes: &'a str,
     #[serde(skip)]
     pub attributes_omitted: bool,
+    /// For a decision shared out between placements: each offer's placement key.
+    #[serde(skip)]
+    pub placements: Vec<Option<&'a str>>,
 }
 
 /// A string postcard decoded without copying (always, from a payload in memory).
@@ -342,11 +360,14 @@ fn decision_ref(kind: u8, rest: &[u8]) -> Option<DecisionRef<'_>> {
     let (mut d, tail) = postcard::take_from_bytes::<DecisionRef>(rest).ok()?;
     match kind {
         EXPLORED_DECISION => d.propensities = postcard::from_bytes(tail).ok()?,
-        REQUESTED_DECISION => {
+        REQUESTED_DECISION | PLACED_DECISION => {
             let (propensities, tail) = postcard::take_from_bytes(tail).ok()?;
-            let facts: RequestFacts<'_> = postcard::from_bytes(tail).ok()?;
+            let (facts, tail): (RequestFacts<'_>, _) = postcard::take_from_bytes(tail).ok()?;
             (d.propensities, d.placement, d.limit) = (propensities, facts.placement, facts.limit);
             (d.attributes, d.attributes_omitted) = (borrowed(facts.attributes)?, facts.omitted);
+            if kind == PLACED_DECISION {
+                d.placements = postcard::from_bytes(tail).ok()?;
+            }
         }
         _ => {}
     }
@@ -436,7 +457,7 @@ pub fn read_record(payload: &[u8]) -> Option<(&str, Record<'_>)> {
     let payload = unmirror(payload).1;
     let (&kind, rest) = payload.split_first()?;
     match kind {
-        DECISION | EXPLORED_DECISION | REQUESTED_DECISION => {
+        DECISION | EXPLORED_DECISION | REQUESTED_DECISION | PLACED_DECISION => {
             decision_ref(kind, rest).map(|d| (d.tenant, Record::Decision(d)))
         }
         RESPONSE => {
@@ -581,6 +602,7 @@ pub fn read_decision(payload: &[u8], at: Position) -> Option<(String, u32, Inter
         score: o.score,
         category: o.category.to_string(),
         show_probability: r.propensities.get(i).copied().filter(|p| !p.is_nan()),
+        placement: r.placements.get(i).copied().flatten().map(str::to_string),
     });
     let interaction = Interaction {
         id,

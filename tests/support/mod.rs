@@ -464,6 +464,41 @@ pub async fn tutorial_setup(api: &Client) -> Tutorial {
     Tutorial { schema, savings, card, wealth, mortgage, rules, channels, flow }
 }
 
+/// 600 tutorial customers (`c000`…, tenures spread over 6–115 months) decided for on
+/// in_app; treated ones convert on the card two times in three, held-out ones one in
+/// five, each conversion worth 90. Returns (held out, treated).
+pub async fn measured_traffic(api: &Client, t: &Tutorial) -> (u64, u64) {
+    let ids: Vec<String> = (0..600).map(|i| format!("c{i:03}")).collect();
+    let rows: Vec<Value> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let mut row = tutorial_customer(id);
+            row["tenureMonths"] = json!(6 + (i * 7) % 110);
+            row
+        })
+        .collect();
+    api.create(&format!("/api/v1/schemas/{}/data", t.schema), &json!({"rows": rows})).await;
+    let (mut control, mut treated) = (0, 0);
+    for (i, id) in ids.iter().enumerate() {
+        let body = json!({"customerId": id, "channel": "in_app", "decisionFlowKey": "cross-sell"});
+        let rec = api.post("/api/v1/recommend", &body).await.expect(200);
+        let is_control = rec["controlGroup"] == true;
+        if is_control {
+            control += 1;
+        } else {
+            treated += 1;
+        }
+        let converts = if is_control { i % 5 == 0 } else { i % 3 != 0 };
+        if converts {
+            let body = json!({"customerId": id, "recommendationId": rec["recommendationId"], "offerId": t.card,
+                "outcome": "convert", "conversionValue": 90, "idempotencyKey": format!("m{i}")});
+            api.post("/api/v1/respond", &body).await.expect(201);
+        }
+    }
+    (control, treated)
+}
+
 /// `POST /recommend` for `customer` on the tutorial flow; asserts 200.
 pub async fn recommend(api: &Client, customer: &str) -> Value {
     let body = json!({"customerId": customer, "channel": "in_app", "decisionFlowKey": "cross-sell"});
