@@ -136,8 +136,11 @@ async fn schemathesis_finds_no_failures() {
         "8",
         "--seed",
         "1",
+        // One worker: with two, CPython 3.11's `ast.parse` in hypothesis's threads now and
+        // then fails ("AST constructor recursion depth mismatch"), a runtime error of the
+        // tool's that failed the run.
         "--workers",
-        "2",
+        "1",
         "--phases",
         "examples,coverage,fuzzing,stateful",
         "--request-timeout",

@@ -49,6 +49,11 @@ pub async fn put(t: &TenantHandle, channel: String, key: String, req: Request<In
     if spec.key.as_ref().is_some_and(|k| *k != key) {
         return Err(ValidationError::one("key", format!("must be the path's, `{key}`, or left out")).into());
     }
+    // Checked here, not only with the channel: a bad body is a 400 even when the
+    // channel changed meanwhile (which the write would refuse with 412).
+    let mut errors = Vec::new();
+    spec.check("", &mut errors);
+    ValidationError::check(errors)?;
     spec.key = Some(key.clone());
     let mut placements = c.spec.placements.clone();
     match placements.iter_mut().find(|p| p.key() == key) {

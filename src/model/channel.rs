@@ -100,6 +100,16 @@ pub struct PlacementSpec {
 }
 
 impl PlacementSpec {
+    /// The checks of one placement on its own, with `path` before each field (its key's
+    /// uniqueness is the channel's to check).
+    pub fn check(&self, path: &str, errors: &mut Vec<FieldError>) {
+        non_blank(errors, &format!("{path}name"), &self.name);
+        if !(1..=MAX_SLOTS).contains(&self.max_slots) {
+            let message = format!("must be between 1 and {MAX_SLOTS}, got {}", self.max_slots);
+            errors.push(FieldError::new(format!("{path}maxSlots"), message));
+        }
+    }
+
     /// The key requests name it by: `key`, or one derived from the name.
     pub fn key(&self) -> String {
         match &self.key {
@@ -142,11 +152,7 @@ impl ChannelSpec {
         non_blank(&mut errors, "name", &self.name);
         let mut keys = std::collections::HashSet::new();
         for (i, p) in self.placements.iter().enumerate() {
-            non_blank(&mut errors, &format!("placements[{i}].name"), &p.name);
-            if !(1..=MAX_SLOTS).contains(&p.max_slots) {
-                let message = format!("must be between 1 and {MAX_SLOTS}, got {}", p.max_slots);
-                errors.push(FieldError::new(format!("placements[{i}].maxSlots"), message));
-            }
+            p.check(&format!("placements[{i}]."), &mut errors);
             let key = p.key();
             if key.is_empty() {
                 errors.push(FieldError::new(format!("placements[{i}].key"), "must not be empty"));

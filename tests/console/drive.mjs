@@ -144,6 +144,7 @@ try {
   check(await page.isDisabled('#flow-detail button:has-text("Publish the draft")'), 'a viewer cannot publish');
   await page.click('#tabs button[data-tab=rules]');
   await page.click('#rule-list li[data-name="cross_sell.rules"]');
+  await page.waitForFunction(() => document.getElementById('rule-source').value.length > 0);
   check(await page.isDisabled('#rule-save'), 'a viewer cannot save a rule file');
   check(await page.getAttribute('#rule-source', 'readonly') !== null, 'a viewer reads rule files only');
 
