@@ -31,12 +31,7 @@ type Reply = Result<HttpResponse, ApiError>;
 
 /// Authenticates (where the route needs it) and runs the route's handler.
 pub async fn dispatch(app: &Arc<App>, route: Route, params: Params, req: Request<Incoming>) -> Reply {
-    match route {
-        Route::Console => return Ok(super::console::page()),
-        Route::ConsoleAsset => return super::console::asset(params.get("asset").unwrap_or_default()),
-        _ => {}
-    }
-    let Some(role) = route.role() else { return public(app, route) };
+    let Some(role) = route.role() else { return public(app, route, &params) };
     let (key, tenant) = authorize(app, role, &req).inspect_err(|e| auth_failed(&req, e))?;
     let id = || params.get("id").unwrap_or_default().to_string();
     match route {
@@ -131,7 +126,9 @@ pub async fn dispatch(app: &Arc<App>, route: Route, params: Params, req: Request
             ok(&tenant.ask(c::VersionConfig { flow_id: id(), version }).await?)
         }
         Route::ModelQini => model_qini(tenant, id()).await,
-        Route::Health | Route::Metrics | Route::OpenApi | Route::Console | Route::ConsoleAsset => public(app, route),
+        Route::Health | Route::Metrics | Route::OpenApi | Route::Console | Route::ConsoleAsset => {
+            public(app, route, &params)
+        }
     }
 }
 
@@ -161,8 +158,10 @@ fn name_of(params: &Params) -> String {
     params.get("name").unwrap_or_default().to_string()
 }
 
-fn public(app: &App, route: Route) -> Reply {
+fn public(app: &App, route: Route, params: &Params) -> Reply {
     match route {
+        Route::Console => Ok(super::console::page()),
+        Route::ConsoleAsset => super::console::asset(params.get("asset").unwrap_or_default()),
         Route::Metrics => {
             app.metrics.set_tenants(app.registry.tenant_ids().len() as i64);
             app.metrics.set_event_log_syncs(app.registry.store().events().syncs());

@@ -295,10 +295,12 @@ impl Journeys {
         self.listening.store(journeys.iter().any(|j| j.active), Ordering::Relaxed);
         self.compiled.store(Arc::new(journeys));
         let mut state = self.state.lock();
+        let compiled = self.compiled.load();
+        let ids: std::collections::HashSet<&str> = compiled.iter().map(|j| &*j.id).collect();
         let gone: Vec<Arc<str>> = state
             .enrollments
             .values()
-            .filter(|e| self.journey(&e.journey_id).is_none())
+            .filter(|e| !ids.contains(e.journey_id.as_str()))
             .map(|e| e.id.as_str().into())
             .collect();
         for id in gone {
@@ -383,16 +385,14 @@ impl Journeys {
     pub fn enrollments(&self, journey: &str, customer: Option<&str>) -> Result<EnrollmentList, TenantError> {
         let j = self.find(journey)?;
         let state = self.state.lock();
-        let mut data: Vec<Enrollment> = match customer {
-            Some(c) => state.of_customer(c).filter(|e| e.journey_id == *j.id).cloned().collect(),
-            None => state.enrollments.values().filter(|e| e.journey_id == *j.id).cloned().collect(),
+        let mut found: Vec<&Enrollment> = match customer {
+            Some(c) => state.of_customer(c).filter(|e| e.journey_id == *j.id).collect(),
+            None => state.enrollments.values().filter(|e| e.journey_id == *j.id).collect(),
         };
-        data.sort_by(|a, b| (a.enrolled_at, &a.id).cmp(&(b.enrolled_at, &b.id)));
-        let total = data.len();
+        found.sort_by(|a, b| (a.enrolled_at, &a.id).cmp(&(b.enrolled_at, &b.id)));
+        let total = found.len();
         // A journey can hold many enrollments: the newest 1,000 without a customer filter.
-        if total > 1000 {
-            data.drain(..total - 1000);
-        }
+        let data = found[total.saturating_sub(1000)..].iter().map(|e| (*e).clone()).collect();
         Ok(EnrollmentList { journey_id: j.id.to_string(), data, total })
     }
 
@@ -457,7 +457,10 @@ impl Journeys {
     /// After a recorded response: resumes the customer's enrollments waiting for it, then
     /// enrolls them in active journeys whose entry trigger it matches.
     pub async fn on_response(&self, d: &dyn Decider, r: &super::interaction::Response) {
-        if !self.listening.load(Ordering::Relaxed) {
+        // Most responses concern no journey: they take no lock beyond a glance at the
+        // customer's enrollments, and never wait for another tenant response's journey
+        // steps to be written.
+        if !self.listening.load(Ordering::Relaxed) || !self.concerns(r) {
             return;
         }
         let _one = self.serial.lock().await;
@@ -470,13 +473,8 @@ impl Journeys {
             resume(&j, &mut e, Resume::Event { interaction_id: r.interaction_id.clone() }, now, d);
             changed.push(e);
         }
-        for j in self.compiled.load().iter().filter(|j| j.active) {
+        for j in self.compiled.load().iter().filter(|j| triggers(j, r)) {
             let entry = j.entry();
-            let triggered = entry.event_type.as_deref() == Some(r.outcome.as_str())
-                && j.offer_at(j.plan.entry).is_none_or(|o| o == r.offer_id);
-            if !triggered {
-                continue;
-            }
             match self.enrollment_for(d, j, &r.customer_id, entry.deduplication, now) {
                 Ok((_, records)) => changed.extend(records),
                 Err(e) => {
@@ -489,15 +487,17 @@ impl Journeys {
         }
     }
 
+    /// Whether a response moves one of the customer's enrollments or fires a trigger.
+    fn concerns(&self, r: &super::interaction::Response) -> bool {
+        let waited = self.state.lock().of_customer(&r.customer_id).any(|e| e.active() && waits_for(e, r));
+        waited || self.compiled.load().iter().any(|j| triggers(j, r))
+    }
+
     /// The scheduler's turn: records deliveries, resumes waits that timed out, expires
     /// enrollments past their journey's `maxDurationDays`.
     pub async fn tick(&self, d: &dyn Decider) {
-        let delivered = std::mem::take(&mut *self.delivered.lock());
-        let has_due = self.has_due(crate::ids::unix_now());
-        if delivered.is_empty() && !has_due {
-            return;
-        }
         let _one = self.serial.lock().await;
+        let delivered = std::mem::take(&mut *self.delivered.lock());
         let now = crate::ids::unix_now();
         let mut changed = Vec::new();
         for (p, interaction_id) in &delivered {
@@ -508,18 +508,23 @@ impl Journeys {
                 changed.push(e);
             }
         }
-        let due: Vec<Enrollment> = {
+        let compiled = self.compiled.load();
+        let active: HashMap<&str, &Arc<CompiledJourney>> =
+            compiled.iter().filter(|j| j.active).map(|j| (&*j.id, j)).collect();
+        let due: Vec<(Enrollment, Arc<CompiledJourney>)> = {
             let state = self.state.lock();
             let already: Vec<&str> = changed.iter().map(|e| e.id.as_str()).collect();
-            state
-                .enrollments
-                .values()
-                .filter(|e| self.due(e, now) && !already.contains(&e.id.as_str()))
-                .cloned()
-                .collect()
+            let due = |e: &&Enrollment| {
+                let j = active.get(e.journey_id.as_str()).filter(|_| e.active())?;
+                let time = e.resume_at.is_some_and(|t| t <= now) || now >= e.enrolled_at + j.max_duration_secs;
+                (time && !already.contains(&e.id.as_str()) && self.owns(&e.customer_id)).then(|| (*j).clone())
+            };
+            state.enrollments.values().filter_map(|e| due(&e).map(|j| (e.clone(), j))).collect()
         };
-        for mut e in due {
-            let Some(j) = self.journey(&e.journey_id) else { continue };
+        if delivered.is_empty() && due.is_empty() {
+            return;
+        }
+        for (mut e, j) in due {
             if now >= e.enrolled_at + j.max_duration_secs {
                 e.status = EnrollmentStatus::Expired;
                 (e.resume_at, e.waiting_for, e.updated_at) = (None, None, now);
@@ -537,18 +542,9 @@ impl Journeys {
         }
     }
 
-    fn has_due(&self, now: i64) -> bool {
-        self.state.lock().enrollments.values().any(|e| self.due(e, now))
-    }
-
-    /// An active enrollment of an active journey whose wait timed out or whose time is up,
-    /// of a customer this node owns.
-    fn due(&self, e: &Enrollment, now: i64) -> bool {
-        if !e.active() || self.owner.get().is_some_and(|owns| !owns(&self.tenant, &e.customer_id)) {
-            return false;
-        }
-        let Some(j) = self.journey(&e.journey_id).filter(|j| j.active) else { return false };
-        e.resume_at.is_some_and(|t| t <= now) || now >= e.enrolled_at + j.max_duration_secs
+    /// Whether this node moves the customer's enrollments (always, outside a cluster).
+    fn owns(&self, customer: &str) -> bool {
+        self.owner.get().is_none_or(|owns| owns(&self.tenant, customer))
     }
 
     /// `POST /journeys/{id}/test`: the walk the customer would take now, with dry-run
@@ -654,6 +650,13 @@ impl Journeys {
 /// Whether the customer meets the journey's entry condition (unknown does not).
 fn meets_entry(j: &CompiledJourney, customer: &str) -> bool {
     j.entry_condition.as_ref().is_none_or(|c| c.eval(customer) == Some(true))
+}
+
+/// Whether a response fires the active journey's entry trigger.
+fn triggers(j: &CompiledJourney, r: &super::interaction::Response) -> bool {
+    j.active
+        && j.entry().event_type.as_deref() == Some(r.outcome.as_str())
+        && j.offer_at(j.plan.entry).is_none_or(|o| o == r.offer_id)
 }
 
 /// Whether a response is what the enrollment waits for.

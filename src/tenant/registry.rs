@@ -100,9 +100,10 @@ impl TenantHandle {
         let delivery = self.deliver_journey_action(&mut decision);
         let replicated = self.log_decision(&mut decision, req);
         if let Some(p) = delivery {
-            match decision.interaction_id.is_empty() {
-                true => self.journeys.undeliver(&decision.customer_id, p),
-                false => self.journeys.delivered(p, decision.interaction_id.clone()),
+            if decision.interaction_id.is_empty() {
+                self.journeys.undeliver(&decision.customer_id, p);
+            } else {
+                self.journeys.delivered(p, decision.interaction_id.clone());
             }
         }
         self.learning.experiments.decision(&flow.key, &decision.customer_id, decision.control_group);
