@@ -141,6 +141,20 @@ fn learned(c: &mut Criterion) {
         c.bench_function(&format!("learned/{name}/contact_policies"), |b| {
             b.iter(|| flow.decide(black_box(&req), &learning.signals(&flow), false))
         });
+        // What a receipt costs: the decision with its reads recorded, and its log record
+        // encoded, against the same decision and record without them.
+        let record = |d: &engine::Decision| arbiter::tenant::interaction::decision_record("t", d, &req, 1);
+        c.bench_function(&format!("learned/{name}/logged"), |b| {
+            b.iter(|| record(&flow.decide(black_box(&req), &learning.signals(&flow), false)).len())
+        });
+        c.bench_function(&format!("learned/{name}/logged_with_receipt"), |b| {
+            b.iter(|| {
+                let inputs = engine::tape::Inputs::record();
+                let mut d = flow.decide_with(black_box(&req), &learning.signals(&flow), false, &inputs);
+                d.recorded = inputs.into_recorded().map(Box::new);
+                record(&d).len()
+            })
+        });
         learning.install_uplift(uplift_models(&flow));
         let d = flow.decide(&req, &learning.signals(&flow), true);
         assert!(d.decisions[0].explanation.as_ref().unwrap().ranking_scores.tau.is_some(), "τ is used");

@@ -23,6 +23,7 @@ use crate::rules::{Layout, Namespace, Path};
 pub mod conflicts;
 pub mod entity;
 pub mod journey;
+pub mod retained;
 
 pub use crate::model::condition_error;
 pub use crate::model::schema::Table;
@@ -710,7 +711,9 @@ impl Catalog {
         draft: &crate::model::DraftConfig,
         version: u32,
     ) -> Result<CompiledFlow, ValidationError> {
-        engine::compile(inputs, &flow.meta.id, &flow.spec.key, draft, version)
+        let mut compiled = engine::compile(inputs, &flow.meta.id, &flow.spec.key, draft, version)?;
+        compiled.inputs = self.compile_inputs(&flow.meta.id, &flow.spec.key, draft, version).0;
+        Ok(compiled)
     }
 
     /// What a rule file is checked against: this tenant's attributes, offers (with

@@ -169,6 +169,13 @@ async fn the_email_lead_is_followed_after_an_accept_by_a_branch_appointment_firs
     assert_eq!(after["status"], "completed");
     assert_eq!(steps(&after), walked);
     assert_eq!(after["history"], e["history"]);
+
+    // Its receipt names the delivered action, and a replay puts it first again.
+    let receipt = api.get(&format!("/api/v1/interactions/{delivered_in}")).await.expect(200);
+    assert_eq!(receipt["reproduce"]["journeyAction"]["offerId"], appointment.as_str(), "{receipt}");
+    let replay = api.post(&format!("/api/v1/interactions/{delivered_in}/replay"), &json!({})).await.expect(200);
+    assert_eq!(replay["identical"], true, "{replay}");
+    assert_eq!(replay["replayed"]["offers"][0]["offerName"], APPOINTMENT);
     server.stop().await;
 }
 

@@ -93,6 +93,7 @@ pub async fn dispatch(app: &Arc<App>, route: Route, params: Params, req: Request
             let found = tenant.interaction(&id())?;
             ok(&found.ok_or_else(|| ApiError::NotFound(format!("interaction `{}` not found", id())))?)
         }
+        Route::ReplayInteraction => ok(&tenant.replay(id()).await?),
         Route::EnrollJourney => enroll(app, &tenant, id(), req).await,
         Route::JourneyEnrollments => {
             let customer = query_param(req.uri().query(), "customerId");

@@ -43,6 +43,7 @@ pub enum Route {
     DeletePlacement,
     CustomerInteractions,
     Interaction,
+    ReplayInteraction,
     Models,
     Model,
     TrainModel,
@@ -242,7 +243,18 @@ const FIXED: &[(&str, &str, Route, &str)] = &[
         CustomerInteractions,
         "A customer's logged decisions, newest first (limit, cursor)",
     ),
-    ("GET", "/api/v1/interactions/{id}", Interaction, "A logged decision (an interaction or recommendation id)"),
+    (
+        "GET",
+        "/api/v1/interactions/{id}",
+        Interaction,
+        "A logged decision (an interaction or recommendation id) with what reproducing it needs",
+    ),
+    (
+        "POST",
+        "/api/v1/interactions/{id}/replay",
+        ReplayInteraction,
+        "Decide a logged decision again from its receipt and compare, field by field; records nothing",
+    ),
     ("POST", "/api/v1/journeys/{id}/enroll", EnrollJourney, "Enroll a customer in an active journey"),
     (
         "GET",
@@ -328,7 +340,9 @@ impl Route {
             | TrainModel | PutPlacement | DeletePlacement | EnrollJourney | VersionConfig => Some(Role::Editor),
             WhoAmI | Rows | Plugins | Plugin | OutcomeTypes | Recommend | Respond | RespondBulk | ExperimentResults
             | Models | Model | ModelUplift | CustomerContacts | CustomerSuppressions | PolicyConflicts | Placements
-            | CustomerInteractions | Interaction | JourneyEnrollments | TestJourney | ModelQini => Some(Role::Viewer),
+            | CustomerInteractions | Interaction | ReplayInteraction | JourneyEnrollments | TestJourney | ModelQini => {
+                Some(Role::Viewer)
+            }
         }
     }
 
@@ -498,6 +512,7 @@ impl Route {
                 (Body::None, &[200], json::<crate::tenant::views::CustomerInteractions>(), INTERACTIONS)
             }
             Interaction => (Body::None, &[200], json::<crate::tenant::interaction::Interaction>(), &[]),
+            ReplayInteraction => (Body::None, &[200], json::<crate::tenant::replay::ReplayReport>(), &[]),
             Model | TrainModel => (Body::None, &[200], json::<crate::tenant::measure::ModelSummary>(), &[]),
             ModelUplift => (Body::None, &[200], json::<crate::tenant::measure::CustomerUplift>(), UPLIFT),
             DeletePlugin => (Body::None, &[204], Body::None, &[]),

@@ -117,6 +117,9 @@ pub struct CompiledFlow {
     pub(super) thompson: bool,
     /// The outcomes that count as a conversion (`flowConfig.conversionOutcomes`).
     pub conversion_outcomes: Arc<[String]>,
+    /// The digest of what the flow was compiled from, as the catalog retains it
+    /// (`catalog::retained`); zero when compiled from plain inputs.
+    pub inputs: [u8; 16],
 }
 
 pub(super) struct CompiledOffer {
@@ -326,6 +329,7 @@ pub fn compile(
         uplift_exploration: score.and_then(|(_, c)| c.uplift_exploration).unwrap_or_default(),
         thompson: score.and_then(|(_, c)| c.exploration) == Some(crate::model::flow::Exploration::Thompson),
         conversion_outcomes: draft.flow_config.conversion_outcomes().into(),
+        inputs: [0; 16],
         rank_node: nodes.iter().find(|n| matches!(n.kind, NodeKind::Rank(_))).map_or("rank", |n| n.id.as_str()).into(),
     })
 }

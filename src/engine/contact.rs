@@ -19,7 +19,7 @@ use crate::model::policy::{Period, PolicyRule, PolicyType};
 use crate::rules::OfferFacts;
 
 /// An outcome a customer recorded (a response), as `outcome_based` policies count them.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OutcomeEvent {
     /// Unix seconds.
     pub at: i64,
@@ -42,7 +42,7 @@ pub struct PolicyInput<'a> {
 }
 
 /// One offer shown to a customer.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Contact {
     /// Unix seconds.
     pub at: i64,

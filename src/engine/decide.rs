@@ -17,6 +17,7 @@ use super::response::{
     Removal, RuleFailure,
 };
 use super::score::{self, ScorePlan, Signals, UpliftSignal, DEFAULT_PROPENSITY};
+use super::tape::Inputs;
 use crate::dsl::defs::RuleOrigin;
 
 /// A candidate offer on its way through the flow.
@@ -62,6 +63,8 @@ struct Frame<'f> {
     show_probability: Vec<f64>,
     /// Unix seconds of the decision.
     now: i64,
+    /// Where the clock, rows, counters and history come from (live, recorded, replayed).
+    inputs: &'f Inputs<'f>,
 }
 
 /// Draws behind a logged show probability under Thompson sampling (its resolution).
@@ -75,8 +78,24 @@ const MEMO_NONE: u8 = 3;
 impl CompiledFlow {
     /// Decides which offers to show. `req` must have passed `RecommendRequest::validate`.
     pub fn decide(&self, req: &RecommendRequest, signals: &dyn Signals, explain: bool) -> Decision {
-        let mut frame = Frame::new(self, req, explain);
-        frame.now = signals.now();
+        self.decide_with(req, signals, explain, &Inputs::Live)
+    }
+
+    /// Decides as [`decide`](Self::decide) does, reading the clock, rows, counters and the
+    /// customer's history through `inputs`: live, recorded for a receipt, or replayed
+    /// from one.
+    pub fn decide_with(
+        &self,
+        req: &RecommendRequest,
+        signals: &dyn Signals,
+        explain: bool,
+        inputs: &Inputs,
+    ) -> Decision {
+        if let Inputs::Record(r) = inputs {
+            r.borrow_mut().inputs = self.inputs;
+        }
+        let mut frame = Frame::new(self, req, explain, inputs);
+        frame.now = inputs.now(|| signals.now());
         frame.customer_hash = fnv1a_pair(&req.customer_id, "");
         let mut cands: Vec<Candidate> = (0..self.offers.len() as u32)
             .map(|offer| Candidate { offer, fit: 1.0, score: 0.0, exempt: false, uplift: None })
@@ -157,6 +176,7 @@ impl CompiledFlow {
             logged_features: if self.holdout_percent.is_some() { self.feature_names.clone() } else { Arc::from([]) },
             categories: frame.categories,
             logged_categories: if self.holdout_percent.is_some() { self.category_names.clone() } else { Arc::from([]) },
+            recorded: None,
         }
     }
 
@@ -165,7 +185,7 @@ impl CompiledFlow {
     /// `feature_names` order, categorical ones in `category_names` order.
     pub fn current_inputs(&self, customer_id: &str) -> (Vec<f64>, Vec<Option<Arc<str>>>) {
         let req = RecommendRequest { customer_id: customer_id.to_string(), ..RecommendRequest::default() };
-        let mut frame = Frame::new(self, &req, false);
+        let mut frame = Frame::new(self, &req, false, &Inputs::Live);
         for step in self.steps.iter() {
             if let Step::Enrich(plans) = step {
                 frame.enrich(plans, customer_id);
@@ -176,6 +196,24 @@ impl CompiledFlow {
             self.features.iter().map(|s| feature_value(slot(s))).collect(),
             self.categories.iter().map(|s| category_value(slot(s))).collect(),
         )
+    }
+
+    /// What a recording's named reads are, in its order (`engine::tape::Recorded`): each
+    /// enrich read's copied fields (`customer.<field>`), and the request attributes the
+    /// rules read (`attributes.<name>`).
+    pub fn recorded_names(&self) -> (Vec<Vec<String>>, Vec<String>) {
+        let name = |slot: u32| self.layout.slot(slot).path.to_string();
+        let rows = self
+            .steps
+            .iter()
+            .filter_map(|step| match step {
+                Step::Enrich(plans) => Some(plans.iter()),
+                _ => None,
+            })
+            .flatten()
+            .map(|plan| plan.copies.iter().map(|&(_, slot)| name(slot)).collect())
+            .collect();
+        (rows, self.attribute_slots.iter().map(|&(_, slot)| name(slot)).collect())
     }
 
     /// The numeric part of [`CompiledFlow::current_inputs`].
@@ -244,7 +282,7 @@ impl CompiledFlow {
 }
 
 impl<'f> Frame<'f> {
-    fn new(flow: &'f CompiledFlow, req: &RecommendRequest, explain: bool) -> Frame<'f> {
+    fn new(flow: &'f CompiledFlow, req: &RecommendRequest, explain: bool, inputs: &'f Inputs<'f>) -> Frame<'f> {
         let mut slots = vec![Value::Null; flow.layout.len()];
         let text = |s: &str| Value::Str(s.into());
         slots[SLOT_CUSTOMER_ID as usize] = text(&req.customer_id);
@@ -268,10 +306,12 @@ impl<'f> Frame<'f> {
         if let Some(p) = &req.placement {
             slots[SLOT_PLACEMENT as usize] = text(p);
         }
-        for (name, slot) in flow.attribute_slots.iter() {
-            if let Some(v) = req.attributes.get(&**name) {
-                slots[*slot as usize] = Value::from_json_untyped(v);
-            }
+        let attributes = inputs.attributes(|| {
+            let value = |name: &str| req.attributes.get(name).map_or(Value::Null, Value::from_json_untyped);
+            flow.attribute_slots.iter().map(|(name, _)| value(name)).collect()
+        });
+        for ((_, slot), v) in flow.attribute_slots.iter().zip(attributes) {
+            slots[*slot as usize] = v;
         }
         Frame {
             flow,
@@ -281,7 +321,11 @@ impl<'f> Frame<'f> {
             warnings,
             policy_states: Vec::new(),
             binds_mandatory: 0,
-            segments: if flow.reads_segments { req.segments.clone().unwrap_or_default() } else { Vec::new() },
+            segments: if flow.reads_segments {
+                inputs.segments(|| req.segments.clone().unwrap_or_default())
+            } else {
+                Vec::new()
+            },
             features: Vec::new(),
             categories: Vec::new(),
             model_input: Vec::new(),
@@ -290,6 +334,7 @@ impl<'f> Frame<'f> {
             customer_hash: 0,
             show_probability: Vec::new(),
             now: 0,
+            inputs,
         }
     }
 
@@ -301,12 +346,16 @@ impl<'f> Frame<'f> {
         // Shared predicates read these slots: what they gave before no longer holds.
         self.memo.fill(MEMO_UNKNOWN);
         for plan in plans {
-            match plan.table.get(customer_id) {
-                Some(row) => {
-                    // A row stored before fields were added to its schema is shorter.
-                    for &(col, slot) in plan.copies.iter() {
-                        if let Some(v) = row.get(col) {
-                            self.slots[slot as usize] = v.clone();
+            let row = self.inputs.row(|| {
+                let row = plan.table.get(customer_id)?;
+                // A row stored before fields were added to its schema is shorter.
+                Some(plan.copies.iter().map(|&(col, _)| row.get(col).cloned()).collect())
+            });
+            match row {
+                Some(values) => {
+                    for (&(_, slot), v) in plan.copies.iter().zip(values) {
+                        if let Some(v) = v {
+                            self.slots[slot as usize] = v;
                         }
                     }
                 }
@@ -397,18 +446,24 @@ impl<'f> Frame<'f> {
         let now = self.now;
         let mut states = Vec::with_capacity(flow.policies.len());
         let segments = &self.segments;
-        let impressions = |offer: &str| signals.impressions(offer);
-        let evaluate = |contacts: &[Contact], outcomes: &[OutcomeEvent], states: &mut Vec<PolicyState>| {
+        let inputs = self.inputs;
+        let impressions = |offer: &str| inputs.impressions(|| signals.impressions(offer));
+        let mut evaluate = |contacts: &[Contact], outcomes: &[OutcomeEvent]| {
             let input = PolicyInput { contacts, outcomes, segments, now, impressions: &impressions };
             states.extend(flow.policies.iter().map(|p| p.evaluate(&input)));
         };
-        signals.contacts(customer_id, &mut |history| {
-            if flow.reads_outcomes {
-                signals.outcomes(customer_id, &mut |outcomes| evaluate(history, outcomes, &mut states));
-            } else {
-                evaluate(history, &[], &mut states);
-            }
-        });
+        let live = |visit: &mut dyn FnMut(&[Contact], &[OutcomeEvent])| {
+            signals.contacts(customer_id, &mut |history| {
+                if flow.reads_outcomes {
+                    signals.outcomes(customer_id, &mut |outcomes| visit(history, outcomes));
+                } else {
+                    visit(history, &[]);
+                }
+            })
+        };
+        // A second of slack on the longest window: a contact exactly at its edge is kept.
+        let since = now - super::contact::retention_secs(&flow.policies) - 1;
+        inputs.history(since, live, &mut evaluate);
         // Metric conditions read the customer's slots, not an offer's: any offer's
         // environment serves.
         if let Some(any) = flow.offers.first() {
@@ -548,7 +603,7 @@ impl<'f> Frame<'f> {
             let offer = &self.flow.offers[c.offer as usize];
             let p = match plan.needs_propensity() {
                 true if self.flow.thompson => self.draw_propensity(offer, self.posterior(offer), 0),
-                true => self.flow.propensity(offer),
+                true => self.propensity(offer),
                 false => DEFAULT_PROPENSITY,
             };
             if p != memo.0 {
@@ -574,7 +629,18 @@ impl<'f> Frame<'f> {
 
     /// The Beta posterior `(α, β)` of an offer's response rate, from its counters.
     fn posterior(&self, offer: &CompiledOffer) -> (f64, f64) {
-        crate::learn::propensity::posterior(&offer.counts, offer.category_counts.as_deref(), &self.flow.global_counts)
+        self.inputs.posterior(|| {
+            crate::learn::propensity::posterior(
+                &offer.counts,
+                offer.category_counts.as_deref(),
+                &self.flow.global_counts,
+            )
+        })
+    }
+
+    /// An offer's propensity from its counters, as they are now (or were, in a replay).
+    fn propensity(&self, offer: &CompiledOffer) -> f64 {
+        self.inputs.propensity(|| self.flow.propensity(offer))
     }
 
     /// Draw `m` of an offer's response rate from its Beta posterior `(a, b)`: draw 0
@@ -658,7 +724,7 @@ impl<'f> Frame<'f> {
             c.uplift = signals.uplift(c.offer as usize, &offer.facts, &self.model_input);
             let tau = c.uplift.map(|u| u.tau);
             let values = [
-                flow.propensity(offer),
+                self.propensity(offer),
                 score::RELEVANCE,
                 score::impact(&offer.facts),
                 score::emphasis(&offer.facts),
@@ -798,7 +864,7 @@ impl<'f> Frame<'f> {
         offer: &CompiledOffer,
         c: Candidate,
     ) -> DecisionExplanation {
-        let propensity = self.flow.propensity(offer);
+        let propensity = self.propensity(offer);
         let uplift = c.uplift.or_else(|| signals.uplift(c.offer as usize, &offer.facts, &self.model_input));
         let tau = uplift.map(|u| u.tau);
         let uplift_factor = match uplift {

@@ -9,6 +9,7 @@
 //! * `response` — request and response types (the platform's JSON shape) and explain.
 //! * `contact` — contact policies against a customer's contact history.
 //! * `placement` — how the ranked offers fill a channel's placements, and coupling.
+//! * `tape` — a decision's volatile reads, recorded for its receipt and replayed from it.
 //!
 //! Rule and score definitions (`RuleDef`, `ScoreDef`) come from `dsl::defs`; the
 //! engine takes them, with the tenant's entities, as plain inputs ([`TenantInputs`]).
@@ -19,6 +20,7 @@ mod decide;
 mod placement;
 pub mod response;
 pub mod score;
+pub mod tape;
 
 pub use crate::dsl::defs::{RuleDef, RuleOrigin, ScoreDef, ScoreDefBody};
 pub use compile::TenantInputs;

@@ -145,6 +145,10 @@ pub struct Decision {
     pub categories: Vec<Option<Arc<str>>>,
     #[serde(skip)]
     pub logged_categories: Arc<[Arc<str>]>,
+    /// What the decision read that no version names, when it was recorded for its
+    /// receipt (a logged decision's; `engine::tape`).
+    #[serde(skip)]
+    pub recorded: Option<Box<super::tape::Recorded>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]

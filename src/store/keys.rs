@@ -38,11 +38,15 @@ pub enum Kind {
     Journey,
     /// `t/{tenant}/enrollment/{journey_id}/{id}` — a customer's place in a journey.
     Enrollment,
+    /// `t/{tenant}/retained/{digest}` — what a flow was compiled from, or a set of uplift
+    /// models, as decisions' receipts name it; `…/{digest}/retired` — since when nothing
+    /// live uses it (Unix seconds).
+    Retained,
 }
 
 impl Kind {
     /// Every kind, for parsing and tests.
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 17] = [
         Kind::Meta,
         Kind::ApiKey,
         Kind::Schema,
@@ -59,6 +63,7 @@ impl Kind {
         Kind::Policy,
         Kind::Journey,
         Kind::Enrollment,
+        Kind::Retained,
     ];
 
     /// The key segment naming this kind.
@@ -80,6 +85,7 @@ impl Kind {
             Kind::Policy => "policy",
             Kind::Journey => "journey",
             Kind::Enrollment => "enrollment",
+            Kind::Retained => "retained",
         }
     }
 

@@ -21,6 +21,7 @@ use super::command::{
 use super::persist;
 use super::{TenantError, TenantSnapshot};
 use crate::catalog::entity::put_flow;
+use crate::catalog::retained::Digest;
 use crate::catalog::{Catalog, CatalogError, Entity, LoadMode};
 use crate::dsl::error::{locate, render};
 use crate::dsl::Diagnostic;
@@ -311,8 +312,30 @@ impl TenantActor {
             deferred: Vec::new(),
             journeys,
         };
+        actor.keep_inputs(&actor.snapshot.load().flows.values().cloned().collect::<Vec<_>>());
         actor.install_journeys();
         (actor, snapshot)
+    }
+
+    /// Keeps what each of `flows` was compiled from (this catalog) for the receipts of
+    /// the decisions it will make, before it goes live. A failure is logged: the flow
+    /// still decides, and a replay of its decisions says their inputs are not kept.
+    fn keep_inputs(&self, flows: &[Arc<CompiledFlow>]) {
+        let make = |d: &Digest| {
+            let flow = flows.iter().find(|f| &f.inputs == d)?;
+            let (digest, bytes) = self.catalog.inputs_of(flow)?;
+            if digest != *d {
+                // The catalog moved on between compile and go-live: this version's
+                // decisions cannot be replayed (their receipts say so).
+                tracing::warn!(tenant = %self.id, flow = %flow.key, version = flow.version,
+                    "the catalog changed before the flow went live; its inputs are not kept for replays");
+                return None;
+            }
+            Some(bytes)
+        };
+        if let Err(e) = super::retained::keep(self.store.as_ref(), &self.id, flows.iter().map(|f| f.inputs), make) {
+            tracing::error!(tenant = %self.id, error = %e, "could not keep the inputs of live flows for replays");
+        }
     }
 
     /// The spec a patch makes: the stored entity with the patch's fields in place of its
@@ -556,6 +579,7 @@ impl TenantActor {
         put_flow(&mut b, &self.id, published, true);
         let durable = self.commit(staged, b)?;
         self.defer(move |actor| {
+            actor.keep_inputs(std::slice::from_ref(&compiled));
             let current = actor.snapshot.load();
             let mut flows = current.flows.clone();
             flows.insert(compiled.key.as_ref().into(), compiled);
@@ -566,6 +590,7 @@ impl TenantActor {
     }
 
     fn swap(&self, live: Vec<Arc<CompiledFlow>>) {
+        self.keep_inputs(&live);
         let generation = self.snapshot.load().generation + 1;
         self.snapshot.store(Arc::new(snapshot_of(live, unpublished(&self.catalog), generation)));
     }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
 
+use crate::engine::tape::Recorded;
 use crate::engine::{Decision, OfferDecision, RecommendRequest};
 use crate::model::{FieldError, ValidationError};
 use crate::store::eventlog::Position;
@@ -64,6 +65,10 @@ pub struct Interaction {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub attributes_omitted: bool,
     pub created_at: String,
+    /// What deciding it again needs, as the decision read it (`GET /interactions/{id}`;
+    /// absent for decisions logged before records carried it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reproduce: Option<super::replay::Reproduce>,
 }
 
 /// A logged decision's id: the node that made it (in a cluster; 0 on a single node),
@@ -114,12 +119,23 @@ impl DecisionId {
 /// nothing, or another tenant's decision). Another node's decision is found through the
 /// index its mirrored copy was written with (`keys::mirrored`): a lookup, then the read.
 pub fn find_decision(store: &dyn Storage, tenant: &str, id: &str) -> Result<Option<Interaction>, StoreError> {
+    Ok(find_receipt(store, tenant, id)?.map(|(i, _)| i))
+}
+
+/// The decision `id` of `tenant` as [`find_decision`] finds it, with what replaying it
+/// needs (`None` for a decision logged before records carried it, or one whose replay
+/// facts do not read back).
+pub fn find_receipt(
+    store: &dyn Storage,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<(Interaction, Option<ReplayFacts>)>, StoreError> {
     if let Some(d) = DecisionId::parse(id) {
-        let read = |at: Position| -> Result<Option<Interaction>, StoreError> {
+        let read = |at: Position| -> Result<Option<(Interaction, Option<ReplayFacts>)>, StoreError> {
             let Some(payload) = store.events().read(at)? else { return Ok(None) };
             // The whole id must match: the nonce, and the node the record says made it.
             let found = read_decision(&payload, at).filter(|(t, _, i)| t == tenant && i.id == id);
-            Ok(found.map(|(_, _, i)| i))
+            Ok(found.map(|(_, _, i)| (i, replay_facts(&payload))))
         };
         if !d.is_foreign() {
             if let Some(found) = read(d.at)? {
@@ -139,7 +155,14 @@ pub fn find_decision(store: &dyn Storage, tenant: &str, id: &str) -> Result<Opti
     }
     // Decisions logged by earlier versions are sled records under a random key.
     let legacy = store.get(&keys::key(tenant, Kind::Interaction, &[id]))?;
-    Ok(legacy.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+    Ok(legacy.and_then(|bytes| serde_json::from_slice(&bytes).ok()).map(|i| (i, None)))
+}
+
+/// What replaying the decision of a record needs, when the record carries it.
+fn replay_facts(payload: &[u8]) -> Option<ReplayFacts> {
+    let (&kind, rest) = unmirror(payload).1.split_first()?;
+    let d = decision_ref(kind, rest)?;
+    (kind == REPLAYABLE_DECISION).then(|| postcard::from_bytes(d.replay).ok()).flatten()
 }
 
 /// Calls `each` with every logged decision of `tenant`, oldest first: those of earlier
@@ -193,6 +216,56 @@ const REQUESTED_DECISION: u8 = 4;
 /// than this kind skips these records.)
 const PLACED_DECISION: u8 = 6;
 
+/// A `PLACED_DECISION` record (the placement keys possibly none) followed by what
+/// replaying the decision needs ([`ReplayFacts`]): every decision logged by this version.
+/// (A binary older than this kind skips these records.)
+const REPLAYABLE_DECISION: u8 = 7;
+
+/// What replaying a logged decision needs besides its request: the flow's inputs, the
+/// models, and every volatile read, as recorded (`engine::tape`); whether it explained
+/// (explain reads the counters again); the journey action delivered in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplayFacts {
+    pub explain: bool,
+    pub delivered: Option<DeliveredAction>,
+    pub recorded: Recorded,
+}
+
+/// A journey's channel action put first in a decision (`journeys::place_first`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveredAction {
+    pub journey: String,
+    pub enrollment: String,
+    pub offer_id: String,
+    pub offer_name: String,
+    pub category: String,
+    pub priority: f64,
+}
+
+impl DeliveredAction {
+    /// The action in `decision`, if one was delivered in it (its first offer says so).
+    fn of(decision: &Decision) -> Option<DeliveredAction> {
+        let first = decision.decisions.first()?;
+        let text = |key: &str| first.personalization.get(key).and_then(|v| v.as_str()).map(str::to_string);
+        Some(DeliveredAction {
+            journey: text("journeyId")?,
+            enrollment: text("enrollmentId")?,
+            offer_id: first.offer_id.to_string(),
+            offer_name: first.offer_name.to_string(),
+            category: first.category.to_string(),
+            priority: first.priority,
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct ReplayFactsOut<'a> {
+    explain: bool,
+    delivered: Option<DeliveredAction>,
+    recorded: &'a Recorded,
+}
+
 /// Another node's record, mirrored into this node's log from the cluster's event stream
 /// ([`mirrored_record`]).
 const MIRRORED: u8 = 5;
@@ -215,7 +288,7 @@ struct RequestFacts<'a> {
 }
 
 fn is_decision(kind: u8) -> bool {
-    matches!(kind, DECISION | EXPLORED_DECISION | REQUESTED_DECISION | PLACED_DECISION)
+    matches!(kind, DECISION | EXPLORED_DECISION | REQUESTED_DECISION | PLACED_DECISION | REPLAYABLE_DECISION)
 }
 
 /// A decision as the event log keeps it: compact binary (postcard), the tenant and nonce
@@ -264,11 +337,12 @@ pub fn decision_record(tenant: &str, decision: &Decision, request: &RecommendReq
     let explored = offers.iter().any(|o| o.show_probability.is_some());
     let placed = decision.placements.as_deref().filter(|_| !decision.control_group);
     let requested = request.limit.is_some() || request.placement.is_some() || !request.attributes.is_empty();
-    let kind = match (placed.is_some(), requested, explored) {
-        (false, false, false) => return postcard::to_allocvec(&record).expect("a decision record serialises"),
-        (false, false, true) => EXPLORED_DECISION,
-        (false, true, _) => REQUESTED_DECISION,
-        (true, _, _) => PLACED_DECISION,
+    let kind = match (&decision.recorded, placed.is_some(), requested, explored) {
+        (Some(_), ..) => REPLAYABLE_DECISION,
+        (None, false, false, false) => return postcard::to_allocvec(&record).expect("a decision record serialises"),
+        (None, false, false, true) => EXPLORED_DECISION,
+        (None, false, true, _) => REQUESTED_DECISION,
+        (None, true, _, _) => PLACED_DECISION,
     };
     let propensities: Vec<f64> =
         offers.iter().filter(|_| explored).map(|o| o.show_probability.unwrap_or(f64::NAN)).collect();
@@ -289,10 +363,19 @@ pub fn decision_record(tenant: &str, decision: &Decision, request: &RecommendReq
     let placement = request.placement.as_deref();
     let facts = RequestFacts { placement, limit: request.limit, attributes: attributes.into(), omitted };
     let bytes = postcard::to_extend(&facts, bytes).expect("request facts serialise");
-    let Some(placements) = placed else { return bytes };
-    let key_of = |offer: &str| placements.iter().find(|p| p.decisions.iter().any(|o| &*o.offer_id == offer));
-    let keys: Vec<Option<&str>> = offers.iter().map(|o| key_of(&o.offer_id).map(|p| &*p.key)).collect();
-    postcard::to_extend(&keys, bytes).expect("placement keys serialise")
+    let keys: Vec<Option<&str>> = match placed {
+        Some(placements) => {
+            let key_of = |offer: &str| placements.iter().find(|p| p.decisions.iter().any(|o| &*o.offer_id == offer));
+            offers.iter().map(|o| key_of(&o.offer_id).map(|p| &*p.key)).collect()
+        }
+        None if kind == REQUESTED_DECISION => return bytes,
+        None => Vec::new(),
+    };
+    let bytes = postcard::to_extend(&keys, bytes).expect("placement keys serialise");
+    let Some(recorded) = decision.recorded.as_deref() else { return bytes };
+    let replay =
+        ReplayFactsOut { explain: decision.explanation.is_some(), delivered: DeliveredAction::of(decision), recorded };
+    postcard::to_extend(&replay, bytes).expect("replay facts serialise")
 }
 
 /// The tenant of a decision or response record, read without decoding the rest.
@@ -345,6 +428,10 @@ pub struct DecisionRef<'a> {
     /// For a decision shared out between placements: each offer's placement key.
     #[serde(skip)]
     pub placements: Vec<Option<&'a str>>,
+    /// What replaying it needs, still encoded ([`ReplayFacts`]; empty for a record
+    /// logged before decisions carried it): a scan does not pay to decode it.
+    #[serde(skip)]
+    pub replay: &'a [u8],
 }
 
 /// A string postcard decoded without copying (always, from a payload in memory).
@@ -360,13 +447,14 @@ fn decision_ref(kind: u8, rest: &[u8]) -> Option<DecisionRef<'_>> {
     let (mut d, tail) = postcard::take_from_bytes::<DecisionRef>(rest).ok()?;
     match kind {
         EXPLORED_DECISION => d.propensities = postcard::from_bytes(tail).ok()?,
-        REQUESTED_DECISION | PLACED_DECISION => {
+        REQUESTED_DECISION | PLACED_DECISION | REPLAYABLE_DECISION => {
             let (propensities, tail) = postcard::take_from_bytes(tail).ok()?;
             let (facts, tail): (RequestFacts<'_>, _) = postcard::take_from_bytes(tail).ok()?;
             (d.propensities, d.placement, d.limit) = (propensities, facts.placement, facts.limit);
             (d.attributes, d.attributes_omitted) = (borrowed(facts.attributes)?, facts.omitted);
-            if kind == PLACED_DECISION {
-                d.placements = postcard::from_bytes(tail).ok()?;
+            if kind != REQUESTED_DECISION {
+                let (placements, tail) = postcard::take_from_bytes(tail).ok()?;
+                (d.placements, d.replay) = (placements, tail);
             }
         }
         _ => {}
@@ -457,7 +545,7 @@ pub fn read_record(payload: &[u8]) -> Option<(&str, Record<'_>)> {
     let payload = unmirror(payload).1;
     let (&kind, rest) = payload.split_first()?;
     match kind {
-        DECISION | EXPLORED_DECISION | REQUESTED_DECISION | PLACED_DECISION => {
+        DECISION | EXPLORED_DECISION | REQUESTED_DECISION | PLACED_DECISION | REPLAYABLE_DECISION => {
             decision_ref(kind, rest).map(|d| (d.tenant, Record::Decision(d)))
         }
         RESPONSE => {
@@ -619,6 +707,7 @@ pub fn read_decision(payload: &[u8], at: Position) -> Option<(String, u32, Inter
         attributes: serde_json::from_str(r.attributes).unwrap_or_default(),
         attributes_omitted: r.attributes_omitted,
         created_at,
+        reproduce: None,
     };
     Some((r.tenant.to_string(), r.nonce, interaction))
 }

@@ -884,6 +884,12 @@ impl Pending {
     pub fn offer(&self) -> &JourneyOffer {
         &self.offer
     }
+
+    /// The action a logged decision delivered, as a replay puts it first again (the
+    /// channel is not what `place_first` reads).
+    pub fn delivered(journey: &str, enrollment: &str, offer: JourneyOffer) -> Pending {
+        Pending { enrollment: enrollment.into(), journey: journey.into(), channel: Arc::from(""), offer }
+    }
 }
 
 /// Unix seconds as RFC 3339 in the API and the records.

@@ -18,6 +18,7 @@ use dashmap::DashMap;
 use super::idempotency::{self, Keys};
 use super::interaction::{Classification, DecisionId, Interaction, Record, Response};
 use crate::engine::contact::{Contact, OutcomeEvent};
+use crate::engine::tape::{Inputs, Recorded};
 use crate::engine::UpliftSignal;
 use crate::engine::{CompiledFlow, Decision, RecommendRequest, Signals};
 use crate::learn::propensity::CounterBank;
@@ -268,6 +269,16 @@ pub struct FlowUplift {
     /// pointers is sound.) A decision on a recompiled flow falls back to the id map.
     aligned: Weak<CompiledFlow>,
     by_index: Vec<Option<UpliftModel>>,
+    /// What decisions' receipts name these models by: the digest of [`FlowUplift::retained`].
+    pub digest: crate::catalog::retained::Digest,
+}
+
+/// A model set as it is retained for replays: the input columns and each offer's chosen
+/// model, by offer id in id order (so the same training gives the same digest).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RetainedModels {
+    input_names: Vec<Arc<str>>,
+    offers: Vec<(Arc<str>, UpliftModel)>,
 }
 
 impl FlowUplift {
@@ -282,7 +293,9 @@ impl FlowUplift {
     ) -> FlowUplift {
         let by_index = flow.offer_ids().map(|(id, _)| offers.get(id).map(|o| o.chosen().clone())).collect();
         let columns = input_names.iter().map(|n| Column::of(flow, n)).collect();
+        let digest = crate::catalog::retained::digest(&retained(&input_names, &offers));
         FlowUplift {
+            digest,
             flow_key: flow.key.to_string(),
             features: flow.feature_names.clone(),
             categories: flow.category_names.clone(),
@@ -298,19 +311,25 @@ impl FlowUplift {
     }
 }
 
+/// The retained form of a model set ([`RetainedModels`], postcard: models carry NaN).
+fn retained(input_names: &[Arc<str>], offers: &HashMap<Arc<str>, OfferUplift>) -> Vec<u8> {
+    let mut chosen: Vec<(Arc<str>, UpliftModel)> =
+        offers.iter().map(|(id, o)| (id.clone(), o.chosen().clone())).collect();
+    chosen.sort_by(|a, b| a.0.cmp(&b.0));
+    let set = RetainedModels { input_names: input_names.to_vec(), offers: chosen };
+    postcard::to_allocvec(&set).expect("models serialise")
+}
+
 impl FlowUplift {
+    /// The models as a replay reads them back ([`ReplayModels::read`]).
+    pub fn retained(&self) -> Vec<u8> {
+        retained(&self.input_names, &self.offers)
+    }
+
     /// The models' input from a decision's numeric and categorical features: a one-hot
     /// column is 1 for its value, 0 for another, missing (NaN) when the feature is.
     pub fn encode(&self, features: &[f64], categories: &[Option<Arc<str>>], out: &mut Vec<f64>) {
-        out.clear();
-        out.extend(self.columns.iter().map(|c| match c {
-            Column::Num(i) => features.get(*i).copied().unwrap_or(f64::NAN),
-            Column::OneHot { category, value } => match categories.get(*category) {
-                Some(Some(v)) => f64::from(u8::from(v == value)),
-                _ => f64::NAN,
-            },
-            Column::Missing => f64::NAN,
-        }));
+        encode(&self.columns, features, categories, out)
     }
 
     /// The models' input for a customer as the flow's enrich nodes load it now.
@@ -320,6 +339,20 @@ impl FlowUplift {
         self.encode(&features, &categories, &mut out);
         out
     }
+}
+
+/// The models' input by `columns`: a one-hot column is 1 for its value, 0 for another,
+/// missing (NaN) when the feature is.
+fn encode(columns: &[Column], features: &[f64], categories: &[Option<Arc<str>>], out: &mut Vec<f64>) {
+    out.clear();
+    out.extend(columns.iter().map(|c| match c {
+        Column::Num(i) => features.get(*i).copied().unwrap_or(f64::NAN),
+        Column::OneHot { category, value } => match categories.get(*category) {
+            Some(Some(v)) => f64::from(u8::from(v == value)),
+            _ => f64::NAN,
+        },
+        Column::Missing => f64::NAN,
+    }));
 }
 
 /// One column of the models' input.
@@ -392,17 +425,23 @@ impl Learning {
     /// record, so two concurrent decisions for one customer cannot both pass a cap that
     /// has room for one. (Other customers in the same shard wait that long too; without
     /// policies nothing is held during the decision.)
+    /// Every read the decision makes of what changes without a version is recorded for
+    /// its receipt (`engine::tape`), with the digest of the models it was served.
     pub fn decide(&self, flow: &Arc<CompiledFlow>, req: &RecommendRequest, explain: bool) -> Decision {
         let now = crate::ids::unix_now();
+        let inputs = Inputs::record();
         if !flow.has_contact_policies() {
-            let d = flow.decide(req, &self.signals(flow), explain);
+            let signals = self.signals(flow);
+            let mut d = flow.decide_with(req, &signals, explain, &inputs);
+            d.recorded = recorded(inputs, &signals);
             self.record_contacts(&d, now);
             return d;
         }
         let mut history = self.history_mut(&req.customer_id);
         let mut signals = self.signals(flow);
         signals.history = Some(&history);
-        let d = flow.decide(req, &signals, explain);
+        let mut d = flow.decide_with(req, &signals, explain, &inputs);
+        d.recorded = recorded(inputs, &signals);
         drop(signals);
         push_into(&mut history, made_contacts(&d, now), now);
         self.note_impressions(&d, now);
@@ -603,6 +642,13 @@ pub fn made_contacts(d: &Decision, now: i64) -> impl Iterator<Item = Contact> + 
     })
 }
 
+/// A decision's recording, with the models its signals served.
+fn recorded(inputs: Inputs, signals: &TenantSignals) -> Option<Box<Recorded>> {
+    let mut r = inputs.into_recorded()?;
+    r.models = signals.uplift.as_ref().map(|u| u.digest);
+    Some(Box::new(r))
+}
+
 /// Appends contacts, pruning in amortised O(1): expired contacts are dropped only when
 /// the oldest has expired, and the cap is enforced in steps of `PRUNE_SLACK`, so a
 /// customer decided for again and again (a hot key, a load test) does not pay for
@@ -616,6 +662,36 @@ pub fn push_into(history: &mut Vec<Contact>, new: impl Iterator<Item = Contact>,
     if history.len() > MAX_CONTACTS_PER_CUSTOMER + PRUNE_SLACK {
         let excess = history.len() - MAX_CONTACTS_PER_CUSTOMER;
         history.drain(..excess);
+    }
+}
+
+/// A retained model set, read back for a replay on the flow its decision was made with:
+/// it serves τ and the model input exactly as the live models did. Everything else a
+/// decision reads comes from its recording, not from here.
+pub struct ReplayModels {
+    columns: Vec<Column>,
+    offers: HashMap<Arc<str>, UpliftModel>,
+}
+
+impl ReplayModels {
+    pub fn read(flow: &CompiledFlow, bytes: &[u8]) -> Option<ReplayModels> {
+        let set: RetainedModels = postcard::from_bytes(bytes).ok()?;
+        let columns = set.input_names.iter().map(|n| Column::of(flow, n)).collect();
+        Some(ReplayModels { columns, offers: set.offers.into_iter().collect() })
+    }
+}
+
+impl Signals for ReplayModels {
+    fn uplift(&self, _: usize, offer: &OfferFacts, features: &[f64]) -> Option<UpliftSignal> {
+        self.offers.get(&offer.id).map(|m| signal(m, features))
+    }
+
+    fn encode(&self, features: &[f64], categories: &[Option<Arc<str>>], out: &mut Vec<f64>) {
+        encode(&self.columns, features, categories, out)
+    }
+
+    fn contacts(&self, _: &str, visit: &mut dyn FnMut(&[Contact])) {
+        visit(&[])
     }
 }
 

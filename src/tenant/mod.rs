@@ -9,6 +9,8 @@
 //! * `command` — the messages the actor takes, each with its typed reply.
 //! * `interaction` — the decision log, outcome types and responses.
 //! * `respond` — recording a response: off the actor, one append, idempotent.
+//! * `retained` — the compile inputs and model sets receipts name, kept for replays.
+//! * `replay` — a logged decision decided again from its receipt, and compared.
 //! * `idempotency` — the recent idempotency keys and where their responses are.
 //! * `checkpoint` — the derived state saved at a log position, restored at start.
 //! * `experiment` — holdout experiment aggregates, kept as decisions and outcomes happen.
@@ -35,7 +37,9 @@ pub mod persist;
 pub mod plugins;
 pub mod qini;
 pub mod registry;
+pub mod replay;
 pub mod respond;
+pub mod retained;
 pub mod simulate;
 pub mod views;
 

@@ -53,6 +53,8 @@ pub struct TenantHandle {
     pub learning: Arc<Learning>,
     /// Enrollments and the walk through journeys.
     pub journeys: Arc<Journeys>,
+    /// Past flow versions compiled again for replays.
+    replays: super::replay::Flows,
 }
 
 impl TenantHandle {
@@ -169,9 +171,28 @@ impl TenantHandle {
             })
     }
 
-    /// A logged decision of this tenant, by the id `/recommend` gave it.
+    /// A logged decision of this tenant, by the id `/recommend` gave it, with what
+    /// reproducing it needs.
     pub fn interaction(&self, id: &str) -> Result<Option<super::interaction::Interaction>, TenantError> {
-        Ok(super::interaction::find_decision(self.store.as_ref(), &self.id, id)?)
+        let live = self.live_flows();
+        super::replay::receipt(self.store.as_ref(), &self.id, &live, &self.replays, id).map_err(replay_error)
+    }
+
+    /// Decides a logged decision again from its receipt (`tenant::replay`), on a
+    /// blocking thread (a past version may have to be compiled again).
+    pub async fn replay(self: &Arc<Self>, id: String) -> Result<super::replay::ReplayReport, TenantError> {
+        let t = self.clone();
+        let run = move || {
+            let live = t.live_flows();
+            super::replay::replay(t.store.as_ref(), &t.id, &live, &t.replays, &id).map_err(replay_error)
+        };
+        tokio::task::spawn_blocking(run)
+            .await
+            .map_err(|e| TenantError::Internal(format!("the replay failed unexpectedly: {e}")))?
+    }
+
+    fn live_flows(&self) -> Vec<Arc<CompiledFlow>> {
+        self.snapshot.load().flows.values().cloned().collect()
     }
 
     /// A dry run with a flow compiled for it (a draft or a past version): decides and
@@ -256,9 +277,13 @@ impl TenantHandle {
     }
 
     /// Trains the flow's uplift models from its log and makes them live.
+    /// The models are kept for the receipts of the decisions they will serve before
+    /// they go live (`tenant::retained`).
     pub fn train_uplift(&self, flow: &Arc<CompiledFlow>) -> Result<Arc<FlowUplift>, StoreError> {
         let sample = self.training_sample(flow)?;
-        self.learning.install_uplift(measure::train(flow, &sample));
+        let models = measure::train(flow, &sample);
+        super::retained::keep(self.store.as_ref(), &self.id, [models.digest], |_| Some(models.retained()))?;
+        self.learning.install_uplift(models);
         Ok(self.learning.uplift_models(&flow.key).expect("just installed"))
     }
 
@@ -289,6 +314,30 @@ impl TenantHandle {
 }
 
 /// A journey's `nba_decision` is a `/recommend` of the tenant (or, tested, a dry run).
+impl TenantHandle {
+    /// Retires the retained documents nothing live names any more, and drops those
+    /// retired for longer than the log's retention (no logged decision names them).
+    fn sweep_retained(&self, retention: Duration) {
+        let mut live: std::collections::HashSet<_> = self.live_flows().iter().map(|f| f.inputs).collect();
+        live.extend(self.live_flows().iter().filter_map(|f| self.learning.uplift_models(&f.key)).map(|m| m.digest));
+        let now = crate::ids::unix_now();
+        match super::retained::sweep(self.store.as_ref(), &self.id, &live, now, retention.as_secs() as i64) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(tenant = %self.id, documents = n, "dropped retained replay inputs past retention"),
+            Err(e) => tracing::error!(tenant = %self.id, error = %e, "sweeping retained replay inputs failed"),
+        }
+    }
+}
+
+fn replay_error(e: super::replay::ReplayError) -> TenantError {
+    use super::replay::ReplayError;
+    match e {
+        ReplayError::NotFound(id) => TenantError::NotFound(format!("interaction `{id}` not found")),
+        ReplayError::NotReplayable(why) => TenantError::Conflict(why),
+        ReplayError::Store(e) => TenantError::Store(e),
+    }
+}
+
 impl Decider for TenantHandle {
     fn decide(&self, req: &RecommendRequest, dry: bool) -> Result<Decision, String> {
         let options = RecommendOptions { explain: false, dry_run: dry };
@@ -383,7 +432,15 @@ impl Registry {
         let (actor, snapshot) = TenantActor::new(id.clone(), catalog, self.store.clone(), journeys.clone());
         let addr = TenantActor::start_in_arbiter(&self.tenant_arbiter(&id), move |_| actor);
         let store = self.store.clone();
-        let handle = Arc::new(TenantHandle { id: id.clone(), snapshot, addr, store, learning, journeys });
+        let handle = Arc::new(TenantHandle {
+            id: id.clone(),
+            snapshot,
+            addr,
+            store,
+            learning,
+            journeys,
+            replays: Default::default(),
+        });
         self.tenants.insert(id.to_string(), handle.clone());
         handle
     }
@@ -580,6 +637,9 @@ impl Registry {
             Ok(0) => {}
             Ok(n) => tracing::info!(segments = n, "dropped event-log segments past retention"),
             Err(e) => tracing::error!(error = %e, "dropping old event-log segments failed"),
+        }
+        for tenant in self.tenants.iter().map(|t| t.clone()).collect::<Vec<_>>() {
+            tenant.sweep_retained(retention);
         }
     }
 
