@@ -144,17 +144,18 @@ fn learned(c: &mut Criterion) {
         // What a receipt costs: the decision with its reads recorded, and its log record
         // encoded, against the same decision and record without them.
         let record = |d: &engine::Decision| arbiter::tenant::interaction::decision_record("t", d, &req, 1);
+        let with_receipt = || {
+            let inputs = engine::tape::Inputs::record();
+            let mut d = flow.decide_with(black_box(&req), &learning.signals(&flow), false, &inputs);
+            d.recorded = inputs.into_recorded().map(Box::new);
+            record(&d).len()
+        };
+        let plain = record(&flow.decide(&req, &learning.signals(&flow), false)).len();
+        eprintln!("{name}: a decision's log record is {plain} bytes, {} with its receipt", with_receipt());
         c.bench_function(&format!("learned/{name}/logged"), |b| {
             b.iter(|| record(&flow.decide(black_box(&req), &learning.signals(&flow), false)).len())
         });
-        c.bench_function(&format!("learned/{name}/logged_with_receipt"), |b| {
-            b.iter(|| {
-                let inputs = engine::tape::Inputs::record();
-                let mut d = flow.decide_with(black_box(&req), &learning.signals(&flow), false, &inputs);
-                d.recorded = inputs.into_recorded().map(Box::new);
-                record(&d).len()
-            })
-        });
+        c.bench_function(&format!("learned/{name}/logged_with_receipt"), |b| b.iter(with_receipt));
         learning.install_uplift(uplift_models(&flow));
         let d = flow.decide(&req, &learning.signals(&flow), true);
         assert!(d.decisions[0].explanation.as_ref().unwrap().ranking_scores.tau.is_some(), "τ is used");
