@@ -318,8 +318,9 @@ impl TenantHandle {
     /// Retires the retained documents nothing live names any more, and drops those
     /// retired for longer than the log's retention (no logged decision names them).
     fn sweep_retained(&self, retention: Duration) {
-        let mut live: std::collections::HashSet<_> = self.live_flows().iter().map(|f| f.inputs).collect();
-        live.extend(self.live_flows().iter().filter_map(|f| self.learning.uplift_models(&f.key)).map(|m| m.digest));
+        let flows = self.live_flows();
+        let mut live: std::collections::HashSet<_> = flows.iter().map(|f| f.inputs).collect();
+        live.extend(flows.iter().filter_map(|f| self.learning.uplift_models(&f.key)).map(|m| m.digest));
         let now = crate::ids::unix_now();
         match super::retained::sweep(self.store.as_ref(), &self.id, &live, now, retention.as_secs() as i64) {
             Ok(0) => {}
